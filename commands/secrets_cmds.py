@@ -1,0 +1,329 @@
+"""The everyday commands: init, set, get, list, versions, rollback, delete, restore, destroy,
+doctor."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from commands import runtime
+from commands.options import EnvironmentOpt, HomeOpt, NameOpt, Output, OutputOpt, ServiceOpt
+
+DEFAULT_ENV = "default"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("set")(set_secret)
+    app.command("get")(get)
+    app.command("list")(list_secrets)
+    app.command("versions")(versions)
+    app.command("rollback")(rollback)
+    app.command("delete")(delete)
+    app.command("restore")(restore)
+    app.command("destroy")(destroy)
+    app.command("doctor")(doctor)
+
+
+def init(
+    home: HomeOpt = None,
+    operator: Annotated[
+        str | None,
+        typer.Option("--operator", help="Name of the first operator (default: your login name)."),
+    ] = None,
+    retention: Annotated[
+        int, typer.Option("--retention", help="How many versions keep their values.")
+    ] = 10,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Create the ledger and its first senior-engineer operator (idempotent).
+
+    Prints the operator's token once: keep it, it is never shown again.
+
+    Example: secrets init --operator alice
+    """
+    import getpass
+
+    from ledger.session_file import session_path
+
+    first = operator or getpass.getuser()
+    ledger = runtime.open_ledger(home, create=True)
+    if ledger.is_initialized():
+        if operator is not None:
+            raise ledger.refuse_second_init(operator)
+        runtime.info(f"ledger already initialised at {ledger.home}; nothing changed")
+        if output is Output.json:
+            runtime.emit_json({"created": False, "home": str(ledger.home)})
+        return
+    issued = ledger.initialize(first, retention)
+    if issued is None:
+        runtime.info(f"ledger already initialised at {ledger.home}; nothing changed")
+        return
+    if output is Output.json:
+        runtime.emit_json({"operator": first, "role": "senior-engineer", "token": issued.token})
+        return
+    runtime.info(f"ledger created at {ledger.home} (keychain: {ledger.vault.description})")
+    runtime.info(f"operator {first!r} is senior-engineer. Token (shown once, keep it safe):")
+    print(issued.token)
+    runtime.info(
+        f"next: secrets auth login --operator {first}   (session file: "
+        f"{session_path(ledger.home)})"
+    )
+
+
+def set_secret(
+    service: ServiceOpt,
+    name: NameOpt,
+    value: Annotated[
+        str | None,
+        typer.Option("--value", help="The value (lands in shell history: prefer stdin)."),
+    ] = None,
+    value_file: Annotated[
+        Path | None, typer.Option("--value-file", help="Read the value from this file.")
+    ] = None,
+    value_stdin: Annotated[
+        bool, typer.Option("--value-stdin", help="Read the value from standard input.")
+    ] = False,
+    environment: EnvironmentOpt = DEFAULT_ENV,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Store a new version of a secret. Prints the version and fingerprint, never the value.
+
+    Example: printf %s "$KEY" | secrets set --service nexus --name mcp.bun.apiKey --value-stdin
+    """
+    from commands.value_input import read_value
+
+    ledger = runtime.open_ledger(home)
+    addr = runtime.address(environment, service, name)
+    secret_value = read_value(value, value_file, value_stdin, prompt=f"Value for {addr}")
+    cred = runtime.credential(ledger)
+    added = ledger.write(cred, addr, secret_value)
+    if output is Output.json:
+        runtime.emit_json({"environment": environment, "service": service, "name": name,
+                           "version": added.number, "fingerprint": added.short_fingerprint})
+        return
+    print(f"{addr} v{added.number} [{added.short_fingerprint}]")
+
+
+def get(
+    service: ServiceOpt,
+    name: NameOpt,
+    version: Annotated[
+        int | None, typer.Option("--version", help="A past version (default: current).")
+    ] = None,
+    environment: EnvironmentOpt = DEFAULT_ENV,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Print a secret's value alone on stdout (the read is recorded in the audit log).
+
+    Example: secrets get --service nexus --name mcp.bun.apiKey
+    """
+    ledger = runtime.open_ledger(home)
+    addr = runtime.address(environment, service, name)
+    chosen, value = ledger.read(runtime.credential(ledger), addr, version)
+    if output is Output.json:
+        runtime.emit_json({"environment": environment, "service": service, "name": name,
+                           "version": chosen.number, "value": value})
+        return
+    # A newline only for people: scripts capturing stdout get the exact value.
+    sys.stdout.write(value + ("\n" if sys.stdout.isatty() else ""))
+
+
+def list_secrets(
+    environment: Annotated[
+        str | None,
+        typer.Option("--environment", "-e", help="Only this environment (default: all)."),
+    ] = None,
+    deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted secrets.")] = False,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """List every secret with its current version and fingerprint; values are masked.
+
+    Example: secrets list --environment production
+    """
+    from ledger.policy import Permission
+
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.MANAGE, "list")
+    rows = runtime.views(ledger).secrets(environment, include_deleted=deleted)
+    if output is Output.json:
+        runtime.emit_json({"secrets": [r.as_json() for r in rows]})
+        return
+    if not rows:
+        runtime.info("no secrets")
+        return
+    print(runtime.table(
+        ["ENVIRONMENT", "SERVICE", "NAME", "VERSION", "FINGERPRINT", "LAST CHANGE", "OPERATOR",
+         "VALUE"],
+        [[r.environment, r.service, r.name + (" (deleted)" if r.deleted else ""),
+          f"v{r.current_version}", f"[{r.fingerprint[:12]}]", r.last_change, r.operator,
+          "********"] for r in rows],
+    ))
+
+
+def versions(
+    service: ServiceOpt,
+    name: NameOpt,
+    environment: EnvironmentOpt = DEFAULT_ENV,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show a secret's version history (no values).
+
+    Example: secrets versions --service nexus --name mcp.bun.apiKey
+    """
+    from projections.timefmt import iso
+
+    ledger = runtime.open_ledger(home)
+    addr = runtime.address(environment, service, name)
+    secret = ledger.history(runtime.credential(ledger), addr)
+    history = sorted(secret.versions.values(), key=lambda v: v.number, reverse=True)
+    last = secret.last_rotation
+    if output is Output.json:
+        runtime.emit_json({
+            "environment": environment, "service": service, "name": name,
+            "current_version": secret.current_version,
+            "last_rotation": iso(last) if last else None,
+            "deleted": secret.deleted, "destroyed": secret.destroyed,
+            "versions": [
+                {"version": v.number, "timestamp": iso(v.timestamp), "reason": v.reason,
+                 "operator": v.operator, "fingerprint": v.short_fingerprint,
+                 "retained": v.retained, "rolled_back_from": v.rolled_back_from,
+                 "host": v.host}
+                for v in history
+            ],
+        })
+        return
+    lines = [f"Current Version: {secret.current_version}",
+             f"Last Rotation: {iso(last) if last else 'Never'}"]
+    if secret.deleted:
+        lines.append("Status: destroyed" if secret.destroyed else "Status: deleted")
+    lines.append("Versions:")
+    for v in history:
+        note = "" if v.retained else " (value pruned)"
+        lines.append(f"  v{v.number} - {iso(v.timestamp)} ({v.reason}) "
+                     f"[{v.short_fingerprint}]{note}")
+    print("\n".join(lines))
+
+
+def rollback(
+    service: ServiceOpt,
+    name: NameOpt,
+    version: Annotated[int, typer.Option("--version", help="The version to bring back.")],
+    environment: EnvironmentOpt = DEFAULT_ENV,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Write an earlier version's value as a new version (reason: rollback).
+
+    Example: secrets rollback --service nexus --name mcp.bun.apiKey --version 2
+    """
+    ledger = runtime.open_ledger(home)
+    addr = runtime.address(environment, service, name)
+    added = ledger.rollback(runtime.credential(ledger), addr, version)
+    if output is Output.json:
+        runtime.emit_json({"environment": environment, "service": service, "name": name,
+                           "version": added.number, "fingerprint": added.short_fingerprint,
+                           "rolled_back_from": version})
+        return
+    print(f"{addr} v{added.number} [{added.short_fingerprint}] (rolled back from v{version})")
+
+
+def _lifecycle(action: str, service: str, name: str, environment: str, home: Path | None,
+               output: Output) -> None:
+    ledger = runtime.open_ledger(home)
+    addr = runtime.address(environment, service, name)
+    cred = runtime.credential(ledger)
+    leftovers: list[str] = []
+    if action == "delete":
+        ledger.delete(cred, addr)
+    elif action == "restore":
+        ledger.restore(cred, addr)
+    else:
+        _, leftovers = ledger.destroy(cred, addr)
+    past = {"delete": "deleted", "restore": "restored", "destroy": "destroyed"}[action]
+    if output is Output.json:
+        runtime.emit_json({"environment": environment, "service": service, "name": name,
+                           "result": past, "values_not_removed": leftovers})
+    else:
+        print(f"{addr} {past}")
+    for item in leftovers:
+        runtime.info(f"warning: could not remove {item} from the keychain; run `secrets doctor`")
+
+
+def delete(service: ServiceOpt, name: NameOpt, environment: EnvironmentOpt = DEFAULT_ENV,
+           home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+    """Soft-delete a secret: hidden from list and get, restorable with `secrets restore`.
+
+    Example: secrets delete --service nexus --name mcp.expired.apiKey
+    """
+    _lifecycle("delete", service, name, environment, home, output)
+
+
+def restore(service: ServiceOpt, name: NameOpt, environment: EnvironmentOpt = DEFAULT_ENV,
+            home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+    """Undo a delete.
+
+    Example: secrets restore --service nexus --name mcp.expired.apiKey
+    """
+    _lifecycle("restore", service, name, environment, home, output)
+
+
+def destroy(service: ServiceOpt, name: NameOpt, environment: EnvironmentOpt = DEFAULT_ENV,
+            home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+    """Remove every value of a secret from the keychain for good; its history stays.
+
+    Example: secrets destroy --service nexus --name mcp.expired.apiKey
+    """
+    _lifecycle("destroy", service, name, environment, home, output)
+
+
+def doctor(
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Remove orphaned and leftover keychain entries.")
+    ] = False,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Check that the keychain and the ledger agree (exit 6 when they do not).
+
+    Lists values the ledger records but the keychain lacks, keychain entries no event refers
+    to (left by a crash), and values of pruned or destroyed versions still present.
+
+    Example: secrets doctor --repair
+    """
+    from ledger.errors import IntegrityFailure
+
+    ledger = runtime.open_ledger(home)
+    report = ledger.doctor(runtime.credential(ledger), repair=repair)
+    unresolved = (
+        report.missing_values
+        + [e for e in report.orphans if e not in report.repaired]
+        + [e for e in report.leftovers if e not in report.repaired]
+    )
+    if output is Output.json:
+        runtime.emit_json({
+            "host": ledger.host, "vault": report.vault,
+            "checked_versions": report.checked_versions,
+            "missing_values": report.missing_values, "orphans": report.orphans,
+            "leftovers": report.leftovers, "repaired": report.repaired,
+            "healthy": not unresolved,
+        })
+    else:
+        print(f"host {ledger.host}, keychain {report.vault}: "
+              f"{report.checked_versions} versions checked")
+        for label, items in (("missing value", report.missing_values),
+                             ("orphaned entry", report.orphans),
+                             ("leftover value", report.leftovers),
+                             ("repaired", report.repaired)):
+            for item in items:
+                print(f"  {label}: {item}")
+        print("healthy" if not unresolved else f"{len(unresolved)} problem(s) remain")
+    if unresolved:
+        raise IntegrityFailure(f"{len(unresolved)} keychain inconsistencies; see above")

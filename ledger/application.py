@@ -1,0 +1,617 @@
+"""The `SecretsLedger` application: every use case, authorised, recorded, retried.
+
+Order of a write: authorise; write the value to the vault under a journaled intent; append the
+events; on a lost race reload and retry with jittered backoff; on any failure remove the value
+again. Values never reach the event store, only their keyed fingerprints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from ledger import context, tokens
+from ledger.address import SecretAddress
+from ledger.credentials import Credential, Principal
+from ledger.errors import (
+    ConflictUnresolved,
+    KeychainUnavailable,
+    LedgerUnavailable,
+    NotFound,
+    NotInitialized,
+    PermissionDenied,
+    ValidationFailed,
+)
+from ledger.operator import Operator, check_role, operator_id, validate_operator_name
+from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
+from ledger.records import Denial, ReadReceipt, Rejection
+from ledger.secret import Secret, Version
+from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
+from ledger.vault.intents import IntentJournal
+from ledger.vault.keyring_vault import KeyringVault
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
+
+    from ledger.vault.port import ValueVault
+
+T = TypeVar("T")
+
+FINGERPRINT_KEY_ENTRY = "ledger.fingerprint-key"
+DEFAULT_SESSION_TTL = timedelta(hours=8)
+MAX_ATTEMPTS = 60
+MAX_RETRY_SECONDS = 30.0
+
+
+def entry_name(address: SecretAddress, version: int, fingerprint: str) -> str:
+    return f"{address}#v{version}.{fingerprint[:12]}"
+
+
+@dataclass(frozen=True)
+class OpenedSession:
+    operator: str
+    role: str
+    session_id: str
+    session_secret: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    vault: str
+    checked_versions: int
+    missing_values: list[str]  # events whose value is gone from this host's keychain
+    orphans: list[str]  # keychain entries with no event
+    leftovers: list[str]  # values of pruned/destroyed versions still in the keychain
+    repaired: list[str]
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.missing_values or self.orphans or self.leftovers)
+
+
+class SecretsLedger(Application):
+    name = "SecretsLedger"
+    snapshotting_intervals = {Secret: 50, Operator: 50}  # noqa: RUF012  (library API)
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        home: Path,
+        backend: KeyringBackend | Callable[[], KeyringBackend] | None = None,
+    ) -> None:
+        super().__init__(env=env)
+        self.home = home
+        self.host = socket.gethostname()
+        self._backend = backend
+        self._vault: ValueVault | None = None
+        self._settings: LedgerSettings | None = None
+        self.intents = IntentJournal(home / "pending")
+
+    # -- infrastructure -------------------------------------------------------------------
+
+    @property
+    def settings(self) -> LedgerSettings:
+        if self._settings is None:
+            try:
+                found = self.repository.get(SETTINGS_ID)
+            except AggregateNotFoundError:
+                raise NotInitialized("no ledger here yet; run `secrets init`") from None
+            assert isinstance(found, LedgerSettings)
+            self._settings = found
+        return self._settings
+
+    @property
+    def namespace(self) -> str:
+        return f"secrets-ledger:{self.settings.ledger_uid}"
+
+    @property
+    def vault(self) -> ValueVault:
+        if self._vault is None:
+            backend = self._backend
+            if backend is None:
+                from ledger.vault.keyring_vault import select_backend
+
+                backend = select_backend(str(self.home))
+            elif callable(backend) and not hasattr(backend, "set_password"):
+                backend = backend()
+            self._vault = KeyringVault(backend, self.namespace)  # type: ignore[arg-type]
+        return self._vault
+
+    def _fingerprint_key(self) -> bytes:
+        key = self.vault.get(FINGERPRINT_KEY_ENTRY)
+        if key is None:
+            raise KeychainUnavailable(
+                f"this ledger's fingerprint key is not in the keychain ({self.vault.description}); "
+                "was the ledger created with another keychain or on another host?"
+            )
+        return bytes.fromhex(key)
+
+    def fingerprint(self, address: SecretAddress, value: str) -> str:
+        """Keyed HMAC-SHA256 of the value, bound to its address. Reveals nothing without the key."""
+        message = f"{address.environment}\x00{address.service}\x00{address.name}\x00".encode()
+        return hmac.new(
+            self._fingerprint_key(), message + value.encode(), hashlib.sha256
+        ).hexdigest()
+
+    def _save(self, *aggregates: Any) -> None:
+        try:
+            self.save(*aggregates)
+        except IntegrityError:
+            raise
+        except PersistenceError as exc:
+            raise LedgerUnavailable(f"the event store refused the write: {exc}") from None
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt` until it saves without losing a race to another writer."""
+        deadline = time.monotonic() + MAX_RETRY_SECONDS
+        for n in range(MAX_ATTEMPTS):
+            try:
+                return attempt()
+            except IntegrityError:
+                if time.monotonic() > deadline:
+                    break
+                # Full jitter, growing: two writers in lock-step would otherwise collide again.
+                time.sleep(random.uniform(0, min(0.25, 0.002 * 2**n)))  # noqa: S311
+        raise ConflictUnresolved(
+            f"another writer kept changing the same secret; gave up after {MAX_ATTEMPTS} tries"
+        )
+
+    # -- initialisation -------------------------------------------------------------------
+
+    def is_initialized(self) -> bool:
+        try:
+            _ = self.settings
+        except NotInitialized:
+            return False
+        return True
+
+    def initialize(
+        self, first_operator: str, retention: int = DEFAULT_RETENTION
+    ) -> tokens.IssuedToken | None:
+        """Create the ledger and its first senior-engineer; None if it already exists."""
+        validate_operator_name(first_operator)
+        if retention < 1:
+            raise ValidationFailed("retention", "retention must keep at least 1 version")
+        if self.is_initialized():
+            return None
+        with context.acting_as(first_operator):
+            settings = LedgerSettings(uuid.uuid4().hex, retention)
+            self._settings = settings
+            self.vault.put(FINGERPRINT_KEY_ENTRY, secrets.token_hex(32))
+            operator = Operator(first_operator, SENIOR)
+            issued = tokens.issue(first_operator)
+            operator.issue_token(issued.token_id, issued.digest)
+            try:
+                self._save(settings, operator)
+            except IntegrityError:
+                # Another process initialised the ledger first: its key and operator stand.
+                self._settings = None
+                return None
+        return issued
+
+    def refuse_second_init(self, claimed: str) -> PermissionDenied:
+        self._record_denial(context.ANONYMOUS, "init", f"ledger exists; {claimed!r} not created")
+        return PermissionDenied("PERMISSION_DENIED: the ledger already has operators; "
+                                "ask a senior-engineer to run `secrets auth grant`")
+
+    # -- authorisation --------------------------------------------------------------------
+
+    def _load_operator(self, name: str) -> Operator | None:
+        try:
+            found = self.repository.get(operator_id(name))
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(found, Operator)
+        return found
+
+    def _record_denial(
+        self, operator: str, action: str, reason: str, address: SecretAddress | None = None
+    ) -> None:
+        with context.acting_as(operator):
+            denial = Denial(
+                action,
+                reason,
+                address.environment if address else None,
+                address.service if address else None,
+                address.name if address else None,
+            )
+            self._save(denial)
+
+    def _identify(self, cred: Credential) -> tuple[Principal | None, str, str]:
+        """(principal, actor for the record, reason) — principal None when unproven."""
+        if cred.problem:
+            return None, context.ANONYMOUS, cred.problem
+        if cred.token:
+            parsed = tokens.parse(cred.token)
+            if parsed is None:
+                return None, context.ANONYMOUS, "malformed token"
+            name, secret_part = parsed
+            operator = self._load_operator(name)
+            if operator is None or not operator.token_matches(tokens.digest(secret_part)):
+                return None, context.ANONYMOUS, f"invalid token for operator {name!r}"
+            if operator.role is None:
+                return None, context.ANONYMOUS, f"operator {name!r} is revoked"
+            return Principal(name, operator.role, None, None), name, ""
+        if cred.operator and cred.session_id and cred.session_secret:
+            operator = self._load_operator(cred.operator)
+            session = (
+                operator.valid_session(
+                    cred.session_id, tokens.digest(cred.session_secret), context.now()
+                )
+                if operator is not None
+                else None
+            )
+            if operator is None or session is None or operator.role is None:
+                return None, context.ANONYMOUS, (
+                    f"no valid session for {cred.operator!r} (expired, closed or revoked); "
+                    "run `secrets auth login`"
+                )
+            principal = Principal(cred.operator, operator.role, session.session_id,
+                                  session.expires_at)
+            return principal, cred.operator, ""
+        return None, context.ANONYMOUS, "no operator session; run `secrets auth login`"
+
+    def authorize(
+        self,
+        cred: Credential,
+        permission: Permission,
+        action: str,
+        address: SecretAddress | None = None,
+    ) -> Principal:
+        """The proven caller, if allowed; otherwise record the denial and raise."""
+        _ = self.settings  # an uninitialised ledger is "not initialised", not "denied"
+        principal, actor, reason = self._identify(cred)
+        if principal is not None and not allows(principal.role, permission):
+            reason = f"role {principal.role} may not {action}"
+        elif principal is not None:
+            return principal
+        self._record_denial(actor, action, reason, address)
+        required = REQUIRED_ROLE[permission]
+        if principal is None:
+            raise PermissionDenied(f"PERMISSION_DENIED: {action} requires a valid session ({reason})")
+        raise PermissionDenied(f"PERMISSION_DENIED: {action} requires {required}")
+
+    @staticmethod
+    def _stamp(principal: Principal) -> Any:
+        return context.acting_as(principal.operator)
+
+    # -- secrets: reads -------------------------------------------------------------------
+
+    def _load_secret(self, address: SecretAddress) -> Secret | None:
+        try:
+            found = self.repository.get(address.id)
+        except AggregateNotFoundError:
+            return None
+        assert isinstance(found, Secret)
+        return found
+
+    def _existing_secret(self, address: SecretAddress) -> Secret:
+        found = self._load_secret(address)
+        if found is None or not found.versions:
+            raise NotFound(f"no secret {address}")
+        return found
+
+    def history(self, cred: Credential, address: SecretAddress) -> Secret:
+        self.authorize(cred, Permission.READ, "versions", address)
+        return self._existing_secret(address)
+
+    def read(
+        self, cred: Credential, address: SecretAddress, version: int | None = None
+    ) -> tuple[Version, str]:
+        principal = self.authorize(cred, Permission.READ, "get", address)
+        secret = self._existing_secret(address)
+        chosen = secret.readable_version(version)
+        value = self.vault.get(entry_name(address, chosen.number, chosen.fingerprint))
+        if value is None:
+            raise KeychainUnavailable(
+                f"{address} v{chosen.number} is recorded but its value is not in this "
+                f"keychain ({self.vault.description}, host {self.host}); run `secrets doctor`"
+            )
+        # Fail closed: a read that cannot be recorded is not served.
+        with self._stamp(principal):
+            self._save(ReadReceipt(address.environment, address.service, address.name,
+                                   chosen.number))
+        return chosen, value
+
+    # -- secrets: writes ------------------------------------------------------------------
+
+    def record_rejection(self, cred: Credential, address: SecretAddress, rule: str) -> None:
+        principal, actor, _ = self._identify(cred)
+        with context.acting_as(principal.operator if principal else actor):
+            self._save(Rejection(address.environment, address.service, address.name, rule))
+
+    def write(
+        self,
+        cred: Credential,
+        address: SecretAddress,
+        value: str,
+        reason: str = "manual",
+        action: str = "set",
+        incident_id: str | None = None,
+        spec_check: Callable[[str], None] | None = None,
+    ) -> Version:
+        principal = self.authorize(cred, Permission.MANAGE, action, address)
+        self._check_value(cred, address, value, spec_check)
+        with self._stamp(principal):
+            return self._write_version(address, value, reason, None, incident_id)
+
+    def _check_value(
+        self,
+        cred: Credential,
+        address: SecretAddress,
+        value: str,
+        spec_check: Callable[[str], None] | None,
+    ) -> None:
+        from ledger.catalogue import load_catalogue
+        from ledger.validation import validate_value
+
+        try:
+            if spec_check is not None:
+                spec_check(value)
+            else:
+                validate_value(load_catalogue(None).lookup(address.service, address.name), value)
+        except ValidationFailed as failed:
+            self.record_rejection(cred, address, failed.rule)
+            raise
+
+    def _write_version(
+        self,
+        address: SecretAddress,
+        value: str,
+        reason: str,
+        rolled_back_from: int | None,
+        incident_id: str | None,
+    ) -> Version:
+        fingerprint = self.fingerprint(address, value)
+        retention = self.settings.retention
+
+        def attempt() -> tuple[Version, list[Version]]:
+            secret = self._load_secret(address) or Secret(
+                address.environment, address.service, address.name
+            )
+            number = secret.current_version + 1
+            entry = entry_name(address, number, fingerprint)
+            with self.intents.pending(self.namespace, entry) as intent:
+                self.vault.put(entry, value)
+                try:
+                    secret.add_version(fingerprint, reason, self.host, rolled_back_from,
+                                       incident_id)
+                    pruned = secret.prune_beyond(retention)
+                    self._save(secret)
+                except BaseException:
+                    # No event without its value, and no value without its event.
+                    self.vault.delete(entry)
+                    self.intents.done(intent)
+                    raise
+                self.intents.done(intent)
+            return secret.versions[number], pruned
+
+        added, pruned = self._retrying(attempt)
+        self._remove_values(address, pruned)
+        return added
+
+    def _remove_values(self, address: SecretAddress, versions: list[Version]) -> list[str]:
+        """Delete values whose versions were pruned or destroyed; report those that failed."""
+        failed: list[str] = []
+        for v in versions:
+            try:
+                self.vault.delete(entry_name(address, v.number, v.fingerprint))
+            except KeychainUnavailable:
+                # The event already says the value is gone; `doctor` finds the leftover.
+                failed.append(f"{address} v{v.number}")
+        return failed
+
+    def rollback(self, cred: Credential, address: SecretAddress, version: int) -> Version:
+        principal = self.authorize(cred, Permission.MANAGE, "rollback", address)
+        secret = self._existing_secret(address)
+        target = secret.readable_version(version)
+        if target.number == secret.current_version:
+            raise ValidationFailed("rollback-current", f"{address} v{version} is already current")
+        value = self.vault.get(entry_name(address, target.number, target.fingerprint))
+        if value is None:
+            raise KeychainUnavailable(
+                f"{address} v{version}'s value is missing from this keychain; run `secrets doctor`"
+            )
+        with self._stamp(principal):
+            return self._write_version(address, value, "rollback", target.number, None)
+
+    def _change(
+        self, cred: Credential, address: SecretAddress, action: str,
+        change: Callable[[Secret], list[Version] | None],
+    ) -> tuple[Secret, list[str]]:
+        principal = self.authorize(cred, Permission.MANAGE, action, address)
+
+        def attempt() -> tuple[Secret, list[Version]]:
+            secret = self._existing_secret(address)
+            doomed = change(secret) or []
+            self._save(secret)
+            return secret, doomed
+
+        with self._stamp(principal):
+            secret, doomed = self._retrying(attempt)
+        return secret, self._remove_values(address, doomed)
+
+    def delete(self, cred: Credential, address: SecretAddress) -> Secret:
+        return self._change(cred, address, "delete", lambda s: s.delete())[0]
+
+    def restore(self, cred: Credential, address: SecretAddress) -> Secret:
+        return self._change(cred, address, "restore", lambda s: s.restore())[0]
+
+    def destroy(self, cred: Credential, address: SecretAddress) -> tuple[Secret, list[str]]:
+        return self._change(cred, address, "destroy", lambda s: s.destroy())
+
+    # -- consistency ----------------------------------------------------------------------
+
+    def secret_ids(self) -> Iterator[UUID]:
+        topic = f"{Secret.__module__}:{Secret.__qualname__}.Registered"
+        start: int | None = None
+        while True:
+            page = self.recorder.select_notifications(
+                start=start, limit=1000, topics=[topic], inclusive_of_start=False
+            )
+            if not page:
+                return
+            for n in page:
+                yield n.originator_id  # type: ignore[misc]
+            start = page[-1].id
+
+    def doctor(self, cred: Credential, repair: bool = False) -> DoctorReport:
+        self.authorize(cred, Permission.MANAGE, "doctor")
+        recorded: set[str] = set()
+        missing: list[str] = []
+        leftovers: list[str] = []
+        repaired: list[str] = []
+        checked = 0
+        for sid in self.secret_ids():
+            secret = self.repository.get(sid)
+            assert isinstance(secret, Secret)
+            for v in secret.versions.values():
+                entry = entry_name(secret.address, v.number, v.fingerprint)
+                checked += 1
+                present = self.vault.get(entry) is not None
+                if v.retained:
+                    recorded.add(entry)
+                    if not present:
+                        missing.append(entry)
+                elif present:
+                    leftovers.append(entry)
+                    if repair and self.vault.delete(entry):
+                        repaired.append(entry)
+        orphans: list[str] = []
+        for intent in self.intents.outstanding(self.namespace):
+            if not intent.entry or intent.entry in recorded:
+                self.intents.done(intent)
+                continue
+            if self.vault.get(intent.entry) is None:
+                self.intents.done(intent)
+                continue
+            orphans.append(intent.entry)
+            if repair:
+                self.vault.delete(intent.entry)
+                self.intents.done(intent)
+                repaired.append(intent.entry)
+        return DoctorReport(self.vault.description, checked, missing, orphans, leftovers,
+                            repaired)
+
+    # -- operators ------------------------------------------------------------------------
+
+    def grant(self, cred: Credential, name: str, role: str) -> tokens.IssuedToken:
+        principal = self.authorize(cred, Permission.ADMIN, "grant")
+        validate_operator_name(name)
+        check_role(role)
+        if role != SENIOR:
+            self._refuse_losing_last_senior(name)
+        issued = tokens.issue(name)
+
+        def attempt() -> None:
+            operator = self._load_operator(name)
+            if operator is None:
+                operator = Operator(name, role)
+            else:
+                operator.grant(role)
+            operator.issue_token(issued.token_id, issued.digest)
+            self._save(operator)
+
+        with self._stamp(principal):
+            self._retrying(attempt)
+        return issued
+
+    def revoke(self, cred: Credential, name: str) -> None:
+        principal = self.authorize(cred, Permission.ADMIN, "revoke")
+        operator = self._load_operator(name)
+        if operator is None or operator.role is None:
+            raise NotFound(f"no active operator {name!r}")
+        self._refuse_losing_last_senior(name)
+
+        def attempt() -> None:
+            found = self._load_operator(name)
+            assert found is not None
+            found.revoke()
+            self._save(found)
+
+        with self._stamp(principal):
+            self._retrying(attempt)
+
+    def senior_engineers(self) -> list[str]:
+        topic = f"{Operator.__module__}:{Operator.__qualname__}.Registered"
+        names: list[str] = []
+        start: int | None = None
+        while True:
+            page = self.recorder.select_notifications(
+                start=start, limit=1000, topics=[topic], inclusive_of_start=False
+            )
+            if not page:
+                break
+            for n in page:
+                op = self.repository.get(n.originator_id)
+                assert isinstance(op, Operator)
+                if op.role == SENIOR:
+                    names.append(op.name)
+            start = page[-1].id
+        return names
+
+    def _refuse_losing_last_senior(self, name: str) -> None:
+        seniors = self.senior_engineers()
+        if seniors == [name]:
+            raise ValidationFailed(
+                "last-senior", f"{name!r} is the last senior-engineer; grant another one first"
+            )
+
+    def login(self, name: str, token: str, ttl: timedelta = DEFAULT_SESSION_TTL) -> OpenedSession:
+        principal, actor, reason = self._identify(Credential(token=token))
+        if principal is None or principal.operator != name:
+            why = reason or f"token does not belong to {name!r}"
+            self._record_denial(actor, "login", why)
+            raise PermissionDenied(f"PERMISSION_DENIED: login refused ({why})")
+        if ttl <= timedelta(0) or ttl > timedelta(days=7):
+            raise ValidationFailed("ttl", "session TTL must be between 1 second and 7 days")
+        session_secret = tokens.new_session_secret()
+        session_id = uuid.uuid4().hex
+        expires = context.now() + ttl
+
+        def attempt() -> Operator:
+            operator = self._load_operator(name)
+            assert operator is not None
+            operator.open_session(session_id, tokens.digest(session_secret), expires, self.host)
+            self._save(operator)
+            return operator
+
+        with context.acting_as(name):
+            operator = self._retrying(attempt)
+        assert operator.role is not None
+        return OpenedSession(name, operator.role, session_id, session_secret, expires)
+
+    def logout(self, cred: Credential) -> bool:
+        principal, _, _ = self._identify(cred)
+        if principal is None or principal.session_id is None:
+            return False
+        session_id = principal.session_id
+
+        def attempt() -> None:
+            operator = self._load_operator(principal.operator)
+            assert operator is not None
+            operator.close_session(session_id, "logout")
+            self._save(operator)
+
+        with self._stamp(principal):
+            self._retrying(attempt)
+        return True
+
+    def whoami(self, cred: Credential) -> tuple[Principal | None, str]:
+        principal, _, reason = self._identify(cred)
+        return principal, reason

@@ -1,0 +1,92 @@
+"""Where a ledger lives and how to open it."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ledger.errors import IntegrityFailure, LedgerUnavailable, NotInitialized
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
+
+    from ledger.application import SecretsLedger
+
+HOME_VARIABLE = "SECRETS_LEDGER_HOME"
+DATABASE_FILE = "ledger.sqlite"
+LOCK_TIMEOUT_SECONDS = "10"
+
+
+def default_home() -> Path:
+    explicit = os.environ.get(HOME_VARIABLE, "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    data = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    return Path(data) / "secrets-ledger"
+
+
+def sqlite_env(home: Path) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": str(home / DATABASE_FILE),
+        "SQLITE_LOCK_TIMEOUT": LOCK_TIMEOUT_SECONDS,
+        "APPLICATION_RECORDER_TOPIC": "ledger.store_sqlite:ChainedSQLiteApplicationRecorder",
+    }
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """Turn a corrupt or unreadable file into one clear error before the library sees it."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(16)
+    except OSError as exc:
+        raise LedgerUnavailable(f"cannot read the ledger at {path}: {exc.strerror}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise IntegrityFailure(f"{path} is not a SQLite ledger (corrupt or foreign file)")
+    if not os.access(path, os.W_OK):
+        raise LedgerUnavailable(f"the ledger at {path} is read-only")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            con.execute("PRAGMA quick_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise IntegrityFailure(f"{path} is damaged: {exc}") from None
+
+
+def open_ledger(
+    home: Path | None = None,
+    *,
+    create: bool = False,
+    backend: KeyringBackend | None = None,
+) -> SecretsLedger:
+    """Open (or with `create`, make) the ledger in `home`.
+
+    Without `create`, a missing ledger is an error and nothing is written to disk.
+    """
+    from eventsourcing.persistence import PersistenceError
+
+    from ledger.application import SecretsLedger
+
+    home = home or default_home()
+    db = home / DATABASE_FILE
+    if not db.exists():
+        if not create:
+            raise NotInitialized(f"no ledger at {home}; run `secrets init`")
+        try:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # Create the file ourselves so that it is private from its first byte.
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise LedgerUnavailable(f"cannot create the ledger at {home}: {exc.strerror}") from None
+    else:
+        _check_sqlite_file(db)
+    # SQLite's -wal and -shm files inherit the process umask: keep them private too.
+    os.umask(0o077)
+    try:
+        return SecretsLedger(env=sqlite_env(home), home=home, backend=backend)
+    except PersistenceError as exc:
+        raise LedgerUnavailable(f"cannot open the ledger at {home}: {exc}") from None

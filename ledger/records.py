@@ -1,0 +1,67 @@
+"""One-event aggregates for high-volume facts: reads, denials, validation failures, incidents.
+
+They are kept off the `Secret` aggregate so that reading a secret never conflicts with
+writing it: each record has a fresh random id and is never changed after it is created.
+"""
+
+from __future__ import annotations
+
+from eventsourcing.domain import event
+
+from ledger.stamping import LedgerAggregate
+
+
+class ReadReceipt(LedgerAggregate):
+    @event("SecretRead")
+    def __init__(self, environment: str, service: str, name: str, version: int) -> None:
+        self.address = (environment, service, name)
+        self.read_version = version
+
+
+class Denial(LedgerAggregate):
+    """An access attempt that policy refused (audit code HBSE-006)."""
+
+    @event("AccessDenied")
+    def __init__(
+        self,
+        action: str,
+        reason: str,
+        environment: str | None,
+        service: str | None,
+        name: str | None,
+    ) -> None:
+        self.action = action
+        self.reason = reason
+        self.target = (environment, service, name)
+
+
+class Rejection(LedgerAggregate):
+    """A value or name that failed validation. Holds the rule broken, never the value."""
+
+    @event("ValidationFailed")
+    def __init__(self, environment: str, service: str, name: str, rule: str) -> None:
+        self.target = (environment, service, name)
+        self.rule = rule
+
+
+class Incident(LedgerAggregate):
+    """An emergency rotation: everything rotated under one incident id."""
+
+    @event("EmergencyRotationStarted")
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.summary: dict[str, list[str]] | None = None
+
+    @event("EmergencyRotationCompleted")
+    def complete(self, rotated: list[str], needs_value: list[str], failed: list[str]) -> None:
+        self.summary = {"rotated": rotated, "needs_value": needs_value, "failed": failed}
+
+
+class IntegrityAlarm(LedgerAggregate):
+    """`audit verify` found the history altered (HBSE-013)."""
+
+    @event("IntegrityCheckFailed")
+    def __init__(self, position: int, fault: str, detail: str) -> None:
+        self.position = position
+        self.fault = fault
+        self.detail = detail

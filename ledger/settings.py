@@ -1,0 +1,29 @@
+"""The `LedgerSettings` aggregate: one per ledger, created by `secrets init`."""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import event
+
+from ledger.stamping import LedgerAggregate
+
+DEFAULT_RETENTION = 10
+SETTINGS_ID = uuid5(NAMESPACE_URL, "https://secrets-ledger.invalid/settings")
+
+
+class LedgerSettings(LedgerAggregate):
+    @staticmethod
+    def create_id(ledger_uid: str, retention: int) -> UUID:
+        return SETTINGS_ID
+
+    @event("Initialized")
+    def __init__(self, ledger_uid: str, retention: int) -> None:
+        # ledger_uid names this ledger's keychain namespace; it is random so two ledgers on
+        # one host never share keychain entries.
+        self.ledger_uid = ledger_uid
+        self.retention = retention
+
+    @event("RetentionChanged")
+    def change_retention(self, retention: int) -> None:
+        self.retention = retention

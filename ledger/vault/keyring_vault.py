@@ -1,0 +1,141 @@
+"""Adapter from the value-vault port to a `keyring` backend, and the choice of backend.
+
+Insecure backends (fail, null, any plaintext file backend) are refused: a value must never be
+written where it is readable without a key. On a host with no keychain the encrypted file vault
+(ledger/vault/encrypted_file.py) is used instead.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from ledger.errors import KeychainUnavailable
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
+
+# Backends known to store values in plaintext or not at all.
+_REFUSED_BACKENDS = {
+    "keyring.backends.fail.Keyring": "it stores nothing (no keychain found)",
+    "keyring.backends.null.Keyring": "it silently discards values",
+    "keyrings.alt.file.PlaintextKeyring": "it stores values in plaintext",
+    "keyrings.alt.file.EncryptedKeyring": "it has no integrity check",
+}
+
+FIX_HINT = (
+    "install and unlock an OS keychain (gnome-keyring / KWallet / macOS Keychain), "
+    "or use the encrypted file vault: export SECRETS_LEDGER_VAULT=file and set "
+    "SECRETS_LEDGER_PASSPHRASE or SECRETS_LEDGER_PASSPHRASE_FILE"
+)
+
+
+def _qualname(backend: object) -> str:
+    cls = type(backend)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def refuse_reason(backend: object) -> str | None:
+    """Why `backend` may not hold values, or None when it is acceptable."""
+    name = _qualname(backend)
+    if name in _REFUSED_BACKENDS:
+        return _REFUSED_BACKENDS[name]
+    if "plaintext" in name.lower():
+        return "it stores values in plaintext"
+    chained = getattr(backend, "backends", None)
+    if chained is not None and not list(chained):
+        return "no keychain backend is available"
+    return None
+
+
+def select_backend(home: str) -> KeyringBackend:
+    """The best acceptable backend for this host.
+
+    Order: `SECRETS_LEDGER_VAULT=file` forces the encrypted file vault; an explicit
+    `PYTHON_KEYRING_BACKEND` is honoured (and refused if insecure); otherwise keyring's own
+    choice, falling back to the encrypted file vault when keyring found no keychain.
+    """
+    choice = os.environ.get("SECRETS_LEDGER_VAULT", "auto").strip().lower()
+    if choice not in {"auto", "keyring", "file"}:
+        raise KeychainUnavailable(
+            f"SECRETS_LEDGER_VAULT must be auto, keyring or file (got {choice!r})"
+        )
+    if choice == "file":
+        return _file_backend(home)
+
+    import keyring
+    import keyring.errors
+
+    try:
+        backend = keyring.get_keyring()
+    except keyring.errors.InitError as exc:
+        raise KeychainUnavailable(f"keychain backend could not start: {exc}; {FIX_HINT}") from None
+    reason = refuse_reason(backend)
+    if reason is None:
+        return backend
+    explicit = os.environ.get("PYTHON_KEYRING_BACKEND") or choice == "keyring"
+    if explicit:
+        raise KeychainUnavailable(
+            f"refusing keychain backend {_qualname(backend)}: {reason}; {FIX_HINT}"
+        )
+    return _file_backend(home)
+
+
+def _file_backend(home: str) -> KeyringBackend:
+    from ledger.vault.encrypted_file import EncryptedFileKeyring
+
+    return EncryptedFileKeyring(path=os.path.join(home, "vault.enc"))
+
+
+class KeyringVault:
+    """A `ValueVault` over any acceptable keyring backend, in the namespace of one ledger."""
+
+    def __init__(self, backend: KeyringBackend, namespace: str) -> None:
+        reason = refuse_reason(backend)
+        if reason is not None:
+            raise KeychainUnavailable(
+                f"refusing keychain backend {_qualname(backend)}: {reason}; {FIX_HINT}"
+            )
+        self._backend = backend
+        self._namespace = namespace
+
+    @property
+    def description(self) -> str:
+        return _qualname(self._backend)
+
+    def put(self, entry: str, value: str) -> None:
+        try:
+            self._backend.set_password(self._namespace, entry, value)
+        except KeychainUnavailable:
+            raise
+        except Exception as exc:  # keyring backends raise many kinds; all mean "unavailable"
+            raise KeychainUnavailable(_describe(exc)) from None
+
+    def get(self, entry: str) -> str | None:
+        try:
+            value: str | None = self._backend.get_password(self._namespace, entry)
+        except KeychainUnavailable:
+            raise
+        except Exception as exc:
+            raise KeychainUnavailable(_describe(exc)) from None
+        return value
+
+    def delete(self, entry: str) -> bool:
+        import keyring.errors
+
+        try:
+            self._backend.delete_password(self._namespace, entry)
+        except keyring.errors.PasswordDeleteError:
+            return False
+        except KeychainUnavailable:
+            raise
+        except Exception as exc:
+            raise KeychainUnavailable(_describe(exc)) from None
+        return True
+
+
+def _describe(exc: Exception) -> str:
+    # The exception text of a backend never holds the value (it is not passed in messages),
+    # but keep only the type and first line to stay short.
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"keychain error ({type(exc).__name__}){': ' + text if text else ''}; {FIX_HINT}"

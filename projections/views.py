@@ -1,0 +1,363 @@
+"""Materialised read models, caught up from the event log before every answer.
+
+The views live in their own SQLite file beside the ledger: a disposable cache that can always
+be rebuilt from the log (`secrets projections rebuild`). Rows and the tracked log position are
+written in one transaction, so a view never holds half of an event nor an event twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from projections.audit_codes import EVENT_CODES, REASON_CODES
+from projections.timefmt import iso
+
+if TYPE_CHECKING:
+    from ledger.application import SecretsLedger
+
+VIEWS_FILE = "views.sqlite"
+TRACKING_NAME = "views"
+PAGE = 2000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets_view (
+    originator_id TEXT PRIMARY KEY,
+    environment TEXT NOT NULL, service TEXT NOT NULL, name TEXT NOT NULL,
+    current_version INTEGER NOT NULL DEFAULT 0,
+    fingerprint TEXT, last_change TEXT, operator TEXT, reason TEXT, last_rotation TEXT,
+    deleted INTEGER NOT NULL DEFAULT 0, destroyed INTEGER NOT NULL DEFAULT 0,
+    retained INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS secrets_view_address
+    ON secrets_view (environment, service, name);
+CREATE TABLE IF NOT EXISTS audit_view (
+    position INTEGER PRIMARY KEY, timestamp TEXT NOT NULL, code TEXT NOT NULL,
+    event TEXT NOT NULL, operator TEXT NOT NULL, action TEXT NOT NULL,
+    environment TEXT, service TEXT, name TEXT, outcome TEXT NOT NULL,
+    correlation_id TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_view_code ON audit_view (code);
+CREATE TABLE IF NOT EXISTS operators_view (
+    originator_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT, updated_at TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class SecretRow:
+    environment: str
+    service: str
+    name: str
+    current_version: int
+    fingerprint: str
+    last_change: str
+    operator: str
+    reason: str
+    last_rotation: str
+    deleted: bool
+    destroyed: bool
+    retained: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "service": self.service,
+            "name": self.name,
+            "current_version": self.current_version,
+            "fingerprint": self.fingerprint[:12],
+            "last_change": self.last_change,
+            "operator": self.operator,
+            "reason": self.reason,
+            "last_rotation": self.last_rotation,
+            "deleted": self.deleted,
+            "destroyed": self.destroyed,
+            "value": "********",
+        }
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    position: int
+    timestamp: str
+    code: str
+    event: str
+    operator: str
+    action: str
+    environment: str | None
+    service: str | None
+    name: str | None
+    outcome: str
+    correlation_id: str
+    detail: str
+
+    @property
+    def target(self) -> str:
+        if self.service is None:
+            return ""
+        return f"{self.environment}/{self.service}/{self.name}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "timestamp": self.timestamp,
+            "code": self.code,
+            "event": self.event,
+            "operator": self.operator,
+            "action": self.action,
+            "environment": self.environment,
+            "service": self.service,
+            "name": self.name,
+            "outcome": self.outcome,
+            "correlation_id": self.correlation_id,
+            "detail": self.detail,
+        }
+
+
+class Views:
+    def __init__(self, ledger: SecretsLedger, path: Path | None = None) -> None:
+        self.ledger = ledger
+        self.path = path or ledger.home / VIEWS_FILE
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._db.cursor()
+        # IMMEDIATE: two processes catching up at once must not both apply the same events.
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def position(self) -> int:
+        row = self._db.execute(
+            "SELECT position FROM tracking WHERE name = ?", (TRACKING_NAME,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def lag(self) -> int:
+        head = self.ledger.recorder.max_notification_id() or 0
+        return max(0, head - self.position())
+
+    def catch_up(self) -> int:
+        """Apply every event recorded since the last tracked position; return how many."""
+        applied = 0
+        while True:
+            with self._write() as cur:
+                row = cur.execute(
+                    "SELECT position FROM tracking WHERE name = ?", (TRACKING_NAME,)
+                ).fetchone()
+                start = int(row[0]) if row else 0
+                page = self.ledger.recorder.select_notifications(
+                    start=start, limit=PAGE, inclusive_of_start=False
+                )
+                if not page:
+                    return applied
+                for notification in page:
+                    event = self.ledger.mapper.to_domain_event(notification)
+                    self._apply(cur, notification.id, event)
+                cur.execute(
+                    "INSERT INTO tracking (name, position) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
+                    (TRACKING_NAME, page[-1].id),
+                )
+                applied += len(page)
+
+    def rebuild(self) -> int:
+        with self._write() as cur:
+            for table in ("tracking", "secrets_view", "audit_view", "operators_view"):
+                cur.execute(f"DELETE FROM {table}")  # noqa: S608  (fixed names)
+        return self.catch_up()
+
+    # -- folding --------------------------------------------------------------------------
+
+    def _apply(self, cur: sqlite3.Cursor, position: int, event: Any) -> None:
+        kind = type(event).__qualname__
+        oid = event.originator_id.hex
+        ts = iso(event.timestamp)
+        operator = getattr(event, "operator", "")
+        target: tuple[str | None, str | None, str | None] = (None, None, None)
+        outcome = "success"
+        detail = ""
+
+        if kind.startswith("Secret."):
+            if kind == "Secret.Registered":
+                cur.execute(
+                    "INSERT OR IGNORE INTO secrets_view (originator_id, environment, service, "
+                    "name) VALUES (?, ?, ?, ?)",
+                    (oid, event.environment, event.service, event.name),
+                )
+            target = self._secret_address(cur, oid)
+            if kind == "Secret.VersionAdded":
+                cur.execute(
+                    "UPDATE secrets_view SET current_version = ?, fingerprint = ?, "
+                    "last_change = ?, operator = ?, reason = ?, last_rotation = ?, deleted = 0, "
+                    "destroyed = 0, retained = retained + 1 WHERE originator_id = ?",
+                    (event.version, event.fingerprint, ts, operator, event.reason, ts, oid),
+                )
+                code, action = REASON_CODES.get(event.reason, ("HBSE-002", event.reason))
+                detail = f"v{event.version} [{event.fingerprint[:12]}]"
+                if event.rolled_back_from is not None:
+                    detail += f" from v{event.rolled_back_from}"
+            else:
+                code, action = EVENT_CODES.get(kind, ("HBSE-000", kind))
+                if kind == "Secret.Deleted":
+                    cur.execute(
+                        "UPDATE secrets_view SET deleted = 1, last_change = ?, operator = ? "
+                        "WHERE originator_id = ?", (ts, operator, oid))
+                elif kind == "Secret.Restored":
+                    cur.execute(
+                        "UPDATE secrets_view SET deleted = 0, last_change = ?, operator = ? "
+                        "WHERE originator_id = ?", (ts, operator, oid))
+                elif kind == "Secret.Destroyed":
+                    cur.execute(
+                        "UPDATE secrets_view SET deleted = 1, destroyed = 1, retained = 0, "
+                        "last_change = ?, operator = ? WHERE originator_id = ?",
+                        (ts, operator, oid))
+                    detail = "values of " + ", ".join(f"v{n}" for n in event.versions)
+                elif kind == "Secret.VersionPruned":
+                    cur.execute(
+                        "UPDATE secrets_view SET retained = retained - 1 WHERE originator_id = ?",
+                        (oid,))
+                    detail = f"v{event.version}"
+        elif kind.startswith("Operator."):
+            code, action = EVENT_CODES.get(kind, ("HBSE-000", kind))
+            if kind == "Operator.Registered":
+                cur.execute(
+                    "INSERT OR REPLACE INTO operators_view VALUES (?, ?, ?, ?)",
+                    (oid, event.name, event.role, ts))
+                detail = f"{event.name} as {event.role}"
+            else:
+                name_row = cur.execute(
+                    "SELECT name FROM operators_view WHERE originator_id = ?", (oid,)
+                ).fetchone()
+                name = name_row[0] if name_row else oid
+                if kind == "Operator.RoleGranted":
+                    cur.execute("UPDATE operators_view SET role = ?, updated_at = ? "
+                                "WHERE originator_id = ?", (event.role, ts, oid))
+                    detail = f"{name} as {event.role}"
+                elif kind == "Operator.Revoked":
+                    cur.execute("UPDATE operators_view SET role = NULL, updated_at = ? "
+                                "WHERE originator_id = ?", (ts, oid))
+                    detail = name
+                elif kind == "Operator.SessionClosed":
+                    detail = f"{name} ({event.reason})"
+                else:
+                    detail = name
+        else:
+            code, action = EVENT_CODES.get(kind, ("HBSE-000", kind))
+            if kind == "ReadReceipt.SecretRead":
+                target = event.environment, event.service, event.name
+                detail = f"v{event.version}"
+            elif kind == "Denial.AccessDenied":
+                target = event.environment, event.service, event.name
+                action, outcome, detail = event.action, "denied", event.reason
+            elif kind == "Rejection.ValidationFailed":
+                target = event.environment, event.service, event.name
+                outcome, detail = "rejected", event.rule
+            elif kind == "IntegrityAlarm.IntegrityCheckFailed":
+                outcome, detail = "failed", f"{event.fault} at position {event.position}"
+            elif kind == "Incident.EmergencyRotationStarted":
+                detail = event.reason
+            elif kind == "Incident.EmergencyRotationCompleted":
+                detail = json.dumps(
+                    {k: len(v) for k, v in
+                     (("rotated", event.rotated), ("needs_value", event.needs_value),
+                      ("failed", event.failed))}, sort_keys=True)
+        cur.execute(
+            "INSERT INTO audit_view VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (position, ts, code, kind, operator, action, *target, outcome,
+             getattr(event, "correlation_id", ""), detail),
+        )
+
+    @staticmethod
+    def _secret_address(
+        cur: sqlite3.Cursor, oid: str
+    ) -> tuple[str | None, str | None, str | None]:
+        row = cur.execute(
+            "SELECT environment, service, name FROM secrets_view WHERE originator_id = ?", (oid,)
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else (None, None, None)
+
+    # -- queries --------------------------------------------------------------------------
+
+    def secrets(
+        self, environment: str | None = None, include_deleted: bool = False
+    ) -> list[SecretRow]:
+        sql = (
+            "SELECT environment, service, name, current_version, fingerprint, last_change, "
+            "operator, reason, last_rotation, deleted, destroyed, retained FROM secrets_view "
+            "WHERE current_version > 0"
+        )
+        params: list[Any] = []
+        if environment is not None:
+            sql += " AND environment = ?"
+            params.append(environment)
+        if not include_deleted:
+            sql += " AND deleted = 0"
+        sql += " ORDER BY environment, service, name"
+        return [
+            SecretRow(r[0], r[1], r[2], r[3], r[4] or "", r[5] or "", r[6] or "", r[7] or "",
+                      r[8] or "", bool(r[9]), bool(r[10]), r[11])
+            for r in self._db.execute(sql, params)
+        ]
+
+    def audit(
+        self,
+        *,
+        code: str | None = None,
+        operator: str | None = None,
+        service: str | None = None,
+        name: str | None = None,
+        environment: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        after_position: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[AuditRow]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("code", code), ("operator", operator), ("service", service),
+                              ("name", name), ("environment", environment)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("timestamp >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("timestamp <= ?")
+            params.append(until)
+        if after_position is not None:
+            clauses.append("position > ?")
+            params.append(after_position)
+        sql = "SELECT * FROM audit_view"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY position " + ("DESC" if newest_first else "ASC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [AuditRow(*r) for r in self._db.execute(sql, params)]
+
+    def operators(self) -> list[tuple[str, str | None, str]]:
+        return [
+            (r[0], r[1], r[2])
+            for r in self._db.execute("SELECT name, role, updated_at FROM operators_view "
+                                      "ORDER BY name")
+        ]
