@@ -394,9 +394,14 @@ class SecretsLedger(Application):
                     pruned = secret.prune_beyond(retention)
                     self._save(secret)
                 except BaseException:
-                    # No event without its value, and no value without its event.
-                    self.vault.delete(entry)
-                    self.intents.done(intent)
+                    # No event without its value, and no value without its event. If the
+                    # clean-up fails too, the intent stays for `secrets doctor` to report.
+                    try:
+                        self.vault.delete(entry)
+                    except KeychainUnavailable:
+                        pass
+                    else:
+                        self.intents.done(intent)
                     raise
                 self.intents.done(intent)
             return secret.versions[number], pruned

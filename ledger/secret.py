@@ -71,6 +71,8 @@ class Secret(LedgerAggregate):
 
     def readable_version(self, number: int | None = None) -> Version:
         """A version that exists, is not deleted and still has its value."""
+        if self.destroyed:
+            raise NotFound(f"{self.address} was destroyed; its values are gone for good")
         if self.deleted:
             raise NotFound(f"{self.address} is deleted (restore it first)")
         if number is None:
