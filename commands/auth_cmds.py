@@ -79,8 +79,13 @@ def login(
     session = ledger.login(operator, token, lifetime)
     save(session_path(ledger.home), session)
     if output is Output.json:
-        runtime.emit_json({"operator": session.operator, "role": session.role,
-                           "expires_at": iso(session.expires_at)})
+        runtime.emit_json(
+            {
+                "operator": session.operator,
+                "role": session.role,
+                "expires_at": iso(session.expires_at),
+            }
+        )
         return
     print(f"logged in as {session.operator} ({session.role}) until {iso(session.expires_at)}")
 
@@ -134,10 +139,18 @@ def status(home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
     allowed = sorted(p.value for p in POLICY[principal.role])
     expires = iso(principal.expires_at) if principal.expires_at else None
     if output is Output.json:
-        runtime.emit_json({"authenticated": True, "operator": principal.operator,
-                           "role": principal.role, "expires_at": expires,
-                           "via": "session" if principal.session_id else "token",
-                           "permissions": allowed})
+        runtime.emit_json(
+            {
+                "authenticated": True,
+                "operator": principal.operator,
+                "role": principal.role,
+                "expires_at": expires,
+                "via": "session" if principal.session_id else "token",
+                "permissions": allowed,
+            }
+        )
         return
-    print(f"operator: {principal.operator}\nrole: {principal.role}\n"
-          f"session expires: {expires or 'n/a (token)'}\nallowed: {', '.join(allowed)}")
+    print(
+        f"operator: {principal.operator}\nrole: {principal.role}\n"
+        f"session expires: {expires or 'n/a (token)'}\nallowed: {', '.join(allowed)}"
+    )

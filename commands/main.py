@@ -49,8 +49,10 @@ def run() -> None:
         sys.exit(ExitCode.USAGE)
     except LedgerError as exc:
         message = str(exc)
-        print(message if message.startswith("PERMISSION_DENIED") else f"error: {message}",
-              file=sys.stderr)
+        print(
+            message if message.startswith("PERMISSION_DENIED") else f"error: {message}",
+            file=sys.stderr,
+        )
         sys.exit(for_error(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -59,7 +61,10 @@ def run() -> None:
         # Never a traceback by default: locals or arguments could hold a value.
         if os.environ.get("SECRETS_LEDGER_DEBUG") == "1":
             raise
-        print(f"internal error ({type(exc).__name__}); rerun with SECRETS_LEDGER_DEBUG=1 "
-              "to see where", file=sys.stderr)
+        print(
+            f"internal error ({type(exc).__name__}); rerun with SECRETS_LEDGER_DEBUG=1 "
+            "to see where",
+            file=sys.stderr,
+        )
         sys.exit(ExitCode.ERROR)
     sys.exit(result if isinstance(result, int) else ExitCode.OK)

@@ -32,8 +32,6 @@ EnvironmentOpt = Annotated[
         help="Environment the secret belongs to (production, staging, ...).",
     ),
 ]
-OutputOpt = Annotated[
-    Output, typer.Option("--output", "-o", help="Output format: table or json.")
-]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="Output format: table or json.")]
 ServiceOpt = Annotated[str, typer.Option("--service", "-s", help="Service, e.g. nexus.")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Key name, e.g. mcp.bun.apiKey.")]

@@ -69,8 +69,7 @@ def init(
     runtime.info(f"operator {first!r} is senior-engineer. Token (shown once, keep it safe):")
     print(issued.token)
     runtime.info(
-        f"next: secrets auth login --operator {first}   (session file: "
-        f"{session_path(ledger.home)})"
+        f"next: secrets auth login --operator {first}   (session file: {session_path(ledger.home)})"
     )
 
 
@@ -103,8 +102,15 @@ def set_secret(
     cred = runtime.credential(ledger)
     added = ledger.write(cred, addr, secret_value)
     if output is Output.json:
-        runtime.emit_json({"environment": environment, "service": service, "name": name,
-                           "version": added.number, "fingerprint": added.short_fingerprint})
+        runtime.emit_json(
+            {
+                "environment": environment,
+                "service": service,
+                "name": name,
+                "version": added.number,
+                "fingerprint": added.short_fingerprint,
+            }
+        )
         return
     print(f"{addr} v{added.number} [{added.short_fingerprint}]")
 
@@ -127,8 +133,15 @@ def get(
     addr = runtime.address(environment, service, name)
     chosen, value = ledger.read(runtime.credential(ledger), addr, version)
     if output is Output.json:
-        runtime.emit_json({"environment": environment, "service": service, "name": name,
-                           "version": chosen.number, "value": value})
+        runtime.emit_json(
+            {
+                "environment": environment,
+                "service": service,
+                "name": name,
+                "version": chosen.number,
+                "value": value,
+            }
+        )
         return
     # A newline only for people: scripts capturing stdout get the exact value.
     sys.stdout.write(value + ("\n" if sys.stdout.isatty() else ""))
@@ -158,13 +171,33 @@ def list_secrets(
     if not rows:
         runtime.info("no secrets")
         return
-    print(runtime.table(
-        ["ENVIRONMENT", "SERVICE", "NAME", "VERSION", "FINGERPRINT", "LAST CHANGE", "OPERATOR",
-         "VALUE"],
-        [[r.environment, r.service, r.name + (" (deleted)" if r.deleted else ""),
-          f"v{r.current_version}", f"[{r.fingerprint[:12]}]", r.last_change, r.operator,
-          "********"] for r in rows],
-    ))
+    print(
+        runtime.table(
+            [
+                "ENVIRONMENT",
+                "SERVICE",
+                "NAME",
+                "VERSION",
+                "FINGERPRINT",
+                "LAST CHANGE",
+                "OPERATOR",
+                "VALUE",
+            ],
+            [
+                [
+                    r.environment,
+                    r.service,
+                    r.name + (" (deleted)" if r.deleted else ""),
+                    f"v{r.current_version}",
+                    f"[{r.fingerprint[:12]}]",
+                    r.last_change,
+                    r.operator,
+                    "********",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 def versions(
@@ -186,29 +219,43 @@ def versions(
     history = sorted(secret.versions.values(), key=lambda v: v.number, reverse=True)
     last = secret.last_rotation
     if output is Output.json:
-        runtime.emit_json({
-            "environment": environment, "service": service, "name": name,
-            "current_version": secret.current_version,
-            "last_rotation": iso(last) if last else None,
-            "deleted": secret.deleted, "destroyed": secret.destroyed,
-            "versions": [
-                {"version": v.number, "timestamp": iso(v.timestamp), "reason": v.reason,
-                 "operator": v.operator, "fingerprint": v.short_fingerprint,
-                 "retained": v.retained, "rolled_back_from": v.rolled_back_from,
-                 "host": v.host}
-                for v in history
-            ],
-        })
+        runtime.emit_json(
+            {
+                "environment": environment,
+                "service": service,
+                "name": name,
+                "current_version": secret.current_version,
+                "last_rotation": iso(last) if last else None,
+                "deleted": secret.deleted,
+                "destroyed": secret.destroyed,
+                "versions": [
+                    {
+                        "version": v.number,
+                        "timestamp": iso(v.timestamp),
+                        "reason": v.reason,
+                        "operator": v.operator,
+                        "fingerprint": v.short_fingerprint,
+                        "retained": v.retained,
+                        "rolled_back_from": v.rolled_back_from,
+                        "host": v.host,
+                    }
+                    for v in history
+                ],
+            }
+        )
         return
-    lines = [f"Current Version: {secret.current_version}",
-             f"Last Rotation: {iso(last) if last else 'Never'}"]
+    lines = [
+        f"Current Version: {secret.current_version}",
+        f"Last Rotation: {iso(last) if last else 'Never'}",
+    ]
     if secret.deleted:
         lines.append("Status: destroyed" if secret.destroyed else "Status: deleted")
     lines.append("Versions:")
     for v in history:
         note = "" if v.retained else " (value pruned)"
-        lines.append(f"  v{v.number} - {iso(v.timestamp)} ({v.reason}) "
-                     f"[{v.short_fingerprint}]{note}")
+        lines.append(
+            f"  v{v.number} - {iso(v.timestamp)} ({v.reason}) [{v.short_fingerprint}]{note}"
+        )
     print("\n".join(lines))
 
 
@@ -228,15 +275,23 @@ def rollback(
     addr = runtime.address(environment, service, name)
     added = ledger.rollback(runtime.credential(ledger), addr, version)
     if output is Output.json:
-        runtime.emit_json({"environment": environment, "service": service, "name": name,
-                           "version": added.number, "fingerprint": added.short_fingerprint,
-                           "rolled_back_from": version})
+        runtime.emit_json(
+            {
+                "environment": environment,
+                "service": service,
+                "name": name,
+                "version": added.number,
+                "fingerprint": added.short_fingerprint,
+                "rolled_back_from": version,
+            }
+        )
         return
     print(f"{addr} v{added.number} [{added.short_fingerprint}] (rolled back from v{version})")
 
 
-def _lifecycle(action: str, service: str, name: str, environment: str, home: Path | None,
-               output: Output) -> None:
+def _lifecycle(
+    action: str, service: str, name: str, environment: str, home: Path | None, output: Output
+) -> None:
     ledger = runtime.open_ledger(home)
     addr = runtime.address(environment, service, name)
     cred = runtime.credential(ledger)
@@ -249,16 +304,28 @@ def _lifecycle(action: str, service: str, name: str, environment: str, home: Pat
         _, leftovers = ledger.destroy(cred, addr)
     past = {"delete": "deleted", "restore": "restored", "destroy": "destroyed"}[action]
     if output is Output.json:
-        runtime.emit_json({"environment": environment, "service": service, "name": name,
-                           "result": past, "values_not_removed": leftovers})
+        runtime.emit_json(
+            {
+                "environment": environment,
+                "service": service,
+                "name": name,
+                "result": past,
+                "values_not_removed": leftovers,
+            }
+        )
     else:
         print(f"{addr} {past}")
     for item in leftovers:
         runtime.info(f"warning: could not remove {item} from the keychain; run `secrets doctor`")
 
 
-def delete(service: ServiceOpt, name: NameOpt, environment: EnvironmentOpt = DEFAULT_ENV,
-           home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+def delete(
+    service: ServiceOpt,
+    name: NameOpt,
+    environment: EnvironmentOpt = DEFAULT_ENV,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
     """Soft-delete a secret: hidden from list and get, restorable with `secrets restore`.
 
     Example: secrets delete --service nexus --name mcp.expired.apiKey
@@ -266,8 +333,13 @@ def delete(service: ServiceOpt, name: NameOpt, environment: EnvironmentOpt = DEF
     _lifecycle("delete", service, name, environment, home, output)
 
 
-def restore(service: ServiceOpt, name: NameOpt, environment: EnvironmentOpt = DEFAULT_ENV,
-            home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+def restore(
+    service: ServiceOpt,
+    name: NameOpt,
+    environment: EnvironmentOpt = DEFAULT_ENV,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
     """Undo a delete.
 
     Example: secrets restore --service nexus --name mcp.expired.apiKey
@@ -275,8 +347,13 @@ def restore(service: ServiceOpt, name: NameOpt, environment: EnvironmentOpt = DE
     _lifecycle("restore", service, name, environment, home, output)
 
 
-def destroy(service: ServiceOpt, name: NameOpt, environment: EnvironmentOpt = DEFAULT_ENV,
-            home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+def destroy(
+    service: ServiceOpt,
+    name: NameOpt,
+    environment: EnvironmentOpt = DEFAULT_ENV,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
     """Remove every value of a secret from the keychain for good; its history stays.
 
     Example: secrets destroy --service nexus --name mcp.expired.apiKey
@@ -308,20 +385,29 @@ def doctor(
         + [e for e in report.leftovers if e not in report.repaired]
     )
     if output is Output.json:
-        runtime.emit_json({
-            "host": ledger.host, "vault": report.vault,
-            "checked_versions": report.checked_versions,
-            "missing_values": report.missing_values, "orphans": report.orphans,
-            "leftovers": report.leftovers, "repaired": report.repaired,
-            "healthy": not unresolved,
-        })
+        runtime.emit_json(
+            {
+                "host": ledger.host,
+                "vault": report.vault,
+                "checked_versions": report.checked_versions,
+                "missing_values": report.missing_values,
+                "orphans": report.orphans,
+                "leftovers": report.leftovers,
+                "repaired": report.repaired,
+                "healthy": not unresolved,
+            }
+        )
     else:
-        print(f"host {ledger.host}, keychain {report.vault}: "
-              f"{report.checked_versions} versions checked")
-        for label, items in (("missing value", report.missing_values),
-                             ("orphaned entry", report.orphans),
-                             ("leftover value", report.leftovers),
-                             ("repaired", report.repaired)):
+        print(
+            f"host {ledger.host}, keychain {report.vault}: "
+            f"{report.checked_versions} versions checked"
+        )
+        for label, items in (
+            ("missing value", report.missing_values),
+            ("orphaned entry", report.orphans),
+            ("leftover value", report.leftovers),
+            ("repaired", report.repaired),
+        ):
             for item in items:
                 print(f"  {label}: {item}")
         print("healthy" if not unresolved else f"{len(unresolved)} problem(s) remain")

@@ -84,7 +84,7 @@ class DoctorReport:
         return not (self.missing_values or self.orphans or self.leftovers)
 
 
-class SecretsLedger(Application):
+class SecretsLedger(Application[UUID]):
     name = "SecretsLedger"
     snapshotting_intervals = {Secret: 50, Operator: 50}  # noqa: RUF012  (library API)
 
@@ -108,7 +108,7 @@ class SecretsLedger(Application):
     def settings(self) -> LedgerSettings:
         if self._settings is None:
             try:
-                found = self.repository.get(SETTINGS_ID)
+                found: Any = self.repository.get(SETTINGS_ID)
             except AggregateNotFoundError:
                 raise NotInitialized("no ledger here yet; run `secrets init`") from None
             assert isinstance(found, LedgerSettings)
@@ -206,14 +206,16 @@ class SecretsLedger(Application):
 
     def refuse_second_init(self, claimed: str) -> PermissionDenied:
         self._record_denial(context.ANONYMOUS, "init", f"ledger exists; {claimed!r} not created")
-        return PermissionDenied("PERMISSION_DENIED: the ledger already has operators; "
-                                "ask a senior-engineer to run `secrets auth grant`")
+        return PermissionDenied(
+            "PERMISSION_DENIED: the ledger already has operators; "
+            "ask a senior-engineer to run `secrets auth grant`"
+        )
 
     # -- authorisation --------------------------------------------------------------------
 
     def _load_operator(self, name: str) -> Operator | None:
         try:
-            found = self.repository.get(operator_id(name))
+            found: Any = self.repository.get(operator_id(name))
         except AggregateNotFoundError:
             return None
         assert isinstance(found, Operator)
@@ -257,12 +259,17 @@ class SecretsLedger(Application):
                 else None
             )
             if operator is None or session is None or operator.role is None:
-                return None, context.ANONYMOUS, (
-                    f"no valid session for {cred.operator!r} (expired, closed or revoked); "
-                    "run `secrets auth login`"
+                return (
+                    None,
+                    context.ANONYMOUS,
+                    (
+                        f"no valid session for {cred.operator!r} (expired, closed or revoked); "
+                        "run `secrets auth login`"
+                    ),
                 )
-            principal = Principal(cred.operator, operator.role, session.session_id,
-                                  session.expires_at)
+            principal = Principal(
+                cred.operator, operator.role, session.session_id, session.expires_at
+            )
             return principal, cred.operator, ""
         return None, context.ANONYMOUS, "no operator session; run `secrets auth login`"
 
@@ -283,7 +290,9 @@ class SecretsLedger(Application):
         self._record_denial(actor, action, reason, address)
         required = REQUIRED_ROLE[permission]
         if principal is None:
-            raise PermissionDenied(f"PERMISSION_DENIED: {action} requires a valid session ({reason})")
+            raise PermissionDenied(
+                f"PERMISSION_DENIED: {action} requires a valid session ({reason})"
+            )
         raise PermissionDenied(f"PERMISSION_DENIED: {action} requires {required}")
 
     @staticmethod
@@ -294,7 +303,7 @@ class SecretsLedger(Application):
 
     def _load_secret(self, address: SecretAddress) -> Secret | None:
         try:
-            found = self.repository.get(address.id)
+            found: Any = self.repository.get(address.id)
         except AggregateNotFoundError:
             return None
         assert isinstance(found, Secret)
@@ -324,8 +333,9 @@ class SecretsLedger(Application):
             )
         # Fail closed: a read that cannot be recorded is not served.
         with self._stamp(principal):
-            self._save(ReadReceipt(address.environment, address.service, address.name,
-                                   chosen.number))
+            self._save(
+                ReadReceipt(address.environment, address.service, address.name, chosen.number)
+            )
         return chosen, value
 
     # -- secrets: writes ------------------------------------------------------------------
@@ -389,8 +399,9 @@ class SecretsLedger(Application):
             with self.intents.pending(self.namespace, entry) as intent:
                 self.vault.put(entry, value)
                 try:
-                    secret.add_version(fingerprint, reason, self.host, rolled_back_from,
-                                       incident_id)
+                    secret.add_version(
+                        fingerprint, reason, self.host, rolled_back_from, incident_id
+                    )
                     pruned = secret.prune_beyond(retention)
                     self._save(secret)
                 except BaseException:
@@ -436,7 +447,10 @@ class SecretsLedger(Application):
             return self._write_version(address, value, "rollback", target.number, None)
 
     def _change(
-        self, cred: Credential, address: SecretAddress, action: str,
+        self,
+        cred: Credential,
+        address: SecretAddress,
+        action: str,
         change: Callable[[Secret], list[Version] | None],
     ) -> tuple[Secret, list[str]]:
         principal = self.authorize(cred, Permission.MANAGE, action, address)
@@ -483,7 +497,7 @@ class SecretsLedger(Application):
         repaired: list[str] = []
         checked = 0
         for sid in self.secret_ids():
-            secret = self.repository.get(sid)
+            secret: Any = self.repository.get(sid)
             assert isinstance(secret, Secret)
             for v in secret.versions.values():
                 entry = entry_name(secret.address, v.number, v.fingerprint)
@@ -510,8 +524,7 @@ class SecretsLedger(Application):
                 self.vault.delete(intent.entry)
                 self.intents.done(intent)
                 repaired.append(intent.entry)
-        return DoctorReport(self.vault.description, checked, missing, orphans, leftovers,
-                            repaired)
+        return DoctorReport(self.vault.description, checked, missing, orphans, leftovers, repaired)
 
     # -- operators ------------------------------------------------------------------------
 
@@ -563,7 +576,7 @@ class SecretsLedger(Application):
             if not page:
                 break
             for n in page:
-                op = self.repository.get(n.originator_id)
+                op: Any = self.repository.get(UUID(str(n.originator_id)))
                 assert isinstance(op, Operator)
                 if op.role == SENIOR:
                     names.append(op.name)

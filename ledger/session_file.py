@@ -16,7 +16,7 @@ from ledger.application import OpenedSession
 from ledger.credentials import Credential
 from ledger.errors import LedgerUnavailable
 
-TOKEN_VARIABLE = "SECRETS_LEDGER_TOKEN"
+TOKEN_VARIABLE = "SECRETS_LEDGER_TOKEN"  # noqa: S105  (a variable name)
 SESSION_FILE_VARIABLE = "SECRETS_LEDGER_SESSION_FILE"
 
 

@@ -180,7 +180,7 @@ class Views:
     def rebuild(self) -> int:
         with self._write() as cur:
             for table in ("tracking", "secrets_view", "audit_view", "operators_view"):
-                cur.execute(f"DELETE FROM {table}")  # noqa: S608  (fixed names)
+                cur.execute(f"DELETE FROM {table}")
         return self.catch_up()
 
     # -- folding --------------------------------------------------------------------------
@@ -218,28 +218,35 @@ class Views:
                 if kind == "Secret.Deleted":
                     cur.execute(
                         "UPDATE secrets_view SET deleted = 1, last_change = ?, operator = ? "
-                        "WHERE originator_id = ?", (ts, operator, oid))
+                        "WHERE originator_id = ?",
+                        (ts, operator, oid),
+                    )
                 elif kind == "Secret.Restored":
                     cur.execute(
                         "UPDATE secrets_view SET deleted = 0, last_change = ?, operator = ? "
-                        "WHERE originator_id = ?", (ts, operator, oid))
+                        "WHERE originator_id = ?",
+                        (ts, operator, oid),
+                    )
                 elif kind == "Secret.Destroyed":
                     cur.execute(
                         "UPDATE secrets_view SET deleted = 1, destroyed = 1, retained = 0, "
                         "last_change = ?, operator = ? WHERE originator_id = ?",
-                        (ts, operator, oid))
+                        (ts, operator, oid),
+                    )
                     detail = "values of " + ", ".join(f"v{n}" for n in event.versions)
                 elif kind == "Secret.VersionPruned":
                     cur.execute(
                         "UPDATE secrets_view SET retained = retained - 1 WHERE originator_id = ?",
-                        (oid,))
+                        (oid,),
+                    )
                     detail = f"v{event.version}"
         elif kind.startswith("Operator."):
             code, action = EVENT_CODES.get(kind, ("HBSE-000", kind))
             if kind == "Operator.Registered":
                 cur.execute(
                     "INSERT OR REPLACE INTO operators_view VALUES (?, ?, ?, ?)",
-                    (oid, event.name, event.role, ts))
+                    (oid, event.name, event.role, ts),
+                )
                 detail = f"{event.name} as {event.role}"
             else:
                 name_row = cur.execute(
@@ -247,12 +254,18 @@ class Views:
                 ).fetchone()
                 name = name_row[0] if name_row else oid
                 if kind == "Operator.RoleGranted":
-                    cur.execute("UPDATE operators_view SET role = ?, updated_at = ? "
-                                "WHERE originator_id = ?", (event.role, ts, oid))
+                    cur.execute(
+                        "UPDATE operators_view SET role = ?, updated_at = ? "
+                        "WHERE originator_id = ?",
+                        (event.role, ts, oid),
+                    )
                     detail = f"{name} as {event.role}"
                 elif kind == "Operator.Revoked":
-                    cur.execute("UPDATE operators_view SET role = NULL, updated_at = ? "
-                                "WHERE originator_id = ?", (ts, oid))
+                    cur.execute(
+                        "UPDATE operators_view SET role = NULL, updated_at = ? "
+                        "WHERE originator_id = ?",
+                        (ts, oid),
+                    )
                     detail = name
                 elif kind == "Operator.SessionClosed":
                     detail = f"{name} ({event.reason})"
@@ -275,19 +288,34 @@ class Views:
                 detail = event.reason
             elif kind == "Incident.EmergencyRotationCompleted":
                 detail = json.dumps(
-                    {k: len(v) for k, v in
-                     (("rotated", event.rotated), ("needs_value", event.needs_value),
-                      ("failed", event.failed))}, sort_keys=True)
+                    {
+                        k: len(v)
+                        for k, v in (
+                            ("rotated", event.rotated),
+                            ("needs_value", event.needs_value),
+                            ("failed", event.failed),
+                        )
+                    },
+                    sort_keys=True,
+                )
         cur.execute(
             "INSERT INTO audit_view VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (position, ts, code, kind, operator, action, *target, outcome,
-             getattr(event, "correlation_id", ""), detail),
+            (
+                position,
+                ts,
+                code,
+                kind,
+                operator,
+                action,
+                *target,
+                outcome,
+                getattr(event, "correlation_id", ""),
+                detail,
+            ),
         )
 
     @staticmethod
-    def _secret_address(
-        cur: sqlite3.Cursor, oid: str
-    ) -> tuple[str | None, str | None, str | None]:
+    def _secret_address(cur: sqlite3.Cursor, oid: str) -> tuple[str | None, str | None, str | None]:
         row = cur.execute(
             "SELECT environment, service, name FROM secrets_view WHERE originator_id = ?", (oid,)
         ).fetchone()
@@ -311,8 +339,20 @@ class Views:
             sql += " AND deleted = 0"
         sql += " ORDER BY environment, service, name"
         return [
-            SecretRow(r[0], r[1], r[2], r[3], r[4] or "", r[5] or "", r[6] or "", r[7] or "",
-                      r[8] or "", bool(r[9]), bool(r[10]), r[11])
+            SecretRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4] or "",
+                r[5] or "",
+                r[6] or "",
+                r[7] or "",
+                r[8] or "",
+                bool(r[9]),
+                bool(r[10]),
+                r[11],
+            )
             for r in self._db.execute(sql, params)
         ]
 
@@ -332,8 +372,13 @@ class Views:
     ) -> list[AuditRow]:
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (("code", code), ("operator", operator), ("service", service),
-                              ("name", name), ("environment", environment)):
+        for column, value in (
+            ("code", code),
+            ("operator", operator),
+            ("service", service),
+            ("name", name),
+            ("environment", environment),
+        ):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
@@ -358,6 +403,7 @@ class Views:
     def operators(self) -> list[tuple[str, str | None, str]]:
         return [
             (r[0], r[1], r[2])
-            for r in self._db.execute("SELECT name, role, updated_at FROM operators_view "
-                                      "ORDER BY name")
+            for r in self._db.execute(
+                "SELECT name, role, updated_at FROM operators_view ORDER BY name"
+            )
         ]

@@ -72,9 +72,7 @@ def test_fingerprint_is_keyed_not_a_bare_hash(ledger: SecretsLedger) -> None:
     assert other.fingerprint(ADDR, KEY) != v1.fingerprint  # a different ledger, another key
 
 
-def test_retention_prunes_values_from_the_keychain(
-    tmp_path: Path, keychain: FlakyKeyring
-) -> None:
+def test_retention_prunes_values_from_the_keychain(tmp_path: Path, keychain: FlakyKeyring) -> None:
     ledger = open_ledger(tmp_path / "h", create=True, backend=keychain)
     issued = ledger.initialize("alice", retention=3)
     assert issued is not None
@@ -88,8 +86,9 @@ def test_retention_prunes_values_from_the_keychain(
     assert ledger.read(alice, ADDR, 3)[1] == f"{KEY}2"
 
 
-def test_denials_are_recorded_and_stop_before_the_keychain(ledger: SecretsLedger,
-                                                            keychain: FlakyKeyring) -> None:
+def test_denials_are_recorded_and_stop_before_the_keychain(
+    ledger: SecretsLedger, keychain: FlakyKeyring
+) -> None:
     alice = _senior(ledger)
     bob = Credential(token=ledger.grant(alice, "bob", "analyst").token)
     before = dict(keychain.entries)
@@ -102,7 +101,10 @@ def test_denials_are_recorded_and_stop_before_the_keychain(ledger: SecretsLedger
     assert keychain.entries == before
     denials = _events(ledger, Denial)
     assert [(d.operator, d.action) for d in denials] == [  # type: ignore[attr-defined]
-        ("bob", "set"), ("anonymous", "set"), ("anonymous", "set")]
+        ("bob", "set"),
+        ("anonymous", "set"),
+        ("anonymous", "set"),
+    ]
 
 
 def test_invalid_value_is_rejected_and_recorded_without_the_value(ledger: SecretsLedger) -> None:
@@ -113,8 +115,9 @@ def test_invalid_value_is_rejected_and_recorded_without_the_value(ledger: Secret
     assert [r.rule for r in rejections] == ["empty"]  # type: ignore[attr-defined]
 
 
-def test_keychain_failure_leaves_no_event_and_no_orphan(ledger: SecretsLedger,
-                                                         keychain: FlakyKeyring) -> None:
+def test_keychain_failure_leaves_no_event_and_no_orphan(
+    ledger: SecretsLedger, keychain: FlakyKeyring
+) -> None:
     alice = _senior(ledger)
     ledger.write(alice, ADDR, KEY)
     keychain.fail_sets_after = keychain.sets
@@ -173,11 +176,13 @@ def test_sessions_login_expire_and_revoke(ledger: SecretsLedger) -> None:
     alice = _senior(ledger)
     token = ledger.grant(alice, "carol", "engineer").token
     opened = ledger.login("carol", token)
-    carol = Credential(operator="carol", session_id=opened.session_id,
-                       session_secret=opened.session_secret)
+    carol = Credential(
+        operator="carol", session_id=opened.session_id, session_secret=opened.session_secret
+    )
     assert ledger.whoami(carol)[0] is not None
-    forged = Credential(operator="alice", session_id=opened.session_id,
-                        session_secret=opened.session_secret)
+    forged = Credential(
+        operator="alice", session_id=opened.session_id, session_secret=opened.session_secret
+    )
     assert ledger.whoami(forged)[0] is None
     ledger.revoke(alice, "carol")
     assert ledger.whoami(carol)[0] is None

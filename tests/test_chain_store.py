@@ -11,7 +11,6 @@ from ledger.secret import Secret
 from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
 from ledger.vault.memory import MemoryKeyring
 
-
 _KEEP: list[object] = []  # the application owns the connection pool: keep it alive
 
 
@@ -19,7 +18,7 @@ def _ledger_with_events(home: Path, count: int) -> ChainedSQLiteApplicationRecor
     ledger = open_ledger(home, create=True, backend=MemoryKeyring())
     for n in range(count):
         secret = Secret("default", "svc", f"key{n}")
-        secret.add_version("%064x" % n, "manual", "h")
+        secret.add_version(f"{n:064x}", "manual", "h")
         ledger.save(secret)
     _KEEP.append(ledger)
     recorder = ledger.recorder
@@ -36,8 +35,9 @@ def test_every_event_gets_a_link_and_an_untouched_ledger_verifies(tmp_path: Path
 def test_an_edited_event_is_detected_at_its_position(tmp_path: Path) -> None:
     recorder = _ledger_with_events(tmp_path, 5)
     with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
-        db.execute("UPDATE stored_events SET state = replace(state, 'manual', 'rotate') "
-                   "WHERE rowid = 4")
+        db.execute(
+            "UPDATE stored_events SET state = replace(state, 'manual', 'rotate') WHERE rowid = 4"
+        )
     report, _ = verify(recorder.iter_rows(), recorder.iter_links())
     assert report.fault is not None
     assert (report.fault.position, report.fault.kind) == (4, "edited")

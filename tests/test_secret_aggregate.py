@@ -11,7 +11,7 @@ from ledger.errors import NotFound, ValidationFailed
 from ledger.operator import Operator
 from ledger.secret import Secret
 
-FP = ["%064x" % n for n in range(1, 40)]
+FP = [f"{n:064x}" for n in range(1, 40)]
 
 
 def test_versions_are_consecutive_and_stamped_with_operator_and_clock() -> None:

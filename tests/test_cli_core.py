@@ -1,0 +1,254 @@
+"""The everyday commands through the real CLI in a subprocess, on a real SQLite file, against
+the real Secret Service and the encrypted file vault."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.clikit import Ledger
+
+API_KEY = "sk-" + "Q7x" * 16
+OTHER_KEY = "sk-" + "m4Z" * 16
+
+
+def test_init_is_idempotent_and_prints_the_token_once(ledger: Ledger) -> None:
+    again = ledger.run("init")
+    assert again.returncode == 0
+    assert "nothing changed" in again.stderr and "slt." not in again.stdout
+    refused = ledger.run("init", "--operator", "mallory")
+    assert refused.returncode == 4 and "PERMISSION_DENIED" in refused.stderr
+
+
+def test_set_get_versions_rollback_round_trip(ledger: Ledger) -> None:
+    first = ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    assert first.returncode == 0, first.stderr
+    assert "v1 [" in first.stdout and API_KEY not in first.stdout + first.stderr
+    ledger.set("nexus", "mcp.bun.apiKey", OTHER_KEY)
+    got = ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey")
+    assert (got.returncode, got.stdout) == (0, OTHER_KEY)
+    old = ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "1")
+    assert old.stdout == API_KEY
+
+    history = ledger.run("versions", "--service", "nexus", "--name", "mcp.bun.apiKey")
+    lines = history.stdout.splitlines()
+    assert lines[0] == "Current Version: 2"
+    assert lines[1].startswith("Last Rotation: 20") and lines[1].endswith("Z")
+    assert lines[2] == "Versions:"
+    assert lines[3].startswith("  v2 - ") and "(manual) [" in lines[3]
+
+    back = ledger.run(
+        "rollback", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "1"
+    )
+    assert back.returncode == 0, back.stderr
+    doc = ledger.json("versions", "--service", "nexus", "--name", "mcp.bun.apiKey")
+    assert doc["current_version"] == 3
+    assert set(doc["versions"][0]) >= {
+        "version",
+        "timestamp",
+        "reason",
+        "operator",
+        "fingerprint",
+        "retained",
+    }
+    assert doc["versions"][0]["reason"] == "rollback"
+    assert doc["versions"][0]["fingerprint"] == doc["versions"][2]["fingerprint"]
+    assert ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey").stdout == API_KEY
+
+
+def test_value_sources_and_their_errors(ledger: Ledger, tmp_path: Path) -> None:
+    value_file = tmp_path / "v"
+    value_file.write_text(API_KEY + "\n")
+    by_file = ledger.run(
+        "set", "--service", "nexus", "--name", "mcp.bun.apiKey", "--value-file", str(value_file)
+    )
+    assert by_file.returncode == 0, by_file.stderr
+    assert ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey").stdout == API_KEY
+    by_flag = ledger.run(
+        "set", "--service", "nexus", "--name", "mcp.bun.apiKey", "--value", OTHER_KEY
+    )
+    assert by_flag.returncode == 0 and "shell history" in by_flag.stderr
+    both = ledger.run(
+        "set", "--service", "nexus", "--name", "x", "--value", "a", "--value-stdin", input="b"
+    )
+    assert both.returncode == 2
+    none_given = ledger.run("set", "--service", "nexus", "--name", "x", input="")
+    assert none_given.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "code"),
+    [
+        (["get", "--service", "nexus", "--name", "missing"], None, 3),
+        (["get", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "9"], None, 3),
+        (["versions", "--service", "nexus", "--name", "missing"], None, 3),
+        (["set", "--service", "nexus", "--name", "empty", "--value-stdin"], "", 5),
+        (["set", "--service", "nexus", "--name", "big", "--value-stdin"], "x" * 70_000, 5),
+        (["set", "--service", "nexus", "--name", "nul", "--value-stdin"], "a\x00b", 5),
+        (["set", "--service", "nexus", "--name", "bad\x01name", "--value-stdin"], "v", 5),
+        (["set", "--service", "nexus", "--name", "bad name", "--value-stdin"], "v", 5),
+        (["set", "--service", "Nexus!", "--name", "ok", "--value-stdin"], "v", 5),
+        (["set", "--service", "nexus", "--name", "mcp.bun.apiKey", "--value-stdin"], "nope", 5),
+        (["rollback", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "5"], None, 3),
+        (["restore", "--service", "nexus", "--name", "missing"], None, 3),
+        (["get", "--service", "nexus"], None, 2),
+        (["frobnicate"], None, 2),
+    ],
+)
+def test_bad_input_gets_its_exit_code_and_changes_nothing(
+    ledger: Ledger, args: list[str], stdin: str | None, code: int
+) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    before = ledger.secret_events()
+    result = ledger.run(*args, input=stdin)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) >= 1
+    assert ledger.secret_events() == before
+    assert ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey").stdout == API_KEY
+
+
+def test_list_masks_values_and_delete_restore_destroy(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    ledger.set("github", "github.token", "ghp_" + "A1b2" * 9)
+    listed = ledger.run("list")
+    assert listed.returncode == 0 and "********" in listed.stdout
+    assert API_KEY not in listed.stdout
+    doc = ledger.json("list")
+    assert [(s["service"], s["name"]) for s in doc["secrets"]] == [
+        ("github", "github.token"),
+        ("nexus", "mcp.bun.apiKey"),
+    ]
+
+    assert ledger.run("delete", "--service", "nexus", "--name", "mcp.bun.apiKey").returncode == 0
+    assert [s["service"] for s in ledger.json("list")["secrets"]] == ["github"]
+    assert ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey").returncode == 3
+    assert ledger.run("restore", "--service", "nexus", "--name", "mcp.bun.apiKey").returncode == 0
+    assert ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey").stdout == API_KEY
+
+    assert ledger.run("destroy", "--service", "nexus", "--name", "mcp.bun.apiKey").returncode == 0
+    assert ledger.keychain_get("default/nexus/mcp.bun.apiKey#v1") is None
+    gone = ledger.run(
+        "rollback", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "1"
+    )
+    assert gone.returncode == 3 and "destroyed" in gone.stderr
+    history = ledger.json("versions", "--service", "nexus", "--name", "mcp.bun.apiKey")
+    assert history["destroyed"] and history["versions"][0]["retained"] is False
+
+
+def test_environments_are_separate(ledger: Ledger) -> None:
+    ledger.set("database", "database.password", "p" * 40, "--environment", "production")
+    ledger.set("database", "database.password", "s" * 40, "--environment", "staging")
+    prod = ledger.run(
+        "get", "--service", "database", "--name", "database.password", "-e", "production"
+    )
+    staging = ledger.run(
+        "get",
+        "--service",
+        "database",
+        "--name",
+        "database.password",
+        env={"SECRETS_LEDGER_ENVIRONMENT": "staging"},
+    )
+    assert (prod.stdout, staging.stdout) == ("p" * 40, "s" * 40)
+    only = ledger.json("list", "--environment", "staging")["secrets"]
+    assert [s["environment"] for s in only] == ["staging"]
+
+
+def test_values_never_reach_the_store_files(ledger: Ledger) -> None:
+    for n in range(3):
+        ledger.set("nexus", "mcp.openai.apiKey", f"sk-proj-{n}" + "Zq9" * 15)
+    ledger.run("get", "--service", "nexus", "--name", "mcp.openai.apiKey")
+    ledger.run("list")
+    for path in ledger.home.iterdir():
+        if path.is_file():
+            raw = path.read_bytes()
+            for n in range(3):
+                assert (f"sk-proj-{n}" + "Zq9" * 15).encode() not in raw, path.name
+
+
+def test_doctor_reports_a_missing_value(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    assert ledger.run("doctor").returncode == 0
+    ledger.keychain_delete_matching("default/nexus/mcp.bun.apiKey#v1")
+    report = ledger.run("doctor", "-o", "json")
+    assert report.returncode == 6
+    assert json.loads(report.stdout)["missing_values"][0].startswith(
+        "default/nexus/mcp.bun.apiKey#v1."
+    )
+    got = ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey")
+    assert got.returncode == 8 and "doctor" in got.stderr
+
+
+def test_ledger_files_are_private(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    assert os.stat(ledger.home).st_mode & 0o077 == 0
+    for name in ("ledger.sqlite", "session.json"):
+        assert os.stat(ledger.home / name).st_mode & 0o077 == 0, name
+
+
+def test_read_only_and_corrupt_ledger_files(ledger: Ledger) -> None:
+    db = ledger.home / "ledger.sqlite"
+    os.chmod(db, 0o400)
+    try:
+        if os.geteuid() != 0:  # root ignores file modes; the check below covers both
+            result = ledger.run("list")
+            assert result.returncode == 1 and "read-only" in result.stderr
+    finally:
+        os.chmod(db, 0o600)
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db.read_bytes())
+    data[:16] = b"not a sqlite db!"
+    db.write_bytes(bytes(data))
+    broken = ledger.run("list")
+    assert broken.returncode == 6 and "Traceback" not in broken.stderr
+
+
+def test_uninitialised_home_is_a_clear_error_and_stays_empty(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    empty = tmp_path / "nowhere"
+    result = ledger.run("list", env={"SECRETS_LEDGER_HOME": str(empty)})
+    assert result.returncode == 1 and "secrets init" in result.stderr
+    assert not empty.exists()
+
+
+def test_two_processes_writing_one_secret_lose_nothing(ledger: Ledger) -> None:
+    script = (
+        "import subprocess, sys\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    v = f'{sys.argv[1]}-{i:03d}-' + 'x' * 20\n"
+        "    r = subprocess.run([sys.executable, '-m', 'commands', 'set', '--service',"
+        " 'nexus', '--name', 'shared', '--value-stdin'], input=v, text=True,"
+        " capture_output=True)\n"
+        "    if r.returncode: sys.exit(r.stderr)\n"
+    )
+    count = int(os.environ.get("SECRETS_LEDGER_TEST_WRITES", "100"))
+    procs = [
+        subprocess.Popen(
+            [ledger.python, "-c", script, tag, str(count)],
+            env=ledger.env,
+            cwd=ledger.cwd,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("a", "b")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=1800)
+        assert p.returncode == 0, err
+    doc = ledger.json("versions", "--service", "nexus", "--name", "shared")
+    numbers = [v["version"] for v in doc["versions"]]
+    assert sorted(numbers) == list(range(1, 2 * count + 1))
+    retained = [v["version"] for v in doc["versions"] if v["retained"]]
+    assert len(retained) == 10
+    for n in retained:
+        got = ledger.run("get", "--service", "nexus", "--name", "shared", "--version", str(n))
+        assert got.returncode == 0 and got.stdout.endswith("x" * 20)
+    assert ledger.run("doctor").returncode == 0
