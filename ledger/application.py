@@ -289,11 +289,8 @@ class SecretsLedger(Application[UUID]):
             return principal
         self._record_denial(actor, action, reason, address)
         required = REQUIRED_ROLE[permission]
-        if principal is None:
-            raise PermissionDenied(
-                f"PERMISSION_DENIED: {action} requires a valid session ({reason})"
-            )
-        raise PermissionDenied(f"PERMISSION_DENIED: {action} requires {required}")
+        why = f" ({reason})" if principal is None else ""
+        raise PermissionDenied(f"PERMISSION_DENIED: {action} requires {required}{why}")
 
     @staticmethod
     def _stamp(principal: Principal) -> Any:
