@@ -41,8 +41,7 @@ class TestSecretServiceVault(PersistedVaultContract):
         # gnome-keyring writes its collections under the daemon's HOME.
         keyrings = Path(self.secret_service.env["HOME"]) / ".local" / "share" / "keyrings"
         files = sorted(keyrings.glob("*.keyring")) if keyrings.is_dir() else []
-        if not files:
-            return None
+        assert files, f"gnome-keyring wrote no keyring file under {keyrings}"
         return b"".join(f.read_bytes() for f in files)
 
 
