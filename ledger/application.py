@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, PersistenceError
 
 from ledger import context, tokens
 from ledger.address import SecretAddress
@@ -101,6 +101,13 @@ class SecretsLedger(Application[UUID]):
         self._vault: ValueVault | None = None
         self._settings: LedgerSettings | None = None
         self.intents = IntentJournal(home / "pending")
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        from ledger.transcodings import ALL
+
+        super().register_transcodings(transcoder)
+        for transcoding in ALL:
+            transcoder.register(transcoding)
 
     # -- infrastructure -------------------------------------------------------------------
 
