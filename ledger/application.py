@@ -713,6 +713,7 @@ class SecretsLedger(Application[UUID]):
             previous = latest[1] if latest else None
             private = self._signing_key(previous.public_key if previous else None)
             position, head = recorder.chain_head()
+            self._verify_since(previous)
             sequence = previous.sequence + 1 if previous else 1
             previous_signature = previous.signature if previous else ""
             signature = sign(
@@ -744,6 +745,33 @@ class SecretsLedger(Application[UUID]):
             self._checkpointing = False
         self._remember_checkpoint(at, signed)
         return at, signed
+
+    def _verify_since(self, previous: SignedHead | None) -> None:
+        """Refuse to sign a chain that is already broken since the last checkpoint: a
+        signature must never vouch for tampered history."""
+        from ledger.chain import GENESIS, verify
+
+        recorder = self._chained_recorder()
+        after = (0, GENESIS)
+        if previous is not None and previous.position:
+            stored = recorder.link_at(previous.position)
+            if stored is None or stored.hex() != previous.head:
+                raise IntegrityFailure(
+                    f"the chain no longer matches checkpoint {previous.sequence}; "
+                    "run `secrets audit verify`"
+                )
+            after = (previous.position, stored)
+        report, _ = verify(
+            recorder.iter_rows(after[0]),
+            recorder.iter_links(after[0]),
+            keep_verified=False,
+            after=after,
+        )
+        if report.fault is not None:
+            raise IntegrityFailure(
+                f"refusing to sign: {report.fault.kind} at position {report.fault.position}; "
+                "run `secrets audit verify`"
+            )
 
     def _remember_checkpoint(self, at: int, signed: SignedHead) -> None:
         try:

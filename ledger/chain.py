@@ -95,6 +95,7 @@ def verify(
     rescan: Callable[[], Iterable[tuple[int, bytes]]] | None = None,
     on_verified: Callable[[StoredRow, bytes], ChainFault | None] | None = None,
     keep_verified: bool = True,
+    after: tuple[int, bytes] = (0, GENESIS),
 ) -> tuple[ChainReport, list[tuple[int, bytes]]]:
     """Walk events and links together in log order; stop at the first fault.
 
@@ -102,11 +103,11 @@ def verify(
     link) pairs verified. Both iterables must be in ascending notification id order.
     `rescan` re-reads every stored link, to tell a moved row from an edited one.
     `on_verified` sees each row whose link checked out and may report a fault of its own.
+    `after` is the (position, link) to continue from when checking only the newest part.
     """
     row_iter: Iterator[StoredRow] = iter(rows)
     link_iter: Iterator[tuple[int, bytes]] = iter(links)
-    previous = GENESIS
-    previous_id = 0
+    previous_id, previous = after
     checked = 0
     verified: list[tuple[int, bytes]] = []
     row = next(row_iter, None)

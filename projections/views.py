@@ -284,6 +284,8 @@ class Views:
                 outcome, detail = "rejected", event.rule
             elif kind == "IntegrityAlarm.IntegrityCheckFailed":
                 outcome, detail = "failed", f"{event.fault} at position {event.position}"
+            elif kind == "Checkpoint.CheckpointSigned":
+                detail = f"#{event.sequence} signs position {event.position}"
             elif kind == "Incident.EmergencyRotationStarted":
                 detail = event.reason
             elif kind == "Incident.EmergencyRotationCompleted":

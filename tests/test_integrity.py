@@ -246,3 +246,27 @@ def test_a_keychain_with_another_signing_key_is_refused(tmp_path: Path) -> None:
     ledger.vault.put("ledger.checkpoint-key", "11" * 32)
     with pytest.raises(IntegrityFailure):
         ledger.checkpoint(cred)
+
+
+def test_a_broken_chain_is_never_signed(tmp_path: Path) -> None:
+    ledger, cred = build(tmp_path, every=0)
+    with raw(tmp_path) as db:
+        last = db.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
+        db.execute(
+            "UPDATE stored_events SET state = replace(state, 'manual', 'rotate') WHERE rowid = ?",
+            (last,),
+        )
+    with pytest.raises(IntegrityFailure, match="refusing to sign"):
+        ledger.checkpoint(cred)
+    assert checkpoint_rows(tmp_path) == []
+
+
+def test_checkpoints_continue_the_signature_chain_across_processes(tmp_path: Path) -> None:
+    ledger, cred = build(tmp_path)
+    first = ledger.checkpoint(cred)[1]
+    again = open_ledger(tmp_path, backend=ledger._backend)
+    _KEEP.append(again)
+    second = again.checkpoint(cred)[1]
+    assert second.sequence == first.sequence + 1
+    assert second.previous_signature == first.signature
+    assert again.verify_history(pinned_key=first.public_key).ok
