@@ -32,29 +32,21 @@ _register()
 
 
 def run() -> None:
-    import click
-
     from commands.exit_codes import for_error
     from commands.value_input import UsageProblem
     from ledger.errors import LedgerError
 
     try:
-        result = app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        exc.show()
-        sys.exit(ExitCode.USAGE)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(ExitCode.INTERRUPTED)
+        # Standalone mode: Typer itself turns usage errors into exit code 2 and Ctrl-C into 1.
+        app()
     except UsageProblem as exc:
         print(f"usage: {exc}", file=sys.stderr)
         sys.exit(ExitCode.USAGE)
     except LedgerError as exc:
         message = str(exc)
-        print(
-            message if message.startswith("PERMISSION_DENIED") else f"error: {message}",
-            file=sys.stderr,
-        )
+        if not message.startswith("PERMISSION_DENIED"):
+            message = f"error: {message}"
+        print(message, file=sys.stderr)
         sys.exit(for_error(exc))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -69,4 +61,3 @@ def run() -> None:
             file=sys.stderr,
         )
         sys.exit(ExitCode.ERROR)
-    sys.exit(result if isinstance(result, int) else ExitCode.OK)

@@ -1,0 +1,186 @@
+"""Access control through the real CLI: the whole role x command matrix, and attacks on
+tokens and session files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.clikit import Ledger
+
+KEY = "sk-" + "Tq8" * 16
+ADDR = ["--service", "nexus", "--name", "mcp.bun.apiKey"]
+
+# command -> (argv, stdin, needs senior-engineer)
+COMMANDS: dict[str, tuple[list[str], str | None, bool]] = {
+    "get": (["get", *ADDR], None, False),
+    "versions": (["versions", *ADDR], None, False),
+    "list": (["list"], None, True),
+    "set": (["set", *ADDR, "--value-stdin"], "sk-" + "Zz1" * 16, True),
+    "rollback": (["rollback", *ADDR, "--version", "1"], None, True),
+    "delete": (["delete", *ADDR], None, True),
+    "restore": (["restore", *ADDR], None, True),
+    "destroy": (["destroy", *ADDR], None, True),
+    "doctor": (["doctor"], None, True),
+    "auth grant": (["auth", "grant", "--operator", "zed", "--role", "analyst"], None, True),
+    "auth revoke": (["auth", "revoke", "--operator", "alice"], None, True),
+}
+STATES = ["senior-engineer", "engineer", "analyst", "no session", "expired", "revoked"]
+
+
+def denials(ledger: Ledger) -> list[dict[str, object]]:
+    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+        rows = db.execute(
+            "SELECT state FROM stored_events WHERE topic LIKE 'ledger.records:Denial%' "
+            "ORDER BY rowid"
+        ).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def as_state(ledger: Ledger, state: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a caller in `state` (its own session file)."""
+    session = tmp_path / f"session-{state.replace(' ', '-')}.json"
+    env = {"SECRETS_LEDGER_SESSION_FILE": str(session)}
+    if state == "senior-engineer":
+        env["SECRETS_LEDGER_SESSION_FILE"] = str(ledger.home / "session.json")
+        return env
+    if state == "no session":
+        return env
+    role = {"engineer": "engineer", "analyst": "analyst"}.get(state, "engineer")
+    name = state.replace(" ", "-")
+    granted = ledger.run("auth", "grant", "--operator", name, "--role", role)
+    assert granted.returncode == 0, granted.stderr
+    token = granted.stdout.strip()
+    ttl = "1s" if state == "expired" else "1h"
+    login = ledger.run(
+        "auth",
+        "login",
+        "--operator",
+        name,
+        "--token-stdin",
+        "--ttl",
+        ttl,
+        input=token + "\n",
+        env=env,
+    )
+    assert login.returncode == 0, login.stderr
+    if state == "expired":
+        time.sleep(1.2)
+    if state == "revoked":
+        assert ledger.run("auth", "revoke", "--operator", name).returncode == 0
+    return env
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_role_matrix(ledger: Ledger, state: str, tmp_path: Path) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", KEY)
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Yy2" * 16)
+    env = as_state(ledger, state, tmp_path)
+    for command, (argv, stdin, senior_only) in COMMANDS.items():
+        before = len(denials(ledger))
+        result = ledger.run(*argv, input=stdin, env=env)
+        allowed = state == "senior-engineer" or (
+            state in {"engineer", "analyst"} and not senior_only
+        )
+        after = denials(ledger)
+        if allowed:
+            assert result.returncode != 4, (command, result.stderr)
+            assert len(after) == before, command
+            continue
+        assert result.returncode == 4, (state, command, result.returncode, result.stderr)
+        assert result.stderr.startswith("PERMISSION_DENIED: "), result.stderr
+        required = "senior-engineer" if senior_only else "engineer"
+        assert f"requires {required}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+        assert len(after) == before + 1, command
+        last = after[-1]
+        expected_operator = state if state in {"engineer", "analyst"} else "anonymous"
+        assert last["operator"] == expected_operator
+        assert last["action"] == command.split()[-1] if command != "auth grant" else "grant"
+
+
+def test_deployment_check_analyst_cannot_set_or_delete(ledger: Ledger, tmp_path: Path) -> None:
+    """The operating guide's step 4: an analyst session fails on write and delete."""
+    ledger.set("nexus", "mcp.bun.apiKey", KEY)
+    env = as_state(ledger, "analyst", tmp_path)
+    for argv, stdin in ((["set", *ADDR, "--value-stdin"], KEY), (["delete", *ADDR], None)):
+        before = len(denials(ledger))
+        result = ledger.run(*argv, input=stdin, env=env)
+        assert result.returncode == 4 and "PERMISSION_DENIED" in result.stderr
+        assert len(denials(ledger)) == before + 1
+    assert ledger.run("get", *ADDR).stdout == KEY
+
+
+def test_forged_truncated_and_old_tokens_are_refused(ledger: Ledger) -> None:
+    first = ledger.run("auth", "grant", "--operator", "bob", "--role", "engineer").stdout.strip()
+    second = ledger.run("auth", "grant", "--operator", "bob", "--role", "engineer").stdout.strip()
+    ledger.set("nexus", "mcp.bun.apiKey", KEY)
+    for token in (first, second[:-4], "slt.alice." + "A" * 43, "garbage", second + "x"):
+        before = len(denials(ledger))
+        result = ledger.run(
+            "get",
+            *ADDR,
+            env={"SECRETS_LEDGER_TOKEN": token, "SECRETS_LEDGER_SESSION_FILE": "/nonexistent"},
+        )
+        assert result.returncode == 4, token
+        assert len(denials(ledger)) == before + 1
+    ok = ledger.run("get", *ADDR, env={"SECRETS_LEDGER_TOKEN": second})
+    assert (ok.returncode, ok.stdout) == (0, KEY)
+
+
+def test_edited_session_file_cannot_claim_another_operator(ledger: Ledger, tmp_path: Path) -> None:
+    env = as_state(ledger, "analyst", tmp_path)
+    session = Path(env["SECRETS_LEDGER_SESSION_FILE"])
+    data = json.loads(session.read_text())
+    data["operator"] = "alice"  # the senior-engineer
+    data["role"] = "senior-engineer"
+    session.write_text(json.dumps(data))
+    os.chmod(session, 0o600)
+    before = len(denials(ledger))
+    result = ledger.run("set", *ADDR, "--value-stdin", input=KEY, env=env)
+    assert result.returncode == 4
+    assert len(denials(ledger)) == before + 1
+    assert ledger.run("list", "-o", "json").stdout.count(KEY) == 0
+
+
+def test_session_file_readable_by_others_is_refused(ledger: Ledger) -> None:
+    session = ledger.home / "session.json"
+    os.chmod(session, 0o644)
+    result = ledger.run("list")
+    assert result.returncode == 4 and "readable by others" in result.stderr
+    os.chmod(session, 0o600)
+    assert ledger.run("list").returncode == 0
+
+
+def test_unknown_role_and_hostile_operator_names(ledger: Ledger) -> None:
+    bad_role = ledger.run("auth", "grant", "--operator", "eve", "--role", "root")
+    assert bad_role.returncode == 5 and "unknown role" in bad_role.stderr
+    bad_name = ledger.run("auth", "grant", "--operator", "ev\x1be", "--role", "analyst")
+    assert bad_name.returncode == 5 and "control" in bad_name.stderr
+
+
+def test_status_login_logout_flow(ledger: Ledger) -> None:
+    status = ledger.json("auth", "status")
+    assert status["operator"] == "alice" and status["role"] == "senior-engineer"
+    assert "manage" in status["permissions"]
+    assert ledger.run("auth", "logout").returncode == 0
+    after = ledger.run("auth", "status")
+    assert after.returncode == 4 and "not authenticated" in after.stdout
+    wrong = ledger.run(
+        "auth", "login", "--operator", "alice", "--token-stdin", input="slt.alice.wrong\n"
+    )
+    assert wrong.returncode == 4
+    again = ledger.run(
+        "auth", "login", "--operator", "alice", "--token-stdin", input=ledger.token + "\n"
+    )
+    assert again.returncode == 0
+
+
+def test_last_senior_engineer_cannot_be_revoked(ledger: Ledger) -> None:
+    result = ledger.run("auth", "revoke", "--operator", "alice")
+    assert result.returncode == 5 and "last senior-engineer" in result.stderr
