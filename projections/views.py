@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eventsourcing.persistence import MapperDeserialisationError
+
 from projections.audit_codes import EVENT_CODES, REASON_CODES
 from projections.timefmt import iso
 
@@ -168,7 +170,12 @@ class Views:
                 if not page:
                     return applied
                 for notification in page:
-                    event = self.ledger.mapper.to_domain_event(notification)
+                    try:
+                        event = self.ledger.mapper.to_domain_event(notification)
+                    except MapperDeserialisationError:
+                        # Damaged bytes must not blind the audit log: show the spot instead.
+                        self._unreadable(cur, notification.id, notification.topic)
+                        continue
                     self._apply(cur, notification.id, event)
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "
@@ -184,6 +191,27 @@ class Views:
         return self.catch_up()
 
     # -- folding --------------------------------------------------------------------------
+
+    @staticmethod
+    def _unreadable(cur: sqlite3.Cursor, position: int, topic: str) -> None:
+        kind = topic.rpartition(":")[2]
+        cur.execute(
+            "INSERT INTO audit_view VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                position,
+                "",
+                "HBSE-013",
+                kind,
+                "",
+                "unreadable",
+                None,
+                None,
+                None,
+                "failed",
+                "",
+                "event cannot be decoded; run `secrets audit verify`",
+            ),
+        )
 
     def _apply(self, cur: sqlite3.Cursor, position: int, event: Any) -> None:
         kind = type(event).__qualname__
