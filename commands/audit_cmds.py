@@ -383,3 +383,91 @@ def codes(output: OutputOpt = Output.table) -> None:
         )
         return
     print(runtime.table(["CODE", "MEANING"], [[c, d] for c, d in sorted(CODES.items())]))
+
+
+# -- the past -----------------------------------------------------------------------------
+
+
+def _cut(at: str | None, position: int | None) -> tuple[int, datetime | None, Any]:
+    """Resolve --at / --position to (position, as-of time, caught-up views); exactly one."""
+    from commands.value_input import UsageProblem
+
+    if (at is None) == (position is None):
+        raise UsageProblem("give exactly one of --at and --position")
+    return position or 0, _when(at, "--at"), None
+
+
+def _replay_state(ledger: Any, views: Any, at: datetime | None, position: int | None) -> Any:
+    from projections.replay import Replayer, snapshot
+    from projections.timefmt import iso
+
+    if at is not None:
+        position = views.position_at(iso(at))
+    assert position is not None
+    state = Replayer(ledger, views.db).at_position(position)
+    return snapshot(state, at)
+
+
+@audit_app.command("replay")
+def replay(
+    at: Annotated[
+        str | None, typer.Option("--at", help="As of this time (ISO 8601, or 24h, 7d ago).")
+    ] = None,
+    position: Annotated[
+        int | None, typer.Option("--position", min=0, help="As of this log position.")
+    ] = None,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show the whole ledger as it was: secrets, operators and roles, open sessions.
+
+    "As of T" takes every event up to the last position stamped at or before T (timestamps
+    come from each writer's clock; positions are the ledger's own order).
+
+    Example: secrets audit replay --at 2026-01-31T00:00:00Z
+    """
+    from ledger.policy import Permission
+
+    _, when, _ = _cut(at, position)
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit replay")
+    views = runtime.views(ledger)
+    doc = _replay_state(ledger, views, when, position)
+    if output is Output.json:
+        runtime.emit_json(doc)
+        return
+    print(f"As of position {doc['position']} ({doc['timestamp'] or 'empty ledger'})")
+    print()
+    print(
+        runtime.table(
+            ["ENVIRONMENT", "SERVICE", "NAME", "VERSION", "FINGERPRINT", "LAST ROTATION", "STATUS"],
+            [
+                [
+                    s["environment"],
+                    s["service"],
+                    s["name"],
+                    f"v{s['current_version']}",
+                    f"[{s['fingerprint']}]",
+                    s["last_rotation"] or "",
+                    s["status"],
+                ]
+                for s in doc["secrets"]
+            ],
+        )
+    )
+    print()
+    print(
+        runtime.table(
+            ["OPERATOR", "ROLE"], [[o["name"], o["role"] or "(revoked)"] for o in doc["operators"]]
+        )
+    )
+    print()
+    print(
+        runtime.table(
+            ["SESSION OF", "SESSION", "OPENED", "EXPIRES", "HOST"],
+            [
+                [s["operator"], s["session"], s["opened_at"], s["expires_at"], s["host"]]
+                for s in doc["sessions"]
+            ],
+        )
+    )

@@ -430,6 +430,19 @@ class Views:
             params.append(limit)
         return [AuditRow(*r) for r in self._db.execute(sql, params)]
 
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The views database, for caches that live beside the views (replay states)."""
+        return self._db
+
+    def position_at(self, when: str) -> int:
+        """The last position whose event timestamp (ISO, as stored) is at or before `when`."""
+        row = self._db.execute(
+            "SELECT max(position) FROM audit_view WHERE timestamp <= ? AND timestamp != ''",
+            (when,),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
     def operators(self) -> list[tuple[str, str | None, str]]:
         return [
             (r[0], r[1], r[2])
