@@ -388,13 +388,13 @@ def codes(output: OutputOpt = Output.table) -> None:
 # -- the past -----------------------------------------------------------------------------
 
 
-def _cut(at: str | None, position: int | None) -> tuple[int, datetime | None, Any]:
-    """Resolve --at / --position to (position, as-of time, caught-up views); exactly one."""
+def _one_cut(at: str | None, position: int | None) -> datetime | None:
+    """--at or --position, exactly one; the --at time parsed."""
     from commands.value_input import UsageProblem
 
     if (at is None) == (position is None):
         raise UsageProblem("give exactly one of --at and --position")
-    return position or 0, _when(at, "--at"), None
+    return _when(at, "--at")
 
 
 def _replay_state(ledger: Any, views: Any, at: datetime | None, position: int | None) -> Any:
@@ -428,7 +428,7 @@ def replay(
     """
     from ledger.policy import Permission
 
-    _, when, _ = _cut(at, position)
+    when = _one_cut(at, position)
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit replay")
     views = runtime.views(ledger)
@@ -471,3 +471,122 @@ def replay(
             ],
         )
     )
+
+
+@audit_app.command("diff")
+def diff(
+    since: Annotated[str, typer.Option("--from", help="Earlier time (ISO 8601 or 7d ago).")],
+    to: Annotated[str, typer.Option("--to", help="Later time (ISO 8601 or 1h ago).")],
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """What changed between two times: secrets (version, fingerprint, status), roles, sessions.
+
+    Example: secrets audit diff --from 2026-01-01 --to 2026-02-01
+    """
+    from ledger.policy import Permission
+    from projections.replay import diff as compare
+
+    start, end = _when(since, "--from"), _when(to, "--to")
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit diff")
+    views = runtime.views(ledger)
+    doc = compare(
+        _replay_state(ledger, views, start, None), _replay_state(ledger, views, end, None)
+    )
+    if output is Output.json:
+        runtime.emit_json(doc)
+        return
+    print(f"from position {doc['from']['position']} to {doc['to']['position']}")
+    for s in doc["secrets"]:
+        fields = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in s["fields"].items())
+        print(f"  {s['change']:8} {s['secret']}: {fields}")
+    for o in doc["operators"]:
+        print(f"  role     {o['operator']}: {o['from'] or '-'} -> {o['to'] or '-'}")
+    for s in doc["sessions_opened"]:
+        print(f"  login    {s['operator']} session {s['session']}")
+    for s in doc["sessions_ended"]:
+        print(f"  logout   {s['operator']} session {s['session']} (closed or expired)")
+    if not (doc["secrets"] or doc["operators"] or doc["sessions_opened"] or doc["sessions_ended"]):
+        print("  no changes")
+
+
+@audit_app.command("who-can")
+def who_can(
+    service: Annotated[str, typer.Option("--service", "-s", help="Service, e.g. nexus.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Key name.")],
+    environment: Annotated[
+        str,
+        typer.Option(
+            "--environment", "-e", envvar="SECRETS_LEDGER_ENVIRONMENT", help="Environment."
+        ),
+    ] = "default",
+    at: Annotated[str | None, typer.Option("--at", help="As of this time (default: now).")] = None,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Who could read or change a secret, now or at a past time (roles as recorded then).
+
+    Example: secrets audit who-can --service nexus --name mcp.bun.apiKey --at 2026-01-15
+    """
+    from ledger.policy import Permission
+    from projections.replay import who_can as holders
+
+    when = _when(at, "--at")
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit who-can")
+    views = runtime.views(ledger)
+    position = None if when is not None else views.position()
+    doc = holders(_replay_state(ledger, views, when, position), environment, service, name)
+    if output is Output.json:
+        runtime.emit_json(doc)
+        return
+    state = doc["status"] or "does not exist"
+    print(f"{doc['secret']} as of position {doc['position']}: {state}")
+    print(
+        runtime.table(
+            ["OPERATOR", "ROLE", "CAN"],
+            [[o["operator"], o["role"], ", ".join(o["can"])] for o in doc["operators"]],
+        )
+    )
+
+
+@audit_app.command("hash")
+def hash_value(
+    service: Annotated[str, typer.Option("--service", "-s", help="Service, e.g. nexus.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Key name.")],
+    environment: Annotated[
+        str,
+        typer.Option(
+            "--environment", "-e", envvar="SECRETS_LEDGER_ENVIRONMENT", help="Environment."
+        ),
+    ] = "default",
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Print the fingerprint a value (read from stdin) would have, and which version has it.
+
+    Needs the keychain (the fingerprint key lives there) and read access to the secret.
+
+    Example: printf %s "$CANDIDATE" | secrets audit hash --service nexus --name mcp.bun.apiKey
+    """
+    from commands.value_input import read_value
+    from ledger.errors import NotFound
+
+    ledger = runtime.open_ledger(home)
+    addr = runtime.address(environment, service, name)
+    value = read_value(None, None, True, prompt="Value")
+    cred = runtime.credential(ledger)
+    fingerprint = ledger.fingerprint_for(cred, addr, value)
+    try:
+        recorded = list(ledger.history(cred, addr).versions.values())
+    except NotFound:
+        recorded = []
+    matches = sorted(v.number for v in recorded if v.fingerprint == fingerprint)
+    if output is Output.json:
+        runtime.emit_json(
+            {"secret": str(addr), "fingerprint": fingerprint[:12], "matching_versions": matches}
+        )
+        return
+    found = ", ".join(f"v{n}" for n in matches) if matches else "no recorded version"
+    print(f"[{fingerprint[:12]}] matches {found}")

@@ -854,3 +854,8 @@ class SecretsLedger(Application[UUID]):
         except (LedgerError, PersistenceError):
             return False  # a ledger too damaged to append to still gets its report
         return True
+
+    def fingerprint_for(self, cred: Credential, address: SecretAddress, value: str) -> str:
+        """The fingerprint `value` would have at `address`, to compare with recorded ones."""
+        self.authorize(cred, Permission.READ, "audit hash", address)
+        return self.fingerprint(address, value)

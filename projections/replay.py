@@ -226,3 +226,74 @@ def snapshot(state: State, as_of: datetime | None = None) -> dict[str, Any]:
         "operators": operators,
         "sessions": sessions,
     }
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two snapshots: secrets, roles, sessions."""
+
+    def key(s: dict[str, Any]) -> str:
+        return f"{s['environment']}/{s['service']}/{s['name']}"
+
+    old = {key(s): s for s in before["secrets"]}
+    new = {key(s): s for s in after["secrets"]}
+    secrets: list[dict[str, Any]] = []
+    for address in sorted(old.keys() | new.keys()):
+        a, b = old.get(address), new.get(address)
+        if a == b:
+            continue
+        change = "added" if a is None else "removed" if b is None else "changed"
+        fields = {
+            f: {"from": a.get(f) if a else None, "to": b.get(f) if b else None}
+            for f in ("current_version", "fingerprint", "status", "last_rotation")
+            if (a or {}).get(f) != (b or {}).get(f)
+        }
+        secrets.append({"secret": address, "change": change, "fields": fields})
+    roles_before = {o["name"]: o["role"] for o in before["operators"]}
+    roles_after = {o["name"]: o["role"] for o in after["operators"]}
+    operators = [
+        {"operator": name, "from": roles_before.get(name), "to": roles_after.get(name)}
+        for name in sorted(roles_before.keys() | roles_after.keys())
+        if roles_before.get(name) != roles_after.get(name)
+    ]
+    sessions_before = {(s["operator"], s["session"]) for s in before["sessions"]}
+    sessions_after = {(s["operator"], s["session"]) for s in after["sessions"]}
+    return {
+        "from": {"position": before["position"], "as_of": before["as_of"]},
+        "to": {"position": after["position"], "as_of": after["as_of"]},
+        "secrets": secrets,
+        "operators": operators,
+        "sessions_opened": [
+            {"operator": o, "session": s} for o, s in sorted(sessions_after - sessions_before)
+        ],
+        "sessions_ended": [
+            {"operator": o, "session": s} for o, s in sorted(sessions_before - sessions_after)
+        ],
+    }
+
+
+def who_can(doc: dict[str, Any], environment: str, service: str, name: str) -> dict[str, Any]:
+    """Who could read or change one secret in a snapshot. Access is by role alone (see
+    ledger/policy.py), so this is every operator whose role then allowed it."""
+    from ledger.policy import Permission, allows
+
+    found = next(
+        (
+            s
+            for s in doc["secrets"]
+            if (s["environment"], s["service"], s["name"]) == (environment, service, name)
+        ),
+        None,
+    )
+    holders = []
+    for o in doc["operators"]:
+        can = [p.value for p in (Permission.READ, Permission.MANAGE) if allows(o["role"], p)]
+        if can:
+            holders.append({"operator": o["name"], "role": o["role"], "can": can})
+    return {
+        "secret": f"{environment}/{service}/{name}",
+        "position": doc["position"],
+        "as_of": doc["as_of"],
+        "exists": found is not None,
+        "status": found["status"] if found else None,
+        "operators": holders,
+    }

@@ -290,3 +290,69 @@ def test_codes_catalogue(audit_ledger: Ledger) -> None:
     assert "Checkpoint.CheckpointSigned" in codes["HBSE-015"]["events"]
     text = audit_ledger.run("audit", "codes").stdout
     assert "HBSE-006" in text and "access denied" in text
+
+
+def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
+    first = audit_ledger.json("audit", "log", "--limit", "1")["events"][-1]
+    position, stamp = first["position"], first["timestamp"]
+    time.sleep(0.01)
+    audit_ledger.set("nexus", "svc0.apiKey", "rotated-" + API_KEY)
+    granted = audit_ledger.run("auth", "grant", "--operator", "bob", "--role", "analyst")
+    assert granted.returncode == 0
+    bob = {"SECRETS_LEDGER_TOKEN": granted.stdout.strip()}
+
+    then = audit_ledger.json("audit", "replay", "--position", str(position))
+    by_time = audit_ledger.json("audit", "replay", "--at", stamp)
+    assert then == {**by_time, "as_of": then["as_of"]} and by_time["position"] == position
+    svc0 = next(s for s in then["secrets"] if s["name"] == "svc0.apiKey")
+    assert svc0["current_version"] == 1 and svc0["status"] == "active"
+    assert then["operators"] == [{"name": "alice", "role": "senior-engineer"}]
+    assert [s["operator"] for s in then["sessions"]] == ["alice"]
+    assert "svc0.apiKey" in audit_ledger.run("audit", "replay", "--position", "9").stdout
+    assert audit_ledger.run("audit", "replay").returncode == 2
+
+    changes = audit_ledger.json("audit", "diff", "--from", stamp, "--to", "0s")
+    assert [(c["secret"], c["fields"]["current_version"]) for c in changes["secrets"]] == [
+        ("default/nexus/svc0.apiKey", {"from": 1, "to": 2})
+    ]
+    assert changes["operators"] == [{"operator": "bob", "from": None, "to": "analyst"}]
+
+    before = audit_ledger.json(
+        "audit", "who-can", "--service", "nexus", "--name", "svc0.apiKey", "--at", stamp
+    )
+    assert [o["operator"] for o in before["operators"]] == ["alice"]
+    now = audit_ledger.json("audit", "who-can", "--service", "nexus", "--name", "svc0.apiKey")
+    assert {o["operator"]: o["can"] for o in now["operators"]} == {
+        "alice": ["read", "manage"],
+        "bob": ["read"],
+    }
+
+    hashed = audit_ledger.run(
+        "audit", "hash", "--service", "nexus", "--name", "svc0.apiKey", input=API_KEY + "0"
+    )
+    assert hashed.returncode == 0 and hashed.stdout.endswith("matches v1\n"), hashed.stderr
+    assert API_KEY not in hashed.stdout + hashed.stderr
+    other = audit_ledger.run(
+        "audit",
+        "hash",
+        "--service",
+        "nexus",
+        "--name",
+        "svc0.apiKey",
+        "-o",
+        "json",
+        input="not-it",
+        env=bob,
+    )
+    assert other.returncode == 0 and json.loads(other.stdout)["matching_versions"] == []
+    anonymous = audit_ledger.run(
+        "audit",
+        "hash",
+        "--service",
+        "nexus",
+        "--name",
+        "svc0.apiKey",
+        input="x",
+        env={"SECRETS_LEDGER_SESSION_FILE": "/nonexistent"},
+    )
+    assert anonymous.returncode == 4
