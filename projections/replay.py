@@ -64,16 +64,22 @@ def apply(state: State, position: int, event: Any) -> None:
             "deleted": False,
             "destroyed": False,
             "retained": [],
+            "born": {},  # version -> when its value was first introduced
         }
     elif kind.startswith("Secret.") and oid in secrets:
         secret = secrets[oid]
         secret["last_change"] = ts
         secret["operator"] = event.operator
         if kind == "Secret.VersionAdded":
+            # A rollback restores an old value: its age runs from that value's birth.
+            born = ts
+            if event.rolled_back_from is not None:
+                born = secret["born"].get(str(event.rolled_back_from), ts)
+            secret["born"][str(event.version)] = born
             secret.update(
                 current_version=event.version,
                 fingerprint=event.fingerprint,
-                last_rotation=ts,
+                last_rotation=born,
                 reason=event.reason,
                 deleted=False,
                 destroyed=False,

@@ -61,7 +61,7 @@ def expected_state(ledger: Any, operators: list[str], when: datetime) -> dict[st
                 "name": address.name,
                 "current_version": secret.current_version,
                 "fingerprint": current.short_fingerprint,
-                "last_rotation": iso(current.timestamp),
+                "last_rotation": iso(secret.last_rotation) if secret.last_rotation else None,
                 "status": "destroyed"
                 if secret.destroyed
                 else "deleted"
