@@ -20,12 +20,14 @@ app = typer.Typer(
 
 def _register() -> None:
     from commands import secrets_cmds
-    from commands.audit_cmds import audit_app
+    from commands.audit_cmds import audit_app, projections_app, report_app
     from commands.auth_cmds import auth_app
 
     secrets_cmds.register(app)
     app.add_typer(auth_app, name="auth")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(report_app, name="report")
+    app.add_typer(projections_app, name="projections")
 
 
 _register()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +159,7 @@ class Views:
         head = self.ledger.recorder.max_notification_id() or 0
         return max(0, head - self.position())
 
-    def catch_up(self) -> int:
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply every event recorded since the last tracked position; return how many."""
         applied = 0
         while True:
@@ -187,8 +187,10 @@ class Views:
                     (TRACKING_NAME, page[-1].id),
                 )
                 applied += len(page)
+            if progress is not None:
+                progress(applied)
 
-    def rebuild(self) -> int:
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         with self._write() as cur:
             for table in (
                 "tracking",
@@ -198,7 +200,22 @@ class Views:
                 "operators_view",
             ):
                 cur.execute(f"DELETE FROM {table}")
-        return self.catch_up()
+            # Saved replay states are a cache of the same log (projections/replay.py).
+            cur.execute("DROP TABLE IF EXISTS replay_checkpoints")
+        return self.catch_up(progress)
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every view row, in a stable order: to compare a rebuild with incremental views."""
+        return {
+            table: list(self._db.execute(f"SELECT * FROM {table} ORDER BY {order}"))
+            for table, order in (
+                ("tracking", "name"),
+                ("secrets_view", "originator_id"),
+                ("version_rotations", "originator_id, version"),
+                ("audit_view", "position"),
+                ("operators_view", "originator_id"),
+            )
+        }
 
     # -- folding --------------------------------------------------------------------------
 

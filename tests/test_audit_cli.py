@@ -356,3 +356,23 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
         env={"SECRETS_LEDGER_SESSION_FILE": "/nonexistent"},
     )
     assert anonymous.returncode == 4
+
+
+def test_report_compliance_and_projections_rebuild(audit_ledger: Ledger, tmp_path: Path) -> None:
+    md = audit_ledger.run("report", "compliance")
+    assert md.returncode == 0, md.stderr
+    assert md.stdout.startswith("# secrets-ledger compliance report")
+    assert md.stdout == audit_ledger.run("report", "compliance").stdout  # same bytes
+    out = tmp_path / "report.html"
+    made = audit_ledger.run("report", "compliance", "--format", "html", "--out", str(out))
+    assert made.returncode == 0 and out.read_text().startswith("<!DOCTYPE html>")
+    doc = json.loads(audit_ledger.run("report", "compliance", "--format", "json").stdout)
+    assert doc["summary"]["secrets"] == 4 and doc["integrity"]["ok"] is True
+    csv_rows = audit_ledger.run("report", "compliance", "--format", "csv").stdout.splitlines()
+    assert csv_rows[0].startswith("environment,service,name") and len(csv_rows) == 5
+    for text in (md.stdout, out.read_text()):
+        assert API_KEY not in text
+
+    rebuilt = audit_ledger.run("projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "identical" in rebuilt.stdout and "rebuilding views:" in rebuilt.stderr
