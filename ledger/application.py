@@ -117,6 +117,7 @@ class SecretsLedger(Application[UUID]):
         self.intents = IntentJournal(home / "pending")
         self.checkpoint_every = DEFAULT_INTERVAL  # 0 turns automatic checkpoints off
         self._checkpointing = False
+        self.checkpoint_problem: str | None = None
 
     # -- infrastructure -------------------------------------------------------------------
 
@@ -785,10 +786,12 @@ class SecretsLedger(Application[UUID]):
         try:
             with context.acting_as(context.SYSTEM):
                 self.write_checkpoint()
-        except (LedgerError, PersistenceError):
-            # A missing keychain must not fail the write that triggered this; the next
+        except Exception as exc:
+            # This runs inside the save of someone's write: an error escaping from here would
+            # make that write remove its value although its event is recorded. A missing
+            # keychain or a refused signature only means no checkpoint this time; the next
             # multiple of the interval tries again and `audit checkpoint` can be run by hand.
-            pass
+            self.checkpoint_problem = f"automatic checkpoint skipped: {type(exc).__name__}"
 
     def checkpoint(self, cred: Credential) -> tuple[int, SignedHead]:
         principal = self.authorize(cred, Permission.AUDIT, "audit checkpoint")

@@ -270,3 +270,20 @@ def test_checkpoints_continue_the_signature_chain_across_processes(tmp_path: Pat
     assert second.sequence == first.sequence + 1
     assert second.previous_signature == first.signature
     assert again.verify_history(pinned_key=first.public_key).ok
+
+
+def test_a_failed_automatic_checkpoint_never_costs_a_write_its_value(tmp_path: Path) -> None:
+    from tests.fakes import FlakyKeyring
+
+    keyring = FlakyKeyring()
+    ledger = open_ledger(tmp_path, create=True, backend=keyring)
+    _KEEP.append(ledger)
+    cred = Credential(token=ledger.initialize("alice").token)
+    head = ledger.recorder.max_notification_id()
+    ledger.checkpoint_every = head + 2  # the next write's two events cross it
+    keyring.fail_sets_after = keyring.sets + 1  # the value goes in; the signing key cannot
+    address = SecretAddress("default", "svc", "key")
+    ledger.write(cred, address, "value-" + "q" * 24, spec_check=_no_spec)
+    assert ledger.checkpoint_problem is not None
+    assert checkpoint_rows(tmp_path) == []
+    assert ledger.read(cred, address)[1] == "value-" + "q" * 24
