@@ -57,6 +57,14 @@ def run() -> None:
         # Never a traceback by default: locals or arguments could hold a value.
         if os.environ.get("SECRETS_LEDGER_DEBUG") == "1":
             raise
+        if type(exc).__name__ == "MapperDeserialisationError":
+            # Matched by name: importing the library here would slow every command's start.
+            print(
+                "error: a recorded event cannot be decoded (the ledger file was altered or "
+                "damaged); run `secrets audit verify`",
+                file=sys.stderr,
+            )
+            sys.exit(ExitCode.INTEGRITY_FAILURE)
         print(
             f"internal error ({type(exc).__name__}); rerun with SECRETS_LEDGER_DEBUG=1 "
             "to see where",

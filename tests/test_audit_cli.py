@@ -92,6 +92,12 @@ def test_an_edited_byte_is_found(audit_ledger: Ledger) -> None:
         state[30] ^= 0x04
         con.execute("UPDATE stored_events SET state = ? WHERE rowid = 8", (bytes(state),))
     verify_fails(audit_ledger, "edited", 8)
+    (secret,) = [
+        r for r in audit_ledger.json("audit", "log", "-o", "json")["events"] if r["position"] == 8
+    ]
+    assert secret["code"] == "HBSE-013" and secret["action"] == "unreadable"
+    damaged = audit_ledger.run("versions", "--service", "nexus", "--name", "svc1.apiKey")
+    assert damaged.returncode == 6 and "audit verify" in damaged.stderr
 
 
 def test_a_deleted_row_is_found(audit_ledger: Ledger) -> None:
