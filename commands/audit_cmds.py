@@ -320,6 +320,8 @@ def log(
     from projections.timefmt import iso
 
     start, end = _when(since, "--since"), _when(until, "--until")
+    if follow and output is LogOutput.json:
+        output = LogOutput.jsonl  # one document cannot grow; a stream of lines can
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit log")
     views = runtime.views(ledger)
@@ -351,9 +353,7 @@ def log(
             views.catch_up()
             fresh = views.audit(**filters, after_position=last)
             if fresh:
-                _emit_rows(
-                    fresh, output if output is not LogOutput.json else LogOutput.jsonl, False
-                )
+                _emit_rows(fresh, output, header=False)
                 last = fresh[-1].position
     except KeyboardInterrupt:
         return

@@ -175,3 +175,22 @@ def test_replay_resumes_from_a_saved_state(tmp_path: Path, monkeypatch: Any) -> 
     assert Counting.folded == head - max(saved)
     middle = Replayer(ledger).at_position(head - 3)
     assert Replayer(ledger, cache).at_position(head - 3) == middle
+
+
+def test_rebuilding_the_views_drops_saved_replay_states(tmp_path: Path, monkeypatch: Any) -> None:
+    from projections.views import Views
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 2)
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    cred = Credential(token=ledger.initialize("alice").token)
+    ledger.write(cred, ADDRESSES[0], "value-xxxxxxxxxx", spec_check=_no_spec)
+    views = Views(ledger)
+    views.catch_up()
+    head = ledger.recorder.max_notification_id()
+    expected = Replayer(ledger, views.db).at_position(head)
+    assert views.db.execute("SELECT count(*) FROM replay_checkpoints").fetchone()[0] > 0
+    seen: list[int] = []
+    before = views.snapshot()
+    assert views.rebuild(progress=seen.append) == head and seen[-1] == head
+    assert views.snapshot() == before
+    assert Replayer(ledger, views.db).at_position(head) == expected
