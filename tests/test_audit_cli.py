@@ -1,10 +1,10 @@
-"""`secrets audit` through the real CLI in a subprocess, on a real SQLite file and the encrypted
-file vault: verification finds each kind of tampering, the log filters and follows."""
+"""`secrets audit` through the real CLI in a subprocess, on a real SQLite file and each real
+vault (Secret Service, encrypted file): verification finds each kind of tampering, the log
+filters and follows, the past can be replayed and reported."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -14,31 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger, start_ledger
+from tests.clikit import Ledger
 
 API_KEY = "sk-" + "Q7x" * 16
 
 
 @pytest.fixture
-def audit_ledger(tmp_path: Path) -> Ledger:
-    from ledger.vault.encrypted_file import EncryptedFileKeyring
-
-    home = tmp_path / "ledger-home"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHON_KEYRING_BACKEND"}
-    env.update(
-        {
-            "SECRETS_LEDGER_VAULT": "file",
-            "SECRETS_LEDGER_PASSPHRASE": FILE_VAULT_PASSPHRASE,
-            "SECRETS_LEDGER_CHECKPOINT_EVERY": "6",
-        }
-    )
-    ledger = start_ledger(
-        home,
-        env,
-        lambda: EncryptedFileKeyring(
-            path=str(home / "vault.enc"), passphrase=FILE_VAULT_PASSPHRASE
-        ),
-    )
+def audit_ledger(ledger: Ledger) -> Ledger:
+    """The `ledger` fixture (each real vault) with four secrets and a checkpoint every 6
+    events, so that every test has checkpoints to attack."""
+    ledger.env["SECRETS_LEDGER_CHECKPOINT_EVERY"] = "6"
     for n in range(4):
         ledger.set("nexus", f"svc{n}.apiKey", API_KEY + str(n))
     return ledger
