@@ -160,7 +160,18 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
 
 
 @audit_app.command("checkpoint")
-def checkpoint(home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+def checkpoint(
+    reset_witness: Annotated[
+        bool,
+        typer.Option(
+            "--reset-witness",
+            help="After restoring a backup: let the keychain's checkpoint note follow the "
+            "restored (shorter) log. Senior-engineer only; recorded as an integrity alarm.",
+        ),
+    ] = False,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
     """Sign the current chain head with the ledger's checkpoint key (HBSE-015).
 
     Checkpoints are also written automatically every 1000 events
@@ -169,7 +180,7 @@ def checkpoint(home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
     Example: secrets audit checkpoint
     """
     ledger = runtime.open_ledger(home)
-    at, signed = ledger.checkpoint(runtime.credential(ledger))
+    at, signed = ledger.checkpoint(runtime.credential(ledger), reset_witness=reset_witness)
     if output is Output.json:
         runtime.emit_json(
             {

@@ -793,10 +793,27 @@ class SecretsLedger(Application[UUID]):
             # multiple of the interval tries again and `audit checkpoint` can be run by hand.
             self.checkpoint_problem = f"automatic checkpoint skipped: {type(exc).__name__}"
 
-    def checkpoint(self, cred: Credential) -> tuple[int, SignedHead]:
-        principal = self.authorize(cred, Permission.AUDIT, "audit checkpoint")
+    def checkpoint(self, cred: Credential, reset_witness: bool = False) -> tuple[int, SignedHead]:
+        """Sign the head now. `reset_witness` (senior-engineer) makes the keychain's note
+        follow this checkpoint even if it had seen a longer log: after restoring a backup the
+        shorter log is legitimate, and without a reset every verify would report it truncated.
+        The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed."""
+        if not reset_witness:
+            principal = self.authorize(cred, Permission.AUDIT, "audit checkpoint")
+            with self._stamp(principal):
+                return self.write_checkpoint()
+        principal = self.authorize(cred, Permission.ADMIN, "audit checkpoint --reset-witness")
         with self._stamp(principal):
-            return self.write_checkpoint()
+            known = self.keychain_witness()
+            at, signed = self.write_checkpoint()
+            if known is not None and known.position >= at:
+                detail = (
+                    f"keychain checkpoint note reset from position {known.position} to {at} "
+                    f"by {principal.operator}"
+                )
+                self._save(IntegrityAlarm(at, "witness-reset", detail))
+            self.vault.put(WITNESS_ENTRY, Witness("keychain", at, signed.signature).dumps())
+        return at, signed
 
     def checkpoint_public_key(self, cred: Credential) -> str:
         """The checkpoint public key (hex): as recorded in the log, else this keychain's."""

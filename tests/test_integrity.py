@@ -287,3 +287,39 @@ def test_a_failed_automatic_checkpoint_never_costs_a_write_its_value(tmp_path: P
     assert ledger.checkpoint_problem is not None
     assert checkpoint_rows(tmp_path) == []
     assert ledger.read(cred, address)[1] == "value-" + "q" * 24
+
+
+def test_after_restoring_a_backup_a_senior_can_reset_the_witness(tmp_path: Path) -> None:
+    import shutil
+
+    ledger, cred = build(tmp_path / "live", every=0)
+    ledger.checkpoint(cred)
+    backup = tmp_path / "backup.sqlite"
+    with sqlite3.connect(tmp_path / "live" / "ledger.sqlite") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copy(tmp_path / "live" / "ledger.sqlite", backup)
+    for n in range(3):
+        ledger.write(
+            cred, SecretAddress("default", "svc", f"late{n}"), "v" * 20, spec_check=_no_spec
+        )
+    ledger.checkpoint(cred)
+    _KEEP.append(ledger)
+
+    restored = tmp_path / "restored"
+    restored.mkdir()
+    shutil.copy(backup, restored / "ledger.sqlite")
+    again = open_ledger(restored, backend=ledger._backend)
+    _KEEP.append(again)
+    report, _ = again.audit_verify(cred)
+    assert report.fault is not None and report.fault.kind == "truncated"
+    again.checkpoint(cred, reset_witness=True)
+    report, _ = again.audit_verify(cred)
+    assert report.ok, report.fault
+    with raw(restored) as db:
+        kinds = [
+            json.loads(r[0])["fault"]
+            for r in db.execute(
+                "SELECT state FROM stored_events WHERE topic LIKE '%IntegrityCheckFailed'"
+            )
+        ]
+    assert kinds == ["truncated", "witness-reset"]
