@@ -20,10 +20,14 @@ app = typer.Typer(
 
 def _register() -> None:
     from commands import secrets_cmds
+    from commands.audit_cmds import audit_app, projections_app, report_app
     from commands.auth_cmds import auth_app
 
     secrets_cmds.register(app)
     app.add_typer(auth_app, name="auth")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(report_app, name="report")
+    app.add_typer(projections_app, name="projections")
 
 
 _register()
@@ -53,6 +57,14 @@ def run() -> None:
         # Never a traceback by default: locals or arguments could hold a value.
         if os.environ.get("SECRETS_LEDGER_DEBUG") == "1":
             raise
+        if type(exc).__name__ == "MapperDeserialisationError":
+            # Matched by name: importing the library here would slow every command's start.
+            print(
+                "error: a recorded event cannot be decoded (the ledger file was altered or "
+                "damaged); run `secrets audit verify`",
+                file=sys.stderr,
+            )
+            sys.exit(ExitCode.INTEGRITY_FAILURE)
         print(
             f"internal error ({type(exc).__name__}); rerun with SECRETS_LEDGER_DEBUG=1 "
             "to see where",

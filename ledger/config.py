@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 HOME_VARIABLE = "SECRETS_LEDGER_HOME"
 DATABASE_FILE = "ledger.sqlite"
 LOCK_TIMEOUT_SECONDS = "10"
+CHECKPOINT_VARIABLE = "SECRETS_LEDGER_CHECKPOINT_EVERY"
 
 
 def default_home() -> Path:
@@ -87,6 +88,19 @@ def open_ledger(
     # SQLite's -wal and -shm files inherit the process umask: keep them private too.
     os.umask(0o077)
     try:
-        return SecretsLedger(env=sqlite_env(home), home=home, backend=backend)
+        ledger = SecretsLedger(env=sqlite_env(home), home=home, backend=backend)
     except PersistenceError as exc:
         raise LedgerUnavailable(f"cannot open the ledger at {home}: {exc}") from None
+    ledger.checkpoint_every = checkpoint_interval()
+    return ledger
+
+
+def checkpoint_interval() -> int:
+    """Events between automatic signed checkpoints (`SECRETS_LEDGER_CHECKPOINT_EVERY`, 0 = off)."""
+    from ledger.checkpoint import DEFAULT_INTERVAL
+
+    text = os.environ.get(CHECKPOINT_VARIABLE, "").strip()
+    try:
+        return max(0, int(text)) if text else DEFAULT_INTERVAL
+    except ValueError:
+        return DEFAULT_INTERVAL
