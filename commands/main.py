@@ -19,11 +19,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from commands import secrets_cmds
+    from commands import rotate_cmds, secrets_cmds
     from commands.auth_cmds import auth_app
 
     secrets_cmds.register(app)
     app.add_typer(auth_app, name="auth")
+    rotate_cmds.register(app)
 
 
 _register()

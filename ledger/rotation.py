@@ -59,6 +59,7 @@ BOT_OPERATOR: Final = "rotation-bot"
 BOT_TOKEN_ENTRY: Final = f"automation.{BOT_OPERATOR}.token"
 
 ProgressHook = Callable[[str, str], None]  # (address, outcome)
+PlanHook = Callable[[int], None]  # how many steps are coming
 
 
 # -- policy ------------------------------------------------------------------------------------
@@ -241,13 +242,21 @@ class Rotator:
 
     # -- values -------------------------------------------------------------------------
 
-    def _checked(self, cred: Credential, address: SecretAddress, value: str) -> str | None:
-        """None if `value` is acceptable for `address`, else the rule it broke (recorded)."""
+    def _checked(
+        self, cred: Credential, address: SecretAddress, value: str
+    ) -> ValidationFailed | None:
+        """None if `value` is acceptable for `address`, else why not (and the rejection is
+        recorded). The error's message never holds the value."""
         try:
             validate_value(self.spec(address), value)
         except ValidationFailed as failed:
             self.ledger.record_rejection(cred, address, failed.rule)
-            return failed.rule
+            text = str(failed)
+            if text.startswith(f"{address.service}/{address.name}:"):
+                text = f"{address.environment}/{text}"
+            else:
+                text = f"{address}: {text}"
+            return ValidationFailed(failed.rule, text)
         return None
 
     def _refuse_identifier(self, address: SecretAddress) -> ValidationFailed:
@@ -289,9 +298,9 @@ class Rotator:
                 )
             value = generate_value(spec)
         else:
-            rule = self._checked(cred, address, value)
-            if rule is not None:
-                raise ValidationFailed(rule, f"{address}: the new value breaks rule {rule!r}")
+            refused = self._checked(cred, address, value)
+            if refused is not None:
+                raise refused
         return self._write(principal, address, value, "rotation")
 
     # -- runs ---------------------------------------------------------------------------
@@ -356,6 +365,7 @@ class Rotator:
         fresh: bool = False,
         trigger: str = "manual",
         on_progress: ProgressHook | None = None,
+        on_plan: PlanHook | None = None,
     ) -> BatchReport:
         """Rotate every due secret (`scope="due"`) or every secret (`scope="all"`).
 
@@ -406,6 +416,8 @@ class Rotator:
         report.rejected = rejected
         report.skipped = skipped
         report.unused = sorted(str(a) for a in given if str(a) not in targets)
+        if on_plan is not None:
+            on_plan(len(targets))
         self._rotate_targets(
             cred, principal, run, targets, given, "rotation", None, report, on_progress
         )
@@ -426,9 +438,9 @@ class Rotator:
             elif self.kind(address) == "none":
                 problems.append((str(address), "rotation-kind"))
             else:
-                rule = self._checked(cred, address, given[address])
-                if rule is not None:
-                    problems.append((str(address), rule))
+                refused = self._checked(cred, address, given[address])
+                if refused is not None:
+                    problems.append((str(address), refused.rule))
         if problems and not partial:
             listed = "; ".join(f"{a}: {broken}" for a, broken in problems)
             raise ValidationFailed(
@@ -512,6 +524,7 @@ class Rotator:
         reason: str = "",
         values: Mapping[SecretAddress, str] | None = None,
         on_progress: ProgressHook | None = None,
+        on_plan: PlanHook | None = None,
     ) -> BatchReport:
         """Rotate everything now under one incident, and end every other operator session.
 
@@ -555,6 +568,8 @@ class Rotator:
         ]
         report.unused = sorted(str(a) for a in given if str(a) not in targets)
         report.sessions_closed = self.close_other_sessions(principal)
+        if on_plan is not None:
+            on_plan(len(targets))
         self._rotate_targets(
             cred, principal, run, targets, given, "emergency", incident_id, report, on_progress
         )
@@ -619,6 +634,7 @@ class Rotator:
         *,
         dry_run: bool = False,
         on_progress: ProgressHook | None = None,
+        on_plan: PlanHook | None = None,
     ) -> ProvisionReport:
         """Create every catalogue key missing in `environment` (reason `provision`).
 
@@ -650,6 +666,8 @@ class Rotator:
                 "values-file",
                 f"{len(problems)} value(s) unusable, nothing was written ({listed})",
             )
+        if on_plan is not None:
+            on_plan(len(wanted))
         for address, spec in wanted.items():
             existing = self.ledger._load_secret(address)
             name = str(address)
@@ -657,6 +675,8 @@ class Rotator:
                 (report.deleted if existing.deleted else report.present).append(name)
                 if address in given:
                     report.ignored.append(name)
+                if on_progress is not None:
+                    on_progress(name, "deleted" if existing.deleted else "present")
                 continue
             value = given.get(address)
             if value is None and spec.rotation == "generated":
