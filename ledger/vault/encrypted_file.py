@@ -106,8 +106,9 @@ def clear_key_cache() -> None:
 def default_vault_path() -> str:
     """`$SECRETS_LEDGER_HOME/vault.enc`, else under the XDG data directory.
 
-    Mirrors `ledger.config.default_home` without importing it: that module pulls in the
-    application, which a keyring backend loaded by keyring itself must not need.
+    Mirrors `ledger.config.default_home` (keep the two in step) without importing it: that
+    module reaches the application and the event store, which a backend loaded by keyring
+    itself (PYTHON_KEYRING_BACKEND) has no use for.
     """
     home = os.environ.get(HOME_ENV, "").strip()
     if home:
@@ -207,6 +208,14 @@ class EncryptedFileKeyring(KeyringBackend):
         except UnicodeEncodeError:
             # The codec's message quotes the offending character: keep it out.
             raise PasswordSetError("the value is not valid Unicode text") from None
+        if self._key is None:
+            # Prompting and scrypt (0.1 s) happen before taking the lock, so that other
+            # processes are never kept waiting on them.
+            existing = self._read()
+            if existing is None:
+                self._resolve_passphrase(creating=True)
+            else:
+                self._key_for(existing, creating=False)
         with self._locked():
             doc = self._read()
             if doc is None:
@@ -452,22 +461,36 @@ def _text_bytes(text: str) -> bytes:
 
 def _read_passphrase_file(name: str) -> bytes:
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK so that a named pipe nobody writes to cannot hang the open.
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise KeychainUnavailable(
             f"cannot read {PASSPHRASE_FILE_ENV} {name}: {exc.strerror}"
         ) from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         # fstat on the open descriptor: the file checked is the file read.
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise KeychainUnavailable(f"{PASSPHRASE_FILE_ENV} {name} is not a regular file")
+        st = os.fstat(fd)
+        # Pipes are accepted for `<(pass show ...)`-style process substitution.
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise KeychainUnavailable(
+                f"{PASSPHRASE_FILE_ENV} {name} is neither a regular file nor a pipe"
+            )
         if st.st_mode & 0o077:
             raise KeychainUnavailable(
                 f"refusing {PASSPHRASE_FILE_ENV} {name}: it is accessible by group or others "
                 f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {name}"
             )
-        data = f.read()
+        os.set_blocking(fd, True)
+        chunks = []
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    except OSError as exc:
+        raise KeychainUnavailable(
+            f"cannot read {PASSPHRASE_FILE_ENV} {name}: {exc.strerror}"
+        ) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if data.endswith(b"\r\n"):
         return data[:-2]
     if data.endswith(b"\n"):

@@ -43,8 +43,15 @@ def refuse_reason(backend: object) -> str | None:
     if "plaintext" in name.lower():
         return "it stores values in plaintext"
     chained = getattr(backend, "backends", None)
-    if chained is not None and not list(chained):
-        return "no keychain backend is available"
+    if chained is not None:
+        members = list(chained)
+        if not members:
+            return "no keychain backend is available"
+        # A chain writes to its first member that accepts: every member must be acceptable.
+        for member in members:
+            reason = refuse_reason(member)
+            if reason is not None:
+                return f"it chains {_qualname(member)}, and {reason}"
     return None
 
 
@@ -70,6 +77,9 @@ def select_backend(home: str) -> KeyringBackend:
         backend = keyring.get_keyring()
     except keyring.errors.InitError as exc:
         raise KeychainUnavailable(f"keychain backend could not start: {exc}; {FIX_HINT}") from None
+    if _qualname(backend) == "ledger.vault.encrypted_file.EncryptedFileKeyring":
+        # keyring built it without arguments; the vault file belongs in this ledger's home.
+        return _file_backend(home)
     reason = refuse_reason(backend)
     if reason is None:
         return backend

@@ -8,6 +8,8 @@ from keyring.errors import PasswordDeleteError
 
 class MemoryKeyring(KeyringBackend):
     priority = 0.1
+    # Never chosen by keyring's discovery: only tests construct it explicitly.
+    viable = False
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]

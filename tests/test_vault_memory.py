@@ -1,0 +1,18 @@
+"""The value-vault contract over the in-memory keyring used by domain tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.vault.keyring_vault import KeyringVault
+from ledger.vault.memory import MemoryKeyring
+from tests.vault_contract import VaultContract
+
+
+class TestMemoryVault(VaultContract):
+    @pytest.fixture(autouse=True)
+    def _backend(self) -> None:
+        self.backend = MemoryKeyring()
+
+    def make_vault(self, namespace: str = "contract") -> KeyringVault:
+        return KeyringVault(self.backend, namespace)
