@@ -7,15 +7,18 @@ keychain before its event, lost races are retried, old values are pruned.
 
 Rotation policy
 ===============
-The first version of a secret is its creation. Every later version that brings a new value is a
-rotation, whatever its reason (`manual` sets count). A rollback brings back an older value, so
-the value in use is as old as the version it restored. Per secret, as of an instant T:
+Every version that brings a new value counts as a rotation, whatever its reason (a manual
+`set` counts, and so does the first version: a value's age runs from when it was written).
+A rollback brings back an older value, so it does not reset the age: the value in use is as old
+as the version it restored (`Secret.rotated_at`). Per secret, as of an instant T:
 
-* ``value_since``: when the value in use was first written; ``due = value_since + rotation_days``;
-* ``overdue`` when T >= due; ``due-soon`` when T >= due - warning_days;
-* otherwise ``never-rotated`` when the value in use is the one it was created with, else ``ok``;
+* ``last_rotation``: when the value in use was first written; ``due = last_rotation +
+  rotation_days``;
+* ``overdue`` when T >= due; ``due-soon`` when T >= due - warning_days; else ``ok``;
+* ``never-rotated`` when the secret has no value-bearing version at T;
 * ``exempt`` for rotation kind ``none`` (identifiers, never due).
 
+``initial_value`` tells whether the value in use is still the one the secret was created with.
 Keys missing from the catalogue are treated as ``external`` with the default 90/14 days.
 """
 
@@ -71,62 +74,46 @@ class Assessment:
     kind: str  # external | generated | none
     catalogued: bool
     version: int
-    created: datetime
-    value_since: datetime
+    created: datetime | None
     last_rotation: datetime | None
+    initial_value: bool  # the value in use is the one the secret was created with
     rotation_days: int
     warning_days: int
     due: datetime | None
     status: str
 
-    def age(self, as_of: datetime) -> timedelta:
-        return as_of - self.value_since
+    def age(self, as_of: datetime) -> timedelta | None:
+        return None if self.last_rotation is None else as_of - self.last_rotation
 
 
-def value_origin(versions: Mapping[int, Version], number: int) -> Version:
-    """The version that first wrote the value `number` carries (rollbacks carry older ones)."""
-    found = versions[number]
-    seen = {found.number}
-    while found.rolled_back_from is not None and found.rolled_back_from in versions:
-        found = versions[found.rolled_back_from]
-        if found.number in seen:  # a cycle cannot be recorded, but never loop on bad data
-            break
-        seen.add(found.number)
-    return found
-
-
-def assess(
-    address: SecretAddress,
-    versions: Mapping[int, Version],
-    spec: KeySpec | None,
-    as_of: datetime,
-) -> Assessment:
-    current = max(versions)
-    first = min(versions)
-    origin = value_origin(versions, current)
-    rotated = origin.number != first
+def assess(secret: Secret, spec: KeySpec | None, as_of: datetime) -> Assessment:
     kind = spec.rotation if spec is not None else "external"
     days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
     warning = spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS
+    last = secret.last_rotation
+    first = min(secret.versions, default=None)
+    initial = first is not None and last == secret.versions[first].timestamp
     due: datetime | None = None
     if kind == "none":
         status = EXEMPT
+    elif last is None:
+        status = NEVER_ROTATED
     else:
-        due = origin.timestamp + timedelta(days=days)
+        due = last + timedelta(days=days)
         if as_of >= due:
             status = OVERDUE
         elif as_of >= due - timedelta(days=warning):
             status = DUE_SOON
         else:
-            status = OK if rotated else NEVER_ROTATED
+            status = OK
     return Assessment(
-        address=address,
+        address=secret.address,
         kind=kind,
         catalogued=spec is not None,
-        version=current,
-        created=versions[first].timestamp,
-        value_since=origin.timestamp,
-        last_rotation=origin.timestamp if rotated else None,
+        version=secret.current_version,
+        created=secret.versions[first].timestamp if first is not None else None,
+        last_rotation=last,
+        initial_value=initial,
         rotation_days=days,
         warning_days=warning,
         due=due,
@@ -235,10 +222,7 @@ class Rotator:
 
     def assessments(self, as_of: datetime | None = None) -> list[Assessment]:
         when = as_of or context.now()
-        return [
-            assess(a, s.versions, self.spec(a), when)
-            for a, s in sorted(self.live_secrets().items())
-        ]
+        return [assess(s, self.spec(a), when) for a, s in sorted(self.live_secrets().items())]
 
     # -- values -------------------------------------------------------------------------
 
@@ -406,7 +390,7 @@ class Rotator:
                 if (
                     scope == "all"
                     or address in given
-                    or is_due(assess(address, secret.versions, self.spec(address), now))
+                    or is_due(assess(secret, self.spec(address), now))
                 ):
                     targets[str(address)] = secret.current_version
             with context.acting_as(principal.operator):
@@ -763,5 +747,4 @@ __all__ = [
     "assess",
     "is_due",
     "parse_address",
-    "value_origin",
 ]

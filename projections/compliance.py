@@ -104,8 +104,8 @@ class ComplianceReport:
             parts.append(f"{self.count(DUE_SOON)} due soon")
         if parts:
             return ", ".join(parts)
-        rotatable = [a for a in self.secrets if a.status != EXEMPT]
-        if rotatable and all(a.status == NEVER_ROTATED for a in rotatable):
+        # No secret to rotate, or none with a value yet: there is no rotation to speak of.
+        if not any(a.last_rotation for a in self.secrets if a.status != EXEMPT):
             return "never rotated"
         return "Compliant"
 
@@ -126,7 +126,7 @@ class ComplianceReport:
                 str(a.address),
                 a.kind + ("" if a.catalogued else "*"),
                 iso(a.last_rotation) if a.last_rotation else "never",
-                f"{max(0, a.age(self.as_of).days)}d",
+                _age(a, self.as_of),
                 iso(a.due) if a.due else "-",
                 a.status,
             ]
@@ -159,10 +159,10 @@ class ComplianceReport:
                     "kind": a.kind,
                     "catalogued": a.catalogued,
                     "version": a.version,
-                    "created": iso(a.created),
-                    "value_since": iso(a.value_since),
+                    "created": iso(a.created) if a.created else None,
                     "last_rotation": iso(a.last_rotation) if a.last_rotation else None,
-                    "age_days": round(a.age(self.as_of).total_seconds() / 86400, 2),
+                    "initial_value": a.initial_value,
+                    "age_days": _age_days(a, self.as_of),
                     "rotation_days": a.rotation_days,
                     "warning_days": a.warning_days,
                     "due": iso(a.due) if a.due else None,
@@ -171,6 +171,16 @@ class ComplianceReport:
                 for a in self.secrets
             ],
         }
+
+
+def _age(a: Assessment, as_of: datetime) -> str:
+    age = a.age(as_of)
+    return "-" if age is None else f"{max(0, age.days)}d"
+
+
+def _age_days(a: Assessment, as_of: datetime) -> float | None:
+    age = a.age(as_of)
+    return None if age is None else round(age.total_seconds() / 86400, 2)
 
 
 def _run_json(run: RunSummary | None) -> dict[str, Any] | None:
@@ -244,7 +254,7 @@ def compliance(
             if environment is not None and found.environment != environment:
                 continue
             spec = catalogue.lookup(found.service, found.name)
-            secrets.append(assess(found.address, found.versions, spec, as_of))
+            secrets.append(assess(found, spec, as_of))
     secrets.sort(key=lambda a: a.address)
     scheduled = sorted((r for r in runs if r.trigger == "schedule"), key=lambda r: r.created_on)
     last_run = None

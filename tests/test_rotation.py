@@ -19,7 +19,6 @@ from ledger.records import Incident, Rejection
 from ledger.rotation import (
     DUE_SOON,
     EXEMPT,
-    NEVER_ROTATED,
     OK,
     OVERDUE,
     Rotator,
@@ -110,25 +109,29 @@ def test_status_follows_the_value_age_through_sets_and_rollbacks(
         return tuple(a.status for a in found)
 
     # Sorted by address: nexus before telegram.
-    assert status(10) == (NEVER_ROTATED, EXEMPT)
-    assert status(75.9) == (NEVER_ROTATED, EXEMPT)
+    assert status(10) == (OK, EXEMPT)
+    assert status(75.9) == (OK, EXEMPT)
     assert status(76) == (DUE_SOON, EXEMPT)
     assert status(90) == (OVERDUE, EXEMPT)
+    [bun, chat] = rotator.assessments(T0)
+    assert (bun.last_rotation, bun.initial_value, bun.due) == (T0, True, T0 + timedelta(days=90))
+    assert (chat.due, chat.kind) == (None, "none")
 
     clock.advance(days=50)
     ledger.write(alice, BUN, BUN_KEY[:-1] + "z")  # a manual set counts as a rotation
     [bun, _] = rotator.assessments(T0 + timedelta(days=60))
-    assert (bun.status, bun.last_rotation, bun.due) == (
+    assert (bun.status, bun.last_rotation, bun.due, bun.initial_value) == (
         OK,
         T0 + timedelta(days=50),
         T0 + timedelta(days=140),
+        False,
     )
     assert bun.created == T0 and bun.age(T0 + timedelta(days=60)) == timedelta(days=10)
 
     clock.advance(days=10)
     ledger.rollback(alice, BUN, 1)  # the original value is back: as old as it ever was
     [bun, _] = rotator.assessments(T0 + timedelta(days=61))
-    assert (bun.status, bun.last_rotation, bun.value_since) == (NEVER_ROTATED, None, T0)
+    assert (bun.status, bun.last_rotation, bun.initial_value) == (OK, T0, True)
     assert rotator.assessments(T0 + timedelta(days=90))[0].status == OVERDUE
 
 
