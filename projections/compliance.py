@@ -12,8 +12,9 @@ future (a future instant sees today's history).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -53,8 +54,14 @@ def _topics() -> list[str]:
     ]
 
 
+_TIME_PART = re.compile(r"[T ](\d{2})(:\d{2})?(:\d{2})?(?:[.,](\d{1,6}))?", re.ASCII)
+
+
 def parse_as_of(text: str) -> datetime:
-    """An ISO 8601 date (meaning the end of that day, UTC) or datetime (naive means UTC)."""
+    """An ISO 8601 date or date-time (naive means UTC), taken as the *end* of the period it
+    names: a date means the end of that day, ``12:00`` the end of that minute, and a time
+    shown to the millisecond (as every timestamp this tool prints) the end of that
+    millisecond, so pasting a printed timestamp includes the event it came from."""
     cleaned = text.strip()
     shown = cleaned if len(cleaned) <= 40 else cleaned[:37] + "..."
     problem = ValidationFailed(
@@ -71,7 +78,21 @@ def parse_as_of(text: str) -> datetime:
         value = datetime.fromisoformat(cleaned.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
         raise problem from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    found = _TIME_PART.search(cleaned, 8)
+    if found is None:
+        return value
+    _, minutes, seconds, fraction = found.groups()
+    if fraction is not None:
+        period = timedelta(microseconds=10 ** (6 - len(fraction)))
+    elif seconds is not None:
+        period = timedelta(seconds=1)
+    elif minutes is not None:
+        period = timedelta(minutes=1)
+    else:
+        period = timedelta(hours=1)
+    return value + period - timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)

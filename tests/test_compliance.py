@@ -157,14 +157,17 @@ def test_schedule_and_its_last_run_are_read_from_events(
     ("text", "expected"),
     [
         ("2026-03-01", datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)),
-        ("2026-03-01T12:00", datetime(2026, 3, 1, 12, tzinfo=UTC)),
-        ("2026-03-01T12:00:00Z", datetime(2026, 3, 1, 12, tzinfo=UTC)),
-        ("2026-03-01T12:00:00.5z", datetime(2026, 3, 1, 12, 0, 0, 500000, tzinfo=UTC)),
+        ("2026-03-01T12", datetime(2026, 3, 1, 12, 59, 59, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00", datetime(2026, 3, 1, 12, 0, 59, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00Z", datetime(2026, 3, 1, 12, 0, 0, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.123Z", datetime(2026, 3, 1, 12, 0, 0, 123999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.5z", datetime(2026, 3, 1, 12, 0, 0, 599999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.000001", datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC)),
         (
             "2026-03-01T14:00:00+02:00",
-            datetime(2026, 3, 1, 14, tzinfo=timezone(timedelta(hours=2))),
+            datetime(2026, 3, 1, 14, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2))),
         ),
-        ("2026-03-01 12:00", datetime(2026, 3, 1, 12, tzinfo=UTC)),
+        ("2026-03-01 12:00", datetime(2026, 3, 1, 12, 0, 59, 999999, tzinfo=UTC)),
     ],
 )
 def test_as_of_accepts_iso_dates_and_datetimes(text: str, expected: datetime) -> None:
