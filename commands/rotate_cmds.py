@@ -314,6 +314,130 @@ def _rotate_batch(
     _finish(_batch_exit(report))
 
 
+# -- rotate schedule ---------------------------------------------------------------------------
+
+
+@schedule_app.command("install")
+def schedule_install(
+    at: Annotated[
+        str, typer.Option("--at", help="Daily time HH:MM, in the host's cron time zone.")
+    ] = "03:00",
+    home: HomeOpt = None,
+) -> None:
+    """Install (or update) a daily `secrets rotate` in your crontab as the rotation-bot.
+
+    The bot is a senior-engineer operator whose token stays in the keychain; the crontab line
+    names only the ledger's home and tells the CLI to fetch the token from there. Idempotent:
+    running it again replaces the block (and re-keys the bot).
+
+    Example: secrets rotate schedule install --at 02:30
+    """
+    import os
+
+    from commands import crontab
+    from ledger.policy import Permission
+    from ledger.rotation import BOT_OPERATOR, Rotator
+
+    crontab.parse_at(at)
+    ledger = runtime.open_ledger(home)
+    rotator = Rotator(ledger)
+    cred = runtime.credential(ledger)
+    ledger.authorize(cred, Permission.ADMIN, "rotate-schedule-install")
+    mark = crontab.marker(ledger.home)
+    current = crontab.read()  # fail before enlisting the bot if cron cannot be used
+    rotator.enlist_bot(cred)
+    crontab.write(
+        crontab.with_block(current, mark, [crontab.job_line(ledger.home, at, BOT_OPERATOR)])
+    )
+    rotator.record_schedule(cred, "installed", at, mark)
+    print(f"rotation scheduled daily at {at} as {BOT_OPERATOR} (log: {ledger.home}/rotation.log)")
+    if os.environ.get("SECRETS_LEDGER_PASSPHRASE") and not os.environ.get(
+        "SECRETS_LEDGER_PASSPHRASE_FILE"
+    ):
+        runtime.info(
+            "warning: the job cannot see SECRETS_LEDGER_PASSPHRASE (it is never written to "
+            "the crontab); use SECRETS_LEDGER_PASSPHRASE_FILE for the file vault"
+        )
+
+
+@schedule_app.command("status")
+def schedule_status(home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+    """Show whether the schedule is installed here and when it last ran (exit 1 if not
+    installed or if the crontab and the ledger disagree).
+
+    Example: secrets rotate schedule status
+    """
+    from commands import crontab
+    from ledger.policy import Permission
+    from ledger.rotation import Rotator
+    from projections.compliance import describe_schedule
+    from projections.timefmt import iso
+
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "rotate-schedule-status")
+    rotator = Rotator(ledger)
+    state = rotator.schedule_state()
+    block = crontab.find_block(crontab.read(), crontab.marker(ledger.home))
+    in_crontab = bool(block)
+    token = rotator.bot_ready()
+    healthy = state.installed and in_crontab and token
+    if output is Output.json:
+        last = state.last_run
+        runtime.emit_json(
+            {
+                "installed": state.installed,
+                "in_crontab": in_crontab,
+                "bot_token_in_keychain": token,
+                "at": state.at,
+                "host": state.host,
+                "changed": iso(state.changed) if state.changed else None,
+                "last_run": None
+                if last is None
+                else {
+                    "started": iso(last.started),
+                    "ended": iso(last.ended) if last.ended else None,
+                    "complete": last.complete,
+                    "rotated": last.rotated,
+                    "needs_value": last.needs_value,
+                    "failed": last.failed,
+                },
+            }
+        )
+    else:
+        print(f"Rotation Schedule: {describe_schedule(state)}")
+        print(f"crontab block on this host: {'present' if in_crontab else 'absent'}")
+        print(f"rotation-bot token in keychain: {'yes' if token else 'no'}")
+        if state.installed != in_crontab:
+            print("warning: the ledger and this host's crontab disagree; run install or remove")
+    _finish(0 if healthy else 1)
+
+
+@schedule_app.command("remove")
+def schedule_remove(home: HomeOpt = None) -> None:
+    """Remove the crontab block, revoke the rotation-bot and forget its token.
+
+    Example: secrets rotate schedule remove
+    """
+    from commands import crontab
+    from ledger.policy import Permission
+    from ledger.rotation import Rotator
+
+    ledger = runtime.open_ledger(home)
+    rotator = Rotator(ledger)
+    cred = runtime.credential(ledger)
+    ledger.authorize(cred, Permission.ADMIN, "rotate-schedule-remove")
+    mark = crontab.marker(ledger.home)
+    text, found = crontab.without_block(crontab.read(), mark)
+    if found:
+        crontab.write(text)
+    bot = rotator.retire_bot(cred)
+    rotator.record_schedule(cred, "removed", None, mark)
+    print(
+        ("crontab block removed" if found else "no crontab block here")
+        + ("; rotation-bot revoked" if bot else "")
+    )
+
+
 # -- rotate-status -----------------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ from ledger.catalogue import Catalogue, KeySpec, load_catalogue
 from ledger.errors import LedgerError, NotFound, ValidationFailed
 from ledger.generate import generate_value
 from ledger.operator import Operator
-from ledger.policy import Permission
+from ledger.policy import SENIOR, Permission
 from ledger.records import Incident
 from ledger.rotation_records import RotationRun, ScheduleChange
 from ledger.secret import Secret, Version
@@ -690,6 +690,25 @@ class Rotator:
         principal = self.ledger.authorize(cred, Permission.MANAGE, f"schedule-{action}")
         with context.acting_as(principal.operator):
             self.ledger._save(ScheduleChange(action, at, self.ledger.host, entry))
+
+    def enlist_bot(self, cred: Credential) -> None:
+        """Create (or re-key) the rotation-bot as a senior-engineer; keep its token in the
+        ledger's keychain namespace, where only this user's keychain session can read it."""
+        issued = self.ledger.grant(cred, BOT_OPERATOR, SENIOR)
+        self.ledger.vault.put(BOT_TOKEN_ENTRY, issued.token)
+
+    def retire_bot(self, cred: Credential) -> bool:
+        """Revoke the rotation-bot and forget its token; False if it was not active."""
+        active = True
+        try:
+            self.ledger.revoke(cred, BOT_OPERATOR)
+        except NotFound:
+            active = False
+        self.ledger.vault.delete(BOT_TOKEN_ENTRY)
+        return active
+
+    def bot_ready(self) -> bool:
+        return self.ledger.vault.get(BOT_TOKEN_ENTRY) is not None
 
     def schedule_state(self) -> ScheduleState:
         topic = f"{ScheduleChange.__module__}:{ScheduleChange.__qualname__}"
