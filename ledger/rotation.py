@@ -597,7 +597,13 @@ class Rotator:
             def attempt(oid: UUID = oid) -> int:
                 operator: Any = self.ledger.repository.get(oid)
                 assert isinstance(operator, Operator)
-                doomed = [s for s in operator.sessions if s != principal.session_id]
+                now = context.now()
+                # Expired sessions are already useless; ending them would only inflate the count.
+                doomed = [
+                    sid
+                    for sid, session in operator.sessions.items()
+                    if sid != principal.session_id and session.expires_at > now
+                ]
                 for session_id in doomed:
                     operator.close_session(session_id, "emergency")
                 if doomed:
