@@ -409,3 +409,22 @@ def test_provision_refuses_unusable_values_before_writing(
     assert kinds == {"Rejection.ValidationFailed"}
     with pytest.raises(ValidationFailed):
         Rotator(ledger).provision(alice, "Bad Env")
+
+
+def test_rotation_events_reach_the_audit_view(ledger: SecretsLedger, alice: Credential) -> None:
+    from projections.views import Views
+
+    _seed(ledger, alice)
+    Rotator(ledger).rotate_batch(alice, "all", {BUN: BUN_KEY[:-1] + "v", GH: GH_TOKEN[:-1] + "v"})
+    Rotator(ledger).record_schedule(alice, "installed", "03:00", "marker")
+    views = Views(ledger)
+    try:
+        views.catch_up()
+        rows = views.audit(code="HBSE-004")
+        kinds = [r.event for r in rows]
+        assert kinds.count("Secret.VersionAdded") == 3
+        assert {"RotationRun.Started", "RotationRun.BatchEnded"} <= set(kinds)
+        assert "ScheduleChange.ScheduleChanged" in kinds
+        assert all(BUN_KEY[:-1] not in r.detail for r in rows)
+    finally:
+        views.close()
