@@ -18,31 +18,6 @@ GH_TOKEN = "ghp_" + "Ab3d" * 9
 PROD = ["--environment", "production"]
 
 
-# Until tests/conftest.py on main provides the `ledger` fixture (both real vaults), run on the
-# encrypted file vault alone.
-if not (Path(__file__).parent / "conftest.py").exists():
-
-    @pytest.fixture()
-    def ledger(tmp_path: Path) -> Ledger:
-        import os
-
-        from ledger.vault.encrypted_file import EncryptedFileKeyring
-        from tests.clikit import FILE_VAULT_PASSPHRASE, start_ledger
-
-        home = tmp_path / "ledger-home"
-        env = {k: v for k, v in os.environ.items() if k != "PYTHON_KEYRING_BACKEND"}
-        env.update(
-            {"SECRETS_LEDGER_VAULT": "file", "SECRETS_LEDGER_PASSPHRASE": FILE_VAULT_PASSPHRASE}
-        )
-        return start_ledger(
-            home,
-            env,
-            lambda: EncryptedFileKeyring(
-                path=str(home / "vault.enc"), passphrase=FILE_VAULT_PASSPHRASE
-            ),
-        )
-
-
 def _json(ledger: Ledger, *args: str) -> Any:
     """Parsed JSON output whatever the exit code."""
     return json.loads(ledger.run(*args, "--output", "json").stdout)

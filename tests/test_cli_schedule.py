@@ -14,9 +14,6 @@ from ledger.errors import ValidationFailed
 from tests.clikit import Ledger
 from tests.test_cli_rotation import _json, _seed
 
-if not (Path(__file__).parent / "conftest.py").exists():
-    from tests.test_cli_rotation import ledger  # noqa: F401  (the fixture, until conftest)
-
 MARK = crontab.marker(Path("/srv/ledger"))
 
 
