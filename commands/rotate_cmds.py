@@ -251,11 +251,8 @@ def _rotate_one(
     cred = runtime.credential(ledger)
     value: str | None = None
     if value_file is not None or value_stdin or rotator.kind(addr) == "external":
-        # Only ask once the caller may rotate and the secret exists: no prompt for nothing.
-        from ledger.policy import Permission
-
-        ledger.authorize(cred, Permission.MANAGE, "rotate", addr)
-        ledger._existing_secret(addr)
+        # Refuse before asking: no prompt for a value that could not be used.
+        rotator.check_rotatable(cred, addr)
         value = read_value(None, value_file, value_stdin, prompt=f"New value for {addr}")
     added = rotator.rotate(cred, addr, value)
     if output is Output.json:

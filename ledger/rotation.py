@@ -263,16 +263,23 @@ class Rotator:
 
     # -- rotate one ---------------------------------------------------------------------
 
-    def rotate(self, cred: Credential, address: SecretAddress, value: str | None = None) -> Version:
-        """Rotate one secret: a generated value, or `value` (required for external kinds)."""
+    def check_rotatable(self, cred: Credential, address: SecretAddress) -> Principal:
+        """The caller, if it may rotate `address` and `address` can be rotated; else raise.
+
+        Lets the CLI refuse before prompting for a value that could not be used."""
         principal = self.ledger.authorize(cred, Permission.MANAGE, "rotate", address)
         secret = self.ledger._existing_secret(address)
         if secret.deleted:
             raise NotFound(f"{address} is deleted (restore it first)")
+        if self.kind(address) == "none":
+            raise self._refuse_identifier(address)
+        return principal
+
+    def rotate(self, cred: Credential, address: SecretAddress, value: str | None = None) -> Version:
+        """Rotate one secret: a generated value, or `value` (required for external kinds)."""
+        principal = self.check_rotatable(cred, address)
         spec = self.spec(address)
         kind = self.kind(address)
-        if kind == "none":
-            raise self._refuse_identifier(address)
         if value is None:
             if spec is None or kind != "generated":
                 raise ValidationFailed(
