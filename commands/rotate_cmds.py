@@ -503,8 +503,10 @@ def emergency_rotate(
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """If secrets are compromised: rotate every secret now under one incident and end every
-    other operator session (senior-engineer only).
+    """If secrets are compromised: rotate everything now and end other sessions.
+
+    Senior-engineer only. Every secret is rotated under one incident (reason emergency) and
+    every operator session except the caller's is ended.
 
     External kinds are listed as needing a provider-issued value; run again with
     --values-file to finish the same incident.
