@@ -19,7 +19,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from commands import secrets_cmds
+    from commands import rotate_cmds, secrets_cmds
     from commands.audit_cmds import audit_app, projections_app, report_app
     from commands.auth_cmds import auth_app
 
@@ -28,6 +28,7 @@ def _register() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(report_app, name="report")
     app.add_typer(projections_app, name="projections")
+    rotate_cmds.register(app)
 
 
 _register()
