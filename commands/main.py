@@ -19,10 +19,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from commands import secrets_cmds
+    from commands import dashboard_cmds, secrets_cmds
     from commands.auth_cmds import auth_app
 
     secrets_cmds.register(app)
+    dashboard_cmds.register(app)
     app.add_typer(auth_app, name="auth")
 
 
