@@ -21,10 +21,12 @@ app = typer.Typer(
 def _register() -> None:
     from commands import dashboard_cmds, secrets_cmds
     from commands.auth_cmds import auth_app
+    from commands.tmux_cmds import tmux_app
 
     secrets_cmds.register(app)
     dashboard_cmds.register(app)
     app.add_typer(auth_app, name="auth")
+    app.add_typer(tmux_app, name="tmux")
 
 
 _register()
