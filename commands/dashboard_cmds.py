@@ -284,6 +284,8 @@ def rich_view(
     reference.add_column()
     for usage, text in commands:
         reference.add_row(usage, text)
+    access.rstrip()
+    rotation.rstrip()
     parts: list[RenderableType] = [header]
     if note:
         parts.append(Text(note, "yellow"))
