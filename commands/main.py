@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -16,6 +17,35 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+def _print_version(requested: bool) -> None:
+    if not requested:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("secrets-ledger")
+    except PackageNotFoundError:
+        found = "unknown (package not installed)"
+    print(f"secrets-ledger {found}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version of secrets-ledger and exit.",
+        ),
+    ] = False,
+) -> None:
+    # Eager: `--version` answers before any command opens a ledger.
+    pass
 
 
 def _register() -> None:
@@ -39,7 +69,9 @@ def run() -> None:
 
     try:
         # Standalone mode: Typer itself turns usage errors into exit code 2 and Ctrl-C into 1.
-        app()
+        # A fixed name: usage lines say `secrets`, and the completion variable is
+        # _SECRETS_COMPLETE however the program was started (`python -m commands` too).
+        app(prog_name="secrets")
     except UsageProblem as exc:
         print(f"usage: {exc}", file=sys.stderr)
         sys.exit(ExitCode.USAGE)
