@@ -74,12 +74,17 @@ def dashboard(
         return snapshot(ledger, runtime.credential(ledger), views, known, context.now())
 
     board = build()
-    if output is Output.json:
-        _json_loop(board, build, commands, watch)
-    elif sys.stdout.isatty():
-        _rich_loop(board, build, commands, watch, str(ledger.home))
-    else:
-        _plain_loop(board, build, commands, watch, str(ledger.home))
+    try:
+        if output is Output.json:
+            _json_loop(board, build, commands, watch)
+        elif sys.stdout.isatty():
+            _rich_loop(board, build, commands, watch, str(ledger.home))
+        else:
+            _plain_loop(board, build, commands, watch, str(ledger.home))
+    except KeyboardInterrupt:
+        # Ctrl-C is how one leaves a watching dashboard, even mid-refresh: a normal exit.
+        if watch is None:
+            raise
 
 
 def command_reference(ctx: typer.Context) -> list[tuple[str, str]]:

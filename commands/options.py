@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -9,7 +10,7 @@ from typing import Annotated
 import typer
 
 
-def _completer(column: str) -> object:
+def _completer(column: str) -> Callable[[typer.Context, str], list[str]]:
     """A Typer completion callback for `column`, using the options already on the line."""
 
     def complete(ctx: typer.Context, incomplete: str) -> list[str]:
