@@ -7,11 +7,9 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
-import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import termios
 import threading
 import time
@@ -109,11 +107,9 @@ class Tmux:
 
 
 @contextmanager
-def tmux_with_client(conf: Path, env: dict[str, str]) -> Iterator[tuple[Tmux, int]]:
-    """A private tmux server using `conf`, with a real client attached on a pty."""
-    # Unix socket paths are short (108 bytes): pytest's tmp_path can be too long.
-    sockdir = Path(tempfile.mkdtemp(prefix="tmx"))
-    tmux = Tmux(sockdir / "sock", conf, {**env, "TERM": "xterm-256color"})
+def tmux_with_client(socket: Path, conf: Path, env: dict[str, str]) -> Iterator[tuple[Tmux, int]]:
+    """A private tmux server on `socket` using `conf`, with a real client attached on a pty."""
+    tmux = Tmux(socket, conf, {**env, "TERM": "xterm-256color"})
     tmux("new-session", "-d", "-s", "main", "-x", str(COLUMNS), "-y", str(ROWS))
     pid, fd = pty.fork()
     if pid == 0:  # the client: a terminal of a known size, then tmux attach
@@ -141,7 +137,6 @@ def tmux_with_client(conf: Path, env: dict[str, str]) -> Iterator[tuple[Tmux, in
             os.waitpid(pid, 0)
         finally:
             os.close(fd)
-            shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def wait_for(check: object, what: str, timeout: float = 60) -> None:
@@ -160,10 +155,9 @@ def press_ctrl_space_s(fd: int) -> None:
     os.write(fd, b"S")
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 @pytest.mark.parametrize("prefix", [False, True], ids=["chord", "prefix"])
 def test_ctrl_space_s_opens_or_switches_to_the_dashboard(
-    ledger: Ledger, tmp_path: Path, prefix: bool
+    ledger: Ledger, tmux_server: Path, tmp_path: Path, prefix: bool
 ) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
     conf = tmp_path / "tmux.conf"
@@ -174,7 +168,7 @@ def test_ctrl_space_s_opens_or_switches_to_the_dashboard(
     assert installed.returncode == 0, installed.stderr
     # The window's command finds the test's ledger through the server's environment.
     env = {**ledger.env, "PYTHONPATH": str(REPO)}
-    with tmux_with_client(conf, env) as (tmux, fd):
+    with tmux_with_client(tmux_server, conf, env) as (tmux, fd):
         assert len(tmux.windows()) == 1 and "secrets" not in tmux.windows()
         press_ctrl_space_s(fd)
         wait_for(lambda: "secrets" in tmux.windows(), "the secrets window")
