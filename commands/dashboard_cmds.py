@@ -62,9 +62,10 @@ def dashboard(
     from ledger import context
     from ledger.catalogue import load_catalogue
     from projections.dashboard import snapshot
+    from projections.views import Views
 
     ledger = runtime.open_ledger(home)
-    views = runtime.views(ledger)
+    views = Views(ledger)  # `snapshot` catches it up before every look
     known = load_catalogue(catalogue)
     commands = command_reference(ctx)
 
