@@ -30,9 +30,12 @@ def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
 
 
 def credential(ledger: SecretsLedger) -> Credential:
+    from commands import oplog
     from ledger.session_file import credential as _credential
 
-    return _credential(ledger.home)
+    found = _credential(ledger.home)
+    oplog.bind_credential(found)
+    return found
 
 
 def views(ledger: SecretsLedger) -> Views:
@@ -43,10 +46,27 @@ def views(ledger: SecretsLedger) -> Views:
     return found
 
 
+def claim_operator(name: str) -> None:
+    """Name the operator in this command's log line, for commands run before a credential."""
+    from commands import oplog
+    from ledger.errors import ValidationFailed
+    from ledger.operator import validate_operator_name
+
+    try:
+        validate_operator_name(name)
+    except ValidationFailed:
+        return  # the command itself reports it; an invalid name is not logged
+    oplog.bind(operator=name)
+
+
 def address(environment: str, service: str, name: str) -> SecretAddress:
+    from commands import oplog
     from ledger.address import SecretAddress
 
-    return SecretAddress.parse(environment, service, name)
+    parsed = SecretAddress.parse(environment, service, name)
+    # Only once validated: a rejected name could carry anything, even a pasted value.
+    oplog.bind(address=str(parsed))
+    return parsed
 
 
 def emit_json(document: Any) -> None:
