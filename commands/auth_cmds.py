@@ -76,6 +76,7 @@ def login(
     else:
         raise ValidationFailed("token", "no token: use --token-stdin or run on a terminal")
     ledger = runtime.open_ledger(home)
+    runtime.claim_operator(operator)
     session = ledger.login(operator, token, lifetime)
     save(session_path(ledger.home), session)
     if output is Output.json:

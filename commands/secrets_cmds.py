@@ -58,6 +58,7 @@ def init(
     from ledger.session_file import session_path
 
     first = operator or getpass.getuser()
+    runtime.claim_operator(first)
     ledger = runtime.open_ledger(home, create=True)
     if ledger.is_initialized():
         if operator is not None:
