@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ledger import crashpoints
 from projections.audit_codes import EVENT_CODES, REASON_CODES
 from projections.timefmt import iso
 
@@ -174,6 +175,7 @@ class Views:
                 for notification in page:
                     event = self.ledger.mapper.to_domain_event(notification)
                     self._apply(cur, notification.id, event)
+                    crashpoints.reached("during-catch-up")
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
