@@ -503,7 +503,14 @@ class SecretsLedger(Application[UUID]):
         return self._change(cred, address, "restore", lambda s: s.restore())[0]
 
     def destroy(self, cred: Credential, address: SecretAddress) -> tuple[Secret, list[str]]:
-        return self._change(cred, address, "destroy", lambda s: s.destroy())
+        def change(secret: Secret) -> list[Version]:
+            secret.destroy()
+            # Every version's value, not only the retained ones: a destroy or prune that was
+            # interrupted before its deletes left values behind, and running destroy again is
+            # how an operator finishes the job.
+            return list(secret.versions.values())
+
+        return self._change(cred, address, "destroy", change)
 
     # -- consistency ----------------------------------------------------------------------
 
