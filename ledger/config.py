@@ -41,18 +41,18 @@ def default_home() -> Path:
 
 
 def lock_timeout() -> str:
-    """Seconds a writer waits for another writer's lock (`SECRETS_LEDGER_LOCK_TIMEOUT`)."""
+    """Whole seconds a writer waits for another writer's lock (`SECRETS_LEDGER_LOCK_TIMEOUT`).
+
+    Whole seconds because the library's SQLite factory accepts only an integer.
+    """
     text = os.environ.get(LOCK_TIMEOUT_VARIABLE, "").strip() or LOCK_TIMEOUT_SECONDS
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds <= 3600:
+    seconds = int(text) if text.isascii() and text.isdigit() else 0
+    if not 1 <= seconds <= 3600:
         raise ValidationFailed(
             "lock-timeout",
-            f"{LOCK_TIMEOUT_VARIABLE} must be a number of seconds in (0, 3600], got {text[:20]!r}",
+            f"{LOCK_TIMEOUT_VARIABLE} must be whole seconds from 1 to 3600, got {text[:20]!r}",
         )
-    return f"{seconds:g}"
+    return str(seconds)
 
 
 def sqlite_env(home: Path) -> dict[str, str]:
