@@ -28,8 +28,9 @@ PRIVATE_FILES = (
     "views.sqlite-wal",
     "views.sqlite-shm",
     "vault.enc",
-    "session.json",
 )
+# Not session.json: one that others could read is refused, not repaired, since its secret
+# may already have been copied (ledger/session_file.py).
 
 
 def default_home() -> Path:
