@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, PersistenceError
 
 from ledger import context, crashpoints, tokens
 from ledger.address import SecretAddress
@@ -103,6 +103,13 @@ class SecretsLedger(Application[UUID]):
         self.intents = IntentJournal(home / "pending")
         # Things the caller should tell the operator (the ledger itself never prints).
         self.warnings: list[str] = []
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        from ledger.transcodings import ALL
+
+        super().register_transcodings(transcoder)
+        for transcoding in ALL:
+            transcoder.register(transcoding)
 
     # -- infrastructure -------------------------------------------------------------------
 

@@ -188,3 +188,27 @@ def test_sessions_login_expire_and_revoke(ledger: SecretsLedger) -> None:
     assert ledger.whoami(carol)[0] is None
     with pytest.raises(PermissionDenied):
         ledger.login("carol", token)
+
+
+def test_snapshots_round_trip_busy_secrets_and_operators(ledger: SecretsLedger) -> None:
+    """Snapshots are taken every 50 events: state must survive them exactly."""
+    alice = _senior(ledger)
+    for n in range(120):
+        ledger.write(alice, ADDR, f"{KEY}{n}")
+    for _ in range(30):
+        opened = ledger.login("alice", alice.token or "")
+        ledger.logout(
+            Credential(
+                operator="alice", session_id=opened.session_id, session_secret=opened.session_secret
+            )
+        )
+    assert ledger.snapshots is not None
+    fresh = open_ledger(ledger.home, backend=ledger._backend)  # type: ignore[arg-type]
+    secret = fresh.history(alice, ADDR)
+    assert secret.current_version == 120
+    assert secret.retained_versions == list(range(111, 121))
+    assert secret.versions[120].timestamp.tzinfo is not None
+    assert fresh.read(alice, ADDR)[1] == f"{KEY}119"
+    assert fresh.whoami(alice)[0] is not None
+    snapshots = list(ledger.snapshots.get(ADDR.id))
+    assert snapshots, "no snapshot was taken"
