@@ -33,8 +33,25 @@ def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
 
 
 def credential(ledger: SecretsLedger) -> Credential:
+    import os
+
+    from ledger.session_file import TOKEN_VARIABLE
     from ledger.session_file import credential as _credential
 
+    automation = os.environ.get("SECRETS_LEDGER_AUTOMATION", "").strip()
+    if automation and not os.environ.get(TOKEN_VARIABLE, "").strip():
+        # A scheduled job: its operator's token lives in the keychain, never in the crontab.
+        from ledger.credentials import Credential
+        from ledger.operator import validate_operator_name
+
+        validate_operator_name(automation)
+        token = ledger.vault.get(f"automation.{automation}.token")
+        if token is None:
+            return Credential(
+                problem=f"no token for automation operator {automation!r} in the keychain; "
+                "run `secrets rotate schedule install`"
+            )
+        return Credential(token=token)
     return _credential(ledger.home)
 
 

@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from commands import runtime
-from commands.options import EnvironmentOpt, HomeOpt, NameOpt, Output, OutputOpt, ServiceOpt
+from commands.options import (
+    EnvironmentOpt,
+    HomeOpt,
+    NameOpt,
+    Output,
+    OutputOpt,
+    ServiceOpt,
+    complete_environment,
+)
 
 DEFAULT_ENV = "default"
 
@@ -150,7 +158,12 @@ def get(
 def list_secrets(
     environment: Annotated[
         str | None,
-        typer.Option("--environment", "-e", help="Only this environment (default: all)."),
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Only this environment (default: all).",
+            autocompletion=complete_environment,
+        ),
     ] = None,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted secrets.")] = False,
     home: HomeOpt = None,

@@ -22,14 +22,31 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, PersistenceError
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    PersistenceError,
+    Recording,
+    StoredEvent,
+)
 
 from ledger import context, crashpoints, tokens
 from ledger.address import SecretAddress
+from ledger.checkpoint import (
+    CHECKPOINT_KEY_ENTRY,
+    CHECKPOINT_TOPIC,
+    DEFAULT_INTERVAL,
+    WITNESS_ENTRY,
+    Checkpoint,
+    SignedHead,
+    Witness,
+)
 from ledger.credentials import Credential, Principal
 from ledger.errors import (
     ConflictUnresolved,
+    IntegrityFailure,
     KeychainUnavailable,
+    LedgerError,
     LedgerUnavailable,
     NotFound,
     NotInitialized,
@@ -38,7 +55,7 @@ from ledger.errors import (
 )
 from ledger.operator import Operator, check_role, operator_id, validate_operator_name
 from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
-from ledger.records import Denial, ReadReceipt, Rejection
+from ledger.records import Denial, IntegrityAlarm, ReadReceipt, Rejection
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
 from ledger.vault.intents import Intent, IntentJournal
@@ -47,6 +64,9 @@ from ledger.vault.keyring_vault import KeyringVault
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
+    from ledger.chain import ChainFault, StoredRow
+    from ledger.integrity import IntegrityReport
+    from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
     from ledger.vault.port import ValueVault
 
 T = TypeVar("T")
@@ -103,6 +123,9 @@ class SecretsLedger(Application[UUID]):
         self.intents = IntentJournal(home / "pending")
         # Things the caller should tell the operator (the ledger itself never prints).
         self.warnings: list[str] = []
+        self.checkpoint_every = DEFAULT_INTERVAL  # 0 turns automatic checkpoints off
+        self._checkpointing = False
+        self.checkpoint_problem: str | None = None
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         from ledger.transcodings import ALL
@@ -157,9 +180,21 @@ class SecretsLedger(Application[UUID]):
             self._fingerprint_key(), message + value.encode(), hashlib.sha256
         ).hexdigest()
 
-    def _save(self, *aggregates: Any) -> None:
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        recordings = super().save(*objs, **kwargs)
+        every = self.checkpoint_every
+        if recordings and every > 0 and not self._checkpointing:
+            first = recordings[0].notification.id
+            last = recordings[-1].notification.id
+            # Exactly one save crosses each multiple of `every`, so concurrent writers do not
+            # all sign the same stretch of log.
+            if last // every > (first - 1) // every:
+                self._auto_checkpoint()
+        return recordings
+
+    def _save(self, *aggregates: Any) -> list[Recording[UUID]]:
         try:
-            self.save(*aggregates)
+            return self.save(*aggregates)
         except IntegrityError:
             raise
         except PersistenceError as exc:
@@ -678,3 +713,223 @@ class SecretsLedger(Application[UUID]):
     def whoami(self, cred: Credential) -> tuple[Principal | None, str]:
         principal, _, reason = self._identify(cred)
         return principal, reason
+
+    # -- integrity: checkpoints and verification ------------------------------------------
+
+    def _chained_recorder(self) -> ChainedSQLiteApplicationRecorder:
+        from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+
+        recorder = self.recorder
+        if not isinstance(recorder, ChainedSQLiteApplicationRecorder):
+            raise LedgerUnavailable("this event store keeps no hash chain to verify")
+        return recorder
+
+    def _decode_row(self, row: StoredRow) -> dict[str, Any]:
+        oid = row.originator_id
+        stored = StoredEvent(
+            UUID(oid) if isinstance(oid, str) else oid, row.originator_version, row.topic, row.state
+        )
+        return dict(vars(self.mapper.to_domain_event(stored)))
+
+    def latest_checkpoint(self) -> tuple[int, SignedHead] | None:
+        """The newest checkpoint in the log: (its position, what it signed)."""
+        row = self._chained_recorder().last_with_topic(CHECKPOINT_TOPIC)
+        if row is None:
+            return None
+        return row.notification_id, SignedHead.from_state(self._decode_row(row))
+
+    def _signing_key(self, expected_public: str | None) -> str:
+        from ledger.checkpoint import new_private_key, public_key_of
+
+        private = self.vault.get(CHECKPOINT_KEY_ENTRY)
+        if private is None and expected_public is None:
+            self.vault.put(CHECKPOINT_KEY_ENTRY, new_private_key())
+            # Read back: of two first checkpoints racing, both then sign with the stored key.
+            private = self.vault.get(CHECKPOINT_KEY_ENTRY)
+        if private is None:
+            raise KeychainUnavailable(
+                f"the checkpoint signing key is not in this keychain ({self.vault.description})"
+            )
+        if expected_public is not None and public_key_of(private) != expected_public:
+            raise IntegrityFailure(
+                "the checkpoint key in this keychain is not the key this ledger's checkpoints "
+                "were signed with"
+            )
+        return private
+
+    def write_checkpoint(self) -> tuple[int, SignedHead]:
+        """Sign the current chain head; returns the checkpoint's position and content."""
+        from ledger.checkpoint import public_key_of, sign, signed_message
+
+        recorder = self._chained_recorder()
+
+        def attempt() -> tuple[int, SignedHead]:
+            latest = self.latest_checkpoint()
+            previous = latest[1] if latest else None
+            private = self._signing_key(previous.public_key if previous else None)
+            position, head = recorder.chain_head()
+            self._verify_since(previous)
+            sequence = previous.sequence + 1 if previous else 1
+            previous_signature = previous.signature if previous else ""
+            signature = sign(
+                private, signed_message(sequence, position, head.hex(), previous_signature)
+            )
+            signed = SignedHead(
+                sequence,
+                position,
+                head.hex(),
+                previous_signature,
+                public_key_of(private),
+                signature,
+            )
+            checkpoint = Checkpoint(
+                signed.sequence,
+                signed.position,
+                signed.head,
+                signed.previous_signature,
+                signed.public_key,
+                signed.signature,
+            )
+            recordings = self._save(checkpoint)
+            return recordings[-1].notification.id, signed
+
+        self._checkpointing = True
+        try:
+            at, signed = self._retrying(attempt)
+        finally:
+            self._checkpointing = False
+        self._remember_checkpoint(at, signed)
+        return at, signed
+
+    def _verify_since(self, previous: SignedHead | None) -> None:
+        """Refuse to sign a chain that is already broken since the last checkpoint: a
+        signature must never vouch for tampered history."""
+        from ledger.chain import GENESIS, verify
+
+        recorder = self._chained_recorder()
+        after = (0, GENESIS)
+        if previous is not None and previous.position:
+            stored = recorder.link_at(previous.position)
+            if stored is None or stored.hex() != previous.head:
+                raise IntegrityFailure(
+                    f"the chain no longer matches checkpoint {previous.sequence}; "
+                    "run `secrets audit verify`"
+                )
+            after = (previous.position, stored)
+        report, _ = verify(
+            recorder.iter_rows(after[0]),
+            recorder.iter_links(after[0]),
+            keep_verified=False,
+            after=after,
+        )
+        if report.fault is not None:
+            raise IntegrityFailure(
+                f"refusing to sign: {report.fault.kind} at position {report.fault.position}; "
+                "run `secrets audit verify`"
+            )
+
+    def _remember_checkpoint(self, at: int, signed: SignedHead) -> None:
+        try:
+            known = self.keychain_witness()
+            if known is None or known.position < at:
+                self.vault.put(WITNESS_ENTRY, Witness("keychain", at, signed.signature).dumps())
+        except LedgerError:
+            pass  # the checkpoint stands in the log; the witness is extra evidence only
+
+    def _auto_checkpoint(self) -> None:
+        try:
+            with context.acting_as(context.SYSTEM):
+                self.write_checkpoint()
+        except Exception as exc:
+            # This runs inside the save of someone's write: an error escaping from here would
+            # make that write remove its value although its event is recorded. A missing
+            # keychain or a refused signature only means no checkpoint this time; the next
+            # multiple of the interval tries again and `audit checkpoint` can be run by hand.
+            self.checkpoint_problem = f"automatic checkpoint skipped: {type(exc).__name__}"
+
+    def checkpoint(self, cred: Credential, reset_witness: bool = False) -> tuple[int, SignedHead]:
+        """Sign the head now. `reset_witness` (senior-engineer) makes the keychain's note
+        follow this checkpoint even if it had seen a longer log: after restoring a backup the
+        shorter log is legitimate, and without a reset every verify would report it truncated.
+        The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed."""
+        if not reset_witness:
+            principal = self.authorize(cred, Permission.AUDIT, "audit checkpoint")
+            with self._stamp(principal):
+                return self.write_checkpoint()
+        principal = self.authorize(cred, Permission.ADMIN, "audit checkpoint --reset-witness")
+        with self._stamp(principal):
+            known = self.keychain_witness()
+            at, signed = self.write_checkpoint()
+            if known is not None and known.position >= at:
+                detail = (
+                    f"keychain checkpoint note reset from position {known.position} to {at} "
+                    f"by {principal.operator}"
+                )
+                self._save(IntegrityAlarm(at, "witness-reset", detail))
+            self.vault.put(WITNESS_ENTRY, Witness("keychain", at, signed.signature).dumps())
+        return at, signed
+
+    def checkpoint_public_key(self, cred: Credential) -> str:
+        """The checkpoint public key (hex): as recorded in the log, else this keychain's."""
+        from ledger.checkpoint import public_key_of
+
+        self.authorize(cred, Permission.AUDIT, "audit pubkey")
+        latest = self.latest_checkpoint()
+        if latest is not None:
+            return latest[1].public_key
+        return public_key_of(self._signing_key(None))
+
+    def keychain_witness(self) -> Witness | None:
+        try:
+            text = self.vault.get(WITNESS_ENTRY)
+        except LedgerError:
+            return None
+        return Witness.loads("this keychain", text) if text else None
+
+    def verify_history(
+        self, pinned_key: str | None = None, witnesses: list[Witness] | None = None
+    ) -> IntegrityReport:
+        from ledger.integrity import verify_history
+
+        recorder = self._chained_recorder()
+        return verify_history(
+            recorder.iter_rows(),
+            recorder.iter_links(),
+            rescan=recorder.iter_links,
+            link_at=recorder.link_at,
+            row_at=recorder.row_at,
+            decode=self._decode_row,
+            pinned_key=pinned_key,
+            witnesses=witnesses or [],
+        )
+
+    def audit_verify(
+        self,
+        cred: Credential,
+        pinned_key: str | None = None,
+        witnesses: list[Witness] | None = None,
+    ) -> tuple[IntegrityReport, bool]:
+        """Verify, and record an alarm on a fault. Returns (report, alarm recorded)."""
+        principal = self.authorize(cred, Permission.AUDIT, "audit verify")
+        found = [*(witnesses or [])]
+        keychain = self.keychain_witness()
+        if keychain is not None:
+            found.append(keychain)
+        report = self.verify_history(pinned_key, found)
+        recorded = False
+        if report.fault is not None:
+            with self._stamp(principal):
+                recorded = self.record_alarm(report.fault)
+        return report, recorded
+
+    def record_alarm(self, fault: ChainFault) -> bool:
+        try:
+            self._save(IntegrityAlarm(fault.position, fault.kind, fault.detail))
+        except (LedgerError, PersistenceError):
+            return False  # a ledger too damaged to append to still gets its report
+        return True
+
+    def fingerprint_for(self, cred: Credential, address: SecretAddress, value: str) -> str:
+        """The fingerprint `value` would have at `address`, to compare with recorded ones."""
+        self.authorize(cred, Permission.READ, "audit hash", address)
+        return self.fingerprint(address, value)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 HOME_VARIABLE = "SECRETS_LEDGER_HOME"
 DATABASE_FILE = "ledger.sqlite"
 LOCK_TIMEOUT_SECONDS = "10"
+CHECKPOINT_VARIABLE = "SECRETS_LEDGER_CHECKPOINT_EVERY"
 LOCK_TIMEOUT_VARIABLE = "SECRETS_LEDGER_LOCK_TIMEOUT"
 # Files a ledger home may hold; each must be private to its owner.
 PRIVATE_FILES = (
@@ -157,4 +158,16 @@ def open_ledger(
     except PersistenceError as exc:
         raise LedgerUnavailable(f"cannot open the ledger at {home}: {exc}") from None
     ledger.warnings.extend(repaired)
+    ledger.checkpoint_every = checkpoint_interval()
     return ledger
+
+
+def checkpoint_interval() -> int:
+    """Events between automatic signed checkpoints (`SECRETS_LEDGER_CHECKPOINT_EVERY`, 0 = off)."""
+    from ledger.checkpoint import DEFAULT_INTERVAL
+
+    text = os.environ.get(CHECKPOINT_VARIABLE, "").strip()
+    try:
+        return max(0, int(text)) if text else DEFAULT_INTERVAL
+    except ValueError:
+        return DEFAULT_INTERVAL

@@ -20,6 +20,9 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             *super().construct_create_table_statements(),
             f"CREATE TABLE IF NOT EXISTS {CHAIN_TABLE} ("
             "notification_id INTEGER PRIMARY KEY, link BLOB NOT NULL)",
+            # Finding the newest checkpoint (and every scan by event type) without a full scan.
+            f"CREATE INDEX IF NOT EXISTS {self.events_table_name}_topic "
+            f"ON {self.events_table_name} (topic)",
         ]
 
     def _insert_events(
@@ -64,6 +67,42 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             for r in rows:
                 yield StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4]))
             last = rows[-1][0]
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """The newest (position, link), or (0, GENESIS) for an empty log."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT notification_id, link FROM {CHAIN_TABLE} "
+                "ORDER BY notification_id DESC LIMIT 1"
+            )
+            row = c.fetchone()
+        return (int(row[0]), bytes(row[1])) if row is not None else (0, GENESIS)
+
+    def link_at(self, position: int) -> bytes | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(f"SELECT link FROM {CHAIN_TABLE} WHERE notification_id = ?", (position,))
+            row = c.fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def row_at(self, position: int) -> StoredRow | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_id, originator_version, topic, state "
+                f"FROM {self.events_table_name} WHERE rowid = ?",
+                (position,),
+            )
+            r = c.fetchone()
+        return StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4])) if r is not None else None
+
+    def last_with_topic(self, topic: str) -> StoredRow | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, originator_id, originator_version, topic, state "
+                f"FROM {self.events_table_name} WHERE topic = ? ORDER BY rowid DESC LIMIT 1",
+                (topic,),
+            )
+            r = c.fetchone()
+        return StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4])) if r is not None else None
 
     def iter_links(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
         last = start

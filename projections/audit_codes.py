@@ -52,4 +52,8 @@ EVENT_CODES: Final[dict[str, tuple[str, str]]] = {
     "LedgerSettings.Initialized": ("HBSE-014", "init"),
     "LedgerSettings.RetentionChanged": ("HBSE-014", "configure"),
     "Checkpoint.CheckpointSigned": ("HBSE-015", "checkpoint"),
+    "RotationRun.Started": ("HBSE-004", "rotate"),
+    "RotationRun.BatchEnded": ("HBSE-004", "rotate"),
+    "RotationRun.Abandoned": ("HBSE-004", "rotate"),
+    "ScheduleChange.ScheduleChanged": ("HBSE-004", "rotate-schedule"),
 }
