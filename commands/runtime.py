@@ -26,7 +26,10 @@ def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
     from ledger.config import open_ledger as _open
 
     context.correlation_id()  # one correlation id for every event of this command
-    return _open(home_dir(home), create=create)
+    ledger = _open(home_dir(home), create=create)
+    for warning in ledger.warnings:
+        info(f"warning: {warning}")
+    return ledger
 
 
 def credential(ledger: SecretsLedger) -> Credential:

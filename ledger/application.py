@@ -30,7 +30,7 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from ledger import context, tokens
+from ledger import context, crashpoints, tokens
 from ledger.address import SecretAddress
 from ledger.checkpoint import (
     CHECKPOINT_KEY_ENTRY,
@@ -58,7 +58,7 @@ from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
 from ledger.records import Denial, IntegrityAlarm, ReadReceipt, Rejection
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
-from ledger.vault.intents import IntentJournal
+from ledger.vault.intents import Intent, IntentJournal
 from ledger.vault.keyring_vault import KeyringVault
 
 if TYPE_CHECKING:
@@ -121,6 +121,8 @@ class SecretsLedger(Application[UUID]):
         self._vault: ValueVault | None = None
         self._settings: LedgerSettings | None = None
         self.intents = IntentJournal(home / "pending")
+        # Things the caller should tell the operator (the ledger itself never prints).
+        self.warnings: list[str] = []
         self.checkpoint_every = DEFAULT_INTERVAL  # 0 turns automatic checkpoints off
         self._checkpointing = False
         self.checkpoint_problem: str | None = None
@@ -196,6 +198,12 @@ class SecretsLedger(Application[UUID]):
         except IntegrityError:
             raise
         except PersistenceError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                waited = self.env.get("SQLITE_LOCK_TIMEOUT") or "?"
+                raise LedgerUnavailable(
+                    f"the ledger at {self.home} is locked by another writer (waited {waited} s); "
+                    "nothing was written, try again"
+                ) from None
             raise LedgerUnavailable(f"the event store refused the write: {exc}") from None
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
@@ -437,28 +445,52 @@ class SecretsLedger(Application[UUID]):
             entry = entry_name(address, number, fingerprint)
             with self.intents.pending(self.namespace, entry) as intent:
                 self.vault.put(entry, value)
+                crashpoints.reached("after-vault-put")
                 try:
                     secret.add_version(
                         fingerprint, reason, self.host, rolled_back_from, incident_id
                     )
                     pruned = secret.prune_beyond(retention)
                     self._save(secret)
-                except BaseException:
-                    # No event without its value, and no value without its event. If the
-                    # clean-up fails too, the intent stays for `secrets doctor` to report.
-                    try:
-                        self.vault.delete(entry)
-                    except KeychainUnavailable:
-                        pass
-                    else:
-                        self.intents.done(intent)
+                except IntegrityError:
+                    # Lost the race: nothing was recorded, so the value must go.
+                    self._discard(intent)
                     raise
+                except BaseException:
+                    # The events may have been committed before the failure (an error after
+                    # COMMIT, a snapshot that failed to encode). Deleting the value then would
+                    # leave an event without its value, so remove it only when the store
+                    # proves the version absent; when that cannot be known, the intent stays
+                    # and `secrets doctor` decides.
+                    if self._recorded(address, number, fingerprint) is False:
+                        self._discard(intent)
+                    raise
+                crashpoints.reached("after-append")
                 self.intents.done(intent)
             return secret.versions[number], pruned
 
         added, pruned = self._retrying(attempt)
+        if pruned:
+            crashpoints.reached("after-prune-append")
         self._remove_values(address, pruned)
         return added
+
+    def _discard(self, intent: Intent) -> None:
+        """Remove a value whose event did not land; keep the intent if the keychain fails."""
+        try:
+            self.vault.delete(intent.entry)
+        except KeychainUnavailable:
+            return
+        self.intents.done(intent)
+
+    def _recorded(self, address: SecretAddress, number: int, fingerprint: str) -> bool | None:
+        """Whether the store holds `number` with this fingerprint; None if it cannot say."""
+        try:
+            found = self._load_secret(address)
+        except Exception:
+            return None
+        version = found.versions.get(number) if found is not None else None
+        return version is not None and version.fingerprint == fingerprint
 
     def _remove_values(self, address: SecretAddress, versions: list[Version]) -> list[str]:
         """Delete values whose versions were pruned or destroyed; report those that failed."""
@@ -502,6 +534,8 @@ class SecretsLedger(Application[UUID]):
 
         with self._stamp(principal):
             secret, doomed = self._retrying(attempt)
+        if action == "destroy":
+            crashpoints.reached("after-destroy-append")
         return secret, self._remove_values(address, doomed)
 
     def delete(self, cred: Credential, address: SecretAddress) -> Secret:
@@ -511,7 +545,14 @@ class SecretsLedger(Application[UUID]):
         return self._change(cred, address, "restore", lambda s: s.restore())[0]
 
     def destroy(self, cred: Credential, address: SecretAddress) -> tuple[Secret, list[str]]:
-        return self._change(cred, address, "destroy", lambda s: s.destroy())
+        def change(secret: Secret) -> list[Version]:
+            secret.destroy()
+            # Every version's value, not only the retained ones: a destroy or prune that was
+            # interrupted before its deletes left values behind, and running destroy again is
+            # how an operator finishes the job.
+            return list(secret.versions.values())
+
+        return self._change(cred, address, "destroy", change)
 
     # -- consistency ----------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import MapperDeserialisationError
 
+from ledger import crashpoints
 from projections.audit_codes import EVENT_CODES, REASON_CODES
 from projections.timefmt import iso
 
@@ -196,6 +197,7 @@ class Views:
                         self._unreadable(cur, notification.id, notification.topic)
                         continue
                     self._apply(cur, notification.id, event)
+                    crashpoints.reached("during-catch-up")
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
