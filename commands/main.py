@@ -29,6 +29,15 @@ def _register() -> None:
 _register()
 
 
+def _register_ledger() -> None:
+    from commands.ledger_cmds import ledger_app
+
+    app.add_typer(ledger_app, name="ledger")
+
+
+_register_ledger()
+
+
 def run() -> None:
     from commands.exit_codes import for_error
     from commands.value_input import UsageProblem

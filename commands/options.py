@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from commands import runtime
+
 
 class Output(StrEnum):
     table = "table"
@@ -35,3 +37,26 @@ EnvironmentOpt = Annotated[
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="Output format: table or json.")]
 ServiceOpt = Annotated[str, typer.Option("--service", "-s", help="Service, e.g. nexus.")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Key name, e.g. mcp.bun.apiKey.")]
+
+
+def _use_database_url(value: str | None) -> str | None:
+    # Remembered for the whole command: every ledger it opens uses the same store.
+    runtime.use_database_url(value)
+    return value
+
+
+DatabaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="SECRETS_LEDGER_DATABASE_URL",
+        callback=_use_database_url,
+        help=(
+            "Event store URL: postgresql://user@host:port/db for a shared PostgreSQL ledger "
+            "(password from PGPASSWORD or ~/.pgpass rather than the URL). Default: the SQLite "
+            "ledger in --home."
+        ),
+        show_default=False,
+        show_envvar=True,
+    ),
+]

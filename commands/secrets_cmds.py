@@ -10,7 +10,15 @@ from typing import Annotated
 import typer
 
 from commands import runtime
-from commands.options import EnvironmentOpt, HomeOpt, NameOpt, Output, OutputOpt, ServiceOpt
+from commands.options import (
+    DatabaseUrlOpt,
+    EnvironmentOpt,
+    HomeOpt,
+    NameOpt,
+    Output,
+    OutputOpt,
+    ServiceOpt,
+)
 
 DEFAULT_ENV = "default"
 
@@ -30,6 +38,7 @@ def register(app: typer.Typer) -> None:
 
 def init(
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     operator: Annotated[
         str | None,
         typer.Option("--operator", help="Name of the first operator (default: your login name)."),
@@ -88,6 +97,7 @@ def set_secret(
     ] = False,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Store a new version of a secret. Prints the version and fingerprint, never the value.
@@ -123,6 +133,7 @@ def get(
     ] = None,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Print a secret's value alone on stdout (the read is recorded in the audit log).
@@ -154,6 +165,7 @@ def list_secrets(
     ] = None,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted secrets.")] = False,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """List every secret with its current version and fingerprint; values are masked.
@@ -205,6 +217,7 @@ def versions(
     name: NameOpt,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show a secret's version history (no values).
@@ -265,6 +278,7 @@ def rollback(
     version: Annotated[int, typer.Option("--version", help="The version to bring back.")],
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Write an earlier version's value as a new version (reason: rollback).
@@ -324,6 +338,7 @@ def delete(
     name: NameOpt,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Soft-delete a secret: hidden from list and get, restorable with `secrets restore`.
@@ -338,6 +353,7 @@ def restore(
     name: NameOpt,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Undo a delete.
@@ -352,6 +368,7 @@ def destroy(
     name: NameOpt,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Remove every value of a secret from the keychain for good; its history stays.
@@ -366,6 +383,7 @@ def doctor(
         bool, typer.Option("--repair", help="Remove orphaned and leftover keychain entries.")
     ] = False,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Check that the keychain and the ledger agree (exit 6 when they do not).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 from uuid import UUID
 
 GENESIS = b"\x00" * 32
@@ -113,3 +114,19 @@ def verify(
         row = next(row_iter, None)
         chained = next(link_iter, None)
     return ChainReport(checked, checked, previous, None), verified
+
+
+class ChainedRecorder(Protocol):
+    """What verification needs from a chained event store (SQLite: ledger/store_sqlite.py,
+    PostgreSQL: ledger/store_postgres.py). Both yield in ascending notification id order,
+    strictly after `start`."""
+
+    def iter_rows(self, start: int = 0) -> Iterator[StoredRow]: ...
+
+    def iter_links(self, start: int = 0) -> Iterator[tuple[int, bytes]]: ...
+
+
+def verify_store(recorder: ChainedRecorder) -> ChainReport:
+    """Verify a whole store's chain (without keeping the verified links)."""
+    report, _ = verify(recorder.iter_rows(), recorder.iter_links())
+    return report
