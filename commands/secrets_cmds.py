@@ -63,18 +63,24 @@ def init(
     if ledger.is_initialized():
         if operator is not None:
             raise ledger.refuse_second_init(operator)
-        runtime.info(f"ledger already initialised at {ledger.home}; nothing changed")
+        runtime.info(
+            f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"
+        )
         if output is Output.json:
             runtime.emit_json({"created": False, "home": str(ledger.home)})
         return
     issued = ledger.initialize(first, retention)
     if issued is None:
-        runtime.info(f"ledger already initialised at {ledger.home}; nothing changed")
+        runtime.info(
+            f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"
+        )
         return
     if output is Output.json:
         runtime.emit_json({"operator": first, "role": "senior-engineer", "token": issued.token})
         return
-    runtime.info(f"ledger created at {ledger.home} (keychain: {ledger.vault.description})")
+    runtime.info(
+        f"ledger created at {ledger.location or ledger.home} (keychain: {ledger.vault.description})"
+    )
     runtime.info(f"operator {first!r} is senior-engineer. Token (shown once, keep it safe):")
     print(issued.token)
     runtime.info(
@@ -389,7 +395,8 @@ def doctor(
     """Check that the keychain and the ledger agree (exit 6 when they do not).
 
     Lists values the ledger records but the keychain lacks, keychain entries no event refers
-    to (left by a crash), and values of pruned or destroyed versions still present.
+    to (left by a crash), and values of pruned or destroyed versions still present. On a
+    shared ledger only this host's versions are checked; the others are listed per host.
 
     Example: secrets doctor --repair
     """
@@ -412,6 +419,7 @@ def doctor(
                 "orphans": report.orphans,
                 "leftovers": report.leftovers,
                 "repaired": report.repaired,
+                "on_other_hosts": report.on_other_hosts,
                 "healthy": not unresolved,
             }
         )
@@ -428,6 +436,8 @@ def doctor(
         ):
             for item in items:
                 print(f"  {label}: {item}")
+        for other, count in sorted(report.on_other_hosts.items()):
+            print(f"  on other hosts: {count} version(s) on {other} (checked there, not here)")
         print("healthy" if not unresolved else f"{len(unresolved)} problem(s) remain")
     if unresolved:
         raise IntegrityFailure(f"{len(unresolved)} keychain inconsistencies; see above")

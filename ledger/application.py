@@ -596,6 +596,7 @@ class SecretsLedger(Application[UUID]):
             raise ValidationFailed(
                 "key-format", "not an exported fingerprint key (expected slk1.<ledger>.<64 hex>)"
             )
+        self._settings = None  # the export may have just been recorded by another host
         settings = self.settings
         if parts[1] != settings.ledger_uid:
             raise ValidationFailed("key-ledger", "this key belongs to another ledger")

@@ -129,3 +129,31 @@ def running_cluster() -> Iterator[PgCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+_shared: PgCluster | None = None
+
+
+def shared_cluster() -> PgCluster:
+    """One password-authenticated cluster per test process, stopped when the process exits."""
+    global _shared
+    if _shared is None:
+        import atexit
+
+        bindir = find_bin()
+        if bindir is None:
+            raise RuntimeError(
+                "PostgreSQL server binaries not found: apt-get install -y postgresql-15 "
+                "(or set PG_BIN_DIR)"
+            )
+        base = Path(tempfile.mkdtemp(prefix="sl-pg-"))
+        cluster = PgCluster(bindir, base)
+        cluster.start()
+
+        def stop() -> None:
+            cluster.stop()
+            shutil.rmtree(base, ignore_errors=True)
+
+        atexit.register(stop)
+        _shared = cluster
+    return _shared
