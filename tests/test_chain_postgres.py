@@ -170,3 +170,41 @@ def test_the_library_insert_function_is_refused_because_it_bypasses_the_chain(
     env = {**postgres_env(location, create_tables=True), "POSTGRES_ENABLE_DB_FUNCTIONS": "yes"}
     with pytest.raises(Exception, match="bypass the hash chain"):
         SecretsLedger(env=env, home=tmp_path, backend=MemoryKeyring())
+
+
+def test_a_least_privileged_role_can_use_a_ledger_another_role_created(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    from ledger.address import SecretAddress
+    from ledger.credentials import Credential
+
+    owner = open_ledger(tmp_path / "o", create=True, backend=MemoryKeyring(), database_url=pg_url)
+    issued = owner.initialize("alice")
+    assert issued is not None
+    key = owner.export_key(Credential(token=issued.token))
+    owner.close()
+    role = f"writer_{tmp_path.name[-12:].lower().replace('-', '_')}"
+    for statement in (
+        f"CREATE ROLE {role} LOGIN PASSWORD 'writer-pw'",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"GRANT SELECT, INSERT ON {EVENTS}, {CHAIN}, secretsledger_snapshots TO {role}",
+        # LOCK TABLE ... IN EXCLUSIVE MODE needs UPDATE (or DELETE/TRUNCATE) on the table.
+        f"GRANT UPDATE ON {EVENTS} TO {role}",
+        f"GRANT USAGE ON SEQUENCE {EVENTS}_notification_id_seq TO {role}",
+    ):
+        _sql(pg_url, statement)
+    url = pg_url.replace("postgres:pg-test-password", f"{role}:writer-pw")
+    writer = open_ledger(tmp_path / "w", backend=MemoryKeyring(), database_url=url)
+    try:
+        alice = Credential(token=issued.token)
+        writer.import_key(alice, key)
+        address = SecretAddress("production", "svc", "least.privilege")
+        assert writer.write(alice, address, "value-1234567", spec_check=lambda _v: None).number == 1
+        assert writer.read(alice, address)[1] == "value-1234567"
+        assert verify_store(_recorder(writer)).ok
+    finally:
+        writer.close()
+        _sql(pg_url, f"DROP OWNED BY {role}")
+        _sql(pg_url, f"DROP ROLE {role}")
