@@ -202,8 +202,22 @@ class Secret(LedgerAggregate):
             retained=False,
         )
 
+    def rotated_at(self, number: int) -> datetime:
+        """When the value of version `number` was first introduced.
+
+        A rollback brings back an old value, so it must not make the secret look freshly
+        rotated: its age runs from the version it restored.
+        """
+        version = self.versions[number]
+        seen = {number}
+        while version.rolled_back_from is not None and version.rolled_back_from not in seen:
+            seen.add(version.rolled_back_from)
+            version = self.versions[version.rolled_back_from]
+        return version.timestamp
+
     @property
     def last_rotation(self) -> datetime | None:
-        """A manual set counts as a rotation for compliance; so does every added version."""
-        current = self.current
-        return current.timestamp if current is not None else None
+        """A manual set counts as a rotation for compliance (as AWS does); a rollback does not."""
+        if not self.versions:
+            return None
+        return self.rotated_at(self.current_version)

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS secrets_view (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS secrets_view_address
     ON secrets_view (environment, service, name);
+CREATE TABLE IF NOT EXISTS version_rotations (
+    originator_id TEXT NOT NULL, version INTEGER NOT NULL, rotated_at TEXT NOT NULL,
+    PRIMARY KEY (originator_id, version)
+);
 CREATE TABLE IF NOT EXISTS audit_view (
     position INTEGER PRIMARY KEY, timestamp TEXT NOT NULL, code TEXT NOT NULL,
     event TEXT NOT NULL, operator TEXT NOT NULL, action TEXT NOT NULL,
@@ -179,7 +183,13 @@ class Views:
 
     def rebuild(self) -> int:
         with self._write() as cur:
-            for table in ("tracking", "secrets_view", "audit_view", "operators_view"):
+            for table in (
+                "tracking",
+                "secrets_view",
+                "version_rotations",
+                "audit_view",
+                "operators_view",
+            ):
                 cur.execute(f"DELETE FROM {table}")
         return self.catch_up()
 
@@ -203,11 +213,24 @@ class Views:
                 )
             target = self._secret_address(cur, oid)
             if kind == "Secret.VersionAdded":
+                rotated_at = ts
+                if event.rolled_back_from is not None:
+                    # A rollback restores an old value: its age runs from that value's birth.
+                    found = cur.execute(
+                        "SELECT rotated_at FROM version_rotations WHERE originator_id = ? "
+                        "AND version = ?",
+                        (oid, event.rolled_back_from),
+                    ).fetchone()
+                    rotated_at = found[0] if found else ts
+                cur.execute(
+                    "INSERT OR REPLACE INTO version_rotations VALUES (?, ?, ?)",
+                    (oid, event.version, rotated_at),
+                )
                 cur.execute(
                     "UPDATE secrets_view SET current_version = ?, fingerprint = ?, "
                     "last_change = ?, operator = ?, reason = ?, last_rotation = ?, deleted = 0, "
                     "destroyed = 0, retained = retained + 1 WHERE originator_id = ?",
-                    (event.version, event.fingerprint, ts, operator, event.reason, ts, oid),
+                    (event.version, event.fingerprint, ts, operator, event.reason, rotated_at, oid),
                 )
                 code, action = REASON_CODES.get(event.reason, ("HBSE-002", event.reason))
                 detail = f"v{event.version} [{event.fingerprint[:12]}]"

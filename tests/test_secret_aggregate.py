@@ -77,3 +77,20 @@ def test_operator_sessions_expire_and_close() -> None:
     assert operator.valid_session("s1", "d1", t0 + timedelta(hours=8)) is None
     operator.revoke()
     assert operator.role is None and not operator.sessions
+
+
+def test_a_rollback_does_not_count_as_a_rotation() -> None:
+    t1 = datetime(2025, 1, 1, tzinfo=UTC)
+    t2 = datetime(2025, 3, 1, tzinfo=UTC)
+    t3 = datetime(2025, 5, 1, tzinfo=UTC)
+    secret = Secret("default", "nexus", "k")
+    with context.frozen_clock(lambda: t1):
+        secret.add_version(FP[0], "manual", "h")
+    with context.frozen_clock(lambda: t2):
+        secret.add_version(FP[1], "rotation", "h")
+    with context.frozen_clock(lambda: t3):
+        secret.add_version(FP[0], "rollback", "h", rolled_back_from=1)
+    assert secret.last_rotation == t1
+    with context.frozen_clock(lambda: t3):
+        secret.add_version(FP[1], "rollback", "h", rolled_back_from=3)
+    assert secret.last_rotation == t1

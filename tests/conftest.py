@@ -1,0 +1,154 @@
+"""Fixtures that start REAL services: a Secret Service (gnome-keyring on a private D-Bus), a
+throwaway PostgreSQL 15 cluster, private tmux servers, promtool, and the real `secrets` CLI.
+
+A missing program fails the test with the Debian package to install; nothing is skipped.
+`scripts/test-all` installs everything. The start/stop code lives in tests/infra.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from tests import infra
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The `ledger` fixture (a logged-in CLI ledger per real vault) lives in its own module.
+if (Path(__file__).parent / "ledger_fixtures.py").exists():
+    pytest_plugins = ["tests.ledger_fixtures"]
+
+# The session bus address as it was before `secret_service` pointed this process at its bus:
+# `cli_env` uses it, so a CLI test's environment does not depend on fixture order.
+_HOST_BUS_ADDRESS = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+T = TypeVar("T")
+
+
+def _start(start: Callable[[], T]) -> T:
+    """Run a start/lookup function; a missing program fails the test with its package name."""
+    try:
+        return start()
+    except infra.MissingBinaryError as exc:
+        message = str(exc)
+    pytest.fail(message, pytrace=False)  # outside `except`: no chained traceback
+
+
+def _require(name: str) -> str:
+    return _start(lambda: infra.require_binary(name))
+
+
+@pytest.fixture(scope="session")
+def secret_service() -> Iterator[infra.SecretService]:
+    """An unlocked gnome-keyring Secret Service on a private session bus, for the whole run.
+
+    `.env` is for subprocesses; `.backend()` works in-process because this fixture points
+    os.environ["DBUS_SESSION_BUS_ADDRESS"] at the private bus until the session ends.
+    The daemon is shared: tests keep apart by using unique service names.
+    """
+    service = _start(infra.start_secret_service)
+    try:
+        with service.bus_environment():
+            yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[infra.PostgresCluster]:
+    """The throwaway PostgreSQL 15 cluster behind `postgres_url` (port, dirs, log file)."""
+    cluster = _start(infra.start_postgres)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_cluster: infra.PostgresCluster) -> str:
+    """`postgresql://postgres@127.0.0.1:PORT/postgres` of a throwaway cluster (trust auth)."""
+    return postgres_cluster.url
+
+
+@pytest.fixture
+def fresh_pg_database(postgres_cluster: infra.PostgresCluster) -> Iterator[str]:
+    """The URL of a new, uniquely named, empty database; dropped after the test."""
+    url = infra.create_database(postgres_cluster)
+    try:
+        yield url
+    finally:
+        infra.drop_database(postgres_cluster, url)
+
+
+@pytest.fixture
+def tmux_server() -> Iterator[Path]:
+    """A private tmux socket path: use `tmux -S <path> ...`; its server is killed afterwards."""
+    _require("tmux")
+    base = Path(tempfile.mkdtemp(prefix="sl-tmux-"))  # short: unix socket paths max 107
+    sock = base / "tmux.sock"
+    try:
+        yield sock
+    finally:
+        infra.kill_tmux_server(sock)
+        for leftover in base.iterdir():
+            leftover.unlink()
+        base.rmdir()
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """The path of Debian's promtool (package `prometheus`)."""
+    return _require("promtool")
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """os.environ plus SECRETS_LEDGER_HOME=<tmp_path>/home, for the `secrets` CLI.
+
+    The session bus address is the host's, even while `secret_service` is active: merge
+    `secret_service.env` to run against the test keyring.
+    """
+    env = dict(os.environ)
+    if _HOST_BUS_ADDRESS is None:
+        env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    else:
+        env["DBUS_SESSION_BUS_ADDRESS"] = _HOST_BUS_ADDRESS
+    env["SECRETS_LEDGER_HOME"] = str(tmp_path / "home")
+    return env
+
+
+@pytest.fixture
+def cli(cli_env: dict[str, str]) -> CliRunner:
+    """run(*args, input=None, env=None, check=None): the real `secrets` CLI in a subprocess.
+
+    `env` entries are merged onto `cli_env`; `check=True` raises CalledProcessError on a
+    non-zero exit (None and False return the result whatever the exit code). Timeout 60 s.
+    """
+
+    def run(
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        check: bool | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "commands", *args],
+            # No input: stdin at EOF, so a prompt fails fast instead of waiting for the timeout.
+            input="" if input is None else input,
+            env={**cli_env, **(env or {})},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=bool(check),
+        )
+
+    return run
