@@ -59,6 +59,13 @@ def run() -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:
+        from eventsourcing.persistence import PersistenceError
+
+        if isinstance(exc, PersistenceError) and os.environ.get("SECRETS_LEDGER_DEBUG") != "1":
+            # The event store failed mid-command (say, the PostgreSQL server went away).
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"error: the event store failed: {first}", file=sys.stderr)
+            sys.exit(ExitCode.ERROR)
         # Never a traceback by default: locals or arguments could hold a value.
         if os.environ.get("SECRETS_LEDGER_DEBUG") == "1":
             raise

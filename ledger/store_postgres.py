@@ -23,6 +23,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.chain import GENESIS, StoredRow, link
+from ledger.errors import BadConfiguration
 
 if TYPE_CHECKING:
     from psycopg import Cursor
@@ -264,7 +265,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(SQL("LOCK TABLE {0} IN EXCLUSIVE MODE").format(self._events))
             if not self._empty_in(curs):
-                raise IntegrityError("the target store already holds events")
+                raise BadConfiguration("the target store already holds events")
             insert_event = SQL(
                 "INSERT INTO {0} (notification_id, originator_id, originator_version, topic, "
                 "state) VALUES (%s, %s, %s, %s, %s)"

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.chain import GENESIS, StoredRow, link
+from ledger.errors import BadConfiguration
 
 CHAIN_TABLE = "event_chain"
 SNAPSHOTS_TABLE = "stored_snapshots"  # the library's fixed name on SQLite
@@ -116,19 +117,22 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             for table in (self.events_table_name, CHAIN_TABLE, SNAPSHOTS_TABLE):
                 c.execute(f"SELECT 1 FROM {table} LIMIT 1")
                 if c.fetchone() is not None:
-                    raise IntegrityError("the target store already holds events")
+                    raise BadConfiguration("the target store already holds events")
             for r in rows:
                 c.execute(
                     f"INSERT INTO {self.events_table_name} "
                     "(rowid, originator_id, originator_version, topic, state) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (r.notification_id, _hex(r.originator_id), r.originator_version, r.topic,
-                     r.state),
-                )  # fmt: skip
+                    (
+                        r.notification_id,
+                        _hex(r.originator_id),
+                        r.originator_version,
+                        r.topic,
+                        r.state,
+                    ),
+                )
                 count += 1
-            c.executemany(
-                f"INSERT INTO {CHAIN_TABLE} (notification_id, link) VALUES (?, ?)", links
-            )
+            c.executemany(f"INSERT INTO {CHAIN_TABLE} (notification_id, link) VALUES (?, ?)", links)
             c.executemany(
                 f"INSERT INTO {SNAPSHOTS_TABLE} VALUES (?, ?, ?, ?)",
                 (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -208,3 +209,28 @@ def test_a_least_privileged_role_can_use_a_ledger_another_role_created(
         writer.close()
         _sql(pg_url, f"DROP OWNED BY {role}")
         _sql(pg_url, f"DROP ROLE {role}")
+
+
+def test_the_chain_head_is_read_while_the_events_table_is_locked(
+    app: SecretsLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the link is computed, this transaction already holds the EXCLUSIVE lock that
+    serialises writers (so the head it reads cannot be stale)."""
+    seen: list[set[str]] = []
+    original = ChainedPostgresApplicationRecorder._fetch_ids_after_insert_events
+
+    def spying(self: Any, curs: Any, stored_events: Any, **kwargs: Any) -> Any:
+        ids = original(self, curs, stored_events, **kwargs)
+        curs.execute(
+            "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() AND granted "
+            "AND relation = %s::regclass",
+            (EVENTS,),
+        )
+        seen.append({r["mode"] for r in curs.fetchall()})
+        return ids
+
+    monkeypatch.setattr(
+        ChainedPostgresApplicationRecorder, "_fetch_ids_after_insert_events", spying
+    )
+    _add(app, 2)
+    assert seen and all("ExclusiveLock" in modes for modes in seen), seen
