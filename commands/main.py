@@ -65,6 +65,7 @@ def _register() -> None:
     from commands import dashboard_cmds, rotate_cmds, secrets_cmds
     from commands.audit_cmds import audit_app, projections_app, report_app
     from commands.auth_cmds import auth_app
+    from commands.ledger_cmds import ledger_app
     from commands.metrics_cmds import metrics_app
     from commands.tmux_cmds import tmux_app
 
@@ -77,6 +78,7 @@ def _register() -> None:
     rotate_cmds.register(app)
     app.add_typer(tmux_app, name="tmux")
     app.add_typer(metrics_app, name="metrics")
+    app.add_typer(ledger_app, name="ledger")
 
 
 _register()
@@ -115,6 +117,13 @@ def _invoke(failure: list[str]) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:
         failure.append(type(exc).__name__)
+        from eventsourcing.persistence import PersistenceError
+
+        if isinstance(exc, PersistenceError) and os.environ.get("SECRETS_LEDGER_DEBUG") != "1":
+            # The event store failed mid-command (say, the PostgreSQL server went away).
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"error: the event store failed: {first}", file=sys.stderr)
+            return ExitCode.ERROR
         # Never a traceback by default: locals or arguments could hold a value.
         if os.environ.get("SECRETS_LEDGER_DEBUG") == "1":
             raise

@@ -22,11 +22,20 @@ def home_dir(home: Path | None) -> Path:
     return home if home is not None else default_home()
 
 
+_database_url: str | None = None
+
+
+def use_database_url(url: str | None) -> None:
+    """The command's `--database-url` (or $SECRETS_LEDGER_DATABASE_URL), for every open."""
+    global _database_url
+    _database_url = url or None
+
+
 def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
     from ledger.config import open_ledger as _open
 
     context.correlation_id()  # one correlation id for every event of this command
-    ledger = _open(home_dir(home), create=create)
+    ledger = _open(home_dir(home), create=create, database_url=_database_url)
     for warning in ledger.warnings:
         info(f"warning: {warning}")
     return ledger

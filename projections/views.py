@@ -132,7 +132,7 @@ class AuditRow:
 class Views:
     def __init__(self, ledger: SecretsLedger, path: Path | None = None) -> None:
         self.ledger = ledger
-        self.path = path or ledger.home / VIEWS_FILE
+        self.path = path or ledger.home / ledger.views_file
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)

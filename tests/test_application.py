@@ -15,6 +15,7 @@ from ledger.errors import KeychainUnavailable, NotFound, PermissionDenied, Valid
 from ledger.records import Denial, ReadReceipt, Rejection
 from ledger.secret import Secret
 from tests.fakes import FlakyKeyring
+from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)
 
 ADDR = SecretAddress("production", "nexus", "mcp.bun.apiKey")
 KEY = "sk-" + "a1B2" * 12
@@ -25,9 +26,17 @@ def keychain() -> FlakyKeyring:
     return FlakyKeyring()
 
 
-@pytest.fixture()
-def ledger(tmp_path: Path, keychain: FlakyKeyring) -> Iterator[SecretsLedger]:
-    app = open_ledger(tmp_path / "home", create=True, backend=keychain)
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(
+    request: pytest.FixtureRequest, tmp_path: Path, keychain: FlakyKeyring
+) -> Iterator[SecretsLedger]:
+    """A fresh ledger on each event store: the SQLite file, and a PostgreSQL database."""
+    url = (
+        request.getfixturevalue("pg_url")
+        if request.param == "postgres"
+        else f"sqlite://{tmp_path / 'home'}"
+    )
+    app = open_ledger(tmp_path / "home", create=True, backend=keychain, database_url=url)
     yield app
     app.close()
 
