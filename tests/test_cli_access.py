@@ -16,19 +16,33 @@ from tests.clikit import Ledger
 KEY = "sk-" + "Tq8" * 16
 ADDR = ["--service", "nexus", "--name", "mcp.bun.apiKey"]
 
-# command -> (argv, stdin, needs senior-engineer)
-COMMANDS: dict[str, tuple[list[str], str | None, bool]] = {
-    "get": (["get", *ADDR], None, False),
-    "versions": (["versions", *ADDR], None, False),
-    "list": (["list"], None, True),
-    "set": (["set", *ADDR, "--value-stdin"], "sk-" + "Zz1" * 16, True),
-    "rollback": (["rollback", *ADDR, "--version", "1"], None, True),
-    "delete": (["delete", *ADDR], None, True),
-    "restore": (["restore", *ADDR], None, True),
-    "destroy": (["destroy", *ADDR], None, True),
-    "doctor": (["doctor"], None, True),
-    "auth grant": (["auth", "grant", "--operator", "zed", "--role", "analyst"], None, True),
-    "auth revoke": (["auth", "revoke", "--operator", "alice"], None, True),
+# command -> (argv, stdin, the least role allowed, the action recorded when refused)
+SENIOR = "senior-engineer"
+COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
+    "get": (["get", *ADDR], None, "engineer", "get"),
+    "versions": (["versions", *ADDR], None, "engineer", "versions"),
+    "list": (["list"], None, SENIOR, "list"),
+    "set": (["set", *ADDR, "--value-stdin"], "sk-" + "Zz1" * 16, SENIOR, "set"),
+    "rollback": (["rollback", *ADDR, "--version", "1"], None, SENIOR, "rollback"),
+    "rotate": (["rotate", *ADDR, "--value-stdin"], "sk-" + "Xx3" * 16, SENIOR, "rotate"),
+    "rotate --all": (["rotate", "--all"], None, SENIOR, "rotate"),
+    "provision": (["provision", "-e", "staging", "--dry-run"], None, SENIOR, "provision"),
+    "emergency-rotate": (["emergency-rotate"], None, SENIOR, "emergency-rotate"),
+    "delete": (["delete", *ADDR], None, SENIOR, "delete"),
+    "restore": (["restore", *ADDR], None, SENIOR, "restore"),
+    "destroy": (["destroy", *ADDR], None, SENIOR, "destroy"),
+    "doctor": (["doctor"], None, SENIOR, "doctor"),
+    "auth grant": (
+        ["auth", "grant", "--operator", "zed", "--role", "analyst"],
+        None,
+        SENIOR,
+        "grant",
+    ),
+    "auth revoke": (["auth", "revoke", "--operator", "alice"], None, SENIOR, "revoke"),
+    "rotate-status": (["rotate-status"], None, "analyst", "rotate-status"),
+    "audit log": (["audit", "log"], None, "analyst", "audit log"),
+    "audit verify": (["audit", "verify"], None, "analyst", "audit verify"),
+    "report compliance": (["report", "compliance"], None, "analyst", "report compliance"),
 }
 STATES = ["senior-engineer", "engineer", "analyst", "no session", "expired", "revoked"]
 
@@ -81,12 +95,12 @@ def test_role_matrix(ledger: Ledger, state: str, tmp_path: Path) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", KEY)
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Yy2" * 16)
     env = as_state(ledger, state, tmp_path)
-    for command, (argv, stdin, senior_only) in COMMANDS.items():
+    for command, (argv, stdin, least, action) in COMMANDS.items():
         before = len(denials(ledger))
         result = ledger.run(*argv, input=stdin, env=env)
-        allowed = state == "senior-engineer" or (
-            state in {"engineer", "analyst"} and not senior_only
-        )
+        rank = {"analyst": 0, "engineer": 0, SENIOR: 1}
+        role = state if state in {SENIOR, "engineer", "analyst"} else None
+        allowed = role is not None and rank[role] >= rank[least]
         after = denials(ledger)
         if allowed:
             assert result.returncode != 4, (command, result.stderr)
@@ -94,14 +108,13 @@ def test_role_matrix(ledger: Ledger, state: str, tmp_path: Path) -> None:
             continue
         assert result.returncode == 4, (state, command, result.returncode, result.stderr)
         assert result.stderr.startswith("PERMISSION_DENIED: "), result.stderr
-        required = "senior-engineer" if senior_only else "engineer"
-        assert f"requires {required}" in result.stderr, result.stderr
+        assert f"requires {least}" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
         assert len(after) == before + 1, command
         last = after[-1]
         expected_operator = state if state in {"engineer", "analyst"} else "anonymous"
         assert last["operator"] == expected_operator
-        assert last["action"] == command.split()[-1] if command != "auth grant" else "grant"
+        assert last["action"] == action, (command, last["action"])
 
 
 def test_deployment_check_analyst_cannot_set_or_delete(ledger: Ledger, tmp_path: Path) -> None:
