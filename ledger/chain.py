@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 GENESIS = b"\x00" * 32
@@ -187,3 +187,16 @@ def verify_store(recorder: ChainedRecorder) -> ChainReport:
     """Verify a whole store's chain (without keeping the verified links)."""
     report, _ = verify(recorder.iter_rows(), recorder.iter_links())
     return report
+
+
+@runtime_checkable
+class CheckpointedRecorder(ChainedRecorder, Protocol):
+    """What signed checkpoints and `audit verify` need besides the walk (both stores)."""
+
+    def chain_head(self) -> tuple[int, bytes]: ...
+
+    def link_at(self, position: int) -> bytes | None: ...
+
+    def row_at(self, position: int) -> StoredRow | None: ...
+
+    def last_with_topic(self, topic: str) -> StoredRow | None: ...
