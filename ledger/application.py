@@ -1006,6 +1006,7 @@ class SecretsLedger(Application[UUID]):
             decode=self._decode_row,
             pinned_key=pinned_key,
             witnesses=witnesses or [],
+            consecutive_ids=getattr(recorder, "consecutive_ids", False),
         )
 
     def audit_verify(
