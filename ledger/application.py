@@ -64,9 +64,8 @@ from ledger.vault.keyring_vault import KeyringVault
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
-    from ledger.chain import ChainFault, StoredRow
+    from ledger.chain import ChainFault, CheckpointedRecorder, StoredRow
     from ledger.integrity import IntegrityReport
-    from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
     from ledger.vault.port import ValueVault
 
 T = TypeVar("T")
@@ -822,11 +821,11 @@ class SecretsLedger(Application[UUID]):
 
     # -- integrity: checkpoints and verification ------------------------------------------
 
-    def _chained_recorder(self) -> ChainedSQLiteApplicationRecorder:
-        from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+    def _chained_recorder(self) -> CheckpointedRecorder:
+        from ledger.chain import CheckpointedRecorder
 
         recorder = self.recorder
-        if not isinstance(recorder, ChainedSQLiteApplicationRecorder):
+        if not isinstance(recorder, CheckpointedRecorder):
             raise LedgerUnavailable("this event store keeps no hash chain to verify")
         return recorder
 
@@ -1007,6 +1006,7 @@ class SecretsLedger(Application[UUID]):
             decode=self._decode_row,
             pinned_key=pinned_key,
             witnesses=witnesses or [],
+            consecutive_ids=getattr(recorder, "consecutive_ids", False),
         )
 
     def audit_verify(

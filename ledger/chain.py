@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from uuid import UUID
 
 GENESIS = b"\x00" * 32
@@ -97,6 +97,7 @@ def verify(
     on_verified: Callable[[StoredRow, bytes], ChainFault | None] | None = None,
     keep_verified: bool = True,
     after: tuple[int, bytes] = (0, GENESIS),
+    consecutive_ids: bool = False,
 ) -> tuple[ChainReport, list[tuple[int, bytes]]]:
     """Walk events and links together in log order; stop at the first fault.
 
@@ -105,6 +106,7 @@ def verify(
     `rescan` re-reads every stored link, to tell a moved row from an edited one.
     `on_verified` sees each row whose link checked out and may report a fault of its own.
     `after` is the (position, link) to continue from when checking only the newest part.
+    `consecutive_ids`: the store never skips ids (SQLite), so a hole means deleted rows.
     """
     row_iter: Iterator[StoredRow] = iter(rows)
     link_iter: Iterator[tuple[int, bytes]] = iter(links)
@@ -134,7 +136,7 @@ def verify(
             row.state,
         )
         if not hmac.compare_digest(expected, chained[1]):
-            fault = _classify(row, previous_id, rescan)
+            fault = _classify(row, previous_id if consecutive_ids else None, rescan)
             return ChainReport(checked, checked - 1, previous, fault), verified
         if on_verified is not None:
             found = on_verified(row, expected)
@@ -151,7 +153,7 @@ def verify(
 
 def _classify(
     row: StoredRow,
-    previous_id: int,
+    previous_id: int | None,
     rescan: Callable[[], Iterable[tuple[int, bytes]]] | None,
 ) -> ChainFault:
     position = row.notification_id
@@ -161,7 +163,7 @@ def _classify(
             return ChainFault(
                 position, "reordered", f"event stored at {position} belongs at {home}"
             )
-    if position - previous_id > 1:
+    if previous_id is not None and position - previous_id > 1:
         # The store hands out consecutive ids, so a hole right before a link that no longer
         # follows its predecessor means events went missing together with their links.
         missing = previous_id + 1
@@ -187,3 +189,16 @@ def verify_store(recorder: ChainedRecorder) -> ChainReport:
     """Verify a whole store's chain (without keeping the verified links)."""
     report, _ = verify(recorder.iter_rows(), recorder.iter_links())
     return report
+
+
+@runtime_checkable
+class CheckpointedRecorder(ChainedRecorder, Protocol):
+    """What signed checkpoints and `audit verify` need besides the walk (both stores)."""
+
+    def chain_head(self) -> tuple[int, bytes]: ...
+
+    def link_at(self, position: int) -> bytes | None: ...
+
+    def row_at(self, position: int) -> StoredRow | None: ...
+
+    def last_with_topic(self, topic: str) -> StoredRow | None: ...

@@ -129,6 +129,7 @@ def verify_history(
     decode: Callable[[StoredRow], dict[str, Any]],
     pinned_key: str | None = None,
     witnesses: Iterable[Witness] = (),
+    consecutive_ids: bool = False,
 ) -> IntegrityReport:
     walk = _CheckpointWalk(link_at, decode, pinned_key)
     last_position = 0
@@ -140,7 +141,14 @@ def verify_history(
             last_position = row.notification_id
         return found
 
-    chain, _ = verify(rows, links, rescan=rescan, on_verified=on_verified, keep_verified=False)
+    chain, _ = verify(
+        rows,
+        links,
+        rescan=rescan,
+        on_verified=on_verified,
+        keep_verified=False,
+        consecutive_ids=consecutive_ids,
+    )
     fault = chain.fault
     if fault is not None:
         fault = walk.explain(fault, row_at)

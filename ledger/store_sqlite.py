@@ -18,6 +18,10 @@ PAGE = 5000
 
 
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    # Ids are max(rowid) + 1 and a rolled-back insert takes none: a hole in the middle of the
+    # log can only be a deletion (PostgreSQL sequences do skip, so it does not say this).
+    consecutive_ids = True
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
