@@ -151,6 +151,9 @@ def main() -> int:
             f"{min(times):.3f} / {max(times):.3f} |"
         )
     print(f"\nratio rotate --all / raw set: **{rotate_median / raw_median:.2f}x**")
+    # Per run, in order: a keychain whose cost grows with the items it holds shows a trend.
+    print("\nper run (s), rotate: " + ", ".join(f"{t:.2f}" for t in rotate_times))
+    print("per run (s), raw set: " + ", ".join(f"{t:.2f}" for t in raw_times))
     return 0
 
 
