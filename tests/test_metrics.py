@@ -539,3 +539,36 @@ def test_rotation_overdue_follows_the_catalogue(
     catalogue = Catalogue((*BUILTIN_SPECS, team))
     now = datetime(2026, 6, 1, tzinfo=UTC)
     assert rotation_overdue(service, name, now - timedelta(days=days), now, catalogue) is overdue
+
+
+def test_a_scrape_waits_for_a_rebuild_instead_of_reporting_half_built_counters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from projections.metrics import read_snapshot
+    from projections.views import Views
+
+    app = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    issued = app.initialize("alice")
+    assert issued is not None
+    for _ in range(3):
+        app.write(Credential(token=issued.token), SecretAddress("prod", "nexus", "k"), api_key())
+        app.read(Credential(token=issued.token), SecretAddress("prod", "nexus", "k"))
+    scraper, rebuilder = Views(app), Views(app)
+    complete = read_snapshot(scraper)
+    assert complete.access[("success", "get", "prod")] == 3
+
+    # Another process has emptied the views (a rebuild's first transaction) and this scrape's
+    # own catch-up does not see it yet: the snapshot must be refused, not served.
+    with rebuilder._write() as cur:
+        for table in ("tracking", "secrets_view", "version_rotations", "audit_view"):
+            cur.execute(f"DELETE FROM {table}")  # noqa: S608 (constant names)
+    real_catch_up = scraper.catch_up
+    calls: list[int] = []
+
+    def late_catch_up() -> int:
+        calls.append(1)
+        return 0 if len(calls) == 1 else real_catch_up()
+
+    monkeypatch.setattr(scraper, "catch_up", late_catch_up)
+    assert read_snapshot(scraper) == complete
+    assert len(calls) == 2
