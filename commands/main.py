@@ -21,8 +21,30 @@ app = typer.Typer(
 )
 
 
+def _print_version(requested: bool) -> None:
+    if not requested:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("secrets-ledger")
+    except PackageNotFoundError:
+        found = "unknown (package not installed)"
+    print(f"secrets-ledger {found}")
+    raise typer.Exit()
+
+
 @app.callback()
-def _global_options(
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version of secrets-ledger and exit.",
+        ),
+    ] = False,
     log_file: Annotated[
         Path | None,
         typer.Option(
@@ -33,19 +55,30 @@ def _global_options(
         ),
     ] = None,
 ) -> None:
+    # --version is eager: it answers before any command opens a ledger.
     from commands import oplog
 
     oplog.set_log_file(log_file)
 
 
 def _register() -> None:
-    from commands import secrets_cmds
+    from commands import dashboard_cmds, rotate_cmds, secrets_cmds
+    from commands.audit_cmds import audit_app, projections_app, report_app
     from commands.auth_cmds import auth_app
+    from commands.ledger_cmds import ledger_app
     from commands.metrics_cmds import metrics_app
+    from commands.tmux_cmds import tmux_app
 
     secrets_cmds.register(app)
+    dashboard_cmds.register(app)
     app.add_typer(auth_app, name="auth")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(report_app, name="report")
+    app.add_typer(projections_app, name="projections")
+    rotate_cmds.register(app)
+    app.add_typer(tmux_app, name="tmux")
     app.add_typer(metrics_app, name="metrics")
+    app.add_typer(ledger_app, name="ledger")
 
 
 _register()
@@ -64,7 +97,9 @@ def _invoke(failure: list[str]) -> int:
 
     try:
         # Standalone mode: Typer itself turns usage errors into exit code 2 and Ctrl-C into 1.
-        app()
+        # A fixed name: usage lines say `secrets`, and the completion variable is
+        # _SECRETS_COMPLETE however the program was started (`python -m commands` too).
+        app(prog_name="secrets")
     except UsageProblem as exc:
         failure.append(type(exc).__name__)
         print(f"usage: {exc}", file=sys.stderr)
@@ -82,9 +117,24 @@ def _invoke(failure: list[str]) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:
         failure.append(type(exc).__name__)
+        from eventsourcing.persistence import PersistenceError
+
+        if isinstance(exc, PersistenceError) and os.environ.get("SECRETS_LEDGER_DEBUG") != "1":
+            # The event store failed mid-command (say, the PostgreSQL server went away).
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"error: the event store failed: {first}", file=sys.stderr)
+            return ExitCode.ERROR
         # Never a traceback by default: locals or arguments could hold a value.
         if os.environ.get("SECRETS_LEDGER_DEBUG") == "1":
             raise
+        if type(exc).__name__ == "MapperDeserialisationError":
+            # Matched by name: importing the library here would slow every command's start.
+            print(
+                "error: a recorded event cannot be decoded (the ledger file was altered or "
+                "damaged); run `secrets audit verify`",
+                file=sys.stderr,
+            )
+            sys.exit(ExitCode.INTEGRITY_FAILURE)
         print(
             f"internal error ({type(exc).__name__}); rerun with SECRETS_LEDGER_DEBUG=1 "
             "to see where",

@@ -22,18 +22,49 @@ def home_dir(home: Path | None) -> Path:
     return home if home is not None else default_home()
 
 
+_database_url: str | None = None
+
+
+def use_database_url(url: str | None) -> None:
+    """The command's `--database-url` (or $SECRETS_LEDGER_DATABASE_URL), for every open."""
+    global _database_url
+    _database_url = url or None
+
+
 def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
     from ledger.config import open_ledger as _open
 
     context.correlation_id()  # one correlation id for every event of this command
-    return _open(home_dir(home), create=create)
+    ledger = _open(home_dir(home), create=create, database_url=_database_url)
+    for warning in ledger.warnings:
+        info(f"warning: {warning}")
+    return ledger
 
 
 def credential(ledger: SecretsLedger) -> Credential:
+    import os
+
     from commands import oplog
+    from ledger.session_file import TOKEN_VARIABLE
     from ledger.session_file import credential as _credential
 
-    found = _credential(ledger.home)
+    automation = os.environ.get("SECRETS_LEDGER_AUTOMATION", "").strip()
+    if automation and not os.environ.get(TOKEN_VARIABLE, "").strip():
+        # A scheduled job: its operator's token lives in the keychain, never in the crontab.
+        from ledger.credentials import Credential
+        from ledger.operator import validate_operator_name
+
+        validate_operator_name(automation)
+        token = ledger.vault.get(f"automation.{automation}.token")
+        if token is None:
+            found = Credential(
+                problem=f"no token for automation operator {automation!r} in the keychain; "
+                "run `secrets rotate schedule install`"
+            )
+        else:
+            found = Credential(token=token)
+    else:
+        found = _credential(ledger.home)
     oplog.bind_credential(found)
     return found
 

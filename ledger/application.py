@@ -15,21 +15,38 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    PersistenceError,
+    Recording,
+    StoredEvent,
+)
 
-from ledger import context, tokens
+from ledger import context, crashpoints, tokens
 from ledger.address import SecretAddress
+from ledger.checkpoint import (
+    CHECKPOINT_KEY_ENTRY,
+    CHECKPOINT_TOPIC,
+    DEFAULT_INTERVAL,
+    WITNESS_ENTRY,
+    Checkpoint,
+    SignedHead,
+    Witness,
+)
 from ledger.credentials import Credential, Principal
 from ledger.errors import (
     ConflictUnresolved,
+    IntegrityFailure,
     KeychainUnavailable,
+    LedgerError,
     LedgerUnavailable,
     NotFound,
     NotInitialized,
@@ -38,20 +55,24 @@ from ledger.errors import (
 )
 from ledger.operator import Operator, check_role, operator_id, validate_operator_name
 from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
-from ledger.records import Denial, ReadReceipt, Rejection
+from ledger.records import Denial, IntegrityAlarm, ReadReceipt, Rejection
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
-from ledger.vault.intents import IntentJournal
+from ledger.vault.intents import Intent, IntentJournal
 from ledger.vault.keyring_vault import KeyringVault
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
+    from ledger.chain import ChainFault, StoredRow
+    from ledger.integrity import IntegrityReport
+    from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
     from ledger.vault.port import ValueVault
 
 T = TypeVar("T")
 
 FINGERPRINT_KEY_ENTRY = "ledger.fingerprint-key"
+KEY_EXPORT_PREFIX = "slk1"
 DEFAULT_SESSION_TTL = timedelta(hours=8)
 MAX_ATTEMPTS = 60
 MAX_RETRY_SECONDS = 30.0
@@ -78,6 +99,9 @@ class DoctorReport:
     orphans: list[str]  # keychain entries with no event
     leftovers: list[str]  # values of pruned/destroyed versions still in the keychain
     repaired: list[str]
+    # Retained versions written on other hosts (their values are in those hosts' keychains),
+    # per host: not checked here, since no host can see another's keychain.
+    on_other_hosts: dict[str, int] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -87,6 +111,10 @@ class DoctorReport:
 class SecretsLedger(Application[UUID]):
     name = "SecretsLedger"
     snapshotting_intervals = {Secret: 50, Operator: 50}  # noqa: RUF012  (library API)
+    # Where the event store is, for messages ("" = the SQLite file in `home`), and the name of
+    # this host's read-model cache in `home` (one per store: see ledger/config_postgres.py).
+    location = ""
+    views_file = "views.sqlite"
 
     def __init__(
         self,
@@ -101,6 +129,18 @@ class SecretsLedger(Application[UUID]):
         self._vault: ValueVault | None = None
         self._settings: LedgerSettings | None = None
         self.intents = IntentJournal(home / "pending")
+        # Things the caller should tell the operator (the ledger itself never prints).
+        self.warnings: list[str] = []
+        self.checkpoint_every = DEFAULT_INTERVAL  # 0 turns automatic checkpoints off
+        self._checkpointing = False
+        self.checkpoint_problem: str | None = None
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        from ledger.transcodings import ALL
+
+        super().register_transcodings(transcoder)
+        for transcoding in ALL:
+            transcoder.register(transcoding)
 
     # -- infrastructure -------------------------------------------------------------------
 
@@ -136,8 +176,9 @@ class SecretsLedger(Application[UUID]):
         key = self.vault.get(FINGERPRINT_KEY_ENTRY)
         if key is None:
             raise KeychainUnavailable(
-                f"this ledger's fingerprint key is not in the keychain ({self.vault.description}); "
-                "was the ledger created with another keychain or on another host?"
+                f"this ledger's fingerprint key is not in the keychain ({self.vault.description}, "
+                f"host {self.host}); on a shared ledger, bring it from the host that ran `init`: "
+                "`secrets ledger export-key` there, `secrets ledger import-key` here"
             )
         return bytes.fromhex(key)
 
@@ -148,12 +189,30 @@ class SecretsLedger(Application[UUID]):
             self._fingerprint_key(), message + value.encode(), hashlib.sha256
         ).hexdigest()
 
-    def _save(self, *aggregates: Any) -> None:
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        recordings = super().save(*objs, **kwargs)
+        every = self.checkpoint_every
+        if recordings and every > 0 and not self._checkpointing:
+            first = recordings[0].notification.id
+            last = recordings[-1].notification.id
+            # Exactly one save crosses each multiple of `every`, so concurrent writers do not
+            # all sign the same stretch of log.
+            if last // every > (first - 1) // every:
+                self._auto_checkpoint()
+        return recordings
+
+    def _save(self, *aggregates: Any) -> list[Recording[UUID]]:
         try:
-            self.save(*aggregates)
+            return self.save(*aggregates)
         except IntegrityError:
             raise
         except PersistenceError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                waited = self.env.get("SQLITE_LOCK_TIMEOUT") or "?"
+                raise LedgerUnavailable(
+                    f"the ledger at {self.home} is locked by another writer (waited {waited} s); "
+                    "nothing was written, try again"
+                ) from None
             raise LedgerUnavailable(f"the event store refused the write: {exc}") from None
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
@@ -324,16 +383,26 @@ class SecretsLedger(Application[UUID]):
         chosen = secret.readable_version(version)
         value = self.vault.get(entry_name(address, chosen.number, chosen.fingerprint))
         if value is None:
-            raise KeychainUnavailable(
-                f"{address} v{chosen.number} is recorded but its value is not in this "
-                f"keychain ({self.vault.description}, host {self.host}); run `secrets doctor`"
-            )
+            raise self._value_missing(address, chosen)
         # Fail closed: a read that cannot be recorded is not served.
         with self._stamp(principal):
             self._save(
                 ReadReceipt(address.environment, address.service, address.name, chosen.number)
             )
         return chosen, value
+
+    def _value_missing(self, address: SecretAddress, version: Version) -> KeychainUnavailable:
+        """Why a recorded version's value is not here: another host's keychain, or lost."""
+        if version.host and version.host != self.host:
+            return KeychainUnavailable(
+                f"{address} v{version.number}'s value is in the keychain of host "
+                f"{version.host!r}, not this one ({self.host!r}): values never leave the host "
+                "that wrote them; run the command there, or set a new version here"
+            )
+        return KeychainUnavailable(
+            f"{address} v{version.number} is recorded but its value is not in this "
+            f"keychain ({self.vault.description}, host {self.host}); run `secrets doctor`"
+        )
 
     # -- secrets: writes ------------------------------------------------------------------
 
@@ -395,28 +464,52 @@ class SecretsLedger(Application[UUID]):
             entry = entry_name(address, number, fingerprint)
             with self.intents.pending(self.namespace, entry) as intent:
                 self.vault.put(entry, value)
+                crashpoints.reached("after-vault-put")
                 try:
                     secret.add_version(
                         fingerprint, reason, self.host, rolled_back_from, incident_id
                     )
                     pruned = secret.prune_beyond(retention)
                     self._save(secret)
-                except BaseException:
-                    # No event without its value, and no value without its event. If the
-                    # clean-up fails too, the intent stays for `secrets doctor` to report.
-                    try:
-                        self.vault.delete(entry)
-                    except KeychainUnavailable:
-                        pass
-                    else:
-                        self.intents.done(intent)
+                except IntegrityError:
+                    # Lost the race: nothing was recorded, so the value must go.
+                    self._discard(intent)
                     raise
+                except BaseException:
+                    # The events may have been committed before the failure (an error after
+                    # COMMIT, a snapshot that failed to encode). Deleting the value then would
+                    # leave an event without its value, so remove it only when the store
+                    # proves the version absent; when that cannot be known, the intent stays
+                    # and `secrets doctor` decides.
+                    if self._recorded(address, number, fingerprint) is False:
+                        self._discard(intent)
+                    raise
+                crashpoints.reached("after-append")
                 self.intents.done(intent)
             return secret.versions[number], pruned
 
         added, pruned = self._retrying(attempt)
+        if pruned:
+            crashpoints.reached("after-prune-append")
         self._remove_values(address, pruned)
         return added
+
+    def _discard(self, intent: Intent) -> None:
+        """Remove a value whose event did not land; keep the intent if the keychain fails."""
+        try:
+            self.vault.delete(intent.entry)
+        except KeychainUnavailable:
+            return
+        self.intents.done(intent)
+
+    def _recorded(self, address: SecretAddress, number: int, fingerprint: str) -> bool | None:
+        """Whether the store holds `number` with this fingerprint; None if it cannot say."""
+        try:
+            found = self._load_secret(address)
+        except Exception:
+            return None
+        version = found.versions.get(number) if found is not None else None
+        return version is not None and version.fingerprint == fingerprint
 
     def _remove_values(self, address: SecretAddress, versions: list[Version]) -> list[str]:
         """Delete values whose versions were pruned or destroyed; report those that failed."""
@@ -437,9 +530,7 @@ class SecretsLedger(Application[UUID]):
             raise ValidationFailed("rollback-current", f"{address} v{version} is already current")
         value = self.vault.get(entry_name(address, target.number, target.fingerprint))
         if value is None:
-            raise KeychainUnavailable(
-                f"{address} v{version}'s value is missing from this keychain; run `secrets doctor`"
-            )
+            raise self._value_missing(address, target)
         with self._stamp(principal):
             return self._write_version(address, value, "rollback", target.number, None)
 
@@ -460,6 +551,8 @@ class SecretsLedger(Application[UUID]):
 
         with self._stamp(principal):
             secret, doomed = self._retrying(attempt)
+        if action == "destroy":
+            crashpoints.reached("after-destroy-append")
         return secret, self._remove_values(address, doomed)
 
     def delete(self, cred: Credential, address: SecretAddress) -> Secret:
@@ -469,7 +562,14 @@ class SecretsLedger(Application[UUID]):
         return self._change(cred, address, "restore", lambda s: s.restore())[0]
 
     def destroy(self, cred: Credential, address: SecretAddress) -> tuple[Secret, list[str]]:
-        return self._change(cred, address, "destroy", lambda s: s.destroy())
+        def change(secret: Secret) -> list[Version]:
+            secret.destroy()
+            # Every version's value, not only the retained ones: a destroy or prune that was
+            # interrupted before its deletes left values behind, and running destroy again is
+            # how an operator finishes the job.
+            return list(secret.versions.values())
+
+        return self._change(cred, address, "destroy", change)
 
     # -- consistency ----------------------------------------------------------------------
 
@@ -492,14 +592,21 @@ class SecretsLedger(Application[UUID]):
         missing: list[str] = []
         leftovers: list[str] = []
         repaired: list[str] = []
+        elsewhere: dict[str, int] = {}
         checked = 0
         for sid in self.secret_ids():
             secret: Any = self.repository.get(sid)
             assert isinstance(secret, Secret)
             for v in secret.versions.values():
                 entry = entry_name(secret.address, v.number, v.fingerprint)
-                checked += 1
                 present = self.vault.get(entry) is not None
+                if v.host != self.host and not present:
+                    # Written on another host: its value (or its removal) is that host's.
+                    if v.retained:
+                        recorded.add(entry)
+                        elsewhere[v.host] = elsewhere.get(v.host, 0) + 1
+                    continue
+                checked += 1
                 if v.retained:
                     recorded.add(entry)
                     if not present:
@@ -521,7 +628,89 @@ class SecretsLedger(Application[UUID]):
                 self.vault.delete(intent.entry)
                 self.intents.done(intent)
                 repaired.append(intent.entry)
-        return DoctorReport(self.vault.description, checked, missing, orphans, leftovers, repaired)
+        return DoctorReport(
+            self.vault.description, checked, missing, orphans, leftovers, repaired, elsewhere
+        )
+
+    # -- the fingerprint key, for a ledger shared between hosts ---------------------------
+
+    def _key_check(self, key: bytes) -> str:
+        label = b"secrets-ledger fingerprint key check\x00" + self.settings.ledger_uid.encode()
+        return hmac.new(key, label, hashlib.sha256).hexdigest()[:32]
+
+    def export_key(self, cred: Credential) -> str:
+        """The fingerprint key as one line (`slk1.<ledger uid>.<key>`) for another host.
+
+        Records who exported it, from where, and the key's check value (so that an import can
+        tell the right key from a wrong one). Only a senior-engineer may export.
+        """
+        principal = self.authorize(cred, Permission.ADMIN, "export-key")
+        key = self._fingerprint_key()
+        check = self._key_check(key)
+
+        def attempt() -> None:
+            self._settings = None  # reload: another host may have changed the settings
+            settings = self.settings
+            if settings.key_check is not None and not hmac.compare_digest(
+                settings.key_check, check
+            ):
+                raise IntegrityFailure(
+                    "the fingerprint key in this keychain is not the key this ledger's "
+                    "fingerprints were made with; export it from another host"
+                )
+            settings.record_key_export(check, self.host)
+            self._save(settings)
+
+        with self._stamp(principal):
+            self._retrying(attempt)
+        return f"{KEY_EXPORT_PREFIX}.{self.settings.ledger_uid}.{key.hex()}"
+
+    def import_key(self, cred: Credential, exported: str) -> bool:
+        """Put an exported fingerprint key into this host's keychain; False if already there."""
+        principal = self.authorize(cred, Permission.MANAGE, "import-key")
+        parts = exported.strip().split(".")
+        if (
+            len(parts) != 3
+            or parts[0] != KEY_EXPORT_PREFIX
+            or len(parts[2]) != 64
+            or any(c not in "0123456789abcdef" for c in parts[2])
+        ):
+            raise ValidationFailed(
+                "key-format", "not an exported fingerprint key (expected slk1.<ledger>.<64 hex>)"
+            )
+        self._settings = None  # the export may have just been recorded by another host
+        settings = self.settings
+        if parts[1] != settings.ledger_uid:
+            raise ValidationFailed("key-ledger", "this key belongs to another ledger")
+        key = bytes.fromhex(parts[2])
+        check = self._key_check(key)
+        if settings.key_check is None:
+            raise ValidationFailed(
+                "key-check",
+                "this ledger has no recorded key check yet: export the key with "
+                "`secrets ledger export-key` (it records one) and import that",
+            )
+        if not hmac.compare_digest(check, settings.key_check):
+            raise ValidationFailed("key-check", "this is not the key of this ledger")
+        existing = self.vault.get(FINGERPRINT_KEY_ENTRY)
+        if existing is not None:
+            if hmac.compare_digest(existing, key.hex()):
+                return False
+            raise IntegrityFailure(
+                f"this keychain ({self.vault.description}) already holds a different "
+                "fingerprint key for this ledger; remove it first"
+            )
+        self.vault.put(FINGERPRINT_KEY_ENTRY, key.hex())
+
+        def attempt() -> None:
+            self._settings = None
+            fresh = self.settings
+            fresh.record_key_import(check, self.host)
+            self._save(fresh)
+
+        with self._stamp(principal):
+            self._retrying(attempt)
+        return True
 
     # -- operators ------------------------------------------------------------------------
 
@@ -630,3 +819,223 @@ class SecretsLedger(Application[UUID]):
     def whoami(self, cred: Credential) -> tuple[Principal | None, str]:
         principal, _, reason = self._identify(cred)
         return principal, reason
+
+    # -- integrity: checkpoints and verification ------------------------------------------
+
+    def _chained_recorder(self) -> ChainedSQLiteApplicationRecorder:
+        from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+
+        recorder = self.recorder
+        if not isinstance(recorder, ChainedSQLiteApplicationRecorder):
+            raise LedgerUnavailable("this event store keeps no hash chain to verify")
+        return recorder
+
+    def _decode_row(self, row: StoredRow) -> dict[str, Any]:
+        oid = row.originator_id
+        stored = StoredEvent(
+            UUID(oid) if isinstance(oid, str) else oid, row.originator_version, row.topic, row.state
+        )
+        return dict(vars(self.mapper.to_domain_event(stored)))
+
+    def latest_checkpoint(self) -> tuple[int, SignedHead] | None:
+        """The newest checkpoint in the log: (its position, what it signed)."""
+        row = self._chained_recorder().last_with_topic(CHECKPOINT_TOPIC)
+        if row is None:
+            return None
+        return row.notification_id, SignedHead.from_state(self._decode_row(row))
+
+    def _signing_key(self, expected_public: str | None) -> str:
+        from ledger.checkpoint import new_private_key, public_key_of
+
+        private = self.vault.get(CHECKPOINT_KEY_ENTRY)
+        if private is None and expected_public is None:
+            self.vault.put(CHECKPOINT_KEY_ENTRY, new_private_key())
+            # Read back: of two first checkpoints racing, both then sign with the stored key.
+            private = self.vault.get(CHECKPOINT_KEY_ENTRY)
+        if private is None:
+            raise KeychainUnavailable(
+                f"the checkpoint signing key is not in this keychain ({self.vault.description})"
+            )
+        if expected_public is not None and public_key_of(private) != expected_public:
+            raise IntegrityFailure(
+                "the checkpoint key in this keychain is not the key this ledger's checkpoints "
+                "were signed with"
+            )
+        return private
+
+    def write_checkpoint(self) -> tuple[int, SignedHead]:
+        """Sign the current chain head; returns the checkpoint's position and content."""
+        from ledger.checkpoint import public_key_of, sign, signed_message
+
+        recorder = self._chained_recorder()
+
+        def attempt() -> tuple[int, SignedHead]:
+            latest = self.latest_checkpoint()
+            previous = latest[1] if latest else None
+            private = self._signing_key(previous.public_key if previous else None)
+            position, head = recorder.chain_head()
+            self._verify_since(previous)
+            sequence = previous.sequence + 1 if previous else 1
+            previous_signature = previous.signature if previous else ""
+            signature = sign(
+                private, signed_message(sequence, position, head.hex(), previous_signature)
+            )
+            signed = SignedHead(
+                sequence,
+                position,
+                head.hex(),
+                previous_signature,
+                public_key_of(private),
+                signature,
+            )
+            checkpoint = Checkpoint(
+                signed.sequence,
+                signed.position,
+                signed.head,
+                signed.previous_signature,
+                signed.public_key,
+                signed.signature,
+            )
+            recordings = self._save(checkpoint)
+            return recordings[-1].notification.id, signed
+
+        self._checkpointing = True
+        try:
+            at, signed = self._retrying(attempt)
+        finally:
+            self._checkpointing = False
+        self._remember_checkpoint(at, signed)
+        return at, signed
+
+    def _verify_since(self, previous: SignedHead | None) -> None:
+        """Refuse to sign a chain that is already broken since the last checkpoint: a
+        signature must never vouch for tampered history."""
+        from ledger.chain import GENESIS, verify
+
+        recorder = self._chained_recorder()
+        after = (0, GENESIS)
+        if previous is not None and previous.position:
+            stored = recorder.link_at(previous.position)
+            if stored is None or stored.hex() != previous.head:
+                raise IntegrityFailure(
+                    f"the chain no longer matches checkpoint {previous.sequence}; "
+                    "run `secrets audit verify`"
+                )
+            after = (previous.position, stored)
+        report, _ = verify(
+            recorder.iter_rows(after[0]),
+            recorder.iter_links(after[0]),
+            keep_verified=False,
+            after=after,
+        )
+        if report.fault is not None:
+            raise IntegrityFailure(
+                f"refusing to sign: {report.fault.kind} at position {report.fault.position}; "
+                "run `secrets audit verify`"
+            )
+
+    def _remember_checkpoint(self, at: int, signed: SignedHead) -> None:
+        try:
+            known = self.keychain_witness()
+            if known is None or known.position < at:
+                self.vault.put(WITNESS_ENTRY, Witness("keychain", at, signed.signature).dumps())
+        except LedgerError:
+            pass  # the checkpoint stands in the log; the witness is extra evidence only
+
+    def _auto_checkpoint(self) -> None:
+        try:
+            with context.acting_as(context.SYSTEM):
+                self.write_checkpoint()
+        except Exception as exc:
+            # This runs inside the save of someone's write: an error escaping from here would
+            # make that write remove its value although its event is recorded. A missing
+            # keychain or a refused signature only means no checkpoint this time; the next
+            # multiple of the interval tries again and `audit checkpoint` can be run by hand.
+            self.checkpoint_problem = f"automatic checkpoint skipped: {type(exc).__name__}"
+
+    def checkpoint(self, cred: Credential, reset_witness: bool = False) -> tuple[int, SignedHead]:
+        """Sign the head now. `reset_witness` (senior-engineer) makes the keychain's note
+        follow this checkpoint even if it had seen a longer log: after restoring a backup the
+        shorter log is legitimate, and without a reset every verify would report it truncated.
+        The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed."""
+        if not reset_witness:
+            principal = self.authorize(cred, Permission.AUDIT, "audit checkpoint")
+            with self._stamp(principal):
+                return self.write_checkpoint()
+        principal = self.authorize(cred, Permission.ADMIN, "audit checkpoint --reset-witness")
+        with self._stamp(principal):
+            known = self.keychain_witness()
+            at, signed = self.write_checkpoint()
+            if known is not None and known.position >= at:
+                detail = (
+                    f"keychain checkpoint note reset from position {known.position} to {at} "
+                    f"by {principal.operator}"
+                )
+                self._save(IntegrityAlarm(at, "witness-reset", detail))
+            self.vault.put(WITNESS_ENTRY, Witness("keychain", at, signed.signature).dumps())
+        return at, signed
+
+    def checkpoint_public_key(self, cred: Credential) -> str:
+        """The checkpoint public key (hex): as recorded in the log, else this keychain's."""
+        from ledger.checkpoint import public_key_of
+
+        self.authorize(cred, Permission.AUDIT, "audit pubkey")
+        latest = self.latest_checkpoint()
+        if latest is not None:
+            return latest[1].public_key
+        return public_key_of(self._signing_key(None))
+
+    def keychain_witness(self) -> Witness | None:
+        try:
+            text = self.vault.get(WITNESS_ENTRY)
+        except LedgerError:
+            return None
+        return Witness.loads("this keychain", text) if text else None
+
+    def verify_history(
+        self, pinned_key: str | None = None, witnesses: list[Witness] | None = None
+    ) -> IntegrityReport:
+        from ledger.integrity import verify_history
+
+        recorder = self._chained_recorder()
+        return verify_history(
+            recorder.iter_rows(),
+            recorder.iter_links(),
+            rescan=recorder.iter_links,
+            link_at=recorder.link_at,
+            row_at=recorder.row_at,
+            decode=self._decode_row,
+            pinned_key=pinned_key,
+            witnesses=witnesses or [],
+        )
+
+    def audit_verify(
+        self,
+        cred: Credential,
+        pinned_key: str | None = None,
+        witnesses: list[Witness] | None = None,
+    ) -> tuple[IntegrityReport, bool]:
+        """Verify, and record an alarm on a fault. Returns (report, alarm recorded)."""
+        principal = self.authorize(cred, Permission.AUDIT, "audit verify")
+        found = [*(witnesses or [])]
+        keychain = self.keychain_witness()
+        if keychain is not None:
+            found.append(keychain)
+        report = self.verify_history(pinned_key, found)
+        recorded = False
+        if report.fault is not None:
+            with self._stamp(principal):
+                recorded = self.record_alarm(report.fault)
+        return report, recorded
+
+    def record_alarm(self, fault: ChainFault) -> bool:
+        try:
+            self._save(IntegrityAlarm(fault.position, fault.kind, fault.detail))
+        except (LedgerError, PersistenceError):
+            return False  # a ledger too damaged to append to still gets its report
+        return True
+
+    def fingerprint_for(self, cred: Credential, address: SecretAddress, value: str) -> str:
+        """The fingerprint `value` would have at `address`, to compare with recorded ones."""
+        self.authorize(cred, Permission.READ, "audit hash", address)
+        return self.fingerprint(address, value)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ledger.errors import IntegrityFailure, LedgerUnavailable, NotInitialized
+from ledger.errors import IntegrityFailure, LedgerUnavailable, NotInitialized, ValidationFailed
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -17,6 +18,20 @@ if TYPE_CHECKING:
 HOME_VARIABLE = "SECRETS_LEDGER_HOME"
 DATABASE_FILE = "ledger.sqlite"
 LOCK_TIMEOUT_SECONDS = "10"
+CHECKPOINT_VARIABLE = "SECRETS_LEDGER_CHECKPOINT_EVERY"
+LOCK_TIMEOUT_VARIABLE = "SECRETS_LEDGER_LOCK_TIMEOUT"
+# Files a ledger home may hold; each must be private to its owner.
+PRIVATE_FILES = (
+    DATABASE_FILE,
+    f"{DATABASE_FILE}-wal",
+    f"{DATABASE_FILE}-shm",
+    "views.sqlite",
+    "views.sqlite-wal",
+    "views.sqlite-shm",
+    "vault.enc",
+)
+# Not session.json: one that others could read is refused, not repaired, since its secret
+# may already have been copied (ledger/session_file.py).
 
 
 def default_home() -> Path:
@@ -27,11 +42,26 @@ def default_home() -> Path:
     return Path(data) / "secrets-ledger"
 
 
+def lock_timeout() -> str:
+    """Whole seconds a writer waits for another writer's lock (`SECRETS_LEDGER_LOCK_TIMEOUT`).
+
+    Whole seconds because the library's SQLite factory accepts only an integer.
+    """
+    text = os.environ.get(LOCK_TIMEOUT_VARIABLE, "").strip() or LOCK_TIMEOUT_SECONDS
+    seconds = int(text) if text.isascii() and text.isdigit() else 0
+    if not 1 <= seconds <= 3600:
+        raise ValidationFailed(
+            "lock-timeout",
+            f"{LOCK_TIMEOUT_VARIABLE} must be whole seconds from 1 to 3600, got {text[:20]!r}",
+        )
+    return str(seconds)
+
+
 def sqlite_env(home: Path) -> dict[str, str]:
     return {
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": str(home / DATABASE_FILE),
-        "SQLITE_LOCK_TIMEOUT": LOCK_TIMEOUT_SECONDS,
+        "SQLITE_LOCK_TIMEOUT": lock_timeout(),
         "APPLICATION_RECORDER_TOPIC": "ledger.store_sqlite:ChainedSQLiteApplicationRecorder",
     }
 
@@ -57,21 +87,70 @@ def _check_sqlite_file(path: Path) -> None:
         raise IntegrityFailure(f"{path} is damaged: {exc}") from None
 
 
+def make_private(home: Path) -> list[str]:
+    """Take back group/other access to the ledger home and its files; say what was changed.
+
+    A world-readable ledger leaks metadata (names, operators, timing) and a readable vault
+    file or session invites offline attacks, so the modes are repaired rather than trusted.
+    Files of another user are refused: chmod would fail and the owner is not us.
+    """
+    warnings: list[str] = []
+    candidates = [home, *(home / name for name in PRIVATE_FILES)]
+    for path in candidates:
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise LedgerUnavailable(f"cannot inspect {path}: {exc.strerror}") from None
+        mode = stat.S_IMODE(info.st_mode)
+        if not mode & 0o077:
+            continue
+        if info.st_uid != os.getuid():
+            raise LedgerUnavailable(f"{path} is accessible by others and belongs to another user")
+        private = 0o700 if path == home else 0o600
+        try:
+            os.chmod(path, mode & 0o700 | private)
+        except OSError as exc:
+            raise LedgerUnavailable(
+                f"{path} is accessible by others (mode {mode:o}) and cannot be made private: "
+                f"{exc.strerror}"
+            ) from None
+        warnings.append(
+            f"{path} was accessible by group or others (mode {mode:04o}); "
+            f"changed it to {mode & 0o700 | private:04o}"
+        )
+    return warnings
+
+
 def open_ledger(
     home: Path | None = None,
     *,
     create: bool = False,
     backend: KeyringBackend | None = None,
+    database_url: str | None = None,
 ) -> SecretsLedger:
     """Open (or with `create`, make) the ledger in `home`.
 
     Without `create`, a missing ledger is an error and nothing is written to disk.
+    `database_url` (default: $SECRETS_LEDGER_DATABASE_URL) puts the event store elsewhere:
+    `postgresql://...` for a shared PostgreSQL store (`home` then holds only this host's
+    views cache, session and pending intents), or `sqlite:///dir` for the SQLite ledger there.
     """
     from eventsourcing.persistence import PersistenceError
 
     from ledger.application import SecretsLedger
+    from ledger.database_url import PostgresLocation, configured_url, parse
 
     home = home or default_home()
+    url = configured_url(database_url)
+    if url:
+        location = parse(url)
+        if isinstance(location, PostgresLocation):
+            from ledger.config_postgres import open_postgres_ledger
+
+            return open_postgres_ledger(location, home, create=create, backend=backend)
+        home = location.home
     db = home / DATABASE_FILE
     if not db.exists():
         if not create:
@@ -84,9 +163,24 @@ def open_ledger(
             raise LedgerUnavailable(f"cannot create the ledger at {home}: {exc.strerror}") from None
     else:
         _check_sqlite_file(db)
+    repaired = make_private(home)
     # SQLite's -wal and -shm files inherit the process umask: keep them private too.
     os.umask(0o077)
     try:
-        return SecretsLedger(env=sqlite_env(home), home=home, backend=backend)
+        ledger = SecretsLedger(env=sqlite_env(home), home=home, backend=backend)
     except PersistenceError as exc:
         raise LedgerUnavailable(f"cannot open the ledger at {home}: {exc}") from None
+    ledger.warnings.extend(repaired)
+    ledger.checkpoint_every = checkpoint_interval()
+    return ledger
+
+
+def checkpoint_interval() -> int:
+    """Events between automatic signed checkpoints (`SECRETS_LEDGER_CHECKPOINT_EVERY`, 0 = off)."""
+    from ledger.checkpoint import DEFAULT_INTERVAL
+
+    text = os.environ.get(CHECKPOINT_VARIABLE, "").strip()
+    try:
+        return max(0, int(text)) if text else DEFAULT_INTERVAL
+    except ValueError:
+        return DEFAULT_INTERVAL

@@ -6,6 +6,7 @@ fingerprint, why it was written, by whom, and whether its value is still retaine
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -37,6 +38,37 @@ class Version:
         return self.fingerprint[:12]
 
 
+class VersionHistory:
+    """Versions by number. Not a dict: JSON would turn int keys into strings in snapshots."""
+
+    def __init__(self, versions: list[Version] | None = None) -> None:
+        self._by_number: dict[int, Version] = {v.number: v for v in versions or []}
+
+    def __getitem__(self, number: int) -> Version:
+        return self._by_number[number]
+
+    def __setitem__(self, number: int, version: Version) -> None:
+        self._by_number[number] = version
+
+    def __contains__(self, number: object) -> bool:
+        return number in self._by_number
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._by_number)
+
+    def __len__(self) -> int:
+        return len(self._by_number)
+
+    def get(self, number: int) -> Version | None:
+        return self._by_number.get(number)
+
+    def values(self) -> list[Version]:
+        return [self._by_number[n] for n in sorted(self._by_number)]
+
+    def items(self) -> list[tuple[int, Version]]:
+        return [(n, self._by_number[n]) for n in sorted(self._by_number)]
+
+
 class Secret(LedgerAggregate):
     @staticmethod
     def create_id(environment: str, service: str, name: str) -> UUID:
@@ -47,7 +79,7 @@ class Secret(LedgerAggregate):
         self.environment = environment
         self.service = service
         self.name = name
-        self.versions: dict[int, Version] = {}
+        self.versions = VersionHistory()
         self.deleted = False
         self.destroyed = False
 

@@ -13,3 +13,25 @@ def parse_iso(text: str) -> datetime:
     """Parse what `iso` writes (and any ISO 8601 with an offset); naive input means UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+_AGO_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """An instant given as ISO 8601 (a bare date means its midnight UTC) or as a span ago
+    (`30m`, `24h`, `7d`, `2w`). ValueError with a readable message otherwise."""
+    import re
+    from datetime import timedelta
+
+    cleaned = text.strip()
+    match = re.fullmatch(r"(\d{1,7})([smhdw])", cleaned)
+    if match:
+        base = now if now is not None else datetime.now(UTC)
+        return base - timedelta(seconds=int(match.group(1)) * _AGO_UNITS[match.group(2)])
+    try:
+        return parse_iso(cleaned)
+    except ValueError:
+        raise ValueError(
+            f"{text[:40]!r} is not a time: use ISO 8601 (2026-01-31T12:00:00Z) or 30m, 24h, 7d"
+        ) from None

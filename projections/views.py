@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eventsourcing.persistence import MapperDeserialisationError
+
+from ledger import crashpoints
 from projections.audit_codes import EVENT_CODES, REASON_CODES
 from projections.timefmt import iso
 
@@ -129,7 +132,7 @@ class AuditRow:
 class Views:
     def __init__(self, ledger: SecretsLedger, path: Path | None = None) -> None:
         self.ledger = ledger
-        self.path = path or ledger.home / VIEWS_FILE
+        self.path = path or ledger.home / ledger.views_file
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
@@ -172,7 +175,7 @@ class Views:
         finally:
             self._db.execute("COMMIT")
 
-    def catch_up(self) -> int:
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply every event recorded since the last tracked position; return how many."""
         applied = 0
         while True:
@@ -187,16 +190,24 @@ class Views:
                 if not page:
                     return applied
                 for notification in page:
-                    event = self.ledger.mapper.to_domain_event(notification)
+                    try:
+                        event = self.ledger.mapper.to_domain_event(notification)
+                    except MapperDeserialisationError:
+                        # Damaged bytes must not blind the audit log: show the spot instead.
+                        self._unreadable(cur, notification.id, notification.topic)
+                        continue
                     self._apply(cur, notification.id, event)
+                    crashpoints.reached("during-catch-up")
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
                     (TRACKING_NAME, page[-1].id),
                 )
                 applied += len(page)
+            if progress is not None:
+                progress(applied)
 
-    def rebuild(self) -> int:
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         with self._write() as cur:
             for table in (
                 "tracking",
@@ -206,9 +217,45 @@ class Views:
                 "operators_view",
             ):
                 cur.execute(f"DELETE FROM {table}")
-        return self.catch_up()
+            # Saved replay states are a cache of the same log (projections/replay.py).
+            cur.execute("DROP TABLE IF EXISTS replay_checkpoints")
+        return self.catch_up(progress)
+
+    def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every view row, in a stable order: to compare a rebuild with incremental views."""
+        return {
+            table: list(self._db.execute(f"SELECT * FROM {table} ORDER BY {order}"))
+            for table, order in (
+                ("tracking", "name"),
+                ("secrets_view", "originator_id"),
+                ("version_rotations", "originator_id, version"),
+                ("audit_view", "position"),
+                ("operators_view", "originator_id"),
+            )
+        }
 
     # -- folding --------------------------------------------------------------------------
+
+    @staticmethod
+    def _unreadable(cur: sqlite3.Cursor, position: int, topic: str) -> None:
+        kind = topic.rpartition(":")[2]
+        cur.execute(
+            "INSERT INTO audit_view VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                position,
+                "",
+                "HBSE-013",
+                kind,
+                "",
+                "unreadable",
+                None,
+                None,
+                None,
+                "failed",
+                "",
+                "event cannot be decoded; run `secrets audit verify`",
+            ),
+        )
 
     def _apply(self, cur: sqlite3.Cursor, position: int, event: Any) -> None:
         kind = type(event).__qualname__
@@ -322,6 +369,8 @@ class Views:
                 outcome, detail = "rejected", event.rule
             elif kind == "IntegrityAlarm.IntegrityCheckFailed":
                 outcome, detail = "failed", f"{event.fault} at position {event.position}"
+            elif kind == "Checkpoint.CheckpointSigned":
+                detail = f"#{event.sequence} signs position {event.position}"
             elif kind == "Incident.EmergencyRotationStarted":
                 detail = event.reason
             elif kind == "Incident.EmergencyRotationCompleted":
@@ -437,6 +486,19 @@ class Views:
             sql += " LIMIT ?"
             params.append(limit)
         return [AuditRow(*r) for r in self._db.execute(sql, params)]
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The views database, for caches that live beside the views (replay states)."""
+        return self._db
+
+    def position_at(self, when: str) -> int:
+        """The last position whose event timestamp (ISO, as stored) is at or before `when`."""
+        row = self._db.execute(
+            "SELECT max(position) FROM audit_view WHERE timestamp <= ? AND timestamp != ''",
+            (when,),
+        ).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def event_count(self, event: str | None = None) -> int:
         """How many events of one kind (qualified class name) were applied; all if None."""

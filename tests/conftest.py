@@ -8,6 +8,7 @@ A missing program fails the test with the Debian package to install; nothing is 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,8 +23,7 @@ from tests import infra
 REPO = Path(__file__).resolve().parent.parent
 
 # The `ledger` fixture (a logged-in CLI ledger per real vault) lives in its own module.
-if (Path(__file__).parent / "ledger_fixtures.py").exists():
-    pytest_plugins = ["tests.ledger_fixtures"]
+pytest_plugins = ["tests.ledger_fixtures"]
 
 # The session bus address as it was before `secret_service` pointed this process at its bus:
 # `cli_env` uses it, so a CLI test's environment does not depend on fixture order.
@@ -98,9 +98,7 @@ def tmux_server() -> Iterator[Path]:
         yield sock
     finally:
         infra.kill_tmux_server(sock)
-        for leftover in base.iterdir():
-            leftover.unlink()
-        base.rmdir()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

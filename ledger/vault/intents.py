@@ -8,6 +8,7 @@ during clean-up) is how `secrets doctor` finds orphaned entries, since keyring c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from ledger.errors import LedgerUnavailable
 
 
 @dataclass(frozen=True)
@@ -31,13 +34,22 @@ class IntentJournal:
     @contextmanager
     def pending(self, namespace: str, entry: str) -> Iterator[Intent]:
         """Record the intent; the caller resolves it with `done` on every path it can."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self.directory / f"{uuid.uuid4().hex}.intent"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"namespace": namespace, "entry": entry}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"namespace": namespace, "entry": entry}, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            # Without the intent a crash could leave an orphan nobody can find: write nothing.
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            raise LedgerUnavailable(
+                f"cannot record a pending keychain write in {self.directory}: {exc.strerror}; "
+                "nothing was written"
+            ) from None
         yield Intent(path, namespace, entry)
 
     @staticmethod

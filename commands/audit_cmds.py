@@ -1,0 +1,682 @@
+"""`secrets audit`: verify the history, sign checkpoints, read the audit log, replay the past."""
+
+from __future__ import annotations
+
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from commands import runtime
+from commands.options import HomeOpt, Output, OutputOpt
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from ledger.integrity import IntegrityReport
+    from projections.views import AuditRow
+
+audit_app = typer.Typer(
+    help="Verify the ledger's history, sign checkpoints, read and replay the audit log.",
+    no_args_is_help=True,
+)
+
+
+class LogOutput(StrEnum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _when(text: str | None, option: str) -> datetime | None:
+    from commands.value_input import UsageProblem
+    from projections.timefmt import parse_when
+
+    if text is None:
+        return None
+    try:
+        return parse_when(text)
+    except ValueError as exc:
+        raise UsageProblem(f"{option}: {exc}") from None
+
+
+# -- verify, checkpoints ------------------------------------------------------------------
+
+
+def _pinned_key(pubkey: Path | None) -> str | None:
+    from commands.value_input import UsageProblem
+    from ledger.checkpoint import public_hex_from_pem
+
+    if pubkey is None:
+        return None
+    try:
+        return public_hex_from_pem(pubkey.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise UsageProblem(f"--pubkey {pubkey}: not a readable Ed25519 PEM key ({exc})") from None
+
+
+def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) -> None:
+    from ledger.errors import IntegrityFailure
+
+    fault = report.fault
+    if output is Output.json:
+        runtime.emit_json(
+            {
+                "ok": fault is None,
+                "events_checked": report.events_checked,
+                "events_valid": report.events_valid,
+                "checkpoints_checked": report.checkpoints_checked,
+                "checkpoints_valid": report.checkpoints_valid,
+                "last_position": report.last_position,
+                "head": report.head.hex(),
+                "public_key": report.public_key,
+                "fault": None
+                if fault is None
+                else {"position": fault.position, "kind": fault.kind, "detail": fault.detail},
+                "alarm_recorded": alarm,
+            }
+        )
+    else:
+        print(
+            f"{report.events_valid}/{report.events_checked} events valid, "
+            f"{report.checkpoints_valid}/{report.checkpoints_checked} checkpoints valid"
+        )
+        if fault is not None:
+            print(f"FAULT {fault.kind} at position {fault.position}: {fault.detail}")
+    if fault is not None:
+        if alarm is False:
+            runtime.info("warning: the integrity alarm could not be recorded in the ledger")
+        raise IntegrityFailure(f"history is not intact: {fault.kind} at position {fault.position}")
+
+
+@audit_app.command("verify")
+def verify(
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="Verify an exported bundle (from `secrets audit bundle`) instead of the "
+            "ledger; needs no session or keychain.",
+        ),
+    ] = None,
+    pubkey: Annotated[
+        Path | None,
+        typer.Option("--pubkey", help="Require checkpoints signed by this PEM public key."),
+    ] = None,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Check every event against the hash chain and every signed checkpoint (exit 6 on a fault).
+
+    Prints `N/N events valid, M/M checkpoints valid`; on a fault, the first bad position and
+    its kind (edited, deleted, inserted, reordered, truncated, signature), and records an
+    integrity alarm (HBSE-013) in the ledger.
+
+    Example: secrets audit verify --pubkey ledger-checkpoints.pem
+    """
+    pinned = _pinned_key(pubkey)
+    if bundle is not None:
+        _verify_bundle(bundle, pinned, output)
+        return
+    from ledger.checkpoint import Witness
+    from projections.views import Views
+
+    ledger = runtime.open_ledger(home)
+    cred = runtime.credential(ledger)
+    views = Views(ledger)
+    try:
+        # Not caught up first: the position the views reached before is evidence of how far
+        # the log went, which a cut-off tail can no longer show.
+        seen = views.position()
+    finally:
+        views.close()
+    witnesses = [Witness("the views cache", seen)] if seen else []
+    report, alarm = ledger.audit_verify(cred, pinned, witnesses)
+    _verify_report(report, alarm, output)
+
+
+def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
+    from commands.value_input import UsageProblem
+    from ledger.checkpoint import Witness
+    from ledger.config import open_ledger
+
+    if not (bundle / "ledger.sqlite").is_file():
+        raise UsageProblem(f"--bundle {bundle}: no ledger.sqlite there")
+    if pinned is None and (bundle / "pubkey.pem").is_file():
+        pinned = _pinned_key(bundle / "pubkey.pem")
+    witnesses: list[Witness] = []
+    note = bundle / "checkpoint.json"
+    if note.is_file():
+        found = Witness.loads("the bundle's checkpoint.json", note.read_text())
+        if found is not None:
+            witnesses.append(found)
+    ledger = open_ledger(bundle)
+    ledger.checkpoint_every = 0
+    _verify_report(ledger.verify_history(pinned, witnesses), None, output)
+
+
+@audit_app.command("checkpoint")
+def checkpoint(
+    reset_witness: Annotated[
+        bool,
+        typer.Option(
+            "--reset-witness",
+            help="After restoring a backup: let the keychain's checkpoint note follow the "
+            "restored (shorter) log. Senior-engineer only; recorded as an integrity alarm.",
+        ),
+    ] = False,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Sign the current chain head with the ledger's checkpoint key (HBSE-015).
+
+    Checkpoints are also written automatically every 1000 events
+    (SECRETS_LEDGER_CHECKPOINT_EVERY; 0 turns that off).
+
+    Example: secrets audit checkpoint
+    """
+    ledger = runtime.open_ledger(home)
+    at, signed = ledger.checkpoint(runtime.credential(ledger), reset_witness=reset_witness)
+    if output is Output.json:
+        runtime.emit_json(
+            {
+                "sequence": signed.sequence,
+                "position": signed.position,
+                "head": signed.head,
+                "recorded_at": at,
+                "public_key": signed.public_key,
+                "signature": signed.signature,
+            }
+        )
+        return
+    print(
+        f"checkpoint #{signed.sequence} signs position {signed.position} "
+        f"(head {signed.head[:16]}), recorded at {at}"
+    )
+
+
+@audit_app.command("pubkey")
+def pubkey(home: HomeOpt = None) -> None:
+    """Print the checkpoint public key (PEM), to pin with `audit verify --pubkey`.
+
+    Example: secrets audit pubkey > ledger-checkpoints.pem
+    """
+    from ledger.checkpoint import public_pem
+
+    ledger = runtime.open_ledger(home)
+    sys.stdout.write(public_pem(ledger.checkpoint_public_key(runtime.credential(ledger))))
+
+
+@audit_app.command("bundle")
+def bundle(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the bundle into.")],
+    home: HomeOpt = None,
+) -> None:
+    """Export a verifiable copy: the event store, a fresh checkpoint and the public key.
+
+    An auditor checks it offline with `secrets audit verify --bundle DIR`.
+
+    Example: secrets audit bundle --out /media/audit/2026-q1
+    """
+    import sqlite3
+
+    from ledger.checkpoint import Witness, public_pem
+
+    ledger = runtime.open_ledger(home)
+    at, signed = ledger.checkpoint(runtime.credential(ledger))
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = out / "ledger.sqlite"
+    target.unlink(missing_ok=True)
+    source = sqlite3.connect(ledger.home / "ledger.sqlite")
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+    (out / "pubkey.pem").write_text(public_pem(signed.public_key))
+    (out / "checkpoint.json").write_text(Witness("bundle", at, signed.signature).dumps() + "\n")
+    print(f"bundle written to {out} (checkpoint #{signed.sequence} at {at})")
+
+
+# -- the audit log ------------------------------------------------------------------------
+
+
+_LOG_COLUMNS = ["TIME", "CODE", "OPERATOR", "ACTION", "TARGET", "OUTCOME", "DETAIL"]
+
+
+def _cells(row: AuditRow) -> list[str]:
+    return [
+        row.timestamp,
+        row.code,
+        row.operator,
+        row.action,
+        row.target,
+        row.outcome,
+        row.detail,
+    ]
+
+
+def _emit_rows(rows: list[AuditRow], output: LogOutput, header: bool) -> None:
+    import csv
+    import json
+
+    if output is LogOutput.jsonl:
+        for row in rows:
+            sys.stdout.write(json.dumps(row.as_json(), sort_keys=True) + "\n")
+    elif output is LogOutput.csv:
+        fields = list(rows[0].as_json()) if rows else _csv_fields()
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+        if header:
+            writer.writeheader()
+        for row in rows:
+            writer.writerow(row.as_json())
+    elif output is LogOutput.table:
+        if header:
+            print(runtime.table(_LOG_COLUMNS, [_cells(r) for r in rows]))
+        else:
+            for row in rows:
+                print("  ".join(_cells(row)))
+    sys.stdout.flush()
+
+
+def _csv_fields() -> list[str]:
+    from projections.views import AuditRow
+
+    return list(AuditRow(0, "", "", "", "", "", None, None, None, "", "", "").as_json())
+
+
+@audit_app.command("log")
+def log(
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this time (ISO 8601, or 24h, 7d ago).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Up to this time.")] = None,
+    code: Annotated[
+        str | None, typer.Option("--code", help="Only this code, e.g. HBSE-006.")
+    ] = None,
+    operator: Annotated[str | None, typer.Option("--operator", help="Only this operator.")] = None,
+    service: Annotated[
+        str | None, typer.Option("--service", "-s", help="Only this service.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Only this key name.")] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Only this environment.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the newest K entries.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new entries until Ctrl-C.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", hidden=True, min=0.05, help="Poll interval (s).")
+    ] = 1.0,
+    home: HomeOpt = None,
+    output: Annotated[
+        LogOutput, typer.Option("--output", "-o", help="table (newest first), json, jsonl, csv.")
+    ] = LogOutput.table,
+) -> None:
+    """Show the audit log with HBSE codes (every role may read it).
+
+    Table output is newest first; json, jsonl and csv are in ledger order.
+
+    Example: secrets audit log --code HBSE-006 --since 24h
+    """
+    from ledger.policy import Permission
+    from projections.timefmt import iso
+
+    start, end = _when(since, "--since"), _when(until, "--until")
+    if follow and output is LogOutput.json:
+        output = LogOutput.jsonl  # one document cannot grow; a stream of lines can
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit log")
+    views = runtime.views(ledger)
+    filters: dict[str, Any] = {
+        "code": code,
+        "operator": operator,
+        "service": service,
+        "name": name,
+        "environment": environment,
+        "since": iso(start) if start else None,
+        "until": iso(end) if end else None,
+    }
+    newest = views.audit(**filters, limit=limit, newest_first=True)
+    last = max((r.position for r in newest), default=views.position())
+    if output is LogOutput.json:
+        runtime.emit_json({"events": [r.as_json() for r in reversed(newest)]})
+    elif output is LogOutput.table and not follow:
+        if not newest:
+            runtime.info("no matching audit entries")
+            return
+        _emit_rows(newest, output, header=True)
+    else:
+        _emit_rows(list(reversed(newest)), output, header=True)
+    if not follow:
+        return
+    try:
+        while True:
+            time.sleep(interval)
+            views.catch_up()
+            fresh = views.audit(**filters, after_position=last)
+            if fresh:
+                _emit_rows(fresh, output, header=False)
+                last = fresh[-1].position
+    except KeyboardInterrupt:
+        return
+
+
+@audit_app.command("codes")
+def codes(output: OutputOpt = Output.table) -> None:
+    """List the HBSE audit codes and the events each one covers.
+
+    Example: secrets audit codes -o json
+    """
+    from projections.audit_codes import CODES, EVENT_CODES, REASON_CODES
+
+    events: dict[str, list[str]] = {c: [] for c in CODES}
+    for event, (code, _) in sorted(EVENT_CODES.items()):
+        events[code].append(event)
+    for reason, (code, _) in sorted(REASON_CODES.items()):
+        events[code].append(f"Secret.VersionAdded(reason={reason})")
+    if output is Output.json:
+        runtime.emit_json(
+            {
+                "codes": [
+                    {"code": c, "description": d, "events": sorted(events[c])}
+                    for c, d in sorted(CODES.items())
+                ]
+            }
+        )
+        return
+    print(runtime.table(["CODE", "MEANING"], [[c, d] for c, d in sorted(CODES.items())]))
+
+
+# -- the past -----------------------------------------------------------------------------
+
+
+def _one_cut(at: str | None, position: int | None) -> datetime | None:
+    """--at or --position, exactly one; the --at time parsed."""
+    from commands.value_input import UsageProblem
+
+    if (at is None) == (position is None):
+        raise UsageProblem("give exactly one of --at and --position")
+    return _when(at, "--at")
+
+
+def _replay_state(ledger: Any, views: Any, at: datetime | None, position: int | None) -> Any:
+    from projections.replay import Replayer, snapshot
+    from projections.timefmt import iso
+
+    if at is not None:
+        position = views.position_at(iso(at))
+    assert position is not None
+    state = Replayer(ledger, views.db).at_position(position)
+    return snapshot(state, at)
+
+
+@audit_app.command("replay")
+def replay(
+    at: Annotated[
+        str | None, typer.Option("--at", help="As of this time (ISO 8601, or 24h, 7d ago).")
+    ] = None,
+    position: Annotated[
+        int | None, typer.Option("--position", min=0, help="As of this log position.")
+    ] = None,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Show the whole ledger as it was: secrets, operators and roles, open sessions.
+
+    "As of T" takes every event up to the last position stamped at or before T (timestamps
+    come from each writer's clock; positions are the ledger's own order).
+
+    Example: secrets audit replay --at 2026-01-31T00:00:00Z
+    """
+    from ledger.policy import Permission
+
+    when = _one_cut(at, position)
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit replay")
+    views = runtime.views(ledger)
+    doc = _replay_state(ledger, views, when, position)
+    if output is Output.json:
+        runtime.emit_json(doc)
+        return
+    print(f"As of position {doc['position']} ({doc['timestamp'] or 'empty ledger'})")
+    print()
+    print(
+        runtime.table(
+            ["ENVIRONMENT", "SERVICE", "NAME", "VERSION", "FINGERPRINT", "LAST ROTATION", "STATUS"],
+            [
+                [
+                    s["environment"],
+                    s["service"],
+                    s["name"],
+                    f"v{s['current_version']}",
+                    f"[{s['fingerprint']}]",
+                    s["last_rotation"] or "",
+                    s["status"],
+                ]
+                for s in doc["secrets"]
+            ],
+        )
+    )
+    print()
+    print(
+        runtime.table(
+            ["OPERATOR", "ROLE"], [[o["name"], o["role"] or "(revoked)"] for o in doc["operators"]]
+        )
+    )
+    print()
+    print(
+        runtime.table(
+            ["SESSION OF", "SESSION", "OPENED", "EXPIRES", "HOST"],
+            [
+                [s["operator"], s["session"], s["opened_at"], s["expires_at"], s["host"]]
+                for s in doc["sessions"]
+            ],
+        )
+    )
+
+
+@audit_app.command("diff")
+def diff(
+    since: Annotated[str, typer.Option("--from", help="Earlier time (ISO 8601 or 7d ago).")],
+    to: Annotated[str, typer.Option("--to", help="Later time (ISO 8601 or 1h ago).")],
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """What changed between two times: secrets (version, fingerprint, status), roles, sessions.
+
+    Example: secrets audit diff --from 2026-01-01 --to 2026-02-01
+    """
+    from ledger.policy import Permission
+    from projections.replay import diff as compare
+
+    start, end = _when(since, "--from"), _when(to, "--to")
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit diff")
+    views = runtime.views(ledger)
+    doc = compare(
+        _replay_state(ledger, views, start, None), _replay_state(ledger, views, end, None)
+    )
+    if output is Output.json:
+        runtime.emit_json(doc)
+        return
+    print(f"from position {doc['from']['position']} to {doc['to']['position']}")
+    for s in doc["secrets"]:
+        fields = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in s["fields"].items())
+        print(f"  {s['change']:8} {s['secret']}: {fields}")
+    for o in doc["operators"]:
+        print(f"  role     {o['operator']}: {o['from'] or '-'} -> {o['to'] or '-'}")
+    for s in doc["sessions_opened"]:
+        print(f"  login    {s['operator']} session {s['session']}")
+    for s in doc["sessions_ended"]:
+        print(f"  logout   {s['operator']} session {s['session']} (closed or expired)")
+    if not (doc["secrets"] or doc["operators"] or doc["sessions_opened"] or doc["sessions_ended"]):
+        print("  no changes")
+
+
+@audit_app.command("who-can")
+def who_can(
+    service: Annotated[str, typer.Option("--service", "-s", help="Service, e.g. nexus.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Key name.")],
+    environment: Annotated[
+        str,
+        typer.Option(
+            "--environment", "-e", envvar="SECRETS_LEDGER_ENVIRONMENT", help="Environment."
+        ),
+    ] = "default",
+    at: Annotated[str | None, typer.Option("--at", help="As of this time (default: now).")] = None,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Who could read or change a secret, now or at a past time (roles as recorded then).
+
+    Example: secrets audit who-can --service nexus --name mcp.bun.apiKey --at 2026-01-15
+    """
+    from ledger.policy import Permission
+    from projections.replay import who_can as holders
+
+    when = _when(at, "--at")
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit who-can")
+    views = runtime.views(ledger)
+    position = None if when is not None else views.position()
+    doc = holders(_replay_state(ledger, views, when, position), environment, service, name)
+    if output is Output.json:
+        runtime.emit_json(doc)
+        return
+    state = doc["status"] or "does not exist"
+    print(f"{doc['secret']} as of position {doc['position']}: {state}")
+    print(
+        runtime.table(
+            ["OPERATOR", "ROLE", "CAN"],
+            [[o["operator"], o["role"], ", ".join(o["can"])] for o in doc["operators"]],
+        )
+    )
+
+
+@audit_app.command("hash")
+def hash_value(
+    service: Annotated[str, typer.Option("--service", "-s", help="Service, e.g. nexus.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Key name.")],
+    environment: Annotated[
+        str,
+        typer.Option(
+            "--environment", "-e", envvar="SECRETS_LEDGER_ENVIRONMENT", help="Environment."
+        ),
+    ] = "default",
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Print the fingerprint a value (read from stdin) would have, and which version has it.
+
+    Needs the keychain (the fingerprint key lives there) and read access to the secret.
+
+    Example: printf %s "$CANDIDATE" | secrets audit hash --service nexus --name mcp.bun.apiKey
+    """
+    from commands.value_input import read_value
+    from ledger.errors import NotFound
+
+    ledger = runtime.open_ledger(home)
+    addr = runtime.address(environment, service, name)
+    value = read_value(None, None, True, prompt="Value")
+    cred = runtime.credential(ledger)
+    fingerprint = ledger.fingerprint_for(cred, addr, value)
+    try:
+        recorded = list(ledger.history(cred, addr).versions.values())
+    except NotFound:
+        recorded = []
+    matches = sorted(v.number for v in recorded if v.fingerprint == fingerprint)
+    if output is Output.json:
+        runtime.emit_json(
+            {"secret": str(addr), "fingerprint": fingerprint[:12], "matching_versions": matches}
+        )
+        return
+    found = ", ".join(f"v{n}" for n in matches) if matches else "no recorded version"
+    print(f"[{fingerprint[:12]}] matches {found}")
+
+
+# -- reports and projections --------------------------------------------------------------
+
+report_app = typer.Typer(help="Compliance reports from the ledger.", no_args_is_help=True)
+projections_app = typer.Typer(
+    help="The read models (views) beside the ledger.", no_args_is_help=True
+)
+
+
+class ReportFormat(StrEnum):
+    md = "md"
+    json = "json"
+    csv = "csv"
+    html = "html"
+
+
+@report_app.command("compliance")
+def compliance(
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Report as of this time (default: the newest event)."),
+    ] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="md, json, csv or html.")] = (
+        ReportFormat.md
+    ),
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+    home: HomeOpt = None,
+) -> None:
+    """Inventory, rotation status, emergency rotations, denials, validation failures, role
+    holders and the integrity check, as of a date. Same ledger and date, same bytes.
+
+    Example: secrets report compliance --as-of 2026-03-31 --format html --out q1.html
+    """
+    from ledger.policy import Permission
+    from projections.reports import RENDERERS, build
+
+    when = _when(as_of, "--as-of")
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "report compliance")
+    doc = build(ledger, as_of=when, integrity=ledger.verify_history())
+    text = RENDERERS[fmt.value](doc)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.write_text(text)
+    runtime.info(f"report written to {out}")
+
+
+@projections_app.command("rebuild")
+def rebuild(home: HomeOpt = None) -> None:
+    """Drop the views and rebuild them from the log, checking the result against the views as
+    they were (progress on stderr).
+
+    Example: secrets projections rebuild
+    """
+    from ledger.errors import IntegrityFailure
+    from ledger.policy import Permission
+    from projections.views import Views
+
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.MANAGE, "projections rebuild")
+    views = Views(ledger)
+    views.catch_up()
+    before = views.snapshot()
+    total = ledger.recorder.max_notification_id() or 0
+    started = time.monotonic()
+
+    def progress(done: int) -> None:
+        print(f"\rrebuilding views: {done}/{total} events", end="", file=sys.stderr, flush=True)
+
+    applied = views.rebuild(progress=progress)
+    print(file=sys.stderr)
+    after = views.snapshot()
+    if after != before:
+        raise IntegrityFailure(
+            "the rebuilt views differ from the incrementally built ones; please report this"
+        )
+    print(f"rebuilt views from {applied} events in {time.monotonic() - started:.1f}s; identical")

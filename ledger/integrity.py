@@ -1,0 +1,179 @@
+"""Verifying the whole history: the hash chain, the signed checkpoints, and outside witnesses.
+
+The chain shows that rows were changed, moved, added or removed without recomputing links; the
+checkpoints show that the chain itself was not recomputed under them; witnesses (the keychain's
+note of the newest checkpoint, the views' tracked position) show that the tail was not cut off,
+which nothing inside the database can prove.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.chain import ChainFault, StoredRow, verify
+from ledger.checkpoint import CHECKPOINT_TOPIC, SignedHead, Witness
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    events_checked: int
+    events_valid: int
+    checkpoints_checked: int
+    checkpoints_valid: int
+    last_position: int
+    head: bytes
+    fault: ChainFault | None
+    public_key: str | None = None  # the key the checkpoints were checked against
+
+    @property
+    def ok(self) -> bool:
+        return self.fault is None
+
+
+@dataclass
+class _CheckpointWalk:
+    link_at: Callable[[int], bytes | None]
+    decode: Callable[[StoredRow], dict[str, Any]]
+    pinned_key: str | None
+    checked: int = 0
+    valid: int = 0
+    last: SignedHead | None = None
+    key: str | None = None
+    seen: dict[int, str] = field(default_factory=dict)  # checkpoint position -> signature
+
+    def read(self, row: StoredRow) -> SignedHead | None:
+        try:
+            return SignedHead.from_state(self.decode(row))
+        except Exception:  # any undecodable state is a fault, reported by the caller
+            return None
+
+    def check(self, row: StoredRow, _link: bytes) -> ChainFault | None:
+        if row.topic != CHECKPOINT_TOPIC:
+            return None
+        position = row.notification_id
+        self.checked += 1
+        claim = self.read(row)
+        if claim is None:
+            return ChainFault(position, "signature", "checkpoint cannot be decoded")
+        expected_key = self.pinned_key or self.key or claim.public_key
+        if not hmac.compare_digest(claim.public_key, expected_key):
+            source = "the pinned public key" if self.pinned_key else "earlier checkpoints"
+            return ChainFault(
+                position,
+                "signature",
+                f"checkpoint {claim.sequence} is signed with a key other than {source}",
+            )
+        if not claim.signature_valid(expected_key):
+            return ChainFault(
+                position, "signature", f"checkpoint {claim.sequence} has an invalid signature"
+            )
+        previous = self.last
+        expected_sequence = previous.sequence + 1 if previous else 1
+        expected_previous = previous.signature if previous else ""
+        if claim.sequence != expected_sequence or claim.previous_signature != expected_previous:
+            return ChainFault(
+                position,
+                "signature",
+                f"checkpoint {claim.sequence} does not follow checkpoint "
+                f"{expected_sequence - 1} (a checkpoint was removed or replayed)",
+            )
+        if not (previous.position if previous else 0) <= claim.position < position:
+            return ChainFault(
+                position, "signature", f"checkpoint {claim.sequence} signs a position out of order"
+            )
+        signed = self.link_at(claim.position) if claim.position else None
+        if claim.position and signed is None:
+            return ChainFault(
+                claim.position,
+                "deleted",
+                f"the position signed by checkpoint {claim.sequence} is gone",
+            )
+        if signed is not None and not hmac.compare_digest(signed.hex(), claim.head):
+            return ChainFault(
+                claim.position,
+                "edited",
+                f"history up to {claim.position} was rewritten: its chain head no longer "
+                f"matches signed checkpoint {claim.sequence}",
+            )
+        self.valid += 1
+        self.last = claim
+        self.key = expected_key
+        self.seen[position] = claim.signature
+        return None
+
+    def explain(self, fault: ChainFault, rows: Callable[[int], StoredRow | None]) -> ChainFault:
+        """A checkpoint row whose bytes changed is reported as a signature fault if its
+        signature no longer holds: that is what the tampering attacked."""
+        if fault.kind != "edited":
+            return fault
+        row = rows(fault.position)
+        if row is None or row.topic != CHECKPOINT_TOPIC:
+            return fault
+        claim = self.read(row)
+        key = self.pinned_key or self.key
+        if claim is None or not claim.signature_valid(key):
+            return ChainFault(fault.position, "signature", "checkpoint signature was altered")
+        return fault
+
+
+def verify_history(
+    rows: Iterable[StoredRow],
+    links: Iterable[tuple[int, bytes]],
+    *,
+    rescan: Callable[[], Iterable[tuple[int, bytes]]],
+    link_at: Callable[[int], bytes | None],
+    row_at: Callable[[int], StoredRow | None],
+    decode: Callable[[StoredRow], dict[str, Any]],
+    pinned_key: str | None = None,
+    witnesses: Iterable[Witness] = (),
+) -> IntegrityReport:
+    walk = _CheckpointWalk(link_at, decode, pinned_key)
+    last_position = 0
+
+    def on_verified(row: StoredRow, link: bytes) -> ChainFault | None:
+        nonlocal last_position
+        found = walk.check(row, link)
+        if found is None:
+            last_position = row.notification_id
+        return found
+
+    chain, _ = verify(rows, links, rescan=rescan, on_verified=on_verified, keep_verified=False)
+    fault = chain.fault
+    if fault is not None:
+        fault = walk.explain(fault, row_at)
+    else:
+        fault = _check_witnesses(list(witnesses), last_position, walk.seen)
+    return IntegrityReport(
+        events_checked=chain.events_checked,
+        events_valid=chain.events_valid,
+        checkpoints_checked=walk.checked,
+        checkpoints_valid=walk.valid,
+        last_position=last_position,
+        head=chain.head,
+        fault=fault,
+        public_key=walk.key or pinned_key,
+    )
+
+
+def _check_witnesses(
+    witnesses: list[Witness], last_position: int, seen: dict[int, str]
+) -> ChainFault | None:
+    for witness in sorted(witnesses, key=lambda w: w.position):
+        if witness.position > last_position:
+            return ChainFault(
+                last_position + 1,
+                "truncated",
+                f"the log ends at {last_position} but {witness.source} saw it reach "
+                f"{witness.position}",
+            )
+        if witness.signature is not None and seen.get(witness.position) != witness.signature:
+            return ChainFault(
+                witness.position,
+                "truncated",
+                f"the checkpoint {witness.source} recorded at {witness.position} is no longer "
+                "in the log (history was cut and written again)",
+            )
+    return None

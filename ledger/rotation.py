@@ -1,0 +1,782 @@
+"""Rotation use cases: rotate one secret, every due secret or all of them; emergency rotation;
+provisioning an environment from the catalogue; and the rotation policy that says what is due.
+
+Every write goes through the application's own primitives (`authorize`, `_write_version`,
+`record_rejection`), so rotation keeps the write path's guarantees: the value reaches the
+keychain before its event, lost races are retried, old values are pruned.
+
+Rotation policy
+===============
+Every version that brings a new value counts as a rotation, whatever its reason (a manual
+`set` counts, and so does the first version: a value's age runs from when it was written).
+A rollback brings back an older value, so it does not reset the age: the value in use is as old
+as the version it restored (`Secret.rotated_at`). Per secret, as of an instant T:
+
+* ``last_rotation``: when the value in use was first written; ``due = last_rotation +
+  rotation_days``;
+* ``overdue`` when T >= due; ``due-soon`` when T >= due - warning_days; else ``ok``;
+* ``never-rotated`` when the secret has no value-bearing version at T;
+* ``exempt`` for rotation kind ``none`` (identifiers, never due).
+
+``initial_value`` tells whether the value in use is still the one the secret was created with.
+Keys missing from the catalogue are treated as ``external`` with the default 90/14 days.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from ledger import context
+from ledger.address import SecretAddress
+from ledger.catalogue import Catalogue, KeySpec, load_catalogue
+from ledger.errors import LedgerError, NotFound, ValidationFailed
+from ledger.generate import generate_value
+from ledger.operator import Operator
+from ledger.policy import SENIOR, Permission
+from ledger.records import Incident
+from ledger.rotation_records import RotationRun, ScheduleChange
+from ledger.secret import Secret, Version
+from ledger.validation import validate_environment, validate_value
+
+if TYPE_CHECKING:
+    from ledger.application import SecretsLedger
+    from ledger.credentials import Credential, Principal
+
+OK: Final = "ok"
+DUE_SOON: Final = "due-soon"
+OVERDUE: Final = "overdue"
+NEVER_ROTATED: Final = "never-rotated"
+EXEMPT: Final = "exempt"
+STATUSES: Final = (OVERDUE, DUE_SOON, NEVER_ROTATED, OK, EXEMPT)
+
+DEFAULT_ROTATION_DAYS: Final = 90
+DEFAULT_WARNING_DAYS: Final = 14
+BOT_OPERATOR: Final = "rotation-bot"
+BOT_TOKEN_ENTRY: Final = f"automation.{BOT_OPERATOR}.token"
+
+ProgressHook = Callable[[str, str], None]  # (address, outcome)
+PlanHook = Callable[[int], None]  # how many steps are coming
+
+
+# -- policy ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assessment:
+    address: SecretAddress
+    kind: str  # external | generated | none
+    catalogued: bool
+    version: int
+    created: datetime | None
+    last_rotation: datetime | None
+    initial_value: bool  # the value in use is the one the secret was created with
+    rotation_days: int
+    warning_days: int
+    due: datetime | None
+    status: str
+
+    def age(self, as_of: datetime) -> timedelta | None:
+        return None if self.last_rotation is None else as_of - self.last_rotation
+
+
+def assess(secret: Secret, spec: KeySpec | None, as_of: datetime) -> Assessment:
+    kind = spec.rotation if spec is not None else "external"
+    days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
+    warning = spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS
+    last = secret.last_rotation
+    first = min(secret.versions, default=None)
+    initial = first is not None and last == secret.versions[first].timestamp
+    due: datetime | None = None
+    if kind == "none":
+        status = EXEMPT
+    elif last is None:
+        status = NEVER_ROTATED
+    else:
+        due = last + timedelta(days=days)
+        if as_of >= due:
+            status = OVERDUE
+        elif as_of >= due - timedelta(days=warning):
+            status = DUE_SOON
+        else:
+            status = OK
+    return Assessment(
+        address=secret.address,
+        kind=kind,
+        catalogued=spec is not None,
+        version=secret.current_version,
+        created=secret.versions[first].timestamp if first is not None else None,
+        last_rotation=last,
+        initial_value=initial,
+        rotation_days=days,
+        warning_days=warning,
+        due=due,
+        status=status,
+    )
+
+
+def is_due(assessment: Assessment) -> bool:
+    return assessment.status in (OVERDUE, DUE_SOON)
+
+
+# -- reports -----------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchReport:
+    scope: str
+    run_id: str
+    resumed: bool = False
+    incident_id: str | None = None
+    rotated: list[tuple[str, int, str]] = field(default_factory=list)  # address, version, fp12
+    needs_value: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # address, why (never a value)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # address, rule broken
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # address, why
+    unused: list[str] = field(default_factory=list)  # values given for secrets already done
+    sessions_closed: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not (self.needs_value or self.failed or self.rejected)
+
+
+@dataclass
+class ProvisionReport:
+    environment: str
+    dry_run: bool
+    created: list[tuple[str, int, str]] = field(default_factory=list)  # version 0 in a dry run
+    missing: list[str] = field(default_factory=list)  # external/none keys with no value given
+    present: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # present but deleted: not recreated
+    ignored: list[str] = field(default_factory=list)  # values given for keys already present
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.failed)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    scope: str
+    trigger: str
+    started: datetime
+    ended: datetime | None
+    complete: bool
+    rotated: int
+    needs_value: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    installed: bool
+    at: str | None
+    host: str | None
+    changed: datetime | None
+    last_run: RunSummary | None
+
+
+# -- use cases ---------------------------------------------------------------------------------
+
+
+class Rotator:
+    """Rotation use cases over one `SecretsLedger` and one catalogue."""
+
+    def __init__(self, ledger: SecretsLedger, catalogue: Catalogue | None = None) -> None:
+        self.ledger = ledger
+        self.catalogue = catalogue if catalogue is not None else load_catalogue(None)
+
+    def spec(self, address: SecretAddress) -> KeySpec | None:
+        return self.catalogue.lookup(address.service, address.name)
+
+    def kind(self, address: SecretAddress) -> str:
+        spec = self.spec(address)
+        return spec.rotation if spec is not None else "external"
+
+    # -- reading state ------------------------------------------------------------------
+
+    def live_secrets(self) -> dict[SecretAddress, Secret]:
+        """Every secret that has a value and is not deleted, by address."""
+        found: dict[SecretAddress, Secret] = {}
+        for sid in self.ledger.secret_ids():
+            secret = self._get(sid)
+            if secret is not None and secret.versions and not secret.deleted:
+                found[secret.address] = secret
+        return found
+
+    def _get(self, sid: UUID) -> Secret | None:
+        try:
+            loaded: Any = self.ledger.repository.get(sid)
+        except AggregateNotFoundError:
+            return None
+        return loaded if isinstance(loaded, Secret) else None
+
+    def assessments(self, as_of: datetime | None = None) -> list[Assessment]:
+        when = as_of or context.now()
+        return [assess(s, self.spec(a), when) for a, s in sorted(self.live_secrets().items())]
+
+    # -- values -------------------------------------------------------------------------
+
+    def _checked(
+        self, cred: Credential, address: SecretAddress, value: str
+    ) -> ValidationFailed | None:
+        """None if `value` is acceptable for `address`, else why not (and the rejection is
+        recorded). The error's message never holds the value."""
+        try:
+            validate_value(self.spec(address), value)
+        except ValidationFailed as failed:
+            self.ledger.record_rejection(cred, address, failed.rule)
+            text = str(failed)
+            if text.startswith(f"{address.service}/{address.name}:"):
+                text = f"{address.environment}/{text}"
+            else:
+                text = f"{address}: {text}"
+            return ValidationFailed(failed.rule, text)
+        return None
+
+    def _refuse_identifier(self, address: SecretAddress) -> ValidationFailed:
+        return ValidationFailed(
+            "rotation-kind",
+            f"{address} is an identifier (rotation kind none), not a credential: it is never "
+            "rotated; change it with `secrets set` if it really changed",
+        )
+
+    def _write(
+        self,
+        principal: Principal,
+        address: SecretAddress,
+        value: str,
+        reason: str,
+        incident_id: str | None = None,
+    ) -> Version:
+        with context.acting_as(principal.operator):
+            return self.ledger._write_version(address, value, reason, None, incident_id)
+
+    # -- rotate one ---------------------------------------------------------------------
+
+    def check_rotatable(self, cred: Credential, address: SecretAddress) -> Principal:
+        """The caller, if it may rotate `address` and `address` can be rotated; else raise.
+
+        Lets the CLI refuse before prompting for a value that could not be used."""
+        principal = self.ledger.authorize(cred, Permission.MANAGE, "rotate", address)
+        secret = self.ledger._existing_secret(address)
+        if secret.deleted:
+            raise NotFound(f"{address} is deleted (restore it first)")
+        if self.kind(address) == "none":
+            raise self._refuse_identifier(address)
+        return principal
+
+    def rotate(self, cred: Credential, address: SecretAddress, value: str | None = None) -> Version:
+        """Rotate one secret: a generated value, or `value` (required for external kinds)."""
+        principal = self.check_rotatable(cred, address)
+        spec = self.spec(address)
+        kind = self.kind(address)
+        if value is None:
+            if spec is None or kind != "generated":
+                raise ValidationFailed(
+                    "needs-value",
+                    f"{address} is rotated by its provider: give the new value "
+                    "(--value-stdin, --value-file or the prompt)",
+                )
+            value = generate_value(spec)
+        else:
+            refused = self._checked(cred, address, value)
+            if refused is not None:
+                raise refused
+        return self._write(principal, address, value, "rotation")
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def _runs(self) -> Iterator[RotationRun]:
+        topic = f"{RotationRun.__module__}:{RotationRun.__qualname__}.Started"
+        start: int | None = None
+        while True:
+            page = self.ledger.recorder.select_notifications(
+                start=start, limit=1000, topics=[topic], inclusive_of_start=False
+            )
+            if not page:
+                return
+            for n in page:
+                found: Any = self.ledger.repository.get(UUID(str(n.originator_id)))
+                assert isinstance(found, RotationRun)
+                yield found
+            start = page[-1].id
+
+    def open_run(self, scope: str) -> RotationRun | None:
+        """The newest run of `scope` if it is unfinished (only the newest can be)."""
+        newest: RotationRun | None = None
+        for run in self._runs():
+            if run.scope == scope:
+                newest = run
+        return newest if newest is not None and newest.open else None
+
+    def runs(self) -> list[RunSummary]:
+        return [
+            RunSummary(
+                run_id=run.id.hex,
+                scope=run.scope,
+                trigger=run.trigger,
+                started=run.created_on,
+                ended=run.modified_on if run.batches else None,
+                complete=run.complete,
+                rotated=len(run.rotated),
+                needs_value=len(run.needs_value),
+                failed=len(run.failed),
+            )
+            for run in self._runs()
+        ]
+
+    def _save_run(self, run: RotationRun, change: Callable[[RotationRun], None]) -> None:
+        def attempt() -> None:
+            found: Any = self.ledger.repository.get(run.id)
+            assert isinstance(found, RotationRun)
+            change(found)
+            self.ledger._save(found)
+
+        self.ledger._retrying(attempt)
+
+    # -- rotate many --------------------------------------------------------------------
+
+    def rotate_batch(
+        self,
+        cred: Credential,
+        scope: str,
+        values: Mapping[SecretAddress, str] | None = None,
+        *,
+        partial: bool = False,
+        fresh: bool = False,
+        trigger: str = "manual",
+        on_progress: ProgressHook | None = None,
+        on_plan: PlanHook | None = None,
+    ) -> BatchReport:
+        """Rotate every due secret (`scope="due"`) or every secret (`scope="all"`).
+
+        Values in `values` are checked first: an unknown address or a value that breaks its
+        key's rules stops the batch before anything is written, unless `partial`. A secret
+        given a value is rotated even if it is not due. An unfinished `all` run (interrupted,
+        or waiting for provider-issued values) is resumed, unless `fresh`.
+        """
+        if scope not in ("due", "all"):
+            raise ValidationFailed("scope", f"unknown rotation scope {scope!r}")
+        principal = self.ledger.authorize(cred, Permission.MANAGE, "rotate")
+        live = self.live_secrets()
+        given = dict(values or {})
+        rejected = self._check_values(cred, live, given, partial)
+
+        run = self.open_run(scope)
+        resumed = False
+        if run is not None and (fresh or scope == "due"):
+            # A due run needs no resuming: whatever it left undone is still due.
+            reason = "superseded by a fresh run" if fresh else "superseded"
+            self._save_run(run, lambda r: r.abandon(reason))
+            run = None
+        skipped: list[tuple[str, str]] = []
+        if run is not None:
+            resumed = True
+            targets = {
+                a: v
+                for a, v in run.targets.items()
+                if (s := live.get(_parse(a))) is not None and s.current_version == v
+            }
+        else:
+            now = context.now()
+            targets = {}
+            for address, secret in sorted(live.items()):
+                if self.kind(address) == "none":
+                    skipped.append((str(address), "identifier (rotation kind none)"))
+                    continue
+                if (
+                    scope == "all"
+                    or address in given
+                    or is_due(assess(secret, self.spec(address), now))
+                ):
+                    targets[str(address)] = secret.current_version
+            with context.acting_as(principal.operator):
+                run = RotationRun(scope, trigger, targets, None)
+                self.ledger._save(run)
+        report = BatchReport(scope=scope, run_id=run.id.hex, resumed=resumed)
+        report.rejected = rejected
+        report.skipped = skipped
+        report.unused = sorted(str(a) for a in given if str(a) not in targets)
+        if on_plan is not None:
+            on_plan(len(targets))
+        self._rotate_targets(
+            cred, principal, run, targets, given, "rotation", None, report, on_progress
+        )
+        return report
+
+    def _check_values(
+        self,
+        cred: Credential,
+        live: Mapping[SecretAddress, Secret],
+        given: dict[SecretAddress, str],
+        partial: bool,
+    ) -> list[tuple[str, str]]:
+        """Drop unusable values from `given`; raise (nothing written) unless `partial`."""
+        problems: list[tuple[str, str]] = []
+        for address in sorted(given):
+            if address not in live:
+                problems.append((str(address), "unknown-secret"))
+            elif self.kind(address) == "none":
+                problems.append((str(address), "rotation-kind"))
+            else:
+                refused = self._checked(cred, address, given[address])
+                if refused is not None:
+                    problems.append((str(address), refused.rule))
+        if problems and not partial:
+            listed = "; ".join(f"{a}: {broken}" for a, broken in problems)
+            raise ValidationFailed(
+                "values-file",
+                f"{len(problems)} value(s) unusable, nothing was written ({listed}); "
+                "fix them or pass --partial to rotate the rest",
+            )
+        for bad, _ in problems:
+            given.pop(_parse(bad), None)
+        return problems
+
+    def _rotate_targets(
+        self,
+        cred: Credential,
+        principal: Principal,
+        run: RotationRun,
+        targets: Mapping[str, int],
+        given: Mapping[SecretAddress, str],
+        reason: str,
+        incident_id: str | None,
+        report: BatchReport,
+        on_progress: ProgressHook | None,
+    ) -> None:
+        try:
+            for name in sorted(targets):
+                outcome = self._rotate_target(principal, name, given, reason, incident_id, report)
+                if on_progress is not None:
+                    on_progress(name, outcome)
+        except BaseException:
+            # Interrupted: what was written stays written; note it if the store still answers,
+            # and leave the run open for the next invocation to finish.
+            with contextlib.suppress(Exception):  # the interruption is what the caller must see
+                self._end_batch(run, report, interrupted=True)
+            raise
+        self._end_batch(run, report, interrupted=False)
+
+    def _rotate_target(
+        self,
+        principal: Principal,
+        name: str,
+        given: Mapping[SecretAddress, str],
+        reason: str,
+        incident_id: str | None,
+        report: BatchReport,
+    ) -> str:
+        address = _parse(name)
+        spec = self.spec(address)
+        value = given.get(address)
+        if value is None and spec is not None and spec.rotation == "generated":
+            value = generate_value(spec)
+        if value is None:
+            report.needs_value.append(name)
+            return "needs a provider-issued value"
+        try:
+            added = self._write(principal, address, value, reason, incident_id)
+        except LedgerError as exc:
+            # Domain errors never carry a value; the rest of the batch goes on.
+            report.failed.append((name, str(exc)))
+            return "failed"
+        report.rotated.append((name, added.number, added.short_fingerprint))
+        return f"v{added.number} [{added.short_fingerprint}]"
+
+    def _end_batch(self, run: RotationRun, report: BatchReport, *, interrupted: bool) -> None:
+        # Done over the whole run (every invocation so far): targets whose version moved on.
+        done = []
+        for name, started_at in sorted(run.targets.items()):
+            secret = self.ledger._load_secret(_parse(name))
+            if secret is not None and secret.current_version != started_at:
+                done.append(name)
+        needs = list(report.needs_value)
+        failed = [a for a, _ in report.failed]
+        skipped = [a for a, _ in report.skipped]
+        complete = not (needs or failed or interrupted)
+        self._save_run(run, lambda r: r.end_batch(done, needs, failed, skipped, complete))
+
+    # -- emergency ----------------------------------------------------------------------
+
+    def emergency(
+        self,
+        cred: Credential,
+        reason: str = "",
+        values: Mapping[SecretAddress, str] | None = None,
+        on_progress: ProgressHook | None = None,
+        on_plan: PlanHook | None = None,
+    ) -> BatchReport:
+        """Rotate everything now under one incident, and end every other operator session.
+
+        Unusable values never stop an emergency: they are reported and the rest goes on. An
+        unfinished emergency (interrupted, or waiting for provider-issued values) is resumed
+        under the same incident.
+        """
+        principal = self.ledger.authorize(cred, Permission.MANAGE, "emergency-rotate")
+        live = self.live_secrets()
+        given = dict(values or {})
+        rejected = self._check_values(cred, live, given, partial=True)
+        run = self.open_run("emergency")
+        with context.acting_as(principal.operator):
+            if run is None or run.incident_id is None:
+                incident = Incident(reason or "emergency rotation")
+                targets = {
+                    str(a): s.current_version
+                    for a, s in sorted(live.items())
+                    if self.kind(a) != "none"
+                }
+                run = RotationRun("emergency", "manual", targets, incident.id.hex)
+                self.ledger._save(incident, run)
+                resumed = False
+            else:
+                targets = {
+                    a: v
+                    for a, v in run.targets.items()
+                    if (s := live.get(_parse(a))) is not None and s.current_version == v
+                }
+                resumed = True
+        incident_id = run.incident_id
+        assert incident_id is not None
+        report = BatchReport(
+            scope="emergency", run_id=run.id.hex, resumed=resumed, incident_id=incident_id
+        )
+        report.rejected = rejected
+        report.skipped = [
+            (str(a), "identifier (rotation kind none)")
+            for a in sorted(live)
+            if self.kind(a) == "none"
+        ]
+        report.unused = sorted(str(a) for a in given if str(a) not in targets)
+        report.sessions_closed = self.close_other_sessions(principal)
+        if on_plan is not None:
+            on_plan(len(targets))
+        self._rotate_targets(
+            cred, principal, run, targets, given, "emergency", incident_id, report, on_progress
+        )
+        self._complete_incident(principal, UUID(incident_id), run.id, report)
+        return report
+
+    def _complete_incident(
+        self, principal: Principal, incident_id: UUID, run_id: UUID, report: BatchReport
+    ) -> None:
+        finished: Any = self.ledger.repository.get(run_id)
+        assert isinstance(finished, RotationRun)
+        needs = list(report.needs_value)
+        failed = sorted({a for a, _ in report.failed} | {a for a, _ in report.rejected})
+
+        def attempt() -> None:
+            incident: Any = self.ledger.repository.get(incident_id)
+            assert isinstance(incident, Incident)
+            # Rotated over the whole incident, across resumed invocations.
+            incident.complete(list(finished.rotated), needs, failed)
+            self.ledger._save(incident)
+
+        with context.acting_as(principal.operator):
+            self.ledger._retrying(attempt)
+
+    def close_other_sessions(self, principal: Principal) -> int:
+        """End every open session but the caller's own; return how many were ended."""
+        topic = f"{Operator.__module__}:{Operator.__qualname__}.Registered"
+        names: list[UUID] = []
+        start: int | None = None
+        while True:
+            page = self.ledger.recorder.select_notifications(
+                start=start, limit=1000, topics=[topic], inclusive_of_start=False
+            )
+            if not page:
+                break
+            names.extend(UUID(str(n.originator_id)) for n in page)
+            start = page[-1].id
+        closed = 0
+        for oid in names:
+
+            def attempt(oid: UUID = oid) -> int:
+                operator: Any = self.ledger.repository.get(oid)
+                assert isinstance(operator, Operator)
+                now = context.now()
+                # Expired sessions are already useless; ending them would only inflate the count.
+                doomed = [
+                    sid
+                    for sid, session in operator.sessions.items()
+                    if sid != principal.session_id and session.expires_at > now
+                ]
+                for session_id in doomed:
+                    operator.close_session(session_id, "emergency")
+                if doomed:
+                    self.ledger._save(operator)
+                return len(doomed)
+
+            with context.acting_as(principal.operator):
+                closed += self.ledger._retrying(attempt)
+        return closed
+
+    # -- provision ----------------------------------------------------------------------
+
+    def provision(
+        self,
+        cred: Credential,
+        environment: str,
+        values: Mapping[SecretAddress, str] | None = None,
+        *,
+        dry_run: bool = False,
+        on_progress: ProgressHook | None = None,
+        on_plan: PlanHook | None = None,
+    ) -> ProvisionReport:
+        """Create every catalogue key missing in `environment` (reason `provision`).
+
+        Generated kinds are generated; external and identifier kinds come from `values` or
+        are reported missing. Idempotent: present keys are left alone. Any unusable value
+        stops it before anything is written. A dry run writes nothing, not even rejections.
+        """
+        validate_environment(environment)
+        principal = self.ledger.authorize(cred, Permission.MANAGE, "provision")
+        given = dict(values or {})
+        report = ProvisionReport(environment=environment, dry_run=dry_run)
+        wanted = {SecretAddress(environment, s.service, s.name): s for s in self.catalogue}
+        problems: list[tuple[str, str]] = []
+        for address in sorted(given):
+            spec = wanted.get(address)
+            if spec is None:
+                why = "not-in-catalogue" if address.environment == environment else "environment"
+                problems.append((str(address), why))
+                continue
+            try:
+                validate_value(spec, given[address])
+            except ValidationFailed as failed:
+                if not dry_run:
+                    self.ledger.record_rejection(cred, address, failed.rule)
+                problems.append((str(address), failed.rule))
+        if problems:
+            listed = "; ".join(f"{a}: {rule}" for a, rule in problems)
+            raise ValidationFailed(
+                "values-file",
+                f"{len(problems)} value(s) unusable, nothing was written ({listed})",
+            )
+        if on_plan is not None:
+            on_plan(len(wanted))
+        for address, spec in wanted.items():
+            existing = self.ledger._load_secret(address)
+            name = str(address)
+            if existing is not None and existing.versions:
+                (report.deleted if existing.deleted else report.present).append(name)
+                if address in given:
+                    report.ignored.append(name)
+                if on_progress is not None:
+                    on_progress(name, "deleted" if existing.deleted else "present")
+                continue
+            value = given.get(address)
+            if value is None and spec.rotation == "generated":
+                value = generate_value(spec)
+            if value is None:
+                report.missing.append(name)
+                outcome = "missing"
+            elif dry_run:
+                report.created.append((name, 0, ""))
+                outcome = "would be created"
+            else:
+                try:
+                    added = self._write(principal, address, value, "provision")
+                except LedgerError as exc:
+                    report.failed.append((name, str(exc)))
+                    outcome = "failed"
+                else:
+                    report.created.append((name, added.number, added.short_fingerprint))
+                    outcome = f"v{added.number} [{added.short_fingerprint}]"
+            if on_progress is not None:
+                on_progress(name, outcome)
+        return report
+
+    # -- schedule -----------------------------------------------------------------------
+
+    def record_schedule(self, cred: Credential, action: str, at: str | None, entry: str) -> None:
+        principal = self.ledger.authorize(cred, Permission.MANAGE, f"schedule-{action}")
+        with context.acting_as(principal.operator):
+            self.ledger._save(ScheduleChange(action, at, self.ledger.host, entry))
+
+    def enlist_bot(self, cred: Credential) -> None:
+        """Create (or re-key) the rotation-bot as a senior-engineer; keep its token in the
+        ledger's keychain namespace, where only this user's keychain session can read it."""
+        issued = self.ledger.grant(cred, BOT_OPERATOR, SENIOR)
+        self.ledger.vault.put(BOT_TOKEN_ENTRY, issued.token)
+
+    def retire_bot(self, cred: Credential) -> bool:
+        """Revoke the rotation-bot and forget its token; False if it was not active."""
+        active = True
+        try:
+            self.ledger.revoke(cred, BOT_OPERATOR)
+        except NotFound:
+            active = False
+        self.ledger.vault.delete(BOT_TOKEN_ENTRY)
+        return active
+
+    def bot_ready(self) -> bool:
+        return self.ledger.vault.get(BOT_TOKEN_ENTRY) is not None
+
+    def schedule_state(self) -> ScheduleState:
+        topic = f"{ScheduleChange.__module__}:{ScheduleChange.__qualname__}"
+        newest: Any = None
+        start: int | None = None
+        while True:
+            page = self.ledger.recorder.select_notifications(
+                start=start,
+                limit=1000,
+                topics=[f"{topic}.ScheduleChanged"],
+                inclusive_of_start=False,
+            )
+            if not page:
+                break
+            newest = self.ledger.mapper.to_domain_event(page[-1])
+            start = page[-1].id
+        scheduled = [r for r in self.runs() if r.trigger == "schedule"]
+        last = scheduled[-1] if scheduled else None
+        if newest is None:
+            return ScheduleState(False, None, None, None, last)
+        installed = newest.action == "installed"
+        return ScheduleState(installed, newest.at, newest.host, newest.timestamp, last)
+
+
+def _parse(name: str) -> SecretAddress:
+    environment, service, key = name.split("/", 2)
+    return SecretAddress(environment, service, key)
+
+
+def parse_address(text: str) -> SecretAddress:
+    """`env/service/name` as a validated address (ValidationFailed otherwise)."""
+    parts = text.split("/")
+    if len(parts) != 3:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise ValidationFailed(
+            "address", f"{shown!r} is not an address of the form environment/service/name"
+        )
+    return SecretAddress.parse(*parts)
+
+
+__all__ = [
+    "BOT_OPERATOR",
+    "BOT_TOKEN_ENTRY",
+    "DUE_SOON",
+    "EXEMPT",
+    "NEVER_ROTATED",
+    "OK",
+    "OVERDUE",
+    "Assessment",
+    "BatchReport",
+    "ProvisionReport",
+    "Rotator",
+    "RunSummary",
+    "ScheduleState",
+    "assess",
+    "is_due",
+    "parse_address",
+]

@@ -1,0 +1,308 @@
+"""Rotation compliance at any instant, folded from the ledger's history.
+
+Why a fold of the log and not `secrets_view`: the view keeps only each secret's newest version,
+but the age of the value in use depends on older ones (a rollback brings back an older value),
+and a past `--as-of` must see the ledger as it was then. So this projection reads only the
+`Secret`, `RotationRun` and `ScheduleChange` events (filtered by topic in the store, so reads,
+denials and sessions are never decoded), folds each aggregate's events up to the instant asked
+for with the domain's own event classes, and applies the rotation policy of `ledger.rotation`
+with the catalogue's rotation and warning days. One code path serves now, the past and the
+future (a future instant sees today's history).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from ledger.catalogue import Catalogue
+from ledger.errors import ValidationFailed
+from ledger.rotation import (
+    DUE_SOON,
+    EXEMPT,
+    NEVER_ROTATED,
+    OK,
+    OVERDUE,
+    Assessment,
+    RunSummary,
+    ScheduleState,
+    assess,
+)
+from ledger.rotation_records import RotationRun, ScheduleChange
+from ledger.secret import Secret
+from projections.timefmt import iso
+
+if TYPE_CHECKING:
+    from ledger.application import SecretsLedger
+
+_SECRET_EVENTS = ("Registered", "VersionAdded", "VersionPruned", "Deleted", "Restored", "Destroyed")
+_RUN_EVENTS = ("Started", "BatchEnded", "Abandoned")
+PAGE = 2000
+
+
+def _topics() -> list[str]:
+    secret = f"{Secret.__module__}:{Secret.__qualname__}"
+    run = f"{RotationRun.__module__}:{RotationRun.__qualname__}"
+    schedule = f"{ScheduleChange.__module__}:{ScheduleChange.__qualname__}.ScheduleChanged"
+    return [
+        *(f"{secret}.{name}" for name in _SECRET_EVENTS),
+        *(f"{run}.{name}" for name in _RUN_EVENTS),
+        schedule,
+    ]
+
+
+_TIME_PART = re.compile(r"[T ](\d{2})(:\d{2})?(:\d{2})?(?:[.,](\d{1,6}))?", re.ASCII)
+
+
+def parse_as_of(text: str) -> datetime:
+    """An ISO 8601 date or date-time (naive means UTC), taken as the *end* of the period it
+    names: a date means the end of that day, ``12:00`` the end of that minute, and a time
+    shown to the millisecond (as every timestamp this tool prints) the end of that
+    millisecond, so pasting a printed timestamp includes the event it came from."""
+    cleaned = text.strip()
+    shown = cleaned if len(cleaned) <= 40 else cleaned[:37] + "..."
+    problem = ValidationFailed(
+        "as-of",
+        f"--as-of {shown!r} is not an ISO 8601 date or date-time "
+        "(e.g. 2026-03-01, 2026-03-01T12:00, 2026-03-01T12:00:00Z)",
+    )
+    if not cleaned:
+        raise problem
+    try:
+        if len(cleaned) <= 10 and "T" not in cleaned:
+            day = datetime.fromisoformat(cleaned).date()
+            return datetime.combine(day, time.max, tzinfo=UTC)
+        value = datetime.fromisoformat(cleaned.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise problem from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    found = _TIME_PART.search(cleaned, 8)
+    if found is None:
+        return value
+    _, minutes, seconds, fraction = found.groups()
+    if fraction is not None:
+        period = timedelta(microseconds=10 ** (6 - len(fraction)))
+    elif seconds is not None:
+        period = timedelta(seconds=1)
+    elif minutes is not None:
+        period = timedelta(minutes=1)
+    else:
+        period = timedelta(hours=1)
+    return value + period - timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class ComplianceReport:
+    as_of: datetime
+    secrets: list[Assessment]
+    schedule: ScheduleState
+
+    def count(self, status: str) -> int:
+        return sum(1 for a in self.secrets if a.status == status)
+
+    @property
+    def last_rotation(self) -> datetime | None:
+        return max((a.last_rotation for a in self.secrets if a.last_rotation), default=None)
+
+    @property
+    def next_due(self) -> datetime | None:
+        return min((a.due for a in self.secrets if a.due is not None), default=None)
+
+    @property
+    def compliant(self) -> bool:
+        return self.count(OVERDUE) == 0
+
+    @property
+    def status_line(self) -> str:
+        parts = []
+        if self.count(OVERDUE):
+            parts.append(f"{self.count(OVERDUE)} overdue")
+        if self.count(DUE_SOON):
+            parts.append(f"{self.count(DUE_SOON)} due soon")
+        if parts:
+            return ", ".join(parts)
+        # No secret to rotate, or none with a value yet: there is no rotation to speak of.
+        if not any(a.last_rotation for a in self.secrets if a.status != EXEMPT):
+            return "never rotated"
+        return "Compliant"
+
+    def header(self) -> list[str]:
+        last = self.last_rotation
+        due = self.next_due
+        return [
+            "Secrets Rotation Status",
+            f"Last Rotation: {iso(last) if last else 'Never'}",
+            f"Next Rotation Due: {iso(due) if due else 'N/A'}",
+            f"Compliance Status: {self.status_line}",
+            f"Rotation Schedule: {describe_schedule(self.schedule)}",
+        ]
+
+    def rows(self) -> list[list[str]]:
+        return [
+            [
+                str(a.address),
+                a.kind + ("" if a.catalogued else "*"),
+                iso(a.last_rotation) if a.last_rotation else "never",
+                _age(a, self.as_of),
+                iso(a.due) if a.due else "-",
+                a.status,
+            ]
+            for a in self.secrets
+        ]
+
+    def as_json(self) -> dict[str, Any]:
+        last, due = self.last_rotation, self.next_due
+        schedule = self.schedule
+        return {
+            "as_of": iso(self.as_of),
+            "last_rotation": iso(last) if last else None,
+            "next_rotation_due": iso(due) if due else None,
+            "compliance_status": self.status_line,
+            "compliant": self.compliant,
+            "counts": {s: self.count(s) for s in (OVERDUE, DUE_SOON, NEVER_ROTATED, OK, EXEMPT)},
+            "schedule": {
+                "installed": schedule.installed,
+                "at": schedule.at,
+                "host": schedule.host,
+                "changed": iso(schedule.changed) if schedule.changed else None,
+                "last_run": _run_json(schedule.last_run),
+            },
+            "secrets": [
+                {
+                    "address": str(a.address),
+                    "environment": a.address.environment,
+                    "service": a.address.service,
+                    "name": a.address.name,
+                    "kind": a.kind,
+                    "catalogued": a.catalogued,
+                    "version": a.version,
+                    "created": iso(a.created) if a.created else None,
+                    "last_rotation": iso(a.last_rotation) if a.last_rotation else None,
+                    "initial_value": a.initial_value,
+                    "age_days": _age_days(a, self.as_of),
+                    "rotation_days": a.rotation_days,
+                    "warning_days": a.warning_days,
+                    "due": iso(a.due) if a.due else None,
+                    "status": a.status,
+                }
+                for a in self.secrets
+            ],
+        }
+
+
+def _age(a: Assessment, as_of: datetime) -> str:
+    age = a.age(as_of)
+    return "-" if age is None else f"{max(0, age.days)}d"
+
+
+def _age_days(a: Assessment, as_of: datetime) -> float | None:
+    age = a.age(as_of)
+    return None if age is None else round(age.total_seconds() / 86400, 2)
+
+
+def _run_json(run: RunSummary | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "run_id": run.run_id,
+        "scope": run.scope,
+        "started": iso(run.started),
+        "ended": iso(run.ended) if run.ended else None,
+        "complete": run.complete,
+        "rotated": run.rotated,
+        "needs_value": run.needs_value,
+        "failed": run.failed,
+    }
+
+
+def describe_schedule(schedule: ScheduleState) -> str:
+    if not schedule.installed:
+        text = "not installed"
+    else:
+        text = f"daily at {schedule.at} on {schedule.host}"
+    run = schedule.last_run
+    if run is None:
+        return text + ("; never ran" if schedule.installed else "")
+    if run.ended is None:
+        outcome = "did not finish"
+    elif run.complete:
+        outcome = f"complete, {run.rotated} rotated"
+    else:
+        outcome = f"{run.rotated} rotated, {run.needs_value} need a value, {run.failed} failed"
+    return f"{text}; last run {iso(run.started)} ({outcome})"
+
+
+def compliance(
+    ledger: SecretsLedger,
+    catalogue: Catalogue,
+    as_of: datetime,
+    environment: str | None = None,
+) -> ComplianceReport:
+    """Every live secret's rotation status as the ledger stood at `as_of`."""
+    aggregates: dict[UUID, Any] = {}
+    stopped: set[UUID] = set()  # aggregates with an event after `as_of`: keep their prefix
+    schedule_event: Any = None
+    start: int | None = None
+    while True:
+        page = ledger.recorder.select_notifications(
+            start=start, limit=PAGE, topics=_topics(), inclusive_of_start=False
+        )
+        if not page:
+            break
+        start = page[-1].id
+        for notification in page:
+            event: Any = ledger.mapper.to_domain_event(notification)
+            oid = event.originator_id
+            if oid in stopped:
+                continue
+            if event.timestamp > as_of:
+                stopped.add(oid)
+                continue
+            if type(event).__qualname__ == "ScheduleChange.ScheduleChanged":
+                schedule_event = event
+                continue
+            aggregates[oid] = event.mutate(aggregates.get(oid))
+    secrets: list[Assessment] = []
+    runs: list[RotationRun] = []
+    for found in aggregates.values():
+        if isinstance(found, RotationRun):
+            runs.append(found)
+        elif isinstance(found, Secret) and found.versions and not found.deleted:
+            if environment is not None and found.environment != environment:
+                continue
+            spec = catalogue.lookup(found.service, found.name)
+            secrets.append(assess(found, spec, as_of))
+    secrets.sort(key=lambda a: a.address)
+    scheduled = sorted((r for r in runs if r.trigger == "schedule"), key=lambda r: r.created_on)
+    last_run = None
+    if scheduled:
+        r = scheduled[-1]
+        last_run = RunSummary(
+            run_id=r.id.hex,
+            scope=r.scope,
+            trigger=r.trigger,
+            started=r.created_on,
+            ended=r.modified_on if r.batches else None,
+            complete=r.complete,
+            rotated=len(r.rotated),
+            needs_value=len(r.needs_value),
+            failed=len(r.failed),
+        )
+    if schedule_event is None:
+        schedule = ScheduleState(False, None, None, None, last_run)
+    else:
+        schedule = ScheduleState(
+            schedule_event.action == "installed",
+            schedule_event.at,
+            schedule_event.host,
+            schedule_event.timestamp,
+            last_run,
+        )
+    return ComplianceReport(as_of=as_of, secrets=secrets, schedule=schedule)
+
+
+__all__ = ["ComplianceReport", "compliance", "describe_schedule", "parse_as_of"]

@@ -1,0 +1,265 @@
+"""What the dashboard shows, as data: who the caller is, rotation status, recent audit rows.
+
+Opening the dashboard is a read of metadata: it reads the event store (to prove the caller's
+session, as `secrets auth status` does) and the read models, never the keychain, and records
+nothing. It shows no value, so anyone may look; the access section says what they may do.
+
+Rotation policy (the same rules `projections.compliance` applies on the rotation branch, so the
+dashboard can delegate to it once it lands): the value in use is as old as its
+`secrets_view.last_rotation` (a rollback keeps the restored value's age); it is due
+`rotation_days` later (catalogue, default 90); ``overdue`` from the due instant, ``due-soon``
+from `warning_days` before it (default 14), else ``ok``; rotation kind ``none`` is ``exempt``.
+Uncatalogued keys get the defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from ledger.policy import POLICY, SENIOR, Permission
+from projections.timefmt import iso, parse_iso
+
+if TYPE_CHECKING:
+    from ledger.application import SecretsLedger
+    from ledger.catalogue import Catalogue
+    from ledger.credentials import Credential
+    from projections.views import AuditRow, SecretRow, Views
+
+OK: Final = "ok"
+DUE_SOON: Final = "due-soon"
+OVERDUE: Final = "overdue"
+NEVER_ROTATED: Final = "never-rotated"
+EXEMPT: Final = "exempt"
+STATUSES: Final = (OVERDUE, DUE_SOON, NEVER_ROTATED, OK, EXEMPT)
+
+DEFAULT_ROTATION_DAYS: Final = 90
+DEFAULT_WARNING_DAYS: Final = 14
+RECENT_ROWS: Final = 5
+
+DENIED_HEADLINE: Final = f"Access denied - {SENIOR} role required"
+
+# What each permission lets a role do, in the words of docs/access-control.md.
+PERMISSION_TEXT: Final[dict[Permission, str]] = {
+    Permission.READ: "read one secret (get, versions)",
+    Permission.MANAGE: "manage secrets (list, set, delete, restore, destroy, rotate, rollback, "
+    "doctor)",
+    Permission.ADMIN: "administer operators (auth grant, auth revoke)",
+    Permission.AUDIT: "audit and compliance read-outs",
+}
+
+
+# -- rotation ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SecretRotation:
+    environment: str
+    service: str
+    name: str
+    kind: str  # external | generated | none
+    last_rotation: datetime | None
+    due: datetime | None
+    status: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.environment}/{self.service}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RotationStatus:
+    as_of: datetime
+    secrets: list[SecretRotation]
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.secrets if s.status == status)
+
+    @property
+    def last_rotation(self) -> datetime | None:
+        return max(
+            (s.last_rotation for s in self.secrets if s.last_rotation and s.status != EXEMPT),
+            default=None,
+        )
+
+    @property
+    def next_due(self) -> datetime | None:
+        return min((s.due for s in self.secrets if s.due is not None), default=None)
+
+    @property
+    def compliant(self) -> bool:
+        return self.count(OVERDUE) == 0
+
+    @property
+    def status_line(self) -> str:
+        rotating = [s for s in self.secrets if s.status != EXEMPT]
+        if not rotating:
+            return "Compliant (no secrets that need rotation)"
+        overdue, soon = self.count(OVERDUE), self.count(DUE_SOON)
+        if overdue:
+            text = f"Non-compliant: {overdue} of {len(rotating)} overdue"
+            return text + (f", {soon} due soon" if soon else "")
+        if soon:
+            return f"Compliant, {soon} of {len(rotating)} due within the warning period"
+        return f"Compliant ({len(rotating)} of {len(rotating)} within policy)"
+
+    def worst(self, limit: int = 5) -> list[SecretRotation]:
+        """The secrets most in need of rotation: overdue, then due soon, soonest first."""
+        urgent = [s for s in self.secrets if s.status in (OVERDUE, DUE_SOON) and s.due]
+        return sorted(urgent, key=lambda s: (s.due, s.address))[:limit]
+
+    def as_json(self) -> dict[str, Any]:
+        last, due = self.last_rotation, self.next_due
+        return {
+            "as_of": iso(self.as_of),
+            "last_rotation": iso(last) if last else None,
+            "next_rotation_due": iso(due) if due else None,
+            "compliance_status": self.status_line,
+            "compliant": self.compliant,
+            "counts": {s: self.count(s) for s in STATUSES},
+            "attention": [
+                {
+                    "secret": s.address,
+                    "due": iso(s.due) if s.due else None,
+                    "status": s.status,
+                }
+                for s in self.worst()
+            ],
+        }
+
+
+def assess(row: SecretRow, catalogue: Catalogue, as_of: datetime) -> SecretRotation:
+    spec = catalogue.lookup(row.service, row.name)
+    kind = spec.rotation if spec is not None else "external"
+    days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
+    warning = spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS
+    last = parse_iso(row.last_rotation) if row.last_rotation else None
+    due: datetime | None = None
+    if kind == "none":
+        status = EXEMPT
+    elif last is None:
+        status = NEVER_ROTATED
+    else:
+        due = last + timedelta(days=days)
+        if as_of >= due:
+            status = OVERDUE
+        elif as_of >= due - timedelta(days=warning):
+            status = DUE_SOON
+        else:
+            status = OK
+    return SecretRotation(row.environment, row.service, row.name, kind, last, due, status)
+
+
+def rotation_status(
+    rows: Iterable[SecretRow], catalogue: Catalogue, as_of: datetime
+) -> RotationStatus:
+    """Rotation status of the live secrets in `rows` (from `Views.secrets()`) at `as_of`."""
+    return RotationStatus(
+        as_of, [assess(r, catalogue, as_of) for r in rows if not r.deleted and r.current_version]
+    )
+
+
+# -- access ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccessStatus:
+    operator: str | None
+    role: str | None
+    via: str | None  # session | token
+    expires_at: datetime | None
+    permissions: list[Permission] = field(default_factory=list)
+    reason: str = ""  # why the caller is not a senior-engineer, when it is not
+
+    @property
+    def granted(self) -> bool:
+        return self.role == SENIOR
+
+    @property
+    def headline(self) -> str:
+        if self.granted:
+            return f"Access granted - {self.operator} ({self.role})"
+        return DENIED_HEADLINE
+
+    @property
+    def may(self) -> list[str]:
+        return [PERMISSION_TEXT[p] for p in Permission if p in self.permissions]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "granted": self.granted,
+            "headline": self.headline,
+            "operator": self.operator,
+            "role": self.role,
+            "via": self.via,
+            "expires_at": iso(self.expires_at) if self.expires_at else None,
+            "permissions": [p.value for p in Permission if p in self.permissions],
+            "may": self.may,
+            "reason": self.reason or None,
+        }
+
+
+def access_status(ledger: SecretsLedger, cred: Credential) -> AccessStatus:
+    """Who the caller is and what it may do. Proves the session without recording anything."""
+    principal, reason = ledger.whoami(cred)
+    if principal is None:
+        return AccessStatus(None, None, None, None, [], reason)
+    allowed = sorted(POLICY.get(principal.role, frozenset()), key=list(Permission).index)
+    why = "" if principal.role == SENIOR else f"role {principal.role} is read-only"
+    return AccessStatus(
+        principal.operator,
+        principal.role,
+        "session" if principal.session_id else "token",
+        principal.expires_at,
+        allowed,
+        why,
+    )
+
+
+# -- the whole screen --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    generated_at: datetime
+    access: AccessStatus
+    rotation: RotationStatus
+    recent: list[AuditRow]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "generated_at": iso(self.generated_at),
+            "access": self.access.as_json(),
+            "rotation": self.rotation.as_json(),
+            "recent": [
+                {
+                    "timestamp": r.timestamp,
+                    "code": r.code,
+                    "operator": r.operator,
+                    "action": r.action,
+                    "target": r.target or None,
+                    "outcome": r.outcome,
+                }
+                for r in self.recent
+            ],
+        }
+
+
+def snapshot(
+    ledger: SecretsLedger,
+    cred: Credential,
+    views: Views,
+    catalogue: Catalogue,
+    as_of: datetime,
+    recent: int = RECENT_ROWS,
+) -> Dashboard:
+    """One consistent look: views caught up first, so rotation and logs agree with the log."""
+    views.catch_up()
+    return Dashboard(
+        generated_at=as_of,
+        access=access_status(ledger, cred),
+        rotation=rotation_status(views.secrets(), catalogue, as_of),
+        recent=views.audit(limit=recent, newest_first=True),
+    )

@@ -1,0 +1,305 @@
+"""The ledger's full state as of any past position: a pure fold over the event log.
+
+The fold state is plain JSON-able data, so that it can be saved now and then (every
+`SAVE_EVERY` positions, in views.sqlite) and a later replay can start from the nearest saved
+state instead of from the first event. Saved states are a cache: `secrets projections rebuild`
+drops them, and a replay never trusts one beyond the position it was taken at.
+
+"As of T" means every event up to the last position whose timestamp is at or before T. Events
+carry the writer's clock, so on hosts with skewed clocks timestamps need not rise with positions;
+positions are the ledger's own order and are what a replay is cut at.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.persistence import MapperDeserialisationError
+
+from projections.timefmt import iso, parse_iso
+
+if TYPE_CHECKING:
+    from ledger.application import SecretsLedger
+
+State = dict[str, Any]
+SAVE_EVERY = 10_000
+PAGE = 2000
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS replay_checkpoints "
+    "(position INTEGER PRIMARY KEY, state TEXT NOT NULL)"
+)
+
+
+def empty() -> State:
+    return {"position": 0, "timestamp": None, "retention": None, "secrets": {}, "operators": {}}
+
+
+def apply(state: State, position: int, event: Any) -> None:
+    """Fold one domain event into `state` (in place)."""
+    kind = type(event).__qualname__
+    oid = event.originator_id.hex
+    ts = iso(event.timestamp)
+    state["position"] = position
+    state["timestamp"] = ts
+    secrets: dict[str, Any] = state["secrets"]
+    operators: dict[str, Any] = state["operators"]
+    if kind == "LedgerSettings.Initialized" or kind == "LedgerSettings.RetentionChanged":
+        state["retention"] = event.retention
+    elif kind == "Secret.Registered":
+        secrets[oid] = {
+            "environment": event.environment,
+            "service": event.service,
+            "name": event.name,
+            "current_version": 0,
+            "fingerprint": None,
+            "last_rotation": None,
+            "last_change": ts,
+            "operator": event.operator,
+            "reason": None,
+            "deleted": False,
+            "destroyed": False,
+            "retained": [],
+            "born": {},  # version -> when its value was first introduced
+        }
+    elif kind.startswith("Secret.") and oid in secrets:
+        secret = secrets[oid]
+        secret["last_change"] = ts
+        secret["operator"] = event.operator
+        if kind == "Secret.VersionAdded":
+            # A rollback restores an old value: its age runs from that value's birth.
+            born = ts
+            if event.rolled_back_from is not None:
+                born = secret["born"].get(str(event.rolled_back_from), ts)
+            secret["born"][str(event.version)] = born
+            secret.update(
+                current_version=event.version,
+                fingerprint=event.fingerprint,
+                last_rotation=born,
+                reason=event.reason,
+                deleted=False,
+                destroyed=False,
+            )
+            secret["retained"] = sorted({*secret["retained"], event.version})
+        elif kind == "Secret.VersionPruned":
+            secret["retained"] = [n for n in secret["retained"] if n != event.version]
+        elif kind == "Secret.Deleted":
+            secret["deleted"] = True
+        elif kind == "Secret.Restored":
+            secret["deleted"] = False
+        elif kind == "Secret.Destroyed":
+            gone = set(event.versions)
+            secret["retained"] = [n for n in secret["retained"] if n not in gone]
+            secret["deleted"] = secret["destroyed"] = True
+    elif kind == "Operator.Registered":
+        operators[oid] = {"name": event.name, "role": event.role, "sessions": {}}
+    elif kind.startswith("Operator.") and oid in operators:
+        operator = operators[oid]
+        if kind == "Operator.RoleGranted":
+            operator["role"] = event.role
+        elif kind == "Operator.Revoked":
+            operator["role"] = None
+        elif kind == "Operator.SessionOpened":
+            operator["sessions"][event.session_id] = {
+                "opened_at": ts,
+                "expires_at": iso(event.expires_at),
+                "host": event.host,
+            }
+        elif kind == "Operator.SessionClosed":
+            operator["sessions"].pop(event.session_id, None)
+
+
+class Replayer:
+    """Replays the log up to a position, starting from the nearest saved fold state."""
+
+    def __init__(self, ledger: SecretsLedger, db: sqlite3.Connection | None = None) -> None:
+        self.ledger = ledger
+        self.db = db
+        if db is not None:
+            db.execute(SCHEMA)
+
+    def _nearest(self, position: int) -> State:
+        if self.db is None:
+            return empty()
+        row = self.db.execute(
+            "SELECT state FROM replay_checkpoints WHERE position <= ? "
+            "ORDER BY position DESC LIMIT 1",
+            (position,),
+        ).fetchone()
+        if row is None:
+            return empty()
+        loaded: State = json.loads(row[0])
+        return loaded
+
+    def _save(self, state: State) -> None:
+        if self.db is not None:
+            self.db.execute(
+                "INSERT OR IGNORE INTO replay_checkpoints (position, state) VALUES (?, ?)",
+                (state["position"], json.dumps(state, sort_keys=True)),
+            )
+
+    def events(self, start: int, stop: int | None) -> Iterator[tuple[int, Any]]:
+        """(position, domain event) after `start` up to `stop` (inclusive); undecodable
+        events are skipped (`secrets audit verify` reports them)."""
+        recorder = self.ledger.recorder
+        while True:
+            page = recorder.select_notifications(
+                start=start, limit=PAGE, stop=stop, inclusive_of_start=False
+            )
+            if not page:
+                return
+            for n in page:
+                try:
+                    yield n.id, self.ledger.mapper.to_domain_event(n)
+                except MapperDeserialisationError:
+                    continue
+            start = page[-1].id
+
+    def at_position(self, position: int) -> State:
+        state = self._nearest(position)
+        for at, event in self.events(state["position"], position):
+            apply(state, at, event)
+            if at % SAVE_EVERY == 0:
+                self._save(state)
+        return state
+
+    def position_at(self, when: datetime) -> int:
+        """The last position whose event timestamp is at or before `when` (0 if none)."""
+        found = 0
+        for at, event in self.events(0, None):
+            if event.timestamp <= when:
+                found = at
+        return found
+
+    def at_time(self, when: datetime) -> State:
+        return self.at_position(self.position_at(when))
+
+
+def snapshot(state: State, as_of: datetime | None = None) -> dict[str, Any]:
+    """The state as a stable document: sorted lists, short fingerprints, open sessions only."""
+    moment = as_of or (parse_iso(state["timestamp"]) if state["timestamp"] else None)
+    secrets = sorted(
+        (
+            {
+                "environment": s["environment"],
+                "service": s["service"],
+                "name": s["name"],
+                "current_version": s["current_version"],
+                "fingerprint": (s["fingerprint"] or "")[:12],
+                "last_rotation": s["last_rotation"],
+                "last_change": s["last_change"],
+                "status": "destroyed"
+                if s["destroyed"]
+                else "deleted"
+                if s["deleted"]
+                else "active",
+                "retained_versions": list(s["retained"]),
+            }
+            for s in state["secrets"].values()
+            if s["current_version"] > 0
+        ),
+        key=lambda s: (s["environment"], s["service"], s["name"]),
+    )
+    operators = sorted(
+        ({"name": o["name"], "role": o["role"]} for o in state["operators"].values()),
+        key=lambda o: o["name"],
+    )
+    sessions = sorted(
+        (
+            {
+                "operator": o["name"],
+                "session": sid[:8],
+                "opened_at": s["opened_at"],
+                "expires_at": s["expires_at"],
+                "host": s["host"],
+            }
+            for o in state["operators"].values()
+            for sid, s in o["sessions"].items()
+            if moment is None or parse_iso(s["expires_at"]) > moment
+        ),
+        key=lambda s: (s["operator"], s["opened_at"], s["session"]),
+    )
+    return {
+        "position": state["position"],
+        "timestamp": state["timestamp"],
+        "as_of": iso(moment) if moment else None,
+        "retention": state["retention"],
+        "secrets": secrets,
+        "operators": operators,
+        "sessions": sessions,
+    }
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed between two snapshots: secrets, roles, sessions."""
+
+    def key(s: dict[str, Any]) -> str:
+        return f"{s['environment']}/{s['service']}/{s['name']}"
+
+    old = {key(s): s for s in before["secrets"]}
+    new = {key(s): s for s in after["secrets"]}
+    secrets: list[dict[str, Any]] = []
+    for address in sorted(old.keys() | new.keys()):
+        a, b = old.get(address), new.get(address)
+        if a == b:
+            continue
+        change = "added" if a is None else "removed" if b is None else "changed"
+        fields = {
+            f: {"from": a.get(f) if a else None, "to": b.get(f) if b else None}
+            for f in ("current_version", "fingerprint", "status", "last_rotation")
+            if (a or {}).get(f) != (b or {}).get(f)
+        }
+        secrets.append({"secret": address, "change": change, "fields": fields})
+    roles_before = {o["name"]: o["role"] for o in before["operators"]}
+    roles_after = {o["name"]: o["role"] for o in after["operators"]}
+    operators = [
+        {"operator": name, "from": roles_before.get(name), "to": roles_after.get(name)}
+        for name in sorted(roles_before.keys() | roles_after.keys())
+        if roles_before.get(name) != roles_after.get(name)
+    ]
+    sessions_before = {(s["operator"], s["session"]) for s in before["sessions"]}
+    sessions_after = {(s["operator"], s["session"]) for s in after["sessions"]}
+    return {
+        "from": {"position": before["position"], "as_of": before["as_of"]},
+        "to": {"position": after["position"], "as_of": after["as_of"]},
+        "secrets": secrets,
+        "operators": operators,
+        "sessions_opened": [
+            {"operator": o, "session": s} for o, s in sorted(sessions_after - sessions_before)
+        ],
+        "sessions_ended": [
+            {"operator": o, "session": s} for o, s in sorted(sessions_before - sessions_after)
+        ],
+    }
+
+
+def who_can(doc: dict[str, Any], environment: str, service: str, name: str) -> dict[str, Any]:
+    """Who could read or change one secret in a snapshot. Access is by role alone (see
+    ledger/policy.py), so this is every operator whose role then allowed it."""
+    from ledger.policy import Permission, allows
+
+    found = next(
+        (
+            s
+            for s in doc["secrets"]
+            if (s["environment"], s["service"], s["name"]) == (environment, service, name)
+        ),
+        None,
+    )
+    holders = []
+    for o in doc["operators"]:
+        can = [p.value for p in (Permission.READ, Permission.MANAGE) if allows(o["role"], p)]
+        if can:
+            holders.append({"operator": o["name"], "role": o["role"], "can": can})
+    return {
+        "secret": f"{environment}/{service}/{name}",
+        "position": doc["position"],
+        "as_of": doc["as_of"],
+        "exists": found is not None,
+        "status": found["status"] if found else None,
+        "operators": holders,
+    }

@@ -1,0 +1,241 @@
+"""The compliance projection over the ledger's history, and the values-file reader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from commands.values_file import load_values
+from ledger.address import SecretAddress
+from ledger.application import SecretsLedger
+from ledger.catalogue import load_catalogue
+from ledger.config import open_ledger
+from ledger.context import frozen_clock
+from ledger.credentials import Credential
+from ledger.errors import ValidationFailed
+from ledger.rotation import Rotator
+from projections.compliance import compliance, parse_as_of
+from tests.fakes import FlakyKeyring
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+BUN = SecretAddress("production", "nexus", "mcp.bun.apiKey")
+DBPW = SecretAddress("production", "database", "database.password")
+CHAT = SecretAddress("staging", "telegram", "telegram.chat.id")
+BUN_KEY = "sk-" + "a1B2" * 12
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, days: float) -> None:
+        self.now = T0 + timedelta(days=days)
+
+
+@pytest.fixture()
+def clock() -> Iterator[Clock]:
+    c = Clock()
+    with frozen_clock(c):
+        yield c
+
+
+@pytest.fixture()
+def ledger(tmp_path: Path, clock: Clock) -> Iterator[SecretsLedger]:
+    app = open_ledger(tmp_path / "home", create=True, backend=FlakyKeyring())
+    yield app
+    app.close()
+
+
+@pytest.fixture()
+def alice(ledger: SecretsLedger) -> Credential:
+    issued = ledger.initialize("alice")
+    assert issued is not None
+    return Credential(token=issued.token)
+
+
+def day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def test_the_past_is_evaluated_from_the_history_as_it_stood(
+    ledger: SecretsLedger, alice: Credential, clock: Clock
+) -> None:
+    catalogue = load_catalogue(None)
+    ledger.write(alice, BUN, BUN_KEY)
+    ledger.write(alice, DBPW, "p" * 40)
+    ledger.write(alice, CHAT, "-1001234567")
+    clock.at(50)
+    Rotator(ledger).rotate(alice, DBPW)
+    clock.at(80)
+    ledger.delete(alice, BUN)
+
+    before = compliance(ledger, catalogue, day(-1))
+    assert before.secrets == [] and before.header()[1:4] == [
+        "Last Rotation: Never",
+        "Next Rotation Due: N/A",
+        "Compliance Status: never rotated",
+    ]
+
+    early = compliance(ledger, catalogue, day(10))
+    assert [str(a.address) for a in early.secrets] == [str(DBPW), str(BUN), str(CHAT)]
+    assert [a.version for a in early.secrets] == [1, 1, 1]
+    assert early.last_rotation == T0 and early.next_due == day(90)
+    assert early.status_line == "Compliant" and early.compliant
+
+    middle = compliance(ledger, catalogue, day(55))
+    db = middle.secrets[0]
+    assert (db.version, db.last_rotation, db.status) == (2, day(50), "ok")
+    assert middle.last_rotation == day(50)
+
+    # Day 79: BUN (written on day 0) is due soon; from day 80 it is deleted and not counted.
+    assert compliance(ledger, catalogue, day(79)).status_line == "1 due soon"
+    assert compliance(ledger, catalogue, day(79)).compliant
+    late = compliance(ledger, catalogue, day(85))
+    assert [str(a.address) for a in late.secrets] == [str(DBPW), str(CHAT)]
+    assert late.status_line == "Compliant"
+
+    future = compliance(ledger, catalogue, day(200))
+    assert future.status_line == "1 overdue" and not future.compliant
+    assert [a.status for a in future.secrets] == ["overdue", "exempt"]
+    assert compliance(ledger, catalogue, day(200), environment="staging").compliant
+
+
+def test_header_table_and_json_shapes(ledger: SecretsLedger, alice: Credential) -> None:
+    ledger.write(alice, BUN, BUN_KEY)
+    ledger.write(alice, SecretAddress("production", "team", "custom.key"), "whatever")
+    report = compliance(ledger, load_catalogue(None), day(80))
+    assert report.header() == [
+        "Secrets Rotation Status",
+        "Last Rotation: 2026-01-01T12:00:00.000Z",
+        "Next Rotation Due: 2026-04-01T12:00:00.000Z",
+        "Compliance Status: 2 due soon",
+        "Rotation Schedule: not installed",
+    ]
+    assert report.rows()[0] == [
+        "production/nexus/mcp.bun.apiKey",
+        "external",
+        "2026-01-01T12:00:00.000Z",
+        "80d",
+        "2026-04-01T12:00:00.000Z",
+        "due-soon",
+    ]
+    assert report.rows()[1][1] == "external*"  # not in the catalogue
+    doc = report.as_json()
+    assert doc["counts"]["due-soon"] == 2 and doc["compliant"] is True
+    assert doc["secrets"][0]["age_days"] == 80.0
+    assert BUN_KEY not in str(doc)
+
+
+def test_schedule_and_its_last_run_are_read_from_events(
+    ledger: SecretsLedger, alice: Credential, clock: Clock
+) -> None:
+    ledger.write(alice, DBPW, "p" * 40)
+    rotator = Rotator(ledger)
+    rotator.record_schedule(alice, "installed", "03:15", "marker")
+    clock.at(1)
+    rotator.rotate_batch(alice, "all", trigger="schedule")
+    report = compliance(ledger, load_catalogue(None), day(2))
+    assert report.schedule.installed and report.schedule.at == "03:15"
+    assert report.schedule.last_run is not None and report.schedule.last_run.complete
+    assert report.header()[4].startswith("Rotation Schedule: daily at 03:15 on ")
+    assert "complete, 1 rotated" in report.header()[4]
+    # Before the run, the schedule was installed but had never run.
+    assert report.header()[4] != compliance(ledger, load_catalogue(None), day(0.5)).header()[4]
+    assert "never ran" in compliance(ledger, load_catalogue(None), day(0.5)).header()[4]
+    clock.at(3)
+    rotator.record_schedule(alice, "removed", None, "marker")
+    assert not compliance(ledger, load_catalogue(None), day(4)).schedule.installed
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-03-01", datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2026-03-01T12", datetime(2026, 3, 1, 12, 59, 59, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00", datetime(2026, 3, 1, 12, 0, 59, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00Z", datetime(2026, 3, 1, 12, 0, 0, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.123Z", datetime(2026, 3, 1, 12, 0, 0, 123999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.5z", datetime(2026, 3, 1, 12, 0, 0, 599999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.000001", datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC)),
+        (
+            "2026-03-01T14:00:00+02:00",
+            datetime(2026, 3, 1, 14, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2))),
+        ),
+        ("2026-03-01 12:00", datetime(2026, 3, 1, 12, 0, 59, 999999, tzinfo=UTC)),
+    ],
+)
+def test_as_of_accepts_iso_dates_and_datetimes(text: str, expected: datetime) -> None:
+    assert parse_as_of(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "yesterday", "2026-13-01", "2026-02-30", "01/03/2026", "2026-03-01T25:00"]
+)
+def test_as_of_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        parse_as_of(text)
+    assert refused.value.rule == "as-of"
+
+
+# -- values files ------------------------------------------------------------------------------
+
+
+def test_values_files_in_three_formats(tmp_path: Path) -> None:
+    toml = tmp_path / "v.toml"
+    toml.write_text(
+        '"production/nexus/mcp.bun.apiKey" = "sk-1"\n'
+        "[staging.database]\n"
+        '"database.password" = "p#w=\\"x"\n'
+    )
+    assert load_values(toml) == {
+        BUN: "sk-1",
+        SecretAddress("staging", "database", "database.password"): 'p#w="x',
+    }
+    js = tmp_path / "v.json"
+    js.write_text('{"production": {"nexus": {"mcp.bun.apiKey": "sk-2"}}}')
+    assert load_values(js) == {BUN: "sk-2"}
+    env = tmp_path / "v.env"
+    env.write_text(
+        "# new values\n"
+        "export production/nexus/mcp.bun.apiKey=sk-3#kept # a comment\n"
+        "production/database/database.password='single $quoted'\n"
+        'staging/telegram/telegram.chat.id="-100\\"5"\n'
+    )
+    assert load_values(env) == {
+        BUN: "sk-3#kept",
+        SecretAddress("production", "database", "database.password"): "single $quoted",
+        CHAT: '-100"5',
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("v.toml", '"production/nexus" = "TOPSECRET1"\n', "not an address"),
+        ("v.toml", '"production/nexus/x" = 5\n', "must be a string"),
+        ("v.toml", "production = TOPSECRET1\n", "not valid TOML"),
+        ("v.json", '{"production/nexus/x": "TOPSECRET1", "production/nexus/x": "b"}', "twice"),
+        ("v.json", '["TOPSECRET1"]', "one object"),
+        ("v.json", '{"a": "TOPSECRET1"', "not valid JSON"),
+        ("v.env", "production/nexus/x TOPSECRET1\n", "line 1"),
+        ("v.env", 'production/nexus/x="TOPSECRET1\n', "unterminated"),
+        ("v.env", "a/b/c=TOPSECRET1\na/b/c=TOPSECRET2\n", "twice"),
+        ("v.env", "Prod/nexus/x=TOPSECRET1\n", "environment"),
+    ],
+)
+def test_bad_values_files_never_show_a_value(
+    tmp_path: Path, name: str, content: str, problem: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValidationFailed) as refused:
+        load_values(path)
+    assert problem in str(refused.value)
+    assert "TOPSECRET" not in str(refused.value)
+    assert refused.value.__context__ is None or "TOPSECRET" not in str(refused.value.__context__)

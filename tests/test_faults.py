@@ -1,0 +1,373 @@
+"""Faults in the parts the ledger builds on: a keychain that fails or locks midway, a ledger
+held by another writer past the lock timeout, a full disk. Each must end in a clear error and
+exit code, with nothing half-written and the chain intact."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ledger.address import SecretAddress
+from ledger.application import SecretsLedger, entry_name
+from ledger.chain import verify
+from ledger.config import open_ledger
+from ledger.credentials import Credential
+from ledger.errors import KeychainUnavailable, LedgerUnavailable
+from ledger.operator import Operator, operator_id
+from ledger.secret import Secret
+from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger
+from tests.fakes import FlakyKeyring
+
+
+def _chain_ok(app: SecretsLedger) -> None:
+    report, _ = verify(app.recorder.iter_rows(), app.recorder.iter_links())  # type: ignore[attr-defined]
+    assert report.ok, report.fault
+
+
+def _value() -> str:
+    return "sk-fault-" + secrets.token_urlsafe(24)
+
+
+@pytest.fixture()
+def keychain() -> FlakyKeyring:
+    return FlakyKeyring()
+
+
+@pytest.fixture()
+def app(tmp_path: Path, keychain: FlakyKeyring) -> Iterator[SecretsLedger]:
+    found = open_ledger(tmp_path / "home", create=True, backend=keychain)
+    yield found
+    found.close()
+
+
+def _senior(app: SecretsLedger) -> Credential:
+    issued = app.initialize("alice")
+    assert issued is not None
+    return Credential(token=issued.token)
+
+
+# -- in-process: the keychain ---------------------------------------------------------------
+
+
+def test_keychain_failing_midway_through_many_secrets_leaves_no_half_write(
+    app: SecretsLedger, keychain: FlakyKeyring
+) -> None:
+    alice = _senior(app)
+    addresses = [SecretAddress("production", "nexus", f"batch.key{n}") for n in range(6)]
+    values = {a: _value() for a in addresses}
+    keychain.fail_sets_after = keychain.sets + 3
+    written: list[SecretAddress] = []
+    with pytest.raises(KeychainUnavailable, match="keychain error"):
+        for a in addresses:
+            app.write(alice, a, values[a])
+            written.append(a)
+    assert written == addresses[:3]
+    keychain.fail_sets_after = None
+    for a in addresses:
+        found = app._load_secret(a)
+        if a in written:
+            assert app.read(alice, a)[1] == values[a]
+        else:
+            assert found is None or not found.versions  # no event for an unwritten value
+    assert app.doctor(alice).healthy
+    _chain_ok(app)
+    for a in addresses[3:]:  # the operator re-runs the batch: it completes
+        app.write(alice, a, values[a])
+    assert app.doctor(alice).healthy
+
+
+def test_keychain_locked_before_a_write_records_nothing(
+    app: SecretsLedger, keychain: FlakyKeyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = _senior(app)
+    address = SecretAddress("production", "nexus", "locked.key")
+    app.write(alice, address, _value())
+    events = app.recorder.max_notification_id()
+
+    def locked(*_: object) -> None:
+        raise RuntimeError("Keyring is locked")
+
+    monkeypatch.setattr(keychain, "get_password", locked)
+    with pytest.raises(KeychainUnavailable, match="locked"):
+        app.write(alice, address, _value())
+    monkeypatch.undo()
+    assert app.recorder.max_notification_id() == events
+    assert app.history(alice, address).current_version == 1
+
+
+def test_keychain_failing_during_destroy_reports_leftovers_until_repaired(
+    app: SecretsLedger, keychain: FlakyKeyring
+) -> None:
+    alice = _senior(app)
+    address = SecretAddress("production", "nexus", "doomed.key")
+    for _ in range(3):
+        app.write(alice, address, _value())
+    keychain.fail_deletes = True
+    _, leftovers = app.destroy(alice, address)
+    assert len(leftovers) == 3  # told to the operator, not hidden
+    keychain.fail_deletes = False
+    report = app.doctor(alice)
+    assert report.missing_values == [] and len(report.leftovers) == 3
+    assert len(app.doctor(alice, repair=True).repaired) == 3
+    assert app.doctor(alice).healthy
+    _chain_ok(app)
+
+
+def test_an_error_after_commit_keeps_the_value(
+    app: SecretsLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events can be committed before save() fails (here: snapshotting after the insert).
+    Deleting the value on that failure would leave an event without its value."""
+    alice = _senior(app)
+    address = SecretAddress("production", "nexus", "late.failure")
+    value = _value()
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("failed after commit")
+
+    monkeypatch.setattr(app, "_take_snapshots", broken)
+    with pytest.raises(RuntimeError):
+        app.write(alice, address, value)
+    monkeypatch.undo()
+    assert app.read(alice, address)[1] == value
+    assert app.doctor(alice).healthy
+
+
+def test_the_fiftieth_event_snapshot_loses_no_value(
+    app: SecretsLedger, keychain: FlakyKeyring
+) -> None:
+    """Regression: a Secret's snapshot (every 50 events) failed to encode its `Version`
+    records after the events were committed, and the write path then deleted the value."""
+    alice = _senior(app)
+    address = SecretAddress("production", "nexus", "busy.key")
+    values = [_value() for _ in range(40)]  # 40 versions + 30 prunes: past event 50
+    for value in values:
+        app.write(alice, address, value)
+    token = app.grant(alice, "bob", "engineer").token
+    for _ in range(30):  # Operator snapshots hold `Session` records
+        app.login("bob", token)
+    reopened = open_ledger(app.home, backend=keychain)
+    secret = reopened.repository.get(address.id)
+    assert isinstance(secret, Secret) and secret.version > 50
+    assert sorted(secret.versions) == list(range(1, 41))
+    for n in range(31, 41):
+        assert reopened.read(alice, address, n)[1] == values[n - 1]
+    bob = reopened.repository.get(operator_id("bob"))
+    assert isinstance(bob, Operator) and len(bob.sessions) == 30
+    with sqlite3.connect(app.home / "ledger.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM stored_snapshots").fetchone()[0] >= 1
+    assert reopened.doctor(alice).healthy
+
+
+def test_an_unwritable_intent_journal_refuses_the_write(app: SecretsLedger) -> None:
+    alice = _senior(app)
+    address = SecretAddress("production", "nexus", "nojournal.key")
+    (app.home / "pending").mkdir(exist_ok=True)
+    os.rmdir(app.home / "pending")
+    (app.home / "pending").write_text("a file where the journal directory belongs")
+    with pytest.raises(LedgerUnavailable, match="pending keychain write"):
+        app.write(alice, address, _value())
+    assert app._load_secret(address) is None
+
+
+# -- through the CLI: a locked ledger ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _held_exclusively(db: Path) -> Iterator[None]:
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_a_ledger_locked_past_the_timeout_is_a_clear_error(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Q7x" * 16)
+    before = ledger.secret_events()
+    value = _value()
+    with _held_exclusively(ledger.home / "ledger.sqlite"):
+        started = time.monotonic()
+        result = ledger.run(
+            "set",
+            "--service",
+            "nexus",
+            "--name",
+            "mcp.bun.apiKey",
+            "--value-stdin",
+            input=value,
+            env={"SECRETS_LEDGER_LOCK_TIMEOUT": "1"},
+        )
+        waited = time.monotonic() - started
+        got = ledger.run(
+            "get",
+            "--service",
+            "nexus",
+            "--name",
+            "mcp.bun.apiKey",
+            env={"SECRETS_LEDGER_LOCK_TIMEOUT": "1"},
+        )
+    assert result.returncode == 1, result.stderr
+    assert "locked by another writer (waited 1 s)" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert waited < 9  # the configured second, not the default ten
+    # A read that cannot be recorded is not served.
+    assert got.returncode == 1 and got.stdout == "" and "locked" in got.stderr
+    assert ledger.secret_events() == before
+    assert ledger.run("doctor").returncode == 0  # the value was removed again
+    assert not list((ledger.home / "pending").glob("*.intent"))
+    bad = ledger.run("list", env={"SECRETS_LEDGER_LOCK_TIMEOUT": "soon"})
+    assert bad.returncode == 5 and "SECRETS_LEDGER_LOCK_TIMEOUT" in bad.stderr
+
+
+# -- through the CLI: a full disk ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, size: str) -> Iterator[Path]:
+    path.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+def _relocated(ledger: Ledger, home: Path) -> Ledger:
+    """The same ledger (and session) copied to `home`."""
+    shutil.copytree(ledger.home, home, dirs_exist_ok=True)
+    factory = ledger.backend_factory
+    if (home / "vault.enc").exists():
+        from ledger.vault.encrypted_file import EncryptedFileKeyring
+
+        def factory() -> EncryptedFileKeyring:
+            return EncryptedFileKeyring(
+                path=str(home / "vault.enc"), passphrase=FILE_VAULT_PASSPHRASE
+            )
+
+    return replace(
+        ledger,
+        home=home,
+        env={**ledger.env, "SECRETS_LEDGER_HOME": str(home)},
+        backend_factory=factory,
+        _ledger=None,
+    )
+
+
+def _fill(directory: Path, leave: int) -> Path:
+    filler = directory / "filler"
+    free = shutil.disk_usage(directory).free
+    with filler.open("wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_the_ledger_whole(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Q7x" * 16)
+    with _tmpfs(tmp_path / "small", "8m") as mounted:
+        small = _relocated(ledger, mounted / "home")
+        filler = _fill(mounted, leave=120 * 1024)
+        outcomes: list[int] = []
+        written: dict[int, str] = {}
+        for n in range(60):
+            value = _value() + "x" * 6000
+            result = small.run(
+                "set",
+                "--service",
+                "nexus",
+                "--name",
+                f"disk.key{n}",
+                "--value-stdin",
+                input=value,
+            )
+            assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+            outcomes.append(result.returncode)
+            if result.returncode == 0:
+                written[n] = value
+            else:
+                assert result.returncode in (1, 8), result.stderr
+                assert "space" in result.stderr or "full" in result.stderr, result.stderr
+                if len(outcomes) - len(written) >= 3:
+                    break
+        assert written, outcomes  # something fit before the disk filled
+        assert any(code != 0 for code in outcomes), "the disk never filled"
+        filler.unlink()
+        app = small._app()
+        cred = Credential(token=small.token)
+        report = app.doctor(cred)
+        assert report.missing_values == [], "an event refers to a value that is gone"
+        app.doctor(cred, repair=True)
+        assert app.doctor(cred).healthy
+        _chain_ok(app)
+        for n, value in written.items():
+            assert app.read(cred, SecretAddress("default", "nexus", f"disk.key{n}"))[1] == value
+        unwritten = next(n for n in range(60) if n not in written)
+        again = small.run(
+            "set",
+            "--service",
+            "nexus",
+            "--name",
+            f"disk.key{unwritten}",
+            "--value-stdin",
+            input=_value(),
+        )
+        assert again.returncode == 0, again.stderr
+        app.close()
+
+
+def test_a_full_disk_under_the_event_store_refuses_cleanly(tmp_path: Path) -> None:
+    """The keychain has room, the event store does not: SQLite's "database or disk is full"."""
+    keychain = FlakyKeyring()
+    with _tmpfs(tmp_path / "small", "4m") as mounted:
+        app = open_ledger(mounted / "home", create=True, backend=keychain)
+        alice = _senior(app)
+        filler = _fill(mounted, leave=64 * 1024)
+        written: dict[SecretAddress, str] = {}
+        failure: LedgerUnavailable | None = None
+        for n in range(400):
+            address = SecretAddress("production", "nexus", f"full.key{n}")
+            value = _value() + "y" * 2000
+            try:
+                app.write(alice, address, value)
+            except LedgerUnavailable as exc:
+                failure = exc
+                break
+            written[address] = value
+        assert failure is not None and "full" in str(failure), failure
+        assert written, "nothing fitted before the disk filled"
+        stored = {u for (_, u) in keychain.entries if u.startswith("production/")}
+        assert len(stored) == len(written)  # the refused value was removed again
+        _chain_ok(app)
+        filler.unlink()
+        assert app.doctor(alice).healthy
+        for address, value in written.items():
+            assert app.read(alice, address)[1] == value
+        app.write(alice, SecretAddress("production", "nexus", "full.after"), _value())
+        app.close()
+
+
+def test_values_written_before_the_fault_keep_their_entry_names(app: SecretsLedger) -> None:
+    """Sanity for the entry names the fault tests compute."""
+    alice = _senior(app)
+    address = SecretAddress("production", "nexus", "names.key")
+    value = _value()
+    added = app.write(alice, address, value)
+    assert app.vault.get(entry_name(address, 1, added.fingerprint)) == value

@@ -1,0 +1,130 @@
+"""Values go to the keychain and to `get`'s stdout, nowhere else; the ledger's files are
+private from their first byte, and a ledger made readable by others is taken back."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from tests.clikit import Ledger
+
+NEXUS = ["--service", "nexus"]
+
+
+def _value(tag: str) -> str:
+    # Random and long: finding it anywhere cannot be chance, and no test constant can mask it.
+    return f"sk-{tag}-" + secrets.token_urlsafe(32)
+
+
+def _files(home: Path) -> list[Path]:
+    return [p for p in home.rglob("*") if p.is_file()]
+
+
+def test_values_written_through_every_path_leak_nowhere(ledger: Ledger, tmp_path: Path) -> None:
+    by_stdin, by_file, by_stdin_again = _value("stdin"), _value("file"), _value("again")
+    invalid = "not-a-bun-key-" + secrets.token_urlsafe(32)
+    values = [by_stdin, by_file, by_stdin_again, invalid]
+    outputs: list[str] = []  # stdout and stderr of every command except get's stdout
+    argvs: list[list[str]] = []
+
+    def run(*args: str, stdin: str | None = None, is_get: bool = False) -> None:
+        argvs.append(list(args))
+        result = ledger.run(*args, input=stdin)
+        assert "Traceback" not in result.stderr
+        outputs.append(result.stderr)
+        if not is_get:
+            outputs.append(result.stdout)
+        return None
+
+    name = ["--name", "mcp.openai.apiKey"]
+    run("set", *NEXUS, *name, "--value-stdin", stdin=by_stdin)
+    value_file = tmp_path / "value.txt"
+    value_file.write_text(by_file + "\n")
+    os.chmod(value_file, 0o600)
+    run("set", *NEXUS, *name, "--value-file", str(value_file))
+    value_file.unlink()
+    run("set", *NEXUS, *name, "--value-stdin", "--output", "json", stdin=by_stdin_again)
+    run("set", *NEXUS, "--name", "mcp.bun.apiKey", "--value-stdin", stdin=invalid)  # rejected
+    run("get", *NEXUS, *name, is_get=True)
+    run("get", *NEXUS, *name, "--version", "1", "--output", "json", is_get=True)
+    run("rollback", *NEXUS, *name, "--version", "1")
+    run("rollback", *NEXUS, *name, "--version", "2", "--output", "json")
+    run("versions", *NEXUS, *name)
+    run("versions", *NEXUS, *name, "--output", "json")
+    run("list")
+    run("list", "--output", "json")
+    run("doctor", "--output", "json")
+    run("delete", *NEXUS, *name)
+    run("restore", *NEXUS, *name)
+    run("auth", "whoami")
+    rejected = ledger.run("set", *NEXUS, "--name", "mcp.bun.apiKey", "--value-stdin", input=invalid)
+    assert rejected.returncode == 5
+
+    stored = {p.relative_to(ledger.home).as_posix(): p.read_bytes() for p in _files(ledger.home)}
+    assert {"ledger.sqlite", "views.sqlite", "session.json"} <= set(stored)
+    for value in values:
+        for label, raw in stored.items():
+            # vault.enc holds values sealed with AES-GCM: never their plaintext either.
+            assert value.encode() not in raw, f"value found in {label}"
+        for text in outputs:
+            assert value not in text
+        for argv in argvs:
+            assert all(value not in arg for arg in argv)
+    got = ledger.run("get", *NEXUS, *name)
+    assert got.stdout in {by_stdin, by_file, by_stdin_again}  # and get does print it
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_ledger_files_are_private_from_creation(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Q7x" * 16)
+    assert ledger.run("list").returncode == 0  # creates views.sqlite
+    home = ledger.home
+    assert _mode(home) == 0o700
+    expected = ["ledger.sqlite", "views.sqlite", "session.json"]
+    if (home / "vault.enc").exists():
+        expected.append("vault.enc")
+    for name in expected:
+        assert _mode(home / name) == 0o600, name
+    for path in _files(home):  # -wal, -shm, intents and anything else that appears
+        assert _mode(path) & 0o077 == 0, path.name
+    pending = home / "pending"
+    if pending.exists():
+        assert _mode(pending) == 0o700
+
+
+def test_sqlite_side_files_are_private_under_a_loose_umask(ledger: Ledger) -> None:
+    for name in ("ledger.sqlite-wal", "ledger.sqlite-shm"):
+        (ledger.home / name).unlink(missing_ok=True)
+    result = ledger.run("set", *NEXUS, "--name", "umask.key", "--value-stdin", input="v" * 30)
+    assert result.returncode == 0, result.stderr
+    for name in ("ledger.sqlite-wal", "ledger.sqlite-shm"):
+        path = ledger.home / name
+        if path.exists():
+            assert _mode(path) & 0o077 == 0, name
+
+
+def test_a_world_readable_ledger_is_repaired_with_a_warning(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Q7x" * 16)
+    os.chmod(ledger.home, 0o755)  # noqa: S103  (the fault under test)
+    os.chmod(ledger.home / "ledger.sqlite", 0o644)
+    result = ledger.run("list")
+    assert result.returncode == 0, result.stderr
+    assert "warning:" in result.stderr and "accessible by group or others" in result.stderr
+    assert "0755" in result.stderr and "0644" in result.stderr
+    assert _mode(ledger.home) == 0o700
+    assert _mode(ledger.home / "ledger.sqlite") == 0o600
+    quiet = ledger.run("list")
+    assert "warning" not in quiet.stderr  # repaired once, then silent
+
+
+def test_a_session_file_readable_by_others_is_refused_not_repaired(ledger: Ledger) -> None:
+    session = ledger.home / "session.json"
+    os.chmod(session, 0o644)
+    result = ledger.run("list")
+    assert result.returncode == 4 and "readable by others" in result.stderr
+    assert _mode(session) == 0o644

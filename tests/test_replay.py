@@ -1,0 +1,196 @@
+"""Replay as of any position equals the state the application itself had at that moment."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ledger import context
+from ledger.address import SecretAddress
+from ledger.config import open_ledger
+from ledger.credentials import Credential
+from ledger.errors import LedgerError
+from ledger.secret import Secret
+from ledger.vault.memory import MemoryKeyring
+from projections import replay
+from projections.replay import Replayer, snapshot
+from projections.timefmt import iso
+
+ADDRESSES = [
+    SecretAddress("production", "nexus", "a.apiKey"),
+    SecretAddress("production", "nexus", "b.apiKey"),
+    SecretAddress("staging", "github", "token"),
+]
+
+op = st.one_of(
+    st.tuples(st.just("set"), st.integers(0, 2), st.integers(0, 10**6)),
+    st.tuples(st.just("delete"), st.integers(0, 2), st.just(0)),
+    st.tuples(st.just("restore"), st.integers(0, 2), st.just(0)),
+    st.tuples(st.just("rollback"), st.integers(0, 2), st.integers(1, 4)),
+    st.tuples(st.just("destroy"), st.integers(0, 2), st.just(0)),
+    st.tuples(st.just("grant"), st.integers(0, 2), st.sampled_from(["engineer", "analyst"])),
+    st.tuples(st.just("login"), st.integers(0, 2), st.just(0)),
+)
+
+
+def _no_spec(value: str) -> None:
+    return None
+
+
+def expected_state(ledger: Any, operators: list[str], when: datetime) -> dict[str, Any]:
+    """What the aggregates say, in the shape of `replay.snapshot`."""
+    secrets = []
+    for address in ADDRESSES:
+        secret = ledger._load_secret(address)
+        if secret is None or not secret.versions:
+            continue
+        assert isinstance(secret, Secret)
+        current = secret.current
+        assert current is not None
+        secrets.append(
+            {
+                "environment": address.environment,
+                "service": address.service,
+                "name": address.name,
+                "current_version": secret.current_version,
+                "fingerprint": current.short_fingerprint,
+                "last_rotation": iso(secret.last_rotation) if secret.last_rotation else None,
+                "status": "destroyed"
+                if secret.destroyed
+                else "deleted"
+                if secret.deleted
+                else "active",
+                "retained_versions": secret.retained_versions,
+            }
+        )
+    people = []
+    sessions = []
+    for name in operators:
+        found = ledger._load_operator(name)
+        people.append({"name": name, "role": found.role})
+        sessions += [
+            (name, s.session_id[:8]) for s in found.sessions.values() if s.expires_at > when
+        ]
+    return {
+        "secrets": sorted(secrets, key=lambda s: (s["environment"], s["service"], s["name"])),
+        "operators": sorted(people, key=lambda o: o["name"]),
+        "sessions": sorted(sessions),
+    }
+
+
+def comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "secrets": [{k: v for k, v in s.items() if k != "last_change"} for s in doc["secrets"]],
+        "operators": doc["operators"],
+        "sessions": sorted((s["operator"], s["session"]) for s in doc["sessions"]),
+    }
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(ops=st.lists(op, min_size=1, max_size=18), pick=st.data())
+def test_replay_at_any_position_equals_the_recorded_state(ops: list[Any], pick: Any) -> None:
+    home = Path(tempfile.mkdtemp())
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    try:
+        with context.frozen_clock(lambda: clock[0]):
+            ledger = open_ledger(home, create=True, backend=MemoryKeyring())
+            ledger.checkpoint_every = 0
+            issued = ledger.initialize("alice")
+            cred = Credential(token=issued.token)
+            operators = ["alice"]
+            tokens = {"alice": issued.token}
+            recorded: list[tuple[int, datetime, dict[str, Any]]] = []
+            for kind, index, arg in ops:
+                clock[0] += timedelta(hours=3)
+                address = ADDRESSES[index]
+                try:
+                    if kind == "set":
+                        ledger.write(cred, address, f"value-{arg}-xxxxxxxx", spec_check=_no_spec)
+                    elif kind == "delete":
+                        ledger.delete(cred, address)
+                    elif kind == "restore":
+                        ledger.restore(cred, address)
+                    elif kind == "rollback":
+                        ledger.rollback(cred, address, arg)
+                    elif kind == "destroy":
+                        ledger.destroy(cred, address)
+                    elif kind == "grant":
+                        name = f"op{index}"
+                        tokens[name] = ledger.grant(cred, name, arg).token
+                        if name not in operators:
+                            operators.append(name)
+                    elif kind == "login":
+                        name = operators[index % len(operators)]
+                        ledger.login(name, tokens[name], timedelta(hours=4))
+                except LedgerError:
+                    pass  # refused operations still record what they record
+                position = ledger.recorder.max_notification_id() or 0
+                recorded.append((position, clock[0], expected_state(ledger, operators, clock[0])))
+
+        for position, when, expected in recorded:
+            state = Replayer(ledger).at_position(position)
+            assert comparable(snapshot(state, when)) == expected
+        position, when, expected = pick.draw(st.sampled_from(recorded))
+        by_time = Replayer(ledger).at_time(when)
+        assert by_time["position"] == position
+        assert comparable(snapshot(by_time, when)) == expected
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_replay_resumes_from_a_saved_state(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(replay, "SAVE_EVERY", 4)
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    ledger.checkpoint_every = 0
+    cred = Credential(token=ledger.initialize("alice").token)
+    for n in range(8):
+        ledger.write(cred, ADDRESSES[n % 3], f"value-{n}-xxxxxxxx", spec_check=_no_spec)
+    cache = sqlite3.connect(tmp_path / "cache.sqlite", isolation_level=None)
+    head = ledger.recorder.max_notification_id()
+    full = Replayer(ledger).at_position(head)
+    assert Replayer(ledger, cache).at_position(head) == full
+    saved = [r[0] for r in cache.execute("SELECT position FROM replay_checkpoints")]
+    assert saved and all(p % 4 == 0 for p in saved)
+
+    class Counting(Replayer):
+        folded = 0
+
+        def events(self, start: int, stop: int | None) -> Any:
+            for item in super().events(start, stop):
+                Counting.folded += 1
+                yield item
+
+    assert Counting(ledger, cache).at_position(head) == full
+    assert Counting.folded == head - max(saved)
+    middle = Replayer(ledger).at_position(head - 3)
+    assert Replayer(ledger, cache).at_position(head - 3) == middle
+
+
+def test_rebuilding_the_views_drops_saved_replay_states(tmp_path: Path, monkeypatch: Any) -> None:
+    from projections.views import Views
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 2)
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    cred = Credential(token=ledger.initialize("alice").token)
+    ledger.write(cred, ADDRESSES[0], "value-xxxxxxxxxx", spec_check=_no_spec)
+    views = Views(ledger)
+    views.catch_up()
+    head = ledger.recorder.max_notification_id()
+    expected = Replayer(ledger, views.db).at_position(head)
+    assert views.db.execute("SELECT count(*) FROM replay_checkpoints").fetchone()[0] > 0
+    seen: list[int] = []
+    before = views.snapshot()
+    assert views.rebuild(progress=seen.append) == head and seen[-1] == head
+    assert views.snapshot() == before
+    assert Replayer(ledger, views.db).at_position(head) == expected

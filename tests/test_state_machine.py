@@ -1,0 +1,309 @@
+"""The whole application against a plain model, driven by hypothesis.
+
+Every use case (set, get, rollback, delete, restore, destroy, grant, revoke, login) by every
+kind of operator, including low roles that must be refused, on a real SQLite file with an
+in-memory keychain. After every step: the ledger agrees with the model (versions, current,
+retained values, who holds which role), the hash chain verifies, and no value ever written
+appears in the store's bytes (ledger.sqlite and its WAL).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from ledger.address import SecretAddress
+from ledger.application import SecretsLedger, entry_name
+from ledger.chain import verify
+from ledger.config import open_ledger
+from ledger.credentials import Credential
+from ledger.errors import NotFound, PermissionDenied, ValidationFailed
+from ledger.policy import SENIOR
+from ledger.vault.memory import MemoryKeyring
+
+RETENTION = 3
+ADDRESSES = [
+    SecretAddress("production", "nexus", "model.key1"),
+    SecretAddress("production", "nexus", "model.key2"),
+    SecretAddress("staging", "github", "model.key1"),
+]
+NAMES = ["alice", "bob", "carol", "dave"]
+ROLES = [SENIOR, "engineer", "analyst"]
+
+# Long enough that finding one in the store's bytes cannot be chance.
+values = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
+    min_size=16,
+    max_size=40,
+).map(lambda s: "val-" + s)
+
+
+@dataclass
+class ModelSecret:
+    versions: dict[int, str | None] = field(default_factory=dict)  # None: value pruned
+    deleted: bool = False
+    destroyed: bool = False
+
+    @property
+    def current(self) -> int:
+        return max(self.versions, default=0)
+
+    def add(self, value: str) -> None:
+        self.versions[self.current + 1] = value
+        self.deleted = self.destroyed = False
+        retained = sorted(n for n, v in self.versions.items() if v is not None)
+        for n in retained[: max(0, len(retained) - RETENTION)]:
+            self.versions[n] = None
+
+    def readable(self, number: int | None) -> str | None:
+        if self.destroyed or self.deleted:
+            return None
+        return self.versions.get(self.current if number is None else number)
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tmp = Path(tempfile.mkdtemp(prefix="ledger-model-"))
+        self.keychain = MemoryKeyring()
+        self.app: SecretsLedger = open_ledger(self.tmp / "home", create=True, backend=self.keychain)
+        issued = self.app.initialize("alice", retention=RETENTION)
+        assert issued is not None
+        self.roles: dict[str, str | None] = {"alice": SENIOR}
+        self.creds: dict[str, Credential] = {"alice": Credential(token=issued.token)}
+        self.tokens: dict[str, str] = {"alice": issued.token}
+        self.secrets: dict[SecretAddress, ModelSecret] = {}
+        self.written: set[str] = set()
+
+    def teardown(self) -> None:
+        self.app.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _cred(self, who: str) -> Credential:
+        return self.creds.get(who, Credential(token=f"slt.{who}.never-issued"))
+
+    def _may_manage(self, who: str) -> bool:
+        return self.roles.get(who) == SENIOR
+
+    def _may_read(self, who: str) -> bool:
+        return self.roles.get(who) is not None
+
+    def _seniors(self) -> list[str]:
+        return [n for n, r in self.roles.items() if r == SENIOR]
+
+    # -- rules ----------------------------------------------------------------------------
+
+    @rule(who=st.sampled_from(NAMES), address=st.sampled_from(ADDRESSES), value=values)
+    def set(self, who: str, address: SecretAddress, value: str) -> None:
+        self.written.add(value)
+        if not self._may_manage(who):
+            try:
+                self.app.write(self._cred(who), address, value)
+            except PermissionDenied:
+                return
+            raise AssertionError(f"{who} ({self.roles.get(who)}) was allowed to set")
+        self.app.write(self._cred(who), address, value)
+        self.secrets.setdefault(address, ModelSecret()).add(value)
+
+    @rule(who=st.sampled_from(NAMES), address=st.sampled_from(ADDRESSES))
+    def set_invalid(self, who: str, address: SecretAddress) -> None:
+        try:
+            self.app.write(self._cred(who), address, "bad\x00value-with-a-nul")
+        except (PermissionDenied, ValidationFailed) as exc:
+            assert isinstance(exc, PermissionDenied) != self._may_manage(who)
+            return
+        raise AssertionError("a value with NUL was accepted")
+
+    @rule(
+        who=st.sampled_from(NAMES),
+        address=st.sampled_from(ADDRESSES),
+        version=st.none() | st.integers(1, 8),
+    )
+    def get(self, who: str, address: SecretAddress, version: int | None) -> None:
+        model = self.secrets.get(address)
+        expected = model.readable(version) if model else None
+        try:
+            got = self.app.read(self._cred(who), address, version)[1]
+        except PermissionDenied:
+            assert not self._may_read(who)
+            return
+        except NotFound:
+            assert self._may_read(who) and expected is None
+            return
+        assert self._may_read(who) and got == expected
+
+    @rule(who=st.sampled_from(NAMES), address=st.sampled_from(ADDRESSES), version=st.integers(1, 8))
+    def rollback(self, who: str, address: SecretAddress, version: int) -> None:
+        model = self.secrets.get(address)
+        try:
+            self.app.rollback(self._cred(who), address, version)
+        except PermissionDenied:
+            assert not self._may_manage(who)
+            return
+        except NotFound:
+            assert self._may_manage(who)
+            assert model is None or model.readable(version) is None
+            return
+        except ValidationFailed as exc:
+            assert exc.rule == "rollback-current" and model is not None
+            assert version == model.current
+            return
+        assert self._may_manage(who) and model is not None
+        old = model.readable(version)
+        assert old is not None and version != model.current
+        model.add(old)
+
+    @rule(
+        who=st.sampled_from(NAMES),
+        address=st.sampled_from(ADDRESSES),
+        action=st.sampled_from(["delete", "restore", "destroy"]),
+    )
+    def lifecycle(self, who: str, address: SecretAddress, action: str) -> None:
+        model = self.secrets.get(address)
+        call = {"delete": self.app.delete, "restore": self.app.restore}.get(action)
+        try:
+            if call is not None:
+                call(self._cred(who), address)
+            else:
+                self.app.destroy(self._cred(who), address)
+        except PermissionDenied:
+            assert not self._may_manage(who)
+            return
+        except NotFound:
+            assert self._may_manage(who)
+            assert (
+                model is None
+                or (action == "delete" and model.deleted)
+                or (action == "restore" and model.destroyed)
+            )
+            return
+        except ValidationFailed as exc:
+            assert action == "restore" and exc.rule == "not-deleted"
+            assert model is not None and not model.deleted
+            return
+        assert self._may_manage(who) and model is not None
+        if action == "delete":
+            assert not model.deleted
+            model.deleted = True
+        elif action == "restore":
+            assert model.deleted and not model.destroyed
+            model.deleted = False
+        else:
+            model.versions = dict.fromkeys(model.versions)
+            model.deleted = model.destroyed = True
+
+    @rule(who=st.sampled_from(NAMES), name=st.sampled_from(NAMES), role=st.sampled_from(ROLES))
+    def grant(self, who: str, name: str, role: str) -> None:
+        try:
+            issued = self.app.grant(self._cred(who), name, role)
+        except PermissionDenied:
+            assert not self._may_manage(who)
+            return
+        except ValidationFailed as exc:
+            assert exc.rule == "last-senior" and self._seniors() == [name]
+            return
+        assert self._may_manage(who)
+        assert role == SENIOR or self._seniors() != [name]
+        self.roles[name] = role
+        self.tokens[name] = issued.token
+        self.creds[name] = Credential(token=issued.token)
+
+    @rule(who=st.sampled_from(NAMES), name=st.sampled_from(NAMES))
+    def revoke(self, who: str, name: str) -> None:
+        try:
+            self.app.revoke(self._cred(who), name)
+        except PermissionDenied:
+            assert not self._may_manage(who)
+            return
+        except NotFound:
+            assert self._may_manage(who) and self.roles.get(name) is None
+            return
+        except ValidationFailed as exc:
+            assert exc.rule == "last-senior" and self._seniors() == [name]
+            return
+        assert self._may_manage(who) and self.roles.get(name) is not None
+        self.roles[name] = None
+
+    @precondition(lambda self: bool(self.tokens))
+    @rule(data=st.data())
+    def login(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.tokens)))
+        try:
+            opened = self.app.login(name, self.tokens[name])
+        except PermissionDenied:
+            assert self.roles.get(name) is None  # revoked: the token no longer works
+            return
+        assert self.roles.get(name) == opened.role
+        self.creds[name] = Credential(
+            operator=name, session_id=opened.session_id, session_secret=opened.session_secret
+        )
+
+    @rule(who=st.sampled_from(NAMES))
+    def forged_session(self, who: str) -> None:
+        forged = Credential(operator=who, session_id="0" * 32, session_secret="x" * 43)
+        try:
+            self.app.write(forged, ADDRESSES[0], "val-forged-session-value")
+        except PermissionDenied:
+            return
+        raise AssertionError("a forged session was accepted")
+
+    # -- invariants -----------------------------------------------------------------------
+
+    @invariant()
+    def ledger_matches_the_model(self) -> None:
+        for address in ADDRESSES:
+            model = self.secrets.get(address)
+            found = self.app._load_secret(address)
+            if model is None:
+                assert found is None or not found.versions
+                continue
+            assert found is not None
+            assert found.current_version == model.current
+            assert (found.deleted, found.destroyed) == (model.deleted, model.destroyed)
+            for n, value in model.versions.items():
+                version = found.versions[n]
+                assert version.retained == (value is not None)
+                stored = self.keychain.get_password(
+                    self.app.namespace, entry_name(address, n, version.fingerprint)
+                )
+                assert stored == value
+        for name, role in self.roles.items():
+            operator = self.app._load_operator(name)
+            assert operator is not None and operator.role == role
+
+    @invariant()
+    def chain_verifies(self) -> None:
+        report, _ = verify(self.app.recorder.iter_rows(), self.app.recorder.iter_links())  # type: ignore[attr-defined]
+        assert report.ok, report.fault
+
+    @invariant()
+    def no_value_in_the_store_bytes(self) -> None:
+        home = self.app.home
+        raw = b"".join(p.read_bytes() for p in home.iterdir() if p.name.startswith("ledger.sqlite"))
+        for value in self.written:
+            assert value.encode() not in raw
+
+    @invariant()
+    def keychain_holds_only_recorded_values(self) -> None:
+        expected = sum(
+            1 for m in self.secrets.values() for v in m.versions.values() if v is not None
+        )
+        held = [u for (_, u) in self.keychain.entries if u != "ledger.fingerprint-key"]
+        assert len(held) == expected
+
+
+LedgerMachine.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestLedgerMachine = LedgerMachine.TestCase
