@@ -199,7 +199,9 @@ def test_sessions_login_expire_and_revoke(ledger: SecretsLedger) -> None:
         ledger.login("carol", token)
 
 
-def test_snapshots_round_trip_busy_secrets_and_operators(ledger: SecretsLedger) -> None:
+def test_snapshots_round_trip_busy_secrets_and_operators(
+    ledger: SecretsLedger, request: pytest.FixtureRequest
+) -> None:
     """Snapshots are taken every 50 events: state must survive them exactly."""
     alice = _senior(ledger)
     for n in range(120):
@@ -212,7 +214,8 @@ def test_snapshots_round_trip_busy_secrets_and_operators(ledger: SecretsLedger) 
             )
         )
     assert ledger.snapshots is not None
-    fresh = open_ledger(ledger.home, backend=ledger._backend)  # type: ignore[arg-type]
+    url = request.getfixturevalue("pg_url") if "postgres" in request.node.callspec.id else None
+    fresh = open_ledger(ledger.home, backend=ledger._backend, database_url=url)  # type: ignore[arg-type]
     secret = fresh.history(alice, ADDR)
     assert secret.current_version == 120
     assert secret.retained_versions == list(range(111, 121))
