@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ledger.catalogue import Catalogue, load_catalogue
 from ledger.errors import LedgerUnavailable
+from ledger.rotation import DEFAULT_ROTATION_DAYS
 from ledger.validation import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from projections.timefmt import parse_iso
 from projections.views import Views
@@ -50,7 +51,6 @@ INTEGRITY_EVENT: Final = "IntegrityAlarm.IntegrityCheckFailed"
 # real environment name (ENVIRONMENT_PATTERN), so it cannot be confused with one.
 NO_ENVIRONMENT: Final = "*"
 INVALID_LABEL: Final = "<invalid>"
-DEFAULT_ROTATION_DAYS: Final = 90
 SNAPSHOT_ATTEMPTS: Final = 5
 
 _PATTERNS: Final = tuple(
@@ -67,9 +67,9 @@ def rotation_overdue(
 ) -> bool:
     """Whether a secret last rotated at `last_rotation` is past its key's rotation policy.
 
-    Same rule as the compliance report: due `rotation_days` (catalogue, default 90) after the
-    last rotation, overdue from that instant; keys with rotation "none" are never due. Kept
-    small so it can delegate to projections.compliance once that lands.
+    The rule of `ledger.rotation.assess` (status "overdue"), applied to a read-model row: that
+    function needs the Secret aggregate, and loading one per secret at every scrape would cost
+    far more than the scrape. tests/test_metrics.py checks that both agree.
     """
     spec = (catalogue or load_catalogue(None)).lookup(service, name)
     if spec is not None and spec.rotation == "none":

@@ -34,7 +34,6 @@ from ledger import context
 from ledger.address import SecretAddress
 from ledger.config import open_ledger
 from ledger.credentials import Credential
-from ledger.records import Incident, IntegrityAlarm
 from ledger.vault.memory import MemoryKeyring
 from tests.clikit import Ledger
 
@@ -245,10 +244,10 @@ def test_exporter_reports_a_scripted_history_and_survives_restarts(
             app.write(alice, SecretAddress("production", "github", "github.token"), github_token())
         with context.frozen_clock(lambda: older):
             app.write(alice, SecretAddress("production", "telegram", "telegram.chat.id"), "-1042")
-        # Stand-in: `secrets emergency-rotate` is not on main yet, so its first event is
-        # appended directly, exactly as that command will record it (HBSE-008).
-        with context.acting_as("alice"):
-            app.save(Incident("suspected leak (metrics test stand-in)"))
+        # Every live key here is external or an identifier: the incident is opened (HBSE-008)
+        # and waits for provider-issued values (exit 1); nothing is rotated yet.
+        emergency = ledger.run("emergency-rotate", "--yes", "--reason", "metrics test")
+        assert emergency.returncode == 1, emergency.stderr
 
         content_type, text = first.scrape()
         assert content_type.startswith("text/plain; version=0.0.4")
@@ -321,9 +320,11 @@ def test_exporter_reports_a_scripted_history_and_survives_restarts(
         rebuilt, _ = parse(third.scrape()[1])
         assert {k: v for k, v in rebuilt.items() if k in stable} == stable
 
-        # Stand-in for a failing `secrets audit verify` (not on main yet): its alarm event.
-        with context.acting_as("alice"):
-            in_process(ledger).save(IntegrityAlarm(3, "link-mismatch", "metrics test"))
+        # Break one link of the hash chain: `audit verify` finds it and records HBSE-013.
+        with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+            db.execute("UPDATE event_chain SET link = zeroblob(32) WHERE notification_id = 3")
+        verify = ledger.run("audit", "verify")
+        assert verify.returncode == 6, verify.stderr
         alarmed, _ = parse(third.scrape()[1])
     assert alarmed[("hyperbun_ledger_integrity_ok", labels())] == 0
     assert alarmed[("hyperbun_ledger_events_total", labels())] == events + 1
@@ -538,4 +539,47 @@ def test_rotation_overdue_follows_the_catalogue(
     )
     catalogue = Catalogue((*BUILTIN_SPECS, team))
     now = datetime(2026, 6, 1, tzinfo=UTC)
-    assert rotation_overdue(service, name, now - timedelta(days=days), now, catalogue) is overdue
+    written = now - timedelta(days=days)
+    assert rotation_overdue(service, name, written, now, catalogue) is overdue
+
+    # The same verdict as the rotation policy's own assessment of the aggregate.
+    from ledger.rotation import OVERDUE, assess
+    from ledger.secret import Secret
+
+    with context.frozen_clock(lambda: written):
+        secret = Secret("production", service, name)
+        secret.add_version("f" * 64, "manual", "host")
+    assert (assess(secret, catalogue.lookup(service, name), now).status == OVERDUE) is overdue
+
+
+def test_a_scrape_waits_for_a_rebuild_instead_of_reporting_half_built_counters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from projections.metrics import read_snapshot
+    from projections.views import Views
+
+    app = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    issued = app.initialize("alice")
+    assert issued is not None
+    for _ in range(3):
+        app.write(Credential(token=issued.token), SecretAddress("prod", "nexus", "k"), api_key())
+        app.read(Credential(token=issued.token), SecretAddress("prod", "nexus", "k"))
+    scraper, rebuilder = Views(app), Views(app)
+    complete = read_snapshot(scraper)
+    assert complete.access[("success", "get", "prod")] == 3
+
+    # Another process has emptied the views (a rebuild's first transaction) and this scrape's
+    # own catch-up does not see it yet: the snapshot must be refused, not served.
+    with rebuilder._write() as cur:
+        for table in ("tracking", "secrets_view", "version_rotations", "audit_view"):
+            cur.execute(f"DELETE FROM {table}")  # noqa: S608 (constant names)
+    real_catch_up = scraper.catch_up
+    calls: list[int] = []
+
+    def late_catch_up() -> int:
+        calls.append(1)
+        return 0 if len(calls) == 1 else real_catch_up()
+
+    monkeypatch.setattr(scraper, "catch_up", late_catch_up)
+    assert read_snapshot(scraper) == complete
+    assert len(calls) == 2
