@@ -67,10 +67,9 @@ def test_senior_engineer_sees_every_section_with_real_figures(ledger: Ledger) ->
     assert len(logs) == 2 + 5
 
     commands = section(out, "Available Commands")
-    usages = {line.split(" - ")[0].strip() for line in commands}
-    assert {"secrets get", "secrets dashboard", "secrets auth login", "secrets tmux install"} <= (
-        usages
-    )
+    usages = {line.split(" - ")[0].strip(): line.split(" - ", 1)[1] for line in commands}
+    assert {"secrets get", "secrets dashboard", "secrets auth COMMAND"} <= set(usages)
+    assert usages["secrets tmux COMMAND"].endswith(" (install, snippet, uninstall)")
 
 
 def test_an_empty_ledger_says_so_instead_of_a_placeholder(ledger: Ledger) -> None:
