@@ -90,21 +90,23 @@ def dashboard(
 
 def command_reference(ctx: typer.Context) -> list[tuple[str, str]]:
     """(`secrets ...` usage, one-line help) for every visible command, read from the app itself
-    so the reference never lists a command that does not exist."""
+    so the reference never lists a command that does not exist. A group is one line naming its
+    subcommands: the whole reference must fit a tmux window."""
     root: Any = ctx.find_root().command
     found: list[tuple[str, str]] = []
-
-    def walk(group: Any, prefix: str) -> None:
-        for name in sorted(getattr(group, "commands", {})):
-            cmd = group.commands[name]
-            if getattr(cmd, "hidden", False):
-                continue
-            if getattr(cmd, "commands", None):
-                walk(cmd, f"{prefix} {name}")
-            else:
-                found.append((f"{prefix} {name}", cmd.get_short_help_str(limit=80)))
-
-    walk(root, "secrets")
+    for name in sorted(root.commands):
+        cmd = root.commands[name]
+        if getattr(cmd, "hidden", False):
+            continue
+        subcommands = getattr(cmd, "commands", None)
+        if subcommands:
+            names = [n for n in sorted(subcommands) if not subcommands[n].hidden]
+            summary = cmd.get_short_help_str(limit=200).rstrip(".")
+            # A group that also runs on its own (`rotate`) takes its subcommand optionally.
+            word = "[COMMAND]" if getattr(cmd, "invoke_without_command", False) else "COMMAND"
+            found.append((f"secrets {name} {word}", f"{summary} ({', '.join(names)})"))
+        else:
+            found.append((f"secrets {name}", cmd.get_short_help_str(limit=80)))
     return found
 
 

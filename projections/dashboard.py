@@ -79,10 +79,8 @@ class RotationStatus:
 
     @property
     def last_rotation(self) -> datetime | None:
-        return max(
-            (s.last_rotation for s in self.secrets if s.last_rotation and s.status != EXEMPT),
-            default=None,
-        )
+        # Exempt keys count too, as in `projections.compliance`: both screens must agree.
+        return max((s.last_rotation for s in self.secrets if s.last_rotation), default=None)
 
     @property
     def next_due(self) -> datetime | None:

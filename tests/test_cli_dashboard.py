@@ -67,10 +67,9 @@ def test_senior_engineer_sees_every_section_with_real_figures(ledger: Ledger) ->
     assert len(logs) == 2 + 5
 
     commands = section(out, "Available Commands")
-    usages = {line.split(" - ")[0].strip() for line in commands}
-    assert {"secrets get", "secrets dashboard", "secrets auth login", "secrets tmux install"} <= (
-        usages
-    )
+    usages = {line.split(" - ")[0].strip(): line.split(" - ", 1)[1] for line in commands}
+    assert {"secrets get", "secrets dashboard", "secrets auth COMMAND"} <= set(usages)
+    assert usages["secrets tmux COMMAND"].endswith(" (install, snippet, uninstall)")
 
 
 def test_an_empty_ledger_says_so_instead_of_a_placeholder(ledger: Ledger) -> None:
@@ -253,7 +252,7 @@ def test_rotation_status_lines() -> None:
         "mcp.anthropic.apiKey": NEVER_ROTATED,
     }
     assert report.status_line == "Compliant, 2 of 4 due within the warning period"
-    assert report.last_rotation == T0 + timedelta(days=10)
+    assert report.last_rotation == T0 + timedelta(days=10)  # newest, exempt keys included
     assert [s.name for s in report.worst()] == ["thing", "mcp.bun.apiKey"]
     late = rotation_status(rows, catalogue, T0 + timedelta(days=95))
     assert late.status_line == "Non-compliant: 2 of 4 overdue, 1 due soon"
@@ -263,3 +262,21 @@ def test_rotation_status_lines() -> None:
         "due": iso(T0 + timedelta(days=89)),
         "status": OVERDUE,
     }
+
+
+def test_dashboard_agrees_with_rotate_status(ledger: Ledger, tmp_path: Path) -> None:
+    team = tmp_path / "team.toml"
+    team.write_text(
+        '[[key]]\nservice = "payments"\nname = "stripe.apiKey"\nformat = "text"\n'
+        'rotation = "external"\nrotation_days = 30\nwarning_days = 7\n'
+    )
+    ledger.set("nexus", "mcp.bun.apiKey", KEY)
+    ledger.set("payments", "stripe.apiKey", "x" * 32)
+    ledger.set("telegram", "telegram.chat.id", "-1001234567890")
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Yy2" * 16)
+    ledger.run("rollback", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "1")
+    board = ledger.json("dashboard", "--catalogue", str(team))["rotation"]
+    status = ledger.json("rotate-status", "--catalogue", str(team))
+    for key in ("last_rotation", "next_rotation_due", "compliant"):
+        assert board[key] == status[key], key
+    assert board["counts"] == status["counts"]

@@ -22,7 +22,7 @@ import pytest
 from tests.clikit import REPO, Ledger
 
 SECTIONS = ("Access Status", "Rotation Status", "Recent Access Logs", "Available Commands")
-COLUMNS, ROWS = 160, 60
+COLUMNS, ROWS = 160, 90  # the whole dashboard: Live cuts what does not fit
 
 
 def test_snippet_binds_ctrl_space_s_without_touching_the_prefix(ledger: Ledger) -> None:
