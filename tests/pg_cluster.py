@@ -93,7 +93,7 @@ class PgCluster:
         )
 
     def stop(self) -> None:
-        with suppress(subprocess.CalledProcessError):
+        with suppress(subprocess.SubprocessError, OSError):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def url(
@@ -150,10 +150,16 @@ def shared_cluster() -> PgCluster:
         cluster = PgCluster(bindir, base)
         cluster.start()
 
-        def stop() -> None:
-            cluster.stop()
-            shutil.rmtree(base, ignore_errors=True)
-
-        atexit.register(stop)
+        atexit.register(stop_shared)  # a backstop: the `pg` fixture stops it at session end
         _shared = cluster
     return _shared
+
+
+def stop_shared() -> None:
+    global _shared
+    cluster, _shared = _shared, None
+    if cluster is not None:
+        try:
+            cluster.stop()
+        finally:
+            shutil.rmtree(cluster.base, ignore_errors=True)

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.pg_cluster import PgCluster, shared_cluster
+from tests.pg_cluster import PgCluster, shared_cluster, stop_shared
 
 
 @pytest.fixture(scope="session")
-def pg() -> PgCluster:
-    return shared_cluster()
+def pg() -> Iterator[PgCluster]:
+    yield shared_cluster()
+    stop_shared()  # (imported into several modules: stopping twice is harmless)
 
 
 @pytest.fixture
