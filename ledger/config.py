@@ -128,10 +128,13 @@ def open_ledger(
     *,
     create: bool = False,
     backend: KeyringBackend | None = None,
+    private: bool = True,
 ) -> SecretsLedger:
     """Open (or with `create`, make) the ledger in `home`.
 
-    Without `create`, a missing ledger is an error and nothing is written to disk.
+    Without `create`, a missing ledger is an error and nothing is written to disk. With
+    `private` (the default) loose modes on the home and its files are repaired; a copy opened
+    only to be verified (an evidence bundle) passes False and is left exactly as found.
     """
     from eventsourcing.persistence import PersistenceError
 
@@ -150,7 +153,7 @@ def open_ledger(
             raise LedgerUnavailable(f"cannot create the ledger at {home}: {exc.strerror}") from None
     else:
         _check_sqlite_file(db)
-    repaired = make_private(home)
+    repaired = make_private(home) if private else []
     # SQLite's -wal and -shm files inherit the process umask: keep them private too.
     os.umask(0o077)
     try:
