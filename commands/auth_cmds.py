@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from commands import runtime
-from commands.options import HomeOpt, Output, OutputOpt
+from commands.options import DatabaseUrlOpt, HomeOpt, Output, OutputOpt
 
 auth_app = typer.Typer(help="Operators, roles and sessions.", no_args_is_help=True)
 
@@ -20,6 +20,7 @@ def grant(
     operator: OperatorOpt,
     role: Annotated[str, typer.Option("--role", help="senior-engineer, engineer or analyst.")],
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Create an operator or change its role; prints a new token once (senior-engineer only).
@@ -36,7 +37,9 @@ def grant(
 
 
 @auth_app.command("revoke")
-def revoke(operator: OperatorOpt, home: HomeOpt = None) -> None:
+def revoke(
+    operator: OperatorOpt, home: HomeOpt = None, database_url: DatabaseUrlOpt = None
+) -> None:
     """Revoke an operator: ends all its sessions and tokens (senior-engineer only).
 
     Example: secrets auth revoke --operator bob
@@ -56,6 +59,7 @@ def login(
         str, typer.Option("--ttl", help="Session lifetime, e.g. 8h, 30m, 1d (max 7d).")
     ] = "8h",
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Open a session for OPERATOR with its token (hidden prompt, or --token-stdin).
@@ -76,6 +80,7 @@ def login(
     else:
         raise ValidationFailed("token", "no token: use --token-stdin or run on a terminal")
     ledger = runtime.open_ledger(home)
+    runtime.claim_operator(operator)
     session = ledger.login(operator, token, lifetime)
     save(session_path(ledger.home), session)
     if output is Output.json:
@@ -105,7 +110,7 @@ def _parse_ttl(text: str) -> object:
 
 
 @auth_app.command("logout")
-def logout(home: HomeOpt = None) -> None:
+def logout(home: HomeOpt = None, database_url: DatabaseUrlOpt = None) -> None:
     """Close this host's session.
 
     Example: secrets auth logout
@@ -119,7 +124,9 @@ def logout(home: HomeOpt = None) -> None:
 
 
 @auth_app.command("status")
-def status(home: HomeOpt = None, output: OutputOpt = Output.table) -> None:
+def status(
+    home: HomeOpt = None, database_url: DatabaseUrlOpt = None, output: OutputOpt = Output.table
+) -> None:
     """Show the session's operator, role, expiry and what the role allows (exit 4 if none).
 
     Example: secrets auth status

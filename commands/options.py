@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from commands import runtime
+
 
 def _completer(column: str) -> Callable[[typer.Context, str], list[str]]:
     """A Typer completion callback for `column`, using the options already on the line."""
@@ -71,5 +73,28 @@ NameOpt = Annotated[
     str,
     typer.Option(
         "--name", "-n", help="Key name, e.g. mcp.bun.apiKey.", autocompletion=complete_name
+    ),
+]
+
+
+def _use_database_url(value: str | None) -> str | None:
+    # Remembered for the whole command: every ledger it opens uses the same store.
+    runtime.use_database_url(value)
+    return value
+
+
+DatabaseUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="SECRETS_LEDGER_DATABASE_URL",
+        callback=_use_database_url,
+        help=(
+            "Event store URL: postgresql://user@host:port/db for a shared PostgreSQL ledger "
+            "(password from PGPASSWORD or ~/.pgpass rather than the URL). Default: the SQLite "
+            "ledger in --home."
+        ),
+        show_default=False,
+        show_envvar=True,
     ),
 ]

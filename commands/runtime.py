@@ -22,11 +22,20 @@ def home_dir(home: Path | None) -> Path:
     return home if home is not None else default_home()
 
 
+_database_url: str | None = None
+
+
+def use_database_url(url: str | None) -> None:
+    """The command's `--database-url` (or $SECRETS_LEDGER_DATABASE_URL), for every open."""
+    global _database_url
+    _database_url = url or None
+
+
 def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
     from ledger.config import open_ledger as _open
 
     context.correlation_id()  # one correlation id for every event of this command
-    ledger = _open(home_dir(home), create=create)
+    ledger = _open(home_dir(home), create=create, database_url=_database_url)
     for warning in ledger.warnings:
         info(f"warning: {warning}")
     return ledger
@@ -35,6 +44,7 @@ def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
 def credential(ledger: SecretsLedger) -> Credential:
     import os
 
+    from commands import oplog
     from ledger.session_file import TOKEN_VARIABLE
     from ledger.session_file import credential as _credential
 
@@ -47,12 +57,16 @@ def credential(ledger: SecretsLedger) -> Credential:
         validate_operator_name(automation)
         token = ledger.vault.get(f"automation.{automation}.token")
         if token is None:
-            return Credential(
+            found = Credential(
                 problem=f"no token for automation operator {automation!r} in the keychain; "
                 "run `secrets rotate schedule install`"
             )
-        return Credential(token=token)
-    return _credential(ledger.home)
+        else:
+            found = Credential(token=token)
+    else:
+        found = _credential(ledger.home)
+    oplog.bind_credential(found)
+    return found
 
 
 def views(ledger: SecretsLedger) -> Views:
@@ -63,10 +77,27 @@ def views(ledger: SecretsLedger) -> Views:
     return found
 
 
+def claim_operator(name: str) -> None:
+    """Name the operator in this command's log line, for commands run before a credential."""
+    from commands import oplog
+    from ledger.errors import ValidationFailed
+    from ledger.operator import validate_operator_name
+
+    try:
+        validate_operator_name(name)
+    except ValidationFailed:
+        return  # the command itself reports it; an invalid name is not logged
+    oplog.bind(operator=name)
+
+
 def address(environment: str, service: str, name: str) -> SecretAddress:
+    from commands import oplog
     from ledger.address import SecretAddress
 
-    return SecretAddress.parse(environment, service, name)
+    parsed = SecretAddress.parse(environment, service, name)
+    # Only once validated: a rejected name could carry anything, even a pasted value.
+    oplog.bind(address=str(parsed))
+    return parsed
 
 
 def emit_json(document: Any) -> None:

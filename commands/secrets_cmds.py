@@ -11,6 +11,7 @@ import typer
 
 from commands import runtime
 from commands.options import (
+    DatabaseUrlOpt,
     EnvironmentOpt,
     HomeOpt,
     NameOpt,
@@ -38,6 +39,7 @@ def register(app: typer.Typer) -> None:
 
 def init(
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     operator: Annotated[
         str | None,
         typer.Option("--operator", help="Name of the first operator (default: your login name)."),
@@ -58,22 +60,29 @@ def init(
     from ledger.session_file import session_path
 
     first = operator or getpass.getuser()
+    runtime.claim_operator(first)
     ledger = runtime.open_ledger(home, create=True)
     if ledger.is_initialized():
         if operator is not None:
             raise ledger.refuse_second_init(operator)
-        runtime.info(f"ledger already initialised at {ledger.home}; nothing changed")
+        runtime.info(
+            f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"
+        )
         if output is Output.json:
             runtime.emit_json({"created": False, "home": str(ledger.home)})
         return
     issued = ledger.initialize(first, retention)
     if issued is None:
-        runtime.info(f"ledger already initialised at {ledger.home}; nothing changed")
+        runtime.info(
+            f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"
+        )
         return
     if output is Output.json:
         runtime.emit_json({"operator": first, "role": "senior-engineer", "token": issued.token})
         return
-    runtime.info(f"ledger created at {ledger.home} (keychain: {ledger.vault.description})")
+    runtime.info(
+        f"ledger created at {ledger.location or ledger.home} (keychain: {ledger.vault.description})"
+    )
     runtime.info(f"operator {first!r} is senior-engineer. Token (shown once, keep it safe):")
     print(issued.token)
     runtime.info(
@@ -96,6 +105,7 @@ def set_secret(
     ] = False,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Store a new version of a secret. Prints the version and fingerprint, never the value.
@@ -131,6 +141,7 @@ def get(
     ] = None,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Print a secret's value alone on stdout (the read is recorded in the audit log).
@@ -167,6 +178,7 @@ def list_secrets(
     ] = None,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted secrets.")] = False,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """List every secret with its current version and fingerprint; values are masked.
@@ -218,6 +230,7 @@ def versions(
     name: NameOpt,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Show a secret's version history (no values).
@@ -278,6 +291,7 @@ def rollback(
     version: Annotated[int, typer.Option("--version", help="The version to bring back.")],
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Write an earlier version's value as a new version (reason: rollback).
@@ -337,6 +351,7 @@ def delete(
     name: NameOpt,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Soft-delete a secret: hidden from list and get, restorable with `secrets restore`.
@@ -351,6 +366,7 @@ def restore(
     name: NameOpt,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Undo a delete.
@@ -365,6 +381,7 @@ def destroy(
     name: NameOpt,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Remove every value of a secret from the keychain for good; its history stays.
@@ -379,12 +396,14 @@ def doctor(
         bool, typer.Option("--repair", help="Remove orphaned and leftover keychain entries.")
     ] = False,
     home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Check that the keychain and the ledger agree (exit 6 when they do not).
 
     Lists values the ledger records but the keychain lacks, keychain entries no event refers
-    to (left by a crash), and values of pruned or destroyed versions still present.
+    to (left by a crash), and values of pruned or destroyed versions still present. On a
+    shared ledger only this host's versions are checked; the others are listed per host.
 
     Example: secrets doctor --repair
     """
@@ -407,6 +426,7 @@ def doctor(
                 "orphans": report.orphans,
                 "leftovers": report.leftovers,
                 "repaired": report.repaired,
+                "on_other_hosts": report.on_other_hosts,
                 "healthy": not unresolved,
             }
         )
@@ -423,6 +443,8 @@ def doctor(
         ):
             for item in items:
                 print(f"  {label}: {item}")
+        for other, count in sorted(report.on_other_hosts.items()):
+            print(f"  on other hosts: {count} version(s) on {other} (checked there, not here)")
         print("healthy" if not unresolved else f"{len(unresolved)} problem(s) remain")
     if unresolved:
         raise IntegrityFailure(f"{len(unresolved)} keychain inconsistencies; see above")

@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 FINGERPRINT_KEY_ENTRY = "ledger.fingerprint-key"
+KEY_EXPORT_PREFIX = "slk1"
 DEFAULT_SESSION_TTL = timedelta(hours=8)
 MAX_ATTEMPTS = 60
 MAX_RETRY_SECONDS = 30.0
@@ -98,6 +99,9 @@ class DoctorReport:
     orphans: list[str]  # keychain entries with no event
     leftovers: list[str]  # values of pruned/destroyed versions still in the keychain
     repaired: list[str]
+    # Retained versions written on other hosts (their values are in those hosts' keychains),
+    # per host: not checked here, since no host can see another's keychain.
+    on_other_hosts: dict[str, int] = field(default_factory=dict)
 
     @property
     def healthy(self) -> bool:
@@ -107,6 +111,10 @@ class DoctorReport:
 class SecretsLedger(Application[UUID]):
     name = "SecretsLedger"
     snapshotting_intervals = {Secret: 50, Operator: 50}  # noqa: RUF012  (library API)
+    # Where the event store is, for messages ("" = the SQLite file in `home`), and the name of
+    # this host's read-model cache in `home` (one per store: see ledger/config_postgres.py).
+    location = ""
+    views_file = "views.sqlite"
 
     def __init__(
         self,
@@ -168,8 +176,9 @@ class SecretsLedger(Application[UUID]):
         key = self.vault.get(FINGERPRINT_KEY_ENTRY)
         if key is None:
             raise KeychainUnavailable(
-                f"this ledger's fingerprint key is not in the keychain ({self.vault.description}); "
-                "was the ledger created with another keychain or on another host?"
+                f"this ledger's fingerprint key is not in the keychain ({self.vault.description}, "
+                f"host {self.host}); on a shared ledger, bring it from the host that ran `init`: "
+                "`secrets ledger export-key` there, `secrets ledger import-key` here"
             )
         return bytes.fromhex(key)
 
@@ -374,16 +383,26 @@ class SecretsLedger(Application[UUID]):
         chosen = secret.readable_version(version)
         value = self.vault.get(entry_name(address, chosen.number, chosen.fingerprint))
         if value is None:
-            raise KeychainUnavailable(
-                f"{address} v{chosen.number} is recorded but its value is not in this "
-                f"keychain ({self.vault.description}, host {self.host}); run `secrets doctor`"
-            )
+            raise self._value_missing(address, chosen)
         # Fail closed: a read that cannot be recorded is not served.
         with self._stamp(principal):
             self._save(
                 ReadReceipt(address.environment, address.service, address.name, chosen.number)
             )
         return chosen, value
+
+    def _value_missing(self, address: SecretAddress, version: Version) -> KeychainUnavailable:
+        """Why a recorded version's value is not here: another host's keychain, or lost."""
+        if version.host and version.host != self.host:
+            return KeychainUnavailable(
+                f"{address} v{version.number}'s value is in the keychain of host "
+                f"{version.host!r}, not this one ({self.host!r}): values never leave the host "
+                "that wrote them; run the command there, or set a new version here"
+            )
+        return KeychainUnavailable(
+            f"{address} v{version.number} is recorded but its value is not in this "
+            f"keychain ({self.vault.description}, host {self.host}); run `secrets doctor`"
+        )
 
     # -- secrets: writes ------------------------------------------------------------------
 
@@ -511,9 +530,7 @@ class SecretsLedger(Application[UUID]):
             raise ValidationFailed("rollback-current", f"{address} v{version} is already current")
         value = self.vault.get(entry_name(address, target.number, target.fingerprint))
         if value is None:
-            raise KeychainUnavailable(
-                f"{address} v{version}'s value is missing from this keychain; run `secrets doctor`"
-            )
+            raise self._value_missing(address, target)
         with self._stamp(principal):
             return self._write_version(address, value, "rollback", target.number, None)
 
@@ -575,14 +592,21 @@ class SecretsLedger(Application[UUID]):
         missing: list[str] = []
         leftovers: list[str] = []
         repaired: list[str] = []
+        elsewhere: dict[str, int] = {}
         checked = 0
         for sid in self.secret_ids():
             secret: Any = self.repository.get(sid)
             assert isinstance(secret, Secret)
             for v in secret.versions.values():
                 entry = entry_name(secret.address, v.number, v.fingerprint)
-                checked += 1
                 present = self.vault.get(entry) is not None
+                if v.host != self.host and not present:
+                    # Written on another host: its value (or its removal) is that host's.
+                    if v.retained:
+                        recorded.add(entry)
+                        elsewhere[v.host] = elsewhere.get(v.host, 0) + 1
+                    continue
+                checked += 1
                 if v.retained:
                     recorded.add(entry)
                     if not present:
@@ -604,7 +628,89 @@ class SecretsLedger(Application[UUID]):
                 self.vault.delete(intent.entry)
                 self.intents.done(intent)
                 repaired.append(intent.entry)
-        return DoctorReport(self.vault.description, checked, missing, orphans, leftovers, repaired)
+        return DoctorReport(
+            self.vault.description, checked, missing, orphans, leftovers, repaired, elsewhere
+        )
+
+    # -- the fingerprint key, for a ledger shared between hosts ---------------------------
+
+    def _key_check(self, key: bytes) -> str:
+        label = b"secrets-ledger fingerprint key check\x00" + self.settings.ledger_uid.encode()
+        return hmac.new(key, label, hashlib.sha256).hexdigest()[:32]
+
+    def export_key(self, cred: Credential) -> str:
+        """The fingerprint key as one line (`slk1.<ledger uid>.<key>`) for another host.
+
+        Records who exported it, from where, and the key's check value (so that an import can
+        tell the right key from a wrong one). Only a senior-engineer may export.
+        """
+        principal = self.authorize(cred, Permission.ADMIN, "export-key")
+        key = self._fingerprint_key()
+        check = self._key_check(key)
+
+        def attempt() -> None:
+            self._settings = None  # reload: another host may have changed the settings
+            settings = self.settings
+            if settings.key_check is not None and not hmac.compare_digest(
+                settings.key_check, check
+            ):
+                raise IntegrityFailure(
+                    "the fingerprint key in this keychain is not the key this ledger's "
+                    "fingerprints were made with; export it from another host"
+                )
+            settings.record_key_export(check, self.host)
+            self._save(settings)
+
+        with self._stamp(principal):
+            self._retrying(attempt)
+        return f"{KEY_EXPORT_PREFIX}.{self.settings.ledger_uid}.{key.hex()}"
+
+    def import_key(self, cred: Credential, exported: str) -> bool:
+        """Put an exported fingerprint key into this host's keychain; False if already there."""
+        principal = self.authorize(cred, Permission.MANAGE, "import-key")
+        parts = exported.strip().split(".")
+        if (
+            len(parts) != 3
+            or parts[0] != KEY_EXPORT_PREFIX
+            or len(parts[2]) != 64
+            or any(c not in "0123456789abcdef" for c in parts[2])
+        ):
+            raise ValidationFailed(
+                "key-format", "not an exported fingerprint key (expected slk1.<ledger>.<64 hex>)"
+            )
+        self._settings = None  # the export may have just been recorded by another host
+        settings = self.settings
+        if parts[1] != settings.ledger_uid:
+            raise ValidationFailed("key-ledger", "this key belongs to another ledger")
+        key = bytes.fromhex(parts[2])
+        check = self._key_check(key)
+        if settings.key_check is None:
+            raise ValidationFailed(
+                "key-check",
+                "this ledger has no recorded key check yet: export the key with "
+                "`secrets ledger export-key` (it records one) and import that",
+            )
+        if not hmac.compare_digest(check, settings.key_check):
+            raise ValidationFailed("key-check", "this is not the key of this ledger")
+        existing = self.vault.get(FINGERPRINT_KEY_ENTRY)
+        if existing is not None:
+            if hmac.compare_digest(existing, key.hex()):
+                return False
+            raise IntegrityFailure(
+                f"this keychain ({self.vault.description}) already holds a different "
+                "fingerprint key for this ledger; remove it first"
+            )
+        self.vault.put(FINGERPRINT_KEY_ENTRY, key.hex())
+
+        def attempt() -> None:
+            self._settings = None
+            fresh = self.settings
+            fresh.record_key_import(check, self.host)
+            self._save(fresh)
+
+        with self._stamp(principal):
+            self._retrying(attempt)
+        return True
 
     # -- operators ------------------------------------------------------------------------
 

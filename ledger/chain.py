@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 from uuid import UUID
 
 GENESIS = b"\x00" * 32
@@ -170,3 +171,19 @@ def _classify(
             f"events {missing}..{position - 1} and their links are missing",
         )
     return ChainFault(position, "edited", "event bytes do not match the chain")
+
+
+class ChainedRecorder(Protocol):
+    """What verification needs from a chained event store (SQLite: ledger/store_sqlite.py,
+    PostgreSQL: ledger/store_postgres.py). Both yield in ascending notification id order,
+    strictly after `start`."""
+
+    def iter_rows(self, start: int = 0) -> Iterator[StoredRow]: ...
+
+    def iter_links(self, start: int = 0) -> Iterator[tuple[int, bytes]]: ...
+
+
+def verify_store(recorder: ChainedRecorder) -> ChainReport:
+    """Verify a whole store's chain (without keeping the verified links)."""
+    report, _ = verify(recorder.iter_rows(), recorder.iter_links())
+    return report

@@ -128,19 +128,32 @@ def open_ledger(
     *,
     create: bool = False,
     backend: KeyringBackend | None = None,
+    database_url: str | None = None,
     private: bool = True,
 ) -> SecretsLedger:
     """Open (or with `create`, make) the ledger in `home`.
 
-    Without `create`, a missing ledger is an error and nothing is written to disk. With
-    `private` (the default) loose modes on the home and its files are repaired; a copy opened
-    only to be verified (an evidence bundle) passes False and is left exactly as found.
+    Without `create`, a missing ledger is an error and nothing is written to disk.
+    `database_url` (default: $SECRETS_LEDGER_DATABASE_URL) puts the event store elsewhere:
+    `postgresql://...` for a shared PostgreSQL store (`home` then holds only this host's
+    views cache, session and pending intents), or `sqlite:///dir` for the SQLite ledger there.
+    With `private` (the default) loose modes on the home and its files are repaired; a copy
+    opened only to be verified (an evidence bundle) passes False and is left exactly as found.
     """
     from eventsourcing.persistence import PersistenceError
 
     from ledger.application import SecretsLedger
+    from ledger.database_url import PostgresLocation, configured_url, parse
 
     home = home or default_home()
+    url = configured_url(database_url)
+    if url:
+        location = parse(url)
+        if isinstance(location, PostgresLocation):
+            from ledger.config_postgres import open_postgres_ledger
+
+            return open_postgres_ledger(location, home, create=create, backend=backend)
+        home = location.home
     db = home / DATABASE_FILE
     if not db.exists():
         if not create:

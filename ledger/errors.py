@@ -43,3 +43,7 @@ class KeychainUnavailable(LedgerError):
 
 class LedgerUnavailable(LedgerError):
     """The event store cannot be opened or written (read-only, corrupt, locked)."""
+
+
+class BadConfiguration(LedgerError):
+    """A setting (such as the database URL) is malformed or names something unusable."""

@@ -23,7 +23,20 @@ class LedgerSettings(LedgerAggregate):
         # one host never share keychain entries.
         self.ledger_uid = ledger_uid
         self.retention = retention
+        # HMAC of a fixed label under the fingerprint key: tells a right key from a wrong one
+        # without revealing it. Recorded by the first `secrets ledger export-key`.
+        self.key_check: str | None = None
 
     @event("RetentionChanged")
     def change_retention(self, retention: int) -> None:
         self.retention = retention
+
+    # -- the fingerprint key, shared between hosts (`secrets ledger export-key/import-key`) --
+
+    @event("FingerprintKeyExported")
+    def record_key_export(self, key_check: str, host: str) -> None:
+        self.key_check = key_check
+
+    @event("FingerprintKeyImported")
+    def record_key_import(self, key_check: str, host: str) -> None:
+        self.key_check = key_check

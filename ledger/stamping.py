@@ -2,12 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import field
+import dataclasses
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, Snapshot
+from eventsourcing.utils import get_topic, resolve_topic
 
 from ledger import context
+
+_PACKED = "__dataclass_map__"
+
+
+def _pack(value: Any) -> Any:
+    """A dict of dataclass instances (`Secret.versions`, `Operator.sessions`) as JSON can
+    carry it: a list of [key, topic, fields], so int keys stay ints and values keep their type."""
+    if (
+        isinstance(value, dict)
+        and value
+        and all(dataclasses.is_dataclass(v) and not isinstance(v, type) for v in value.values())
+    ):
+        return {
+            _PACKED: [
+                [k, get_topic(type(v)), {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}]
+                for k, v in value.items()
+            ]
+        }
+    return value
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {_PACKED}:
+        return {k: resolve_topic(topic)(**fields) for k, topic, fields in value[_PACKED]}
+    return value
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot(Snapshot):
+    """The library's snapshot, able to hold the aggregates' dicts of frozen dataclasses
+    (its JSON transcoder knows neither those classes nor non-string dict keys)."""
+
+    @classmethod
+    def take(cls, aggregate: Any) -> LedgerSnapshot:
+        taken = super().take(aggregate)
+        return dataclasses.replace(taken, state={k: _pack(v) for k, v in taken.state.items()})
+
+    def mutate(self, _: None) -> Any:
+        unpacked = dataclasses.replace(self, state={k: _unpack(v) for k, v in self.state.items()})
+        return super(LedgerSnapshot, unpacked).mutate(None)
 
 
 class LedgerAggregate(Aggregate):
@@ -21,3 +64,5 @@ class LedgerAggregate(Aggregate):
 
     class Created(Event, Aggregate.Created):
         pass
+
+    Snapshot = LedgerSnapshot

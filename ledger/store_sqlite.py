@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from ledger.chain import GENESIS, StoredRow, link
+from ledger.errors import BadConfiguration
 
 CHAIN_TABLE = "event_chain"
+SNAPSHOTS_TABLE = "stored_snapshots"  # the library's fixed name on SQLite
 PAGE = 5000
 
 
@@ -119,6 +122,68 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             for r in rows:
                 yield int(r[0]), bytes(r[1])
             last = rows[-1][0]
+
+    # -- copying a whole ledger (`secrets ledger copy`) -----------------------------------
+
+    def iter_snapshots(self) -> Iterator[StoredEvent]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_id, originator_version, topic, state FROM {SNAPSHOTS_TABLE} "
+                "ORDER BY originator_id, originator_version"
+            )
+            rows = c.fetchall()
+        for r in rows:
+            yield StoredEvent(r[0], r[1], r[2], _as_bytes(r[3]))
+
+    def is_empty(self) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            for table in (self.events_table_name, CHAIN_TABLE, SNAPSHOTS_TABLE):
+                c.execute(f"SELECT 1 FROM {table} LIMIT 1")
+                if c.fetchone() is not None:
+                    return False
+        return True
+
+    def import_history(
+        self,
+        rows: Iterable[StoredRow],
+        links: Iterable[tuple[int, bytes]],
+        snapshots: Iterable[StoredEvent],
+    ) -> int:
+        """Write another store's events with their positions (as rowids), links and snapshots
+        into this empty store, in one transaction. New events then get rowids past the copy."""
+        count = 0
+        with self.datastore.transaction(commit=True) as c:
+            for table in (self.events_table_name, CHAIN_TABLE, SNAPSHOTS_TABLE):
+                c.execute(f"SELECT 1 FROM {table} LIMIT 1")
+                if c.fetchone() is not None:
+                    raise BadConfiguration("the target store already holds events")
+            for r in rows:
+                c.execute(
+                    f"INSERT INTO {self.events_table_name} "
+                    "(rowid, originator_id, originator_version, topic, state) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        r.notification_id,
+                        _hex(r.originator_id),
+                        r.originator_version,
+                        r.topic,
+                        r.state,
+                    ),
+                )
+                count += 1
+            c.executemany(f"INSERT INTO {CHAIN_TABLE} (notification_id, link) VALUES (?, ?)", links)
+            c.executemany(
+                f"INSERT INTO {SNAPSHOTS_TABLE} VALUES (?, ?, ?, ?)",
+                (
+                    (_hex(s.originator_id), s.originator_version, s.topic, s.state)
+                    for s in snapshots
+                ),
+            )
+        return count
+
+
+def _hex(originator_id: UUID | str) -> str:
+    return originator_id.hex if isinstance(originator_id, UUID) else str(originator_id)
 
 
 def _as_bytes(value: object) -> bytes:

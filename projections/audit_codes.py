@@ -51,6 +51,8 @@ EVENT_CODES: Final[dict[str, tuple[str, str]]] = {
     "IntegrityAlarm.IntegrityCheckFailed": ("HBSE-013", "verify"),
     "LedgerSettings.Initialized": ("HBSE-014", "init"),
     "LedgerSettings.RetentionChanged": ("HBSE-014", "configure"),
+    "LedgerSettings.FingerprintKeyExported": ("HBSE-014", "export-key"),
+    "LedgerSettings.FingerprintKeyImported": ("HBSE-014", "import-key"),
     "Checkpoint.CheckpointSigned": ("HBSE-015", "checkpoint"),
     "RotationRun.Started": ("HBSE-004", "rotate"),
     "RotationRun.BatchEnded": ("HBSE-004", "rotate"),

@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS audit_view (
     correlation_id TEXT NOT NULL, detail TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_view_code ON audit_view (code);
+CREATE INDEX IF NOT EXISTS audit_view_event_counts
+    ON audit_view (event, action, environment, service, name);
 CREATE TABLE IF NOT EXISTS operators_view (
     originator_id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT, updated_at TEXT NOT NULL
 );
@@ -130,7 +132,7 @@ class AuditRow:
 class Views:
     def __init__(self, ledger: SecretsLedger, path: Path | None = None) -> None:
         self.ledger = ledger
-        self.path = path or ledger.home / VIEWS_FILE
+        self.path = path or ledger.home / ledger.views_file
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
@@ -159,6 +161,19 @@ class Views:
     def lag(self) -> int:
         head = self.ledger.recorder.max_notification_id() or 0
         return max(0, head - self.position())
+
+    @contextmanager
+    def consistent_read(self) -> Iterator[int]:
+        """Queries made inside see one committed state of the views; yields its position.
+
+        Several aggregate queries answering one question (a metrics scrape) must not straddle
+        a concurrent catch-up or rebuild, or counters would disagree with each other.
+        """
+        self._db.execute("BEGIN")
+        try:
+            yield self.position()
+        finally:
+            self._db.execute("COMMIT")
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Apply every event recorded since the last tracked position; return how many."""
@@ -484,6 +499,53 @@ class Views:
             (when,),
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
+
+    def event_count(self, event: str | None = None) -> int:
+        """How many events of one kind (qualified class name) were applied; all if None."""
+        if event is None:
+            row = self._db.execute("SELECT COUNT(*) FROM audit_view").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM audit_view WHERE event = ?", (event,)
+            ).fetchone()
+        return int(row[0])
+
+    def action_counts(self, events: list[str]) -> list[tuple[str, str, str | None, int]]:
+        """(event, action, environment, count) for the given event kinds."""
+        marks = ", ".join("?" for _ in events)
+        return [
+            (r[0], r[1], r[2], int(r[3]))
+            for r in self._db.execute(
+                f"SELECT event, action, environment, COUNT(*) FROM audit_view "
+                f"WHERE event IN ({marks}) GROUP BY event, action, environment "
+                "ORDER BY event, action, environment",
+                events,
+            )
+        ]
+
+    def address_counts(self, event: str) -> list[tuple[str, str, str, int]]:
+        """(environment, service, name, count) of one event kind that names a secret."""
+        return [
+            (r[0], r[1], r[2], int(r[3]))
+            for r in self._db.execute(
+                "SELECT environment, service, name, COUNT(*) FROM audit_view "
+                "WHERE event = ? AND service IS NOT NULL "
+                "GROUP BY environment, service, name ORDER BY environment, service, name",
+                (event,),
+            )
+        ]
+
+    def secret_status_counts(self) -> list[tuple[str, str, int]]:
+        """(environment, status, count): status is active, deleted or destroyed."""
+        return [
+            (r[0], r[1], int(r[2]))
+            for r in self._db.execute(
+                "SELECT environment, CASE WHEN destroyed THEN 'destroyed' "
+                "WHEN deleted THEN 'deleted' ELSE 'active' END AS status, COUNT(*) "
+                "FROM secrets_view WHERE current_version > 0 "
+                "GROUP BY environment, status ORDER BY environment, status"
+            )
+        ]
 
     def operators(self) -> list[tuple[str, str | None, str]]:
         return [

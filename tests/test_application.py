@@ -15,6 +15,7 @@ from ledger.errors import KeychainUnavailable, NotFound, PermissionDenied, Valid
 from ledger.records import Denial, ReadReceipt, Rejection
 from ledger.secret import Secret
 from tests.fakes import FlakyKeyring
+from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)
 
 ADDR = SecretAddress("production", "nexus", "mcp.bun.apiKey")
 KEY = "sk-" + "a1B2" * 12
@@ -25,9 +26,17 @@ def keychain() -> FlakyKeyring:
     return FlakyKeyring()
 
 
-@pytest.fixture()
-def ledger(tmp_path: Path, keychain: FlakyKeyring) -> Iterator[SecretsLedger]:
-    app = open_ledger(tmp_path / "home", create=True, backend=keychain)
+@pytest.fixture(params=["sqlite", "postgres"])
+def ledger(
+    request: pytest.FixtureRequest, tmp_path: Path, keychain: FlakyKeyring
+) -> Iterator[SecretsLedger]:
+    """A fresh ledger on each event store: the SQLite file, and a PostgreSQL database."""
+    url = (
+        request.getfixturevalue("pg_url")
+        if request.param == "postgres"
+        else f"sqlite://{tmp_path / 'home'}"
+    )
+    app = open_ledger(tmp_path / "home", create=True, backend=keychain, database_url=url)
     yield app
     app.close()
 
@@ -190,7 +199,9 @@ def test_sessions_login_expire_and_revoke(ledger: SecretsLedger) -> None:
         ledger.login("carol", token)
 
 
-def test_snapshots_round_trip_busy_secrets_and_operators(ledger: SecretsLedger) -> None:
+def test_snapshots_round_trip_busy_secrets_and_operators(
+    ledger: SecretsLedger, request: pytest.FixtureRequest
+) -> None:
     """Snapshots are taken every 50 events: state must survive them exactly."""
     alice = _senior(ledger)
     for n in range(120):
@@ -203,7 +214,8 @@ def test_snapshots_round_trip_busy_secrets_and_operators(ledger: SecretsLedger) 
             )
         )
     assert ledger.snapshots is not None
-    fresh = open_ledger(ledger.home, backend=ledger._backend)  # type: ignore[arg-type]
+    url = request.getfixturevalue("pg_url") if "postgres" in request.node.callspec.id else None
+    fresh = open_ledger(ledger.home, backend=ledger._backend, database_url=url)  # type: ignore[arg-type]
     secret = fresh.history(alice, ADDR)
     assert secret.current_version == 120
     assert secret.retained_versions == list(range(111, 121))

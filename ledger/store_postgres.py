@@ -1,0 +1,347 @@
+"""PostgreSQL event store with the hash chain written inside the events' insert transaction.
+
+The library's `PostgresApplicationRecorder.insert_events` runs one transaction that
+1. calls `_insert_events` (a hook that runs *before* any lock: not usable for the chain),
+2. takes `LOCK TABLE <events> IN EXCLUSIVE MODE` (writers serialise here until commit; readers
+   are not blocked), inserts the events and syncs the pipeline,
+3. calls `_fetch_ids_after_insert_events` to collect the new notification ids.
+
+The chain is written in step 3, after the lock: the chain head read there is the committed head
+of the previous writer, so links follow log order even with many concurrent writers. Links are
+computed over the rows as stored (read back by notification id) and never assume gap-free ids:
+a PostgreSQL sequence skips the ids of every rolled-back insert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.sql import SQL, Composed, Identifier
+
+from ledger.chain import GENESIS, StoredRow, link
+from ledger.errors import BadConfiguration
+
+if TYPE_CHECKING:
+    from psycopg import Cursor
+    from psycopg.rows import DictRow
+
+PAGE = 5000
+COPY_PAGE = 1000
+
+
+def table_prefix(events_table_name: str) -> str:
+    """`secretsledger` for the library's `secretsledger_events` (named after the application)."""
+    suffix = "_events"
+    if events_table_name.endswith(suffix):
+        return events_table_name[: -len(suffix)]
+    return events_table_name
+
+
+class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        if datastore.enable_db_functions:
+            # The library's insert function bypasses the Python insert path, so no link
+            # would be written: refuse rather than record events outside the chain.
+            raise ProgrammingError(
+                "POSTGRES_ENABLE_DB_FUNCTIONS is not supported: it would bypass the hash chain"
+            )
+        super().__init__(datastore, events_table_name=events_table_name)
+        prefix = table_prefix(events_table_name)
+        self.chain_table_name = f"{prefix}_event_chain"
+        self.snapshots_table_name = f"{prefix}_snapshots"
+        self.check_identifier_length(self.chain_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{chain} ("
+                "notification_id bigint PRIMARY KEY, link bytea NOT NULL)"
+            ).format(schema=self._schema, chain=Identifier(self.chain_table_name))
+        )
+
+    # -- names ----------------------------------------------------------------------------
+
+    @property
+    def _schema(self) -> Identifier:
+        return Identifier(self.datastore.schema)
+
+    @property
+    def _events(self) -> Composed:
+        return SQL("{0}.{1}").format(self._schema, Identifier(self.events_table_name))
+
+    @property
+    def _chain(self) -> Composed:
+        return SQL("{0}.{1}").format(self._schema, Identifier(self.chain_table_name))
+
+    @property
+    def _snapshots(self) -> Composed:
+        return SQL("{0}.{1}").format(self._schema, Identifier(self.snapshots_table_name))
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _fetch_ids_after_insert_events(
+        self,
+        curs: Cursor[DictRow],
+        stored_events: Sequence[StoredEvent],
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if not ids:
+            return ids
+        # This transaction holds the EXCLUSIVE lock on the events table (taken before the
+        # insert), so every earlier writer has committed its events and links, and no later
+        # one can start: the head read here is current.
+        curs.execute(
+            SQL(
+                "SELECT notification_id, link FROM {0} ORDER BY notification_id DESC LIMIT 1"
+            ).format(self._chain)
+        )
+        head = curs.fetchone()
+        previous = bytes(head["link"]) if head is not None else GENESIS
+        if head is not None and min(ids) <= int(head["notification_id"]):
+            raise IntegrityError(
+                f"notification id {min(ids)} is not past the chain head {head['notification_id']}"
+            )
+        # Chain the rows exactly as stored, in notification id order.
+        curs.execute(
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {0} WHERE notification_id = ANY(%s) ORDER BY notification_id"
+            ).format(self._events),
+            (list(ids),),
+        )
+        positions: list[int] = []
+        links: list[bytes] = []
+        for r in curs.fetchall():
+            previous = link(
+                previous,
+                int(r["notification_id"]),
+                r["originator_id"],
+                int(r["originator_version"]),
+                r["topic"],
+                bytes(r["state"]),
+            )
+            positions.append(int(r["notification_id"]))
+            links.append(previous)
+        if len(positions) != len(ids):
+            raise IntegrityError("inserted events could not be read back to chain them")
+        curs.execute(
+            SQL(
+                "INSERT INTO {0} (notification_id, link) "
+                "SELECT * FROM unnest(%s::bigint[], %s::bytea[])"
+            ).format(self._chain),
+            (positions, links),
+        )
+        return ids
+
+    # -- reading for verification ---------------------------------------------------------
+
+    def _rows(self, query: Composed, params: Sequence[Any]) -> list[DictRow]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(query, params)
+            return curs.fetchall()
+
+    @staticmethod
+    def _stored_row(r: DictRow) -> StoredRow:
+        return StoredRow(
+            int(r["notification_id"]),
+            r["originator_id"],
+            int(r["originator_version"]),
+            r["topic"] if r["topic"] is not None else "",
+            bytes(r["state"]) if r["state"] is not None else b"",
+        )
+
+    def iter_rows(self, start: int = 0) -> Iterator[StoredRow]:
+        """Stored events after position `start`, in log order."""
+        last = start
+        query = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            "FROM {0} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        ).format(self._events)
+        while True:
+            rows = self._rows(query, (last, PAGE))
+            if not rows:
+                return
+            for r in rows:
+                yield self._stored_row(r)
+            last = int(rows[-1]["notification_id"])
+
+    def iter_links(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Chain links after position `start`, in log order."""
+        last = start
+        query = SQL(
+            "SELECT notification_id, link FROM {0} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(self._chain)
+        while True:
+            rows = self._rows(query, (last, PAGE))
+            if not rows:
+                return
+            for r in rows:
+                yield int(r["notification_id"]), bytes(r["link"])
+            last = int(rows[-1]["notification_id"])
+
+    def chain_head(self) -> tuple[int, bytes]:
+        """The newest (position, link), or (0, GENESIS) for an empty log."""
+        rows = self._rows(
+            SQL(
+                "SELECT notification_id, link FROM {0} ORDER BY notification_id DESC LIMIT 1"
+            ).format(self._chain),
+            (),
+        )
+        return (int(rows[0]["notification_id"]), bytes(rows[0]["link"])) if rows else (0, GENESIS)
+
+    def link_at(self, position: int) -> bytes | None:
+        rows = self._rows(
+            SQL("SELECT link FROM {0} WHERE notification_id = %s").format(self._chain),
+            (position,),
+        )
+        return bytes(rows[0]["link"]) if rows else None
+
+    def row_at(self, position: int) -> StoredRow | None:
+        rows = self._rows(
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {0} WHERE notification_id = %s"
+            ).format(self._events),
+            (position,),
+        )
+        return self._stored_row(rows[0]) if rows else None
+
+    def last_with_topic(self, topic: str) -> StoredRow | None:
+        rows = self._rows(
+            SQL(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM {0} WHERE topic = %s ORDER BY notification_id DESC LIMIT 1"
+            ).format(self._events),
+            (topic,),
+        )
+        return self._stored_row(rows[0]) if rows else None
+
+    # -- copying a whole ledger (`secrets ledger copy`) -----------------------------------
+
+    def iter_snapshots(self) -> Iterator[StoredEvent]:
+        last: tuple[Any, int] | None = None
+        while True:
+            if last is None:
+                query = SQL(
+                    "SELECT * FROM {0} ORDER BY originator_id, originator_version LIMIT %s"
+                ).format(self._snapshots)
+                params: tuple[Any, ...] = (PAGE,)
+            else:
+                query = SQL(
+                    "SELECT * FROM {0} WHERE (originator_id, originator_version) > (%s, %s) "
+                    "ORDER BY originator_id, originator_version LIMIT %s"
+                ).format(self._snapshots)
+                params = (*last, PAGE)
+            rows = self._rows(query, params)
+            if not rows:
+                return
+            for r in rows:
+                yield StoredEvent(
+                    r["originator_id"], int(r["originator_version"]), r["topic"], bytes(r["state"])
+                )
+            last = (rows[-1]["originator_id"], int(rows[-1]["originator_version"]))
+
+    def is_empty(self) -> bool:
+        for table in (self._events, self._chain, self._snapshots):
+            if self._rows(SQL("SELECT 1 FROM {0} LIMIT 1").format(table), ()):
+                return False
+        return True
+
+    def import_history(
+        self,
+        rows: Iterable[StoredRow],
+        links: Iterable[tuple[int, bytes]],
+        snapshots: Iterable[StoredEvent],
+    ) -> int:
+        """Write another store's events (with their positions), links and snapshots into this
+        empty store in one transaction, then move the id sequence past the highest position."""
+        count = 0
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(SQL("LOCK TABLE {0} IN EXCLUSIVE MODE").format(self._events))
+            if not self._empty_in(curs):
+                raise BadConfiguration("the target store already holds events")
+            insert_event = SQL(
+                "INSERT INTO {0} (notification_id, originator_id, originator_version, topic, "
+                "state) VALUES (%s, %s, %s, %s, %s)"
+            ).format(self._events)
+            for batch in _batches(rows):
+                curs.executemany(
+                    insert_event,
+                    [
+                        (
+                            r.notification_id,
+                            _uuid(r.originator_id),
+                            r.originator_version,
+                            r.topic,
+                            r.state,
+                        )
+                        for r in batch
+                    ],
+                )
+                count += len(batch)
+            insert_link = SQL("INSERT INTO {0} (notification_id, link) VALUES (%s, %s)").format(
+                self._chain
+            )
+            for link_batch in _batches(links):
+                curs.executemany(insert_link, link_batch)
+            insert_snapshot = SQL(
+                "INSERT INTO {0} (originator_id, originator_version, topic, state) "
+                "VALUES (%s, %s, %s, %s)"
+            ).format(self._snapshots)
+            for snapshot_batch in _batches(snapshots):
+                curs.executemany(
+                    insert_snapshot,
+                    [
+                        (_uuid(s.originator_id), s.originator_version, s.topic, s.state)
+                        for s in snapshot_batch
+                    ],
+                )
+            # New events must get ids past everything copied: move the sequence on.
+            curs.execute(
+                SQL("SELECT pg_get_serial_sequence(%s, 'notification_id') AS seq"),
+                (f'"{self.datastore.schema}"."{self.events_table_name}"',),
+            )
+            found = curs.fetchone()
+            assert found is not None and found["seq"] is not None
+            curs.execute(
+                SQL(
+                    "SELECT setval(%s::regclass, "
+                    "(SELECT COALESCE(MAX(notification_id), 1) FROM {0}), "
+                    "(SELECT COUNT(*) > 0 FROM {0}))"
+                ).format(self._events),
+                (found["seq"],),
+            )
+        return count
+
+    def _empty_in(self, curs: Cursor[DictRow]) -> bool:
+        for table in (self._events, self._chain, self._snapshots):
+            curs.execute(SQL("SELECT 1 FROM {0} LIMIT 1").format(table))
+            if curs.fetchone() is not None:
+                return False
+        return True
+
+
+def _uuid(value: UUID | str) -> UUID | str:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(value)
+    except ValueError:
+        return value
+
+
+def _batches(items: Iterable[Any]) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= COPY_PAGE:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

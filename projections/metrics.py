@@ -1,0 +1,273 @@
+"""Prometheus metrics derived from the ledger's read models (documented in docs/metrics.md).
+
+Every number is a count or a state of the event log, read at scrape time from the views after
+catching them up: nothing is counted in process memory, so a restarted exporter, a textfile
+writer and a second host serving the same ledger all report the same values.
+
+Import this module only where metrics are wanted: `prometheus_client` costs about 125 ms.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from ledger.catalogue import Catalogue, load_catalogue
+from ledger.errors import LedgerUnavailable
+from ledger.validation import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
+from projections.timefmt import parse_iso
+from projections.views import Views
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from ledger.application import SecretsLedger
+
+# Events that are an operator's access to a secret and succeeded. Secret.Registered is left
+# out (it always comes with the first VersionAdded, which is the access) and so is
+# VersionPruned (retention housekeeping, not an access).
+SUCCESS_EVENTS: Final = (
+    "ReadReceipt.SecretRead",
+    "Secret.VersionAdded",
+    "Secret.Deleted",
+    "Secret.Restored",
+    "Secret.Destroyed",
+)
+DENIED_EVENT: Final = "Denial.AccessDenied"
+REJECTED_EVENT: Final = "Rejection.ValidationFailed"
+EMERGENCY_EVENT: Final = "Incident.EmergencyRotationStarted"
+INTEGRITY_EVENT: Final = "IntegrityAlarm.IntegrityCheckFailed"
+
+# A denial of a ledger-wide action (login, auth grant, list without --environment) has no
+# environment. An empty label would be no label at all in Prometheus, and "*" can never be a
+# real environment name (ENVIRONMENT_PATTERN), so it cannot be confused with one.
+NO_ENVIRONMENT: Final = "*"
+INVALID_LABEL: Final = "<invalid>"
+DEFAULT_ROTATION_DAYS: Final = 90
+SNAPSHOT_ATTEMPTS: Final = 5
+
+_PATTERNS: Final = tuple(
+    re.compile(p, re.ASCII) for p in (ENVIRONMENT_PATTERN, SERVICE_PATTERN, NAME_PATTERN)
+)
+
+
+def rotation_overdue(
+    service: str,
+    name: str,
+    last_rotation: datetime,
+    as_of: datetime,
+    catalogue: Catalogue | None = None,
+) -> bool:
+    """Whether a secret last rotated at `last_rotation` is past its key's rotation policy.
+
+    Same rule as the compliance report: due `rotation_days` (catalogue, default 90) after the
+    last rotation, overdue from that instant; keys with rotation "none" are never due. Kept
+    small so it can delegate to projections.compliance once that lands.
+    """
+    spec = (catalogue or load_catalogue(None)).lookup(service, name)
+    if spec is not None and spec.rotation == "none":
+        return False
+    days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
+    return as_of >= last_rotation + timedelta(days=days)
+
+
+def _address_labels(environment: str, service: str, name: str) -> list[str]:
+    # Every recorded address passed validation before it was recorded; the check is a second
+    # line against label values nobody should be able to mint (old or foreign events).
+    return [
+        value if pattern.fullmatch(value) else INVALID_LABEL
+        for value, pattern in zip((environment, service, name), _PATTERNS, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class _SecretState:
+    environment: str
+    service: str
+    name: str
+    last_rotation: datetime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one scrape reports, read from one committed state of the views."""
+
+    position: int
+    lag: int
+    events: int
+    access: dict[tuple[str, str, str], int]  # (result, operation, environment) -> count
+    validation_errors: list[tuple[str, str, str, int]]
+    emergency_rotations: int
+    integrity_alarms: int
+    statuses: list[tuple[str, str, int]]
+    secrets: list[_SecretState]
+
+
+def read_snapshot(views: Views) -> Snapshot:
+    """Catch the views up and read them, retrying while another process rebuilds them.
+
+    A scrape must never see a half-built view: its counters would look like a reset and
+    `increase()` would count every old denial again. The log only grows, so a snapshot whose
+    position is behind the head seen before catching up is from a rebuild in progress.
+    """
+    for _ in range(SNAPSHOT_ATTEMPTS):
+        floor = views.ledger.recorder.max_notification_id() or 0
+        views.catch_up()
+        with views.consistent_read() as position:
+            if position < floor:
+                continue
+            access: dict[tuple[str, str, str], int] = {}
+            counted = views.action_counts([*SUCCESS_EVENTS, DENIED_EVENT, REJECTED_EVENT])
+            for event, action, environment, count in counted:
+                if event == DENIED_EVENT:
+                    key = ("denied", action, environment or NO_ENVIRONMENT)
+                elif event == REJECTED_EVENT:
+                    key = ("error", action, environment or NO_ENVIRONMENT)
+                else:
+                    key = ("success", action, environment or NO_ENVIRONMENT)
+                access[key] = access.get(key, 0) + count
+            head = views.ledger.recorder.max_notification_id() or 0
+            return Snapshot(
+                position=position,
+                lag=max(0, head - position),
+                events=views.event_count(),
+                access=access,
+                validation_errors=views.address_counts(REJECTED_EVENT),
+                emergency_rotations=views.event_count(EMERGENCY_EVENT),
+                integrity_alarms=views.event_count(INTEGRITY_EVENT),
+                statuses=views.secret_status_counts(),
+                secrets=[
+                    _SecretState(r.environment, r.service, r.name, parse_iso(r.last_rotation))
+                    for r in views.secrets()
+                    if r.last_rotation
+                ],
+            )
+    raise LedgerUnavailable("the read model kept changing under the scrape (rebuild running?)")
+
+
+def families(snapshot: Snapshot, as_of: datetime, catalogue: Catalogue) -> list[Metric]:
+    access = CounterMetricFamily(
+        "hyperbun_secret_access",
+        "Access attempts recorded by the ledger: success, denied (HBSE-006), "
+        "error (validation rejection, HBSE-007).",
+        labels=["result", "operation", "environment"],
+    )
+    for (result, operation, environment), count in sorted(snapshot.access.items()):
+        access.add_metric([result, operation, environment], count)
+
+    rotation = GaugeMetricFamily(
+        "hyperbun_secret_rotation_timestamp",
+        "Unix time the current value of an active secret was first written "
+        "(a rollback keeps the restored value's time).",
+        labels=["environment", "service", "name"],
+    )
+    age = GaugeMetricFamily(
+        "hyperbun_secret_age_seconds",
+        "Seconds since the current value of an active secret was first written.",
+        labels=["environment", "service", "name"],
+    )
+    overdue = GaugeMetricFamily(
+        "hyperbun_secret_rotation_overdue",
+        "1 when an active secret is past its key's rotation_days (default 90), else 0.",
+        labels=["environment", "service", "name"],
+    )
+    for s in snapshot.secrets:
+        labels = [s.environment, s.service, s.name]
+        rotation.add_metric(labels, s.last_rotation.timestamp())
+        age.add_metric(labels, max(0.0, (as_of - s.last_rotation).total_seconds()))
+        late = rotation_overdue(s.service, s.name, s.last_rotation, as_of, catalogue)
+        overdue.add_metric(labels, 1.0 if late else 0.0)
+
+    rejected = CounterMetricFamily(
+        "hyperbun_secret_validation_errors",
+        "Values or names rejected by validation (HBSE-007), per secret address.",
+        labels=["environment", "service", "name"],
+    )
+    merged: dict[tuple[str, ...], int] = {}
+    for environment, service, name, count in snapshot.validation_errors:
+        key = tuple(_address_labels(environment, service, name))
+        merged[key] = merged.get(key, 0) + count
+    for key, count in sorted(merged.items()):
+        rejected.add_metric(list(key), count)
+
+    emergency = CounterMetricFamily(
+        "hyperbun_emergency_rotation",
+        "Emergency rotations started (Incident.EmergencyRotationStarted, HBSE-008).",
+        value=snapshot.emergency_rotations,
+    )
+
+    statuses = GaugeMetricFamily(
+        "hyperbun_secrets",
+        "Secrets per environment and state (active, deleted, destroyed).",
+        labels=["environment", "status"],
+    )
+    by_status: dict[tuple[str, str], int] = {}
+    for environment, status, count in snapshot.statuses:
+        for each in ("active", "deleted", "destroyed"):
+            by_status.setdefault((environment, each), 0)
+        by_status[(environment, status)] = count
+    for (environment, status), count in sorted(by_status.items()):
+        statuses.add_metric([environment, status], count)
+
+    events = CounterMetricFamily(
+        "hyperbun_ledger_events", "Events in the ledger's log.", value=snapshot.events
+    )
+    integrity = GaugeMetricFamily(
+        "hyperbun_ledger_integrity_ok",
+        "0 once `secrets audit verify` has recorded an integrity failure (HBSE-013), else 1.",
+        value=0 if snapshot.integrity_alarms else 1,
+    )
+    lag = GaugeMetricFamily(
+        "hyperbun_projection_lag_events",
+        "Events in the log not yet applied to the read model when the scrape was answered.",
+        value=snapshot.lag,
+    )
+    return [access, rotation, rejected, emergency, age, overdue, statuses, events, integrity, lag]
+
+
+class LedgerCollector(Collector):
+    """Reads the ledger's views at every collect(); registered on its own registry."""
+
+    def __init__(
+        self,
+        ledger: SecretsLedger,
+        clock: Callable[[], datetime] | None = None,
+        catalogue: Catalogue | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._catalogue = catalogue or load_catalogue(None)
+        # The HTTP server answers each scrape on its own thread: one catch-up at a time is
+        # enough, and a sqlite3 connection must stay on the thread that opened it.
+        self._lock = threading.Lock()
+
+    def describe(self) -> list[Metric]:
+        # Empty: the registry would otherwise call collect() (a ledger read) at registration.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            views = Views(self._ledger)
+            try:
+                snapshot = read_snapshot(views)
+            finally:
+                views.close()
+        yield from families(snapshot, self._clock(), self._catalogue)
+
+
+def ledger_registry(
+    ledger: SecretsLedger,
+    clock: Callable[[], datetime] | None = None,
+    catalogue: Catalogue | None = None,
+) -> CollectorRegistry:
+    """A registry holding only the ledger's metrics (no process_* or python_* series)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LedgerCollector(ledger, clock, catalogue))
+    return registry
