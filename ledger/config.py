@@ -129,6 +129,7 @@ def open_ledger(
     create: bool = False,
     backend: KeyringBackend | None = None,
     database_url: str | None = None,
+    private: bool = True,
 ) -> SecretsLedger:
     """Open (or with `create`, make) the ledger in `home`.
 
@@ -136,6 +137,8 @@ def open_ledger(
     `database_url` (default: $SECRETS_LEDGER_DATABASE_URL) puts the event store elsewhere:
     `postgresql://...` for a shared PostgreSQL store (`home` then holds only this host's
     views cache, session and pending intents), or `sqlite:///dir` for the SQLite ledger there.
+    With `private` (the default) loose modes on the home and its files are repaired; a copy
+    opened only to be verified (an evidence bundle) passes False and is left exactly as found.
     """
     from eventsourcing.persistence import PersistenceError
 
@@ -163,7 +166,7 @@ def open_ledger(
             raise LedgerUnavailable(f"cannot create the ledger at {home}: {exc.strerror}") from None
     else:
         _check_sqlite_file(db)
-    repaired = make_private(home)
+    repaired = make_private(home) if private else []
     # SQLite's -wal and -shm files inherit the process umask: keep them private too.
     os.umask(0o077)
     try:
