@@ -28,15 +28,18 @@ if TYPE_CHECKING:
     from ledger.credentials import Credential
     from projections.views import AuditRow, SecretRow, Views
 
-OK: Final = "ok"
-DUE_SOON: Final = "due-soon"
-OVERDUE: Final = "overdue"
-NEVER_ROTATED: Final = "never-rotated"
-EXEMPT: Final = "exempt"
-STATUSES: Final = (OVERDUE, DUE_SOON, NEVER_ROTATED, OK, EXEMPT)
+# One source for the statuses and the policy defaults: the rotation use cases own them.
+from ledger.rotation import (
+    DEFAULT_ROTATION_DAYS,
+    DEFAULT_WARNING_DAYS,
+    DUE_SOON,
+    EXEMPT,
+    NEVER_ROTATED,
+    OK,
+    OVERDUE,
+    STATUSES,
+)
 
-DEFAULT_ROTATION_DAYS: Final = 90
-DEFAULT_WARNING_DAYS: Final = 14
 RECENT_ROWS: Final = 5
 
 DENIED_HEADLINE: Final = f"Access denied - {SENIOR} role required"

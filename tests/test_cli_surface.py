@@ -108,12 +108,11 @@ def test_completion_never_fails_and_never_writes(ledger: Ledger, tmp_path: Any) 
     assert complete(ledger, "secrets get --service nexus --name ") == []
 
 
-@pytest.mark.skipif(shutil.which("secrets") is None, reason="console script not installed")
 def test_completion_through_the_installed_console_script(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
     ledger.run("list")
     script = shutil.which("secrets")
-    assert script is not None
+    assert script is not None, "the `secrets` console script is not installed (pip install -e .)"
     ledger.env["PYTHONPATH"] = str(REPO)  # this checkout, not whichever is installed
     assert complete(ledger, "secrets get --service ", [script]) == ["nexus"]
 
