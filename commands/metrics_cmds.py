@@ -142,21 +142,36 @@ def write(
 
     Example: secrets metrics write --textfile /var/lib/prometheus/node-exporter/secrets.prom
     """
-    from prometheus_client import write_to_textfile
+    from prometheus_client import generate_latest
 
     registry = _authorized_registry(home, "metrics write")
     if textfile.suffix != ".prom":
         runtime.info("warning: node_exporter's textfile collector reads only *.prom files")
-    # The ledger keeps a 077 umask for its own files; the metrics file is for another user.
-    previous = os.umask(0o022)
+    # Collect first: collecting catches up views.sqlite, which must keep the ledger's private
+    # modes. Only the finished exposition is made readable by node_exporter's user.
+    exposition = generate_latest(registry)
     try:
-        write_to_textfile(str(textfile), registry)
+        _write_atomically(textfile, exposition, mode=0o644)
     except OSError as exc:
         runtime.info(f"error: cannot write {textfile}: {exc.strerror or exc}")
         raise typer.Exit(1) from None
-    finally:
-        os.umask(previous)
     runtime.info(f"wrote {textfile}")
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Readers (node_exporter) see the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @metrics_app.command("rules")

@@ -8,8 +8,10 @@ What is never logged: command-line arguments other than the command words (`--va
 a secret), exception messages (only the class name), values, tokens, fingerprints.
 
 Destination: `--log-file PATH` or `SECRETS_LEDGER_LOG_FILE` (appended, created 0600), default
-level info, so every operation is recorded; otherwise stderr, default level warning, so a
-successful command prints nothing extra. `SECRETS_LEDGER_LOG_LEVEL` overrides the level.
+level info, so every operation is recorded; otherwise stderr, but only when
+`SECRETS_LEDGER_LOG_LEVEL` is set: stderr is where a person reads the one-line error, and a JSON
+line after it by default would make every failure two lines. `SECRETS_LEDGER_LOG_LEVEL` sets
+the level for either destination.
 
 structlog (with the rich console renderer it imports) costs about 300 ms to import, so it is
 imported only once a line has passed the level filter, after the command's output is flushed.
@@ -34,7 +36,7 @@ LOG_FILE_VARIABLE: Final = "SECRETS_LEDGER_LOG_FILE"
 LOG_LEVEL_VARIABLE: Final = "SECRETS_LEDGER_LOG_LEVEL"
 LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 FILE_DEFAULT_LEVEL: Final = "info"
-STDERR_DEFAULT_LEVEL: Final = "warning"
+_OFF: Final = 1000
 
 # exit code -> (outcome, level); anything else is ("error", "error").
 OUTCOMES: Final[dict[int, tuple[str, str]]] = {
@@ -123,9 +125,10 @@ def success_code(operation: str | None) -> str | None:
 def _destination() -> tuple[Path | None, int]:
     variable = os.environ.get(LOG_FILE_VARIABLE, "").strip()
     explicit = _log_file or (Path(variable) if variable else None)
-    default = FILE_DEFAULT_LEVEL if explicit else STDERR_DEFAULT_LEVEL
-    wanted = os.environ.get(LOG_LEVEL_VARIABLE, "").strip().lower() or default
-    return explicit, LEVELS.get(wanted, LEVELS[default])
+    wanted = os.environ.get(LOG_LEVEL_VARIABLE, "").strip().lower()
+    if explicit is None and not wanted:
+        return None, _OFF
+    return explicit, LEVELS.get(wanted, LEVELS[FILE_DEFAULT_LEVEL])
 
 
 def command_finished(

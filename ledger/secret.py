@@ -59,6 +59,14 @@ class VersionHistory:
     def __len__(self) -> int:
         return len(self._by_number)
 
+    def __eq__(self, other: object) -> bool:
+        # A value object: a history rebuilt from a snapshot must equal the replayed one.
+        if not isinstance(other, VersionHistory):
+            return NotImplemented
+        return self._by_number == other._by_number
+
+    __hash__ = None  # type: ignore[assignment]
+
     def get(self, number: int) -> Version | None:
         return self._by_number.get(number)
 

@@ -358,6 +358,11 @@ def test_textfile_is_replaced_atomically_and_promtool_clean(ledger: Ledger, tmp_
     first = ledger.run("metrics", "write", "--textfile", str(target))
     assert first.returncode == 0, first.stderr
     assert os.stat(target).st_mode & 0o777 == 0o644  # node_exporter reads it as another user
+    # ...but the views it caught up on the way stay private to the ledger's owner.
+    assert "accessible by group or others" not in first.stderr
+    private = [p for p in ledger.home.iterdir() if p.is_file() and p.stat().st_mode & 0o077]
+    assert private == [], private
+    assert list(out_dir.iterdir()) == [target]  # no temporary file left behind
     old_text = target.read_text()
     check_metrics(old_text)
     samples, _ = parse(old_text)
@@ -431,11 +436,20 @@ def test_no_value_reaches_logs_metrics_or_stderr(ledger: Ledger, tmp_path: Path)
     run(0, "--log-file", str(log), "metrics", "write", "--textfile", str(tmp_path / "m.prom"))
     assert runs[2][1].stdout == values["flag"] and values["stdin"] in runs[3][1].stdout
 
-    # Without a log file, a failing command's line goes to stderr (warning and above).
-    plain = ledger.run("set", *NEXUS, "--value", "uu-" + values["unlogged"])
+    # Without a log file or level, stderr holds only the one-line error for a person.
+    quiet = ledger.run("set", *NEXUS, "--value-stdin", input="vv-" + values["unlogged"])
+    assert quiet.returncode == 5 and len(quiet.stderr.strip().splitlines()) == 1, quiet.stderr
+    # With a level and no file, the JSON line follows the human message on stderr.
+    plain = ledger.run(
+        "set",
+        *NEXUS,
+        "--value",
+        "uu-" + values["unlogged"],
+        env={"SECRETS_LEDGER_LOG_LEVEL": "warning"},
+    )
     assert plain.returncode == 5
     stderr_lines = plain.stderr.strip().splitlines()
-    assert any(line.startswith("error: ") for line in stderr_lines)
+    assert stderr_lines[-2].startswith("error: ")
     on_stderr = json.loads(stderr_lines[-1])
     assert (on_stderr["outcome"], on_stderr["code"]) == ("rejected", "HBSE-007")
 
@@ -444,7 +458,13 @@ def test_no_value_reaches_logs_metrics_or_stderr(ledger: Ledger, tmp_path: Path)
     exposition += (tmp_path / "m.prom").read_text()
     log_text = log.read_text()
     assert os.stat(log).st_mode & 0o777 == 0o600
-    everything_but_stdout = [log_text, exposition, plain.stderr, *(r.stderr for _, r in runs)]
+    everything_but_stdout = [
+        log_text,
+        exposition,
+        plain.stderr,
+        quiet.stderr,
+        *(r.stderr for _, r in runs),
+    ]
     for value in values.values():
         for text in everything_but_stdout:
             assert value not in text
