@@ -71,6 +71,8 @@ def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) 
                 "events_valid": report.events_valid,
                 "checkpoints_checked": report.checkpoints_checked,
                 "checkpoints_valid": report.checkpoints_valid,
+                "snapshots_checked": report.snapshots_checked,
+                "snapshots_valid": report.snapshots_valid,
                 "last_position": report.last_position,
                 "head": report.head.hex(),
                 "public_key": report.public_key,
@@ -83,7 +85,8 @@ def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) 
     else:
         print(
             f"{report.events_valid}/{report.events_checked} events valid, "
-            f"{report.checkpoints_valid}/{report.checkpoints_checked} checkpoints valid"
+            f"{report.checkpoints_valid}/{report.checkpoints_checked} checkpoints valid, "
+            f"{report.snapshots_valid}/{report.snapshots_checked} snapshots valid"
         )
         if fault is not None:
             print(f"FAULT {fault.kind} at position {fault.position}: {fault.detail}")
@@ -156,7 +159,10 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
             witnesses.append(found)
     ledger = open_ledger(bundle, private=False)  # evidence: verify it, change nothing
     ledger.checkpoint_every = 0
-    _verify_report(ledger.verify_history(pinned, witnesses), None, output)
+    report = ledger.verify_history(pinned, witnesses)
+    if report.ok:
+        report = ledger.with_snapshot_check(report)
+    _verify_report(report, None, output)
 
 
 @audit_app.command("checkpoint")

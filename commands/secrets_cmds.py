@@ -393,7 +393,12 @@ def destroy(
 
 def doctor(
     repair: Annotated[
-        bool, typer.Option("--repair", help="Remove orphaned and leftover keychain entries.")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Remove orphaned and leftover keychain entries, and drop stored snapshots "
+            "that differ from their events.",
+        ),
     ] = False,
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,
@@ -412,7 +417,8 @@ def doctor(
     ledger = runtime.open_ledger(home)
     report = ledger.doctor(runtime.credential(ledger), repair=repair)
     unresolved = (
-        report.missing_values
+        [s for s in report.bad_snapshots if f"snapshot {s}" not in report.repaired]
+        + report.missing_values
         + [e for e in report.orphans if e not in report.repaired]
         + [e for e in report.leftovers if e not in report.repaired]
     )
@@ -427,6 +433,7 @@ def doctor(
                 "leftovers": report.leftovers,
                 "repaired": report.repaired,
                 "on_other_hosts": report.on_other_hosts,
+                "bad_snapshots": report.bad_snapshots,
                 "healthy": not unresolved,
             }
         )
@@ -436,6 +443,7 @@ def doctor(
             f"{report.checked_versions} versions checked"
         )
         for label, items in (
+            ("bad snapshot", report.bad_snapshots),
             ("missing value", report.missing_values),
             ("orphaned entry", report.orphans),
             ("leftover value", report.leftovers),
@@ -447,4 +455,4 @@ def doctor(
             print(f"  on other hosts: {count} version(s) on {other} (checked there, not here)")
         print("healthy" if not unresolved else f"{len(unresolved)} problem(s) remain")
     if unresolved:
-        raise IntegrityFailure(f"{len(unresolved)} keychain inconsistencies; see above")
+        raise IntegrityFailure(f"{len(unresolved)} inconsistencies; see above")

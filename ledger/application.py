@@ -101,10 +101,12 @@ class DoctorReport:
     # Retained versions written on other hosts (their values are in those hosts' keychains),
     # per host: not checked here, since no host can see another's keychain.
     on_other_hosts: dict[str, int] = field(default_factory=dict)
+    # Stored snapshots whose state differs from their events ("<aggregate id>@<version>").
+    bad_snapshots: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
-        return not (self.missing_values or self.orphans or self.leftovers)
+        return not (self.missing_values or self.orphans or self.leftovers or self.bad_snapshots)
 
 
 class SecretsLedger(Application[UUID]):
@@ -587,10 +589,11 @@ class SecretsLedger(Application[UUID]):
 
     def doctor(self, cred: Credential, repair: bool = False) -> DoctorReport:
         self.authorize(cred, Permission.MANAGE, "doctor")
+        # First: the scan below loads aggregates, which starts from their snapshots.
+        bad_snapshots, repaired = self._check_snapshots(repair)
         recorded: set[str] = set()
         missing: list[str] = []
         leftovers: list[str] = []
-        repaired: list[str] = []
         elsewhere: dict[str, int] = {}
         checked = 0
         for sid in self.secret_ids():
@@ -628,8 +631,27 @@ class SecretsLedger(Application[UUID]):
                 self.intents.done(intent)
                 repaired.append(intent.entry)
         return DoctorReport(
-            self.vault.description, checked, missing, orphans, leftovers, repaired, elsewhere
+            self.vault.description,
+            checked,
+            missing,
+            orphans,
+            leftovers,
+            repaired,
+            elsewhere,
+            bad_snapshots,
         )
+
+    def _check_snapshots(self, repair: bool) -> tuple[list[str], list[str]]:
+        from ledger.snapshot_check import verify_snapshots
+
+        bad = [f"{f.originator_id}@{f.version}" for f in verify_snapshots(self).faults]
+        if not repair or not bad:
+            return bad, []
+        recorder = self._chained_recorder()
+        for item in bad:
+            oid, version = item.split("@")
+            recorder.delete_snapshot(UUID(oid), int(version))
+        return bad, [f"snapshot {item}" for item in bad]
 
     # -- the fingerprint key, for a ledger shared between hosts ---------------------------
 
@@ -1022,11 +1044,39 @@ class SecretsLedger(Application[UUID]):
         if keychain is not None:
             found.append(keychain)
         report = self.verify_history(pinned_key, found)
+        if report.fault is None:
+            report = self.with_snapshot_check(report)
         recorded = False
         if report.fault is not None:
             with self._stamp(principal):
                 recorded = self.record_alarm(report.fault)
         return report, recorded
+
+    def with_snapshot_check(self, report: IntegrityReport) -> IntegrityReport:
+        """Snapshots are outside the chain, yet loads start from them: fold and compare."""
+        from dataclasses import replace
+
+        from ledger.chain import ChainFault
+        from ledger.snapshot_check import verify_snapshots
+
+        checked = verify_snapshots(self)
+        fault = None
+        if checked.faults:
+            first = checked.faults[0]
+            at = self._chained_recorder().position_of(UUID(first.originator_id), first.version)
+            fault = ChainFault(
+                at or 0,
+                "snapshot",
+                f"the snapshot of {first.originator_id} at version {first.version}: "
+                f"{first.detail} ({len(checked.faults)} bad snapshot(s) in all; "
+                "`secrets doctor --repair` drops them)",
+            )
+        return replace(
+            report,
+            snapshots_checked=checked.checked,
+            snapshots_valid=checked.checked - len(checked.faults),
+            fault=fault,
+        )
 
     def record_alarm(self, fault: ChainFault) -> bool:
         try:

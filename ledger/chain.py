@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 from uuid import UUID
 
+from eventsourcing.persistence import StoredEvent
+
 GENESIS = b"\x00" * 32
 
 
@@ -56,7 +58,7 @@ class StoredRow:
 @dataclass(frozen=True)
 class ChainFault:
     position: int
-    kind: str  # edited | deleted | inserted | reordered | truncated | signature
+    kind: str  # edited | deleted | inserted | reordered | truncated | signature | snapshot
     detail: str
 
 
@@ -200,5 +202,11 @@ class CheckpointedRecorder(ChainedRecorder, Protocol):
     def link_at(self, position: int) -> bytes | None: ...
 
     def row_at(self, position: int) -> StoredRow | None: ...
+
+    def position_of(self, originator_id: UUID, version: int) -> int | None: ...
+
+    def iter_snapshots(self) -> Iterator[StoredEvent]: ...
+
+    def delete_snapshot(self, originator_id: UUID, version: int) -> None: ...
 
     def last_with_topic(self, topic: str) -> StoredRow | None: ...

@@ -27,6 +27,8 @@ class IntegrityReport:
     head: bytes
     fault: ChainFault | None
     public_key: str | None = None  # the key the checkpoints were checked against
+    snapshots_checked: int = 0
+    snapshots_valid: int = 0
 
     @property
     def ok(self) -> bool:

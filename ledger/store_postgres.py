@@ -212,6 +212,26 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         )
         return self._stored_row(rows[0]) if rows else None
 
+    def position_of(self, originator_id: UUID, version: int) -> int | None:
+        rows = self._rows(
+            SQL(
+                "SELECT notification_id FROM {0} "
+                "WHERE originator_id = %s AND originator_version = %s"
+            ).format(self._events),
+            (originator_id, version),
+        )
+        return int(rows[0]["notification_id"]) if rows else None
+
+    def delete_snapshot(self, originator_id: UUID, version: int) -> None:
+        """Snapshots are a cache: dropping a bad one makes loads fold the events instead."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute(
+                SQL("DELETE FROM {0} WHERE originator_id = %s AND originator_version = %s").format(
+                    self._snapshots
+                ),
+                (originator_id, version),
+            )
+
     def last_with_topic(self, topic: str) -> StoredRow | None:
         rows = self._rows(
             SQL(

@@ -101,6 +101,24 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             r = c.fetchone()
         return StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4])) if r is not None else None
 
+    def position_of(self, originator_id: UUID, version: int) -> int | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid FROM {self.events_table_name} "
+                "WHERE originator_id = ? AND originator_version = ?",
+                (originator_id.hex, version),
+            )
+            r = c.fetchone()
+        return int(r[0]) if r is not None else None
+
+    def delete_snapshot(self, originator_id: UUID, version: int) -> None:
+        """Snapshots are a cache: dropping a bad one makes loads fold the events instead."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                f"DELETE FROM {SNAPSHOTS_TABLE} WHERE originator_id = ? AND originator_version = ?",
+                (originator_id.hex, version),
+            )
+
     def last_with_topic(self, topic: str) -> StoredRow | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(

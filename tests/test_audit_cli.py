@@ -60,10 +60,12 @@ def test_an_untouched_ledger_verifies(audit_ledger: Ledger) -> None:
     result = audit_ledger.run("audit", "verify")
     assert result.returncode == 0, result.stderr
     match = re.fullmatch(
-        r"(\d+)/(\d+) events valid, (\d+)/(\d+) checkpoints valid\n", result.stdout
+        r"(\d+)/(\d+) events valid, (\d+)/(\d+) checkpoints valid, (\d+)/(\d+) snapshots valid\n",
+        result.stdout,
     )
     assert match is not None, result.stdout
-    events_ok, events, cps_ok, cps = map(int, match.groups())
+    events_ok, events, cps_ok, cps, snaps_ok, snaps = map(int, match.groups())
+    assert snaps_ok == snaps
     assert events_ok == events >= 12 and cps_ok == cps == len(checkpoints(audit_ledger)) >= 2
     doc = audit_ledger.json("audit", "verify")
     assert doc["ok"] and doc["fault"] is None

@@ -244,4 +244,23 @@ def test_a_forged_operator_snapshot_is_found(
     assert [f.originator_id for f in report.faults] == [operator_id("bob").hex]
     assert _chain(home, original[1]).ok
     app.close()
+
+    # `audit verify` (what an auditor runs) reports it as a fault, at the event it claims to
+    # summarise, and records an alarm.
+    alice = Credential(token=ALICE_TOKEN)
+    audited, alarmed = reopened.audit_verify(alice)
+    assert audited.fault is not None and audited.fault.kind == "snapshot", audited
+    assert audited.snapshots_valid == audited.snapshots_checked - 1
+    recorder = reopened._chained_recorder()
+    assert audited.fault.position == recorder.position_of(operator_id("bob"), 50)
+    assert alarmed
+    # The forgery works until it is repaired: loads start from the snapshot.
+    reopened.write(bob, SecretAddress("production", "nexus", "busy.key"), "forged-write-12345")
+    # doctor names it; --repair drops the cache entry, and the role comes from events again.
+    assert reopened.doctor(alice).bad_snapshots == [f"{operator_id('bob').hex}@50"]
+    repaired = reopened.doctor(alice, repair=True)
+    assert repaired.repaired == [f"snapshot {operator_id('bob').hex}@50"]
+    assert reopened.doctor(alice).bad_snapshots == []
+    with pytest.raises(PermissionDenied):
+        reopened.write(bob, SecretAddress("production", "nexus", "busy.key"), "bobs-own-value-1")
     reopened.close()
