@@ -44,6 +44,19 @@ def _when(text: str | None, option: str) -> datetime | None:
         raise UsageProblem(f"{option}: {exc}") from None
 
 
+def _audit_code(code: str | None) -> str | None:
+    """`--code` as catalogued (case-insensitive); an unknown code is a usage error, not 0 rows."""
+    from commands.value_input import UsageProblem
+    from projections.audit_codes import CODES
+
+    if code is None:
+        return None
+    wanted = code.strip().upper()
+    if wanted not in CODES:
+        raise UsageProblem(f"--code: {code!r} is not an HBSE code (see `secrets audit codes`)")
+    return wanted
+
+
 # -- verify, checkpoints ------------------------------------------------------------------
 
 
@@ -337,6 +350,7 @@ def log(
     from projections.timefmt import iso
 
     start, end = _when(since, "--since"), _when(until, "--until")
+    code = _audit_code(code)
     if follow and output is LogOutput.json:
         output = LogOutput.jsonl  # one document cannot grow; a stream of lines can
     ledger = runtime.open_ledger(home)

@@ -208,6 +208,9 @@ def test_log_filters_orders_and_formats(audit_ledger: Ledger) -> None:
 
     only = audit_ledger.json("audit", "log", "--code", "HBSE-006")["events"]
     assert [(e["operator"], e["outcome"]) for e in only] == [("anonymous", "denied")]
+    assert audit_ledger.json("audit", "log", "--code", "hbse-006")["events"] == only
+    unknown = audit_ledger.run("audit", "log", "--code", "HBSE-06")
+    assert unknown.returncode == 2 and "not an HBSE code" in unknown.stderr
     by_name = audit_ledger.json("audit", "log", "--service", "nexus", "--name", "svc1.apiKey")
     assert {e["name"] for e in by_name["events"]} == {"svc1.apiKey"}
     assert audit_ledger.json("audit", "log", "--operator", "nobody")["events"] == []

@@ -128,3 +128,67 @@ def test_a_session_file_readable_by_others_is_refused_not_repaired(ledger: Ledge
     result = ledger.run("list")
     assert result.returncode == 4 and "readable by others" in result.stderr
     assert _mode(session) == 0o644
+
+
+def test_values_in_batches_leak_into_no_report_export_metric_or_log(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Values given to rotate, provision and emergency-rotate by file, and to `audit hash` on
+    stdin, appear in no log line, report (every format), evidence bundle or metrics file."""
+    log = tmp_path / "ops.jsonl"
+    logged = {"SECRETS_LEDGER_LOG_FILE": str(log), "SECRETS_LEDGER_LOG_LEVEL": "debug"}
+    first, rotated, emergency = _value("first"), _value("rotated"), _value("emergency")
+    provisioned = "sk-ant-api03-" + secrets.token_urlsafe(40)
+    invalid = "not-a-key-" + secrets.token_urlsafe(32)
+    values = [first, rotated, emergency, provisioned, invalid]
+    outputs: list[str] = []
+
+    def run(expected: set[int], *args: str, stdin: str | None = None) -> None:
+        result = ledger.run(*args, input=stdin, env=logged)
+        assert result.returncode in expected, result.stderr
+        assert "Traceback" not in result.stderr
+        outputs.extend([result.stdout, result.stderr])
+
+    def values_file(name: str, mapping: dict[str, str]) -> str:
+        path = tmp_path / name
+        path.write_text("".join(f'"{k}" = "{v}"\n' for k, v in mapping.items()))
+        os.chmod(path, 0o600)
+        return str(path)
+
+    bun = "default/nexus/mcp.bun.apiKey"
+    run({0}, "set", *NEXUS, "--name", "mcp.bun.apiKey", "--value-stdin", stdin=first)
+    bad = values_file("bad.toml", {bun: invalid})
+    run({5}, "rotate", "--all", "--values-file", bad)
+    run({0, 1}, "rotate", "--all", "--values-file", values_file("new.toml", {bun: rotated}))
+    anthropic = "staging/nexus/mcp.anthropic.apiKey"
+    run(
+        {0, 1},
+        "provision",
+        "-e",
+        "staging",
+        "--from",
+        values_file("p.toml", {anthropic: provisioned}),
+    )
+    urgent = values_file("urgent.toml", {bun: emergency})
+    run({0, 1}, "emergency-rotate", "--yes", "--values-file", urgent)
+    run({0}, "audit", "hash", *NEXUS, "--name", "mcp.bun.apiKey", stdin=emergency)
+    for fmt in ("md", "json", "csv", "html"):
+        run({0}, "report", "compliance", "--format", fmt, "--out", str(tmp_path / f"r.{fmt}"))
+    run({0}, "audit", "bundle", "--out", str(tmp_path / "bundle"))
+    run({0}, "metrics", "write", "--textfile", str(tmp_path / "m.prom"))
+    run({0}, "audit", "log", "-o", "jsonl")
+
+    assert ledger.run("get", *NEXUS, "--name", "mcp.bun.apiKey").stdout == emergency
+    staged = ledger.run("get", "-e", "staging", *NEXUS, "--name", "mcp.anthropic.apiKey")
+    assert staged.stdout == provisioned
+    versions = ledger.json("versions", *NEXUS, "--name", "mcp.bun.apiKey")["versions"]
+    assert sorted(v["reason"] for v in versions) == ["emergency", "manual", "rotation"]
+    written = [tmp_path / f"r.{fmt}" for fmt in ("md", "json", "csv", "html")]
+    written += [log, tmp_path / "m.prom", *(tmp_path / "bundle").iterdir()]
+    written += _files(ledger.home)
+    assert log.read_text().strip() and (tmp_path / "r.md").read_text().strip()
+    for value in values:
+        for path in written:
+            assert value.encode() not in path.read_bytes(), f"value found in {path}"
+        for text in outputs:
+            assert value not in text
