@@ -253,7 +253,9 @@ def _rotate_one(
     if value_file is not None or value_stdin or rotator.kind(addr) == "external":
         # Refuse before asking: no prompt for a value that could not be used.
         rotator.check_rotatable(cred, addr)
-        value = read_value(None, value_file, value_stdin, prompt=f"New value for {addr}")
+        value = read_value(
+            None, value_file, value_stdin, prompt=f"New value for {addr}", address=str(addr)
+        )
     added = rotator.rotate(cred, addr, value)
     if output is Output.json:
         runtime.emit_json(

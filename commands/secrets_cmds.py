@@ -116,7 +116,9 @@ def set_secret(
 
     ledger = runtime.open_ledger(home)
     addr = runtime.address(environment, service, name)
-    secret_value = read_value(value, value_file, value_stdin, prompt=f"Value for {addr}")
+    secret_value = read_value(
+        value, value_file, value_stdin, prompt=f"Value for {addr}", address=str(addr)
+    )
     cred = runtime.credential(ledger)
     added = ledger.write(cred, addr, secret_value)
     if output is Output.json:

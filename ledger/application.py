@@ -441,7 +441,8 @@ class SecretsLedger(Application[UUID]):
             if spec_check is not None:
                 spec_check(value)
             else:
-                validate_value(load_catalogue(None).lookup(address.service, address.name), value)
+                spec = load_catalogue(None).lookup(address.service, address.name)
+                validate_value(spec, value, address)
         except ValidationFailed as failed:
             self.record_rejection(cred, address, failed.rule)
             raise

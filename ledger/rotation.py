@@ -232,15 +232,10 @@ class Rotator:
         """None if `value` is acceptable for `address`, else why not (and the rejection is
         recorded). The error's message never holds the value."""
         try:
-            validate_value(self.spec(address), value)
+            validate_value(self.spec(address), value, address)
         except ValidationFailed as failed:
             self.ledger.record_rejection(cred, address, failed.rule)
-            text = str(failed)
-            if text.startswith(f"{address.service}/{address.name}:"):
-                text = f"{address.environment}/{text}"
-            else:
-                text = f"{address}: {text}"
-            return ValidationFailed(failed.rule, text)
+            return failed
         return None
 
     def _refuse_identifier(self, address: SecretAddress) -> ValidationFailed:
@@ -652,7 +647,7 @@ class Rotator:
                 problems.append((str(address), why))
                 continue
             try:
-                validate_value(spec, given[address])
+                validate_value(spec, given[address], address)
             except ValidationFailed as failed:
                 if not dry_run:
                     self.ledger.record_rejection(cred, address, failed.rule)

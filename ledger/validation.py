@@ -126,6 +126,7 @@ from pydantic_core import PydanticCustomError
 from ledger.errors import ValidationFailed
 
 if TYPE_CHECKING:
+    from ledger.address import SecretAddress
     from ledger.catalogue import KeySpec
 
 __all__ = [
@@ -219,25 +220,22 @@ def _utf8_size(value: str) -> int | None:
         return None
 
 
-def _check_generic(value: object) -> str:
+def _generic_problem(value: object) -> tuple[str, str] | None:
+    """(rule, message) of the first generic rule `value` breaks, or None."""
     if not isinstance(value, str):
-        raise ValidationFailed("type", "the value must be a string")
+        return "type", "the value must be a string"
     if value == "" or value.isspace():
-        raise ValidationFailed("empty", "the value is empty or only whitespace")
-    # Raised outside the `except` block so the ValidationFailed carries no __context__: a
+        return "empty", "the value is empty or only whitespace"
+    # Checked outside an `except` block so the ValidationFailed carries no __context__: a
     # UnicodeEncodeError (like pydantic's ValidationError below) holds the whole input.
     size = _utf8_size(value)
     if size is None:
-        raise ValidationFailed(
-            "encoding", "the value is not valid Unicode (it holds a lone surrogate)"
-        )
+        return "encoding", "the value is not valid Unicode (it holds a lone surrogate)"
     if size > MAX_VALUE_BYTES:
-        raise ValidationFailed(
-            "too-large", f"the value is larger than {MAX_VALUE_BYTES} bytes once UTF-8 encoded"
-        )
+        return "too-large", f"the value is larger than {MAX_VALUE_BYTES} bytes once UTF-8 encoded"
     if "\x00" in value:
-        raise ValidationFailed("nul-byte", "the value contains a NUL character")
-    return value
+        return "nul-byte", "the value contains a NUL character"
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -605,30 +603,37 @@ def _without_value(value: str, *messages: str) -> str:
     return next(m for m in (*messages, *_WITHHELD) if len(value) < 4 or value not in m)
 
 
-def validate_value(spec: KeySpec | None, value: str) -> None:
+def validate_value(spec: KeySpec | None, value: str, address: SecretAddress | None = None) -> None:
     """Check `value` for the key described by `spec` (None: an uncatalogued key).
 
     Generic rules first, then the spec's format rule. Raises ValidationFailed whose rule is the
-    generic rule's name or the format's name; the message never contains the value.
+    generic rule's name or the format's name; the message never contains the value. With
+    `address` (a SecretAddress, shown as environment/service/name) every message starts with
+    it, generic rules included; without it, format messages start with service/name.
     """
-    text = _check_generic(value)
+    problem = _generic_problem(value)
+    if problem is not None:
+        rule, message = problem
+        named = message if address is None else f"{address}: {message}"
+        raise ValidationFailed(rule, named)
+    text = str(value)
     if spec is None:
         return
     fmt = spec.format
     adapter = _ADAPTERS.get(fmt)
+    where = str(address) if address is not None else f"{spec.service}/{spec.name}"
     if adapter is None:
-        raise ValidationFailed(fmt, f"unknown value format for {spec.service}/{spec.name}")
+        raise ValidationFailed(fmt, f"unknown value format for {where}")
     reason = _format_failure(adapter, fmt, text)
     if reason is not None:
         # Raised here, not inside an `except` block, so that no exception holding the value is
         # chained to it as __context__.
         subject = "" if reason.startswith(("the ", "a ")) else "the value "
-        address = f"{spec.service}/{spec.name}"
         message = _without_value(
             text,
-            f"{address}: {subject}{reason}",
-            f"{address}: the value does not match the {fmt} format",
-            f"{address}: {_WITHHELD[0]}",
+            f"{where}: {subject}{reason}",
+            f"{where}: the value does not match the {fmt} format",
+            f"{where}: {_WITHHELD[0]}",
         )
         raise ValidationFailed(fmt, message)
 

@@ -113,6 +113,31 @@ def test_bad_input_gets_its_exit_code_and_changes_nothing(
     assert ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey").stdout == API_KEY
 
 
+@pytest.mark.parametrize(
+    ("name", "stdin", "rule_text"),
+    [
+        ("empty", "", "the value is empty or only whitespace"),
+        ("nul", "a\x00b", "the value contains a NUL character"),
+        ("big", "x" * 70_000, "over 64 KiB"),
+        ("mcp.bun.apiKey", "nope", "the value"),
+    ],
+)
+def test_every_value_rejection_names_the_address(
+    ledger: Ledger, name: str, stdin: str, rule_text: str
+) -> None:
+    """Generic rules (empty, NUL, size) name the secret as format rules do (issue 4)."""
+    for command in ("set", "rotate"):
+        result = ledger.run(
+            command, "--service", "nexus", "--name", name, "--value-stdin", input=stdin
+        )
+        assert result.returncode in (3, 5), result.stderr
+        if result.returncode == 3:  # rotate of a secret that does not exist yet
+            continue
+        error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+        assert error.startswith(f"error: default/nexus/{name}: "), error
+        assert rule_text in error
+
+
 def test_list_masks_values_and_delete_restore_destroy(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
     ledger.set("github", "github.token", "ghp_" + "A1b2" * 9)
