@@ -4,10 +4,10 @@ provision."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from ledger.address import SecretAddress
     from ledger.application import SecretsLedger
     from ledger.rotation import BatchReport, ProvisionReport, Rotator
+
+_T = TypeVar("_T")
 
 DEFAULT_ENV = "default"
 
@@ -153,6 +155,18 @@ def _batch_exit(report: BatchReport) -> int:
     if report.needs_value or report.failed:
         return ExitCode.ERROR
     return ExitCode.OK
+
+
+def _usage(parse: Callable[[str], _T], text: str) -> _T:
+    """`parse(text)` for an option's value; a malformed value is a usage error (exit 2), as
+    for every other option (docs/rotation.md)."""
+    from commands.value_input import UsageProblem
+    from ledger.errors import ValidationFailed
+
+    try:
+        return parse(text)
+    except ValidationFailed as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def _finish(code: int) -> None:
@@ -337,7 +351,7 @@ def schedule_install(
     from ledger.policy import Permission
     from ledger.rotation import BOT_OPERATOR, Rotator
 
-    crontab.parse_at(at)
+    _usage(crontab.parse_at, at)
     ledger = runtime.open_ledger(home)
     rotator = Rotator(ledger)
     cred = runtime.credential(ledger)
@@ -470,7 +484,7 @@ def rotate_status(
     from ledger.policy import Permission
     from projections.compliance import compliance, parse_as_of
 
-    when = parse_as_of(as_of) if as_of is not None else context.now()
+    when = _usage(parse_as_of, as_of) if as_of is not None else context.now()
     spec = load_catalogue(catalogue)
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "rotate-status")

@@ -93,8 +93,23 @@ def test_rotate_status_as_of_past_and_future(ledger: Ledger) -> None:
 @pytest.mark.parametrize("bad", ["yesterday", "2026-02-30", "2026-13-01T00:00", "1/2/2026"])
 def test_rotate_status_refuses_malformed_dates(ledger: Ledger, bad: str) -> None:
     result = ledger.run("rotate-status", "--as-of", bad)
-    assert result.returncode == 5 and "ISO 8601" in result.stderr
+    assert result.returncode == 2 and "ISO 8601" in result.stderr
+    assert result.stderr.startswith("usage: --as-of")
     assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_date_or_time_option_is_exit_2_everywhere(ledger: Ledger) -> None:
+    """A malformed option value is a usage error, whichever command takes it (issue 4)."""
+    for argv in (
+        ["rotate-status", "--as-of", "garbage"],
+        ["report", "compliance", "--as-of", "garbage"],
+        ["audit", "log", "--since", "garbage"],
+        ["audit", "log", "--until", "garbage"],
+        ["rotate", "schedule", "install", "--at", "25:00"],
+    ):
+        result = ledger.run(*argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert result.stderr.startswith("usage: "), (argv, result.stderr)
 
 
 def test_rotate_one_secret(ledger: Ledger) -> None:
