@@ -11,7 +11,8 @@ Destination: `--log-file PATH` or `SECRETS_LEDGER_LOG_FILE` (appended, created 0
 level info, so every operation is recorded; otherwise stderr, but only when
 `SECRETS_LEDGER_LOG_LEVEL` is set: stderr is where a person reads the one-line error, and a JSON
 line after it by default would make every failure two lines. `SECRETS_LEDGER_LOG_LEVEL` sets
-the level for either destination.
+the level for either destination; an unknown level is warned about once on stderr and means
+info.
 
 structlog (with the rich console renderer it imports) costs about 300 ms to import, so it is
 imported only once a line has passed the level filter, after the command's output is flushed.
@@ -53,6 +54,7 @@ _NOT_SUCCESS_CODES: Final = frozenset({"HBSE-006", "HBSE-007", "HBSE-013"})
 
 _bound: dict[str, str] = {}
 _log_file: Path | None = None
+_level_warned = False
 
 
 def bind(**fields: str) -> None:
@@ -128,7 +130,23 @@ def _destination() -> tuple[Path | None, int]:
     wanted = os.environ.get(LOG_LEVEL_VARIABLE, "").strip().lower()
     if explicit is None and not wanted:
         return None, _OFF
+    if wanted and wanted not in LEVELS:
+        _warn_level_once(wanted)
     return explicit, LEVELS.get(wanted, LEVELS[FILE_DEFAULT_LEVEL])
+
+
+def _warn_level_once(wanted: str) -> None:
+    """An unknown level means the default, said once per process on stderr (never silently)."""
+    global _level_warned
+    if _level_warned:
+        return
+    _level_warned = True
+    shown = wanted if len(wanted) <= 20 and wanted.isprintable() else wanted[:17] + "..."
+    print(
+        f"warning: {LOG_LEVEL_VARIABLE}={shown!r} is not a log level "
+        f"({', '.join(LEVELS)}); using {FILE_DEFAULT_LEVEL}",
+        file=sys.stderr,
+    )
 
 
 def command_finished(

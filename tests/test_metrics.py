@@ -603,3 +603,31 @@ def test_a_scrape_waits_for_a_rebuild_instead_of_reporting_half_built_counters(
     monkeypatch.setattr(scraper, "catch_up", late_catch_up)
     assert read_snapshot(scraper) == complete
     assert len(calls) == 2
+
+
+def test_an_unknown_log_level_is_warned_about_once_and_means_info(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """SECRETS_LEDGER_LOG_LEVEL=bogus is not silently info: one warning line names the levels."""
+    on_stderr = ledger.run("rotate-status", env={"SECRETS_LEDGER_LOG_LEVEL": "bogus"})
+    warnings = [
+        line for line in on_stderr.stderr.splitlines() if "SECRETS_LEDGER_LOG_LEVEL" in line
+    ]
+    assert warnings == [
+        "warning: SECRETS_LEDGER_LOG_LEVEL='bogus' is not a log level "
+        "(debug, info, warning, error, critical); using info"
+    ], on_stderr.stderr
+    # The default level: the info line of a successful command is written.
+    logged = json.loads(on_stderr.stderr.strip().splitlines()[-1])
+    assert (logged["level"], logged["operation"]) == ("info", "rotate-status")
+
+    log = tmp_path / "ops.log"
+    to_file = ledger.run(
+        "rotate-status",
+        env={"SECRETS_LEDGER_LOG_LEVEL": "LOUD", "SECRETS_LEDGER_LOG_FILE": str(log)},
+    )
+    assert to_file.stderr.count("is not a log level") == 1
+    assert json.loads(log.read_text().splitlines()[-1])["level"] == "info"
+    # A valid level gives no warning.
+    fine = ledger.run("rotate-status", env={"SECRETS_LEDGER_LOG_LEVEL": "warning"})
+    assert "is not a log level" not in fine.stderr
