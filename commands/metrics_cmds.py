@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from commands import runtime
-from commands.options import HomeOpt
+from commands.options import CatalogueOpt, HomeOpt
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -36,18 +36,27 @@ DEFAULT_BIND = "127.0.0.1"
 DEFAULT_PORT = 9464
 
 
-def _authorized_registry(home: Path | None, action: str) -> CollectorRegistry:
+def _authorized_registry(
+    home: Path | None, action: str, catalogue: Path | None
+) -> CollectorRegistry:
+    from ledger.catalogue import load_catalogue
     from ledger.policy import Permission
     from projections.metrics import ledger_registry
 
+    # Loaded first: a broken team catalogue is exit 5 before anything is served or written.
+    known = load_catalogue(catalogue)
     ledger = runtime.open_ledger(home)
     principal = ledger.authorize(runtime.credential(ledger), Permission.AUDIT, action)
     runtime.info(f"metrics of {ledger.home} as {principal.operator} ({principal.role})")
-    return ledger_registry(ledger)
+    return ledger_registry(ledger, catalogue=known)
+
+
+INDEX_TEXT = b"secrets-ledger metrics exporter: scrape /metrics (docs/metrics.md)\n"
 
 
 def _guarded(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
-    """The prometheus_client WSGI app, answering 503 when the ledger cannot be read.
+    """The prometheus_client WSGI app on /metrics only (a pointer on /, 404 elsewhere),
+    answering 503 when the ledger cannot be read.
 
     wsgiref would print a traceback on stderr for an exception; the structured log gets the
     exception's class instead, and Prometheus sees the target down.
@@ -59,6 +68,13 @@ def _guarded(registry: CollectorRegistry) -> Callable[..., Iterable[bytes]]:
     inner = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO") or "/"
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
+            return [INDEX_TEXT]
+        if path != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"not found: the metrics are at /metrics\n"]
         try:
             return inner(environ, start_response)  # type: ignore[no-any-return]
         except Exception as exc:
@@ -94,6 +110,7 @@ def serve(
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="TCP port; 0 picks a free one.")
     ] = DEFAULT_PORT,
+    catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Serve /metrics over HTTP (text format, or OpenMetrics when the scraper asks for it).
@@ -103,7 +120,7 @@ def serve(
 
     Example: secrets metrics serve --bind 127.0.0.1 --port 9464
     """
-    registry = _authorized_registry(home, "metrics serve")
+    registry = _authorized_registry(home, "metrics serve", catalogue)
     try:
         server = _make_server(bind, port, _guarded(registry))
     except OSError as exc:
@@ -132,6 +149,7 @@ def write(
             "--textfile", help="File to replace atomically, e.g. for node_exporter (*.prom)."
         ),
     ],
+    catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
 ) -> None:
     """Write the metrics once, in the text format, replacing the file atomically.
@@ -144,7 +162,7 @@ def write(
     """
     from prometheus_client import generate_latest
 
-    registry = _authorized_registry(home, "metrics write")
+    registry = _authorized_registry(home, "metrics write", catalogue)
     if textfile.suffix != ".prom":
         runtime.info("warning: node_exporter's textfile collector reads only *.prom files")
     # Collect first: collecting catches up views.sqlite, which must keep the ledger's private

@@ -45,6 +45,16 @@ class Output(StrEnum):
     json = "json"
 
 
+# The team catalogue (docs/rotation.md): every command that applies the rotation policy.
+CatalogueOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--catalogue",
+        envvar="SECRETS_LEDGER_CATALOGUE",
+        help="Team catalogue file (TOML) adding or overriding known keys and their policy.",
+        show_default=False,
+    ),
+]
 HomeOpt = Annotated[
     Path | None,
     typer.Option(

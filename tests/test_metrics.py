@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,10 +119,10 @@ def series(samples: Samples, name: str) -> dict[frozenset[tuple[str, str]], floa
 class Exporter:
     """`secrets metrics serve` on a free loopback port, in its own process."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [ledger.python, "-m", "commands", "metrics", "serve", *LOOPBACK],
-            env=ledger.env,
+            env={**ledger.env, **(env or {})},
             cwd=ledger.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -169,8 +170,10 @@ class Exporter:
 
 
 @contextmanager
-def exporter(ledger: Ledger, signum: int = signal.SIGTERM) -> Iterator[Exporter]:
-    running = Exporter(ledger)
+def exporter(
+    ledger: Ledger, signum: int = signal.SIGTERM, env: dict[str, str] | None = None
+) -> Iterator[Exporter]:
+    running = Exporter(ledger, env)
     try:
         yield running
     finally:
@@ -631,3 +634,73 @@ def test_an_unknown_log_level_is_warned_about_once_and_means_info(
     # A valid level gives no warning.
     fine = ledger.run("rotate-status", env={"SECRETS_LEDGER_LOG_LEVEL": "warning"})
     assert "is not a log level" not in fine.stderr
+
+
+def fetch(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 (our http URL)
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_the_exporter_serves_metrics_only_on_slash_metrics(ledger: Ledger) -> None:
+    """/metrics has the exposition, / a pointer to it, anything else 404 (issue 6)."""
+    with exporter(ledger) as running:
+        base = running.url.removesuffix("/metrics")
+        status, text = fetch(running.url)
+        assert status == 200 and "hyperbun_ledger_events_total" in text
+        status, text = fetch(running.url + "?x=1")
+        assert status == 200 and "hyperbun_ledger_events_total" in text
+        status, text = fetch(base + "/")
+        assert status == 200 and "/metrics" in text and "hyperbun_" not in text
+        for other in ("/other", "/metrics/extra", "/favicon.ico", "/metricsx"):
+            status, text = fetch(base + other)
+            assert status == 404, other
+            assert "hyperbun_" not in text
+
+
+def test_metrics_apply_the_team_catalogue(ledger: Ledger, tmp_path: Path) -> None:
+    """`metrics serve`/`write` take --catalogue / SECRETS_LEDGER_CATALOGUE like rotate-status,
+    so a team key's short policy makes it overdue (issue 6)."""
+    team = tmp_path / "team.toml"
+    team.write_text(
+        '[[key]]\nservice = "payments"\nname = "stripe.apiKey"\nformat = "text"\n'
+        'rotation = "external"\nrotation_days = 30\nwarning_days = 7\n'
+    )
+    app = in_process(ledger)
+    written = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
+    with context.frozen_clock(lambda: written):
+        app.write(
+            Credential(token=ledger.token),
+            SecretAddress("production", "payments", "stripe.apiKey"),
+            "rk_live_" + secrets.token_hex(12),
+        )
+    stripe = labels(environment="production", service="payments", name="stripe.apiKey")
+
+    def overdue(*extra: str, env: dict[str, str] | None = None) -> float:
+        target = tmp_path / "m.prom"
+        wrote = ledger.run("metrics", "write", "--textfile", str(target), *extra, env=env)
+        assert wrote.returncode == 0, wrote.stderr
+        samples, _ = parse(target.read_text())
+        age = series(samples, "hyperbun_secret_age_seconds")[stripe]
+        assert 40 * 86400 <= age < 40 * 86400 + 600
+        return series(samples, "hyperbun_secret_rotation_overdue")[stripe]
+
+    assert overdue() == 0  # built-in catalogue: an unknown key gets 90 days
+    assert overdue("--catalogue", str(team)) == 1
+    assert overdue(env={"SECRETS_LEDGER_CATALOGUE": str(team)}) == 1
+    status = ledger.run("rotate-status", "--catalogue", str(team), "--output", "json")
+    assert json.loads(status.stdout)["counts"]["overdue"] == 1  # the same verdict
+
+    with exporter(ledger, env={"SECRETS_LEDGER_CATALOGUE": str(team)}) as running:
+        samples, _ = parse(running.scrape()[1])
+    assert series(samples, "hyperbun_secret_rotation_overdue")[stripe] == 1
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[key]]\nservice = 1\n")
+    refused = ledger.run(
+        "metrics", "write", "--textfile", str(tmp_path / "x.prom"), "--catalogue", str(broken)
+    )
+    assert refused.returncode == 5 and "broken.toml" in refused.stderr
+    assert not (tmp_path / "x.prom").exists()
