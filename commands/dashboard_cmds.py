@@ -221,8 +221,10 @@ def _rotation_lines(board: Dashboard) -> list[str]:
         f"Next Rotation Due: {_when(due) if due else 'N/A (nothing to rotate)'}",
         f"Compliance Status: {r.status_line}",
     ]
-    for s in r.worst():
-        lines.append(f"  {s.status:<9} {s.address}  due {_when(s.due)}")
+    worst = r.worst()
+    width = max([9, *(len(s.status) for s in worst)])
+    for s in worst:
+        lines.append(f"  {s.status:<{width}} {s.address}  due {_when(s.due)}")
     return lines
 
 

@@ -465,7 +465,7 @@ def rotate_status(
 ) -> None:
     """Rotation compliance: last rotation, next due date, status, and every secret's state.
 
-    Exit 0 when nothing is overdue, 1 when something is.
+    Exit 0 when nothing is overdue or awaiting emergency rotation, 1 otherwise.
 
     Examples: secrets rotate-status; secrets rotate-status --as-of 2026-03-01 --output json
     """

@@ -16,7 +16,12 @@ as the version it restored (`Secret.rotated_at`). Per secret, as of an instant T
   rotation_days``;
 * ``overdue`` when T >= due; ``due-soon`` when T >= due - warning_days; else ``ok``;
 * ``never-rotated`` when the secret has no value-bearing version at T;
-* ``exempt`` for rotation kind ``none`` (identifiers, never due).
+* ``exempt`` for rotation kind ``none`` (identifiers, never due);
+* ``emergency-pending`` (before all of the above but ``exempt``) when an emergency rotation
+  started at or before T and the value in use was written before it: the incident did not
+  replace it (an external key still waiting for its provider-issued value), so the value is
+  presumed compromised until a newer one is written. A rollback to such a value makes the
+  secret pending again: it brings the compromised value back.
 
 ``initial_value`` tells whether the value in use is still the one the secret was created with.
 Keys missing from the catalogue are treated as ``external`` with the default 90/14 days.
@@ -54,7 +59,10 @@ DUE_SOON: Final = "due-soon"
 OVERDUE: Final = "overdue"
 NEVER_ROTATED: Final = "never-rotated"
 EXEMPT: Final = "exempt"
-STATUSES: Final = (OVERDUE, DUE_SOON, NEVER_ROTATED, OK, EXEMPT)
+EMERGENCY_PENDING: Final = "emergency-pending"
+STATUSES: Final = (EMERGENCY_PENDING, OVERDUE, DUE_SOON, NEVER_ROTATED, OK, EXEMPT)
+# Statuses that make a secret non-compliant (rotate-status exits 1).
+NON_COMPLIANT: Final = (EMERGENCY_PENDING, OVERDUE)
 
 DEFAULT_ROTATION_DAYS: Final = 90
 DEFAULT_WARNING_DAYS: Final = 14
@@ -86,26 +94,68 @@ class Assessment:
         return None if self.last_rotation is None else as_of - self.last_rotation
 
 
-def assess(secret: Secret, spec: KeySpec | None, as_of: datetime) -> Assessment:
+def policy_status(
+    kind: str,
+    last: datetime | None,
+    days: int,
+    warning: int,
+    as_of: datetime,
+    emergency_since: datetime | None = None,
+) -> tuple[datetime | None, str]:
+    """(due, status) of a value first written at `last`, as of `as_of`: the rotation policy,
+    in one place for every screen (rotate-status, reports, dashboard).
+
+    `emergency_since` is when the newest emergency rotation at or before `as_of` started
+    (None: none had): a value older than that was not replaced by it."""
+    if kind == "none":
+        return None, EXEMPT
+    if last is None:
+        return None, NEVER_ROTATED
+    due = last + timedelta(days=days)
+    if emergency_since is not None and emergency_since <= as_of and last < emergency_since:
+        return due, EMERGENCY_PENDING
+    if as_of >= due:
+        return due, OVERDUE
+    if as_of >= due - timedelta(days=warning):
+        return due, DUE_SOON
+    return due, OK
+
+
+def emergency_since(ledger: SecretsLedger, as_of: datetime) -> datetime | None:
+    """When the newest emergency rotation that started at or before `as_of` started, or None.
+
+    Reads only the incidents' start events (filtered by topic in the store)."""
+    topic = f"{Incident.__module__}:{Incident.__qualname__}.EmergencyRotationStarted"
+    newest: datetime | None = None
+    start: int | None = None
+    while True:
+        page = ledger.recorder.select_notifications(
+            start=start, limit=1000, topics=[topic], inclusive_of_start=False
+        )
+        if not page:
+            return newest
+        for notification in page:
+            event: Any = ledger.mapper.to_domain_event(notification)
+            when: datetime = event.timestamp
+            if when <= as_of and (newest is None or when > newest):
+                newest = when
+        start = page[-1].id
+
+
+def assess(
+    secret: Secret,
+    spec: KeySpec | None,
+    as_of: datetime,
+    emergency: datetime | None = None,
+) -> Assessment:
+    """The secret's rotation status at `as_of`; `emergency` as from `emergency_since`."""
     kind = spec.rotation if spec is not None else "external"
     days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
     warning = spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS
     last = secret.last_rotation
     first = min(secret.versions, default=None)
     initial = first is not None and last == secret.versions[first].timestamp
-    due: datetime | None = None
-    if kind == "none":
-        status = EXEMPT
-    elif last is None:
-        status = NEVER_ROTATED
-    else:
-        due = last + timedelta(days=days)
-        if as_of >= due:
-            status = OVERDUE
-        elif as_of >= due - timedelta(days=warning):
-            status = DUE_SOON
-        else:
-            status = OK
+    due, status = policy_status(kind, last, days, warning, as_of, emergency)
     return Assessment(
         address=secret.address,
         kind=kind,
@@ -122,7 +172,7 @@ def assess(secret: Secret, spec: KeySpec | None, as_of: datetime) -> Assessment:
 
 
 def is_due(assessment: Assessment) -> bool:
-    return assessment.status in (OVERDUE, DUE_SOON)
+    return assessment.status in (EMERGENCY_PENDING, OVERDUE, DUE_SOON)
 
 
 # -- reports -----------------------------------------------------------------------------------
@@ -222,7 +272,10 @@ class Rotator:
 
     def assessments(self, as_of: datetime | None = None) -> list[Assessment]:
         when = as_of or context.now()
-        return [assess(s, self.spec(a), when) for a, s in sorted(self.live_secrets().items())]
+        since = emergency_since(self.ledger, when)
+        return [
+            assess(s, self.spec(a), when, since) for a, s in sorted(self.live_secrets().items())
+        ]
 
     # -- values -------------------------------------------------------------------------
 
@@ -384,6 +437,7 @@ class Rotator:
             }
         else:
             now = context.now()
+            since = emergency_since(self.ledger, now)
             targets = {}
             for address, secret in sorted(live.items()):
                 if self.kind(address) == "none":
@@ -392,7 +446,7 @@ class Rotator:
                 if (
                     scope == "all"
                     or address in given
-                    or is_due(assess(secret, self.spec(address), now))
+                    or is_due(assess(secret, self.spec(address), now, since))
                 ):
                     targets[str(address)] = secret.current_version
             with context.acting_as(principal.operator):
@@ -761,8 +815,10 @@ __all__ = [
     "BOT_OPERATOR",
     "BOT_TOKEN_ENTRY",
     "DUE_SOON",
+    "EMERGENCY_PENDING",
     "EXEMPT",
     "NEVER_ROTATED",
+    "NON_COMPLIANT",
     "OK",
     "OVERDUE",
     "Assessment",
@@ -772,6 +828,8 @@ __all__ = [
     "RunSummary",
     "ScheduleState",
     "assess",
+    "emergency_since",
     "is_due",
     "parse_address",
+    "policy_status",
 ]

@@ -3,11 +3,12 @@
 Why a fold of the log and not `secrets_view`: the view keeps only each secret's newest version,
 but the age of the value in use depends on older ones (a rollback brings back an older value),
 and a past `--as-of` must see the ledger as it was then. So this projection reads only the
-`Secret`, `RotationRun` and `ScheduleChange` events (filtered by topic in the store, so reads,
-denials and sessions are never decoded), folds each aggregate's events up to the instant asked
-for with the domain's own event classes, and applies the rotation policy of `ledger.rotation`
-with the catalogue's rotation and warning days. One code path serves now, the past and the
-future (a future instant sees today's history).
+`Secret`, `RotationRun`, `ScheduleChange` and emergency-start (`Incident`) events (filtered by
+topic in the store, so reads, denials and sessions are never decoded), folds each aggregate's
+events up to the instant asked for with the domain's own event classes, and applies the
+rotation policy of `ledger.rotation` with the catalogue's rotation and warning days, and the
+newest emergency rotation up to that instant (status `emergency-pending`). One code path
+serves now, the past and the future (a future instant sees today's history).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from uuid import UUID
 
 from ledger.catalogue import Catalogue
 from ledger.errors import ValidationFailed
+from ledger.records import Incident
 from ledger.rotation import (
     DUE_SOON,
+    EMERGENCY_PENDING,
     EXEMPT,
-    NEVER_ROTATED,
-    OK,
+    NON_COMPLIANT,
     OVERDUE,
+    STATUSES,
     Assessment,
     RunSummary,
     ScheduleState,
@@ -51,7 +54,11 @@ def _topics() -> list[str]:
         *(f"{secret}.{name}" for name in _SECRET_EVENTS),
         *(f"{run}.{name}" for name in _RUN_EVENTS),
         schedule,
+        _INCIDENT_STARTED,
     ]
+
+
+_INCIDENT_STARTED = f"{Incident.__module__}:{Incident.__qualname__}.EmergencyRotationStarted"
 
 
 _TIME_PART = re.compile(r"[T ](\d{2})(:\d{2})?(:\d{2})?(?:[.,](\d{1,6}))?", re.ASCII)
@@ -100,6 +107,7 @@ class ComplianceReport:
     as_of: datetime
     secrets: list[Assessment]
     schedule: ScheduleState
+    emergency_since: datetime | None = None  # the newest emergency rotation at or before as_of
 
     def count(self, status: str) -> int:
         return sum(1 for a in self.secrets if a.status == status)
@@ -114,11 +122,13 @@ class ComplianceReport:
 
     @property
     def compliant(self) -> bool:
-        return self.count(OVERDUE) == 0
+        return not any(self.count(status) for status in NON_COMPLIANT)
 
     @property
     def status_line(self) -> str:
         parts = []
+        if self.count(EMERGENCY_PENDING):
+            parts.append(f"{self.count(EMERGENCY_PENDING)} awaiting emergency rotation")
         if self.count(OVERDUE):
             parts.append(f"{self.count(OVERDUE)} overdue")
         if self.count(DUE_SOON):
@@ -163,7 +173,8 @@ class ComplianceReport:
             "next_rotation_due": iso(due) if due else None,
             "compliance_status": self.status_line,
             "compliant": self.compliant,
-            "counts": {s: self.count(s) for s in (OVERDUE, DUE_SOON, NEVER_ROTATED, OK, EXEMPT)},
+            "counts": {s: self.count(s) for s in STATUSES},
+            "emergency_since": iso(self.emergency_since) if self.emergency_since else None,
             "schedule": {
                 "installed": schedule.installed,
                 "at": schedule.at,
@@ -246,6 +257,7 @@ def compliance(
     aggregates: dict[UUID, Any] = {}
     stopped: set[UUID] = set()  # aggregates with an event after `as_of`: keep their prefix
     schedule_event: Any = None
+    since: datetime | None = None  # the newest emergency rotation's start up to `as_of`
     start: int | None = None
     while True:
         page = ledger.recorder.select_notifications(
@@ -265,6 +277,9 @@ def compliance(
             if type(event).__qualname__ == "ScheduleChange.ScheduleChanged":
                 schedule_event = event
                 continue
+            if type(event).__qualname__ == "Incident.EmergencyRotationStarted":
+                since = event.timestamp if since is None else max(since, event.timestamp)
+                continue
             aggregates[oid] = event.mutate(aggregates.get(oid))
     secrets: list[Assessment] = []
     runs: list[RotationRun] = []
@@ -275,7 +290,7 @@ def compliance(
             if environment is not None and found.environment != environment:
                 continue
             spec = catalogue.lookup(found.service, found.name)
-            secrets.append(assess(found, spec, as_of))
+            secrets.append(assess(found, spec, as_of, since))
     secrets.sort(key=lambda a: a.address)
     scheduled = sorted((r for r in runs if r.trigger == "schedule"), key=lambda r: r.created_on)
     last_run = None
@@ -302,7 +317,7 @@ def compliance(
             schedule_event.timestamp,
             last_run,
         )
-    return ComplianceReport(as_of=as_of, secrets=secrets, schedule=schedule)
+    return ComplianceReport(as_of=as_of, secrets=secrets, schedule=schedule, emergency_since=since)
 
 
 __all__ = ["ComplianceReport", "compliance", "describe_schedule", "parse_as_of"]

@@ -4,19 +4,19 @@ Opening the dashboard is a read of metadata: it reads the event store (to prove 
 session, as `secrets auth status` does) and the read models, never the keychain, and records
 nothing. It shows no value, so anyone may look; the access section says what they may do.
 
-Rotation policy (the same rules `projections.compliance` applies on the rotation branch, so the
-dashboard can delegate to it once it lands): the value in use is as old as its
-`secrets_view.last_rotation` (a rollback keeps the restored value's age); it is due
-`rotation_days` later (catalogue, default 90); ``overdue`` from the due instant, ``due-soon``
-from `warning_days` before it (default 14), else ``ok``; rotation kind ``none`` is ``exempt``.
-Uncatalogued keys get the defaults.
+Rotation policy: `ledger.rotation.policy_status`, the function `projections.compliance` applies
+too, fed from the read model: the value in use is as old as its `secrets_view.last_rotation` (a
+rollback keeps the restored value's age); it is due `rotation_days` later (catalogue, default
+90); ``emergency-pending`` when an emergency rotation started after that value was written,
+``overdue`` from the due instant, ``due-soon`` from `warning_days` before it (default 14), else
+``ok``; rotation kind ``none`` is ``exempt``. Uncatalogued keys get the defaults.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ledger.policy import POLICY, SENIOR, Permission
@@ -33,11 +33,13 @@ from ledger.rotation import (
     DEFAULT_ROTATION_DAYS,
     DEFAULT_WARNING_DAYS,
     DUE_SOON,
+    EMERGENCY_PENDING,
     EXEMPT,
-    NEVER_ROTATED,
-    OK,
+    NON_COMPLIANT,
     OVERDUE,
     STATUSES,
+    emergency_since,
+    policy_status,
 )
 
 RECENT_ROWS: Final = 5
@@ -91,25 +93,39 @@ class RotationStatus:
 
     @property
     def compliant(self) -> bool:
-        return self.count(OVERDUE) == 0
+        return not any(self.count(status) for status in NON_COMPLIANT)
 
     @property
     def status_line(self) -> str:
         rotating = [s for s in self.secrets if s.status != EXEMPT]
         if not rotating:
             return "Compliant (no secrets that need rotation)"
+        pending = self.count(EMERGENCY_PENDING)
         overdue, soon = self.count(OVERDUE), self.count(DUE_SOON)
-        if overdue:
-            text = f"Non-compliant: {overdue} of {len(rotating)} overdue"
-            return text + (f", {soon} due soon" if soon else "")
+        if pending or overdue:
+            parts = []
+            if pending:
+                parts.append(f"{pending} of {len(rotating)} awaiting emergency rotation")
+            if overdue:
+                parts.append(f"{overdue} of {len(rotating)} overdue")
+            if soon:
+                parts.append(f"{soon} due soon")
+            return "Non-compliant: " + ", ".join(parts)
         if soon:
             return f"Compliant, {soon} of {len(rotating)} due within the warning period"
         return f"Compliant ({len(rotating)} of {len(rotating)} within policy)"
 
     def worst(self, limit: int = 5) -> list[SecretRotation]:
-        """The secrets most in need of rotation: overdue, then due soon, soonest first."""
-        urgent = [s for s in self.secrets if s.status in (OVERDUE, DUE_SOON) and s.due]
-        return sorted(urgent, key=lambda s: (s.due, s.address))[:limit]
+        """The secrets most in need of rotation: awaiting emergency rotation, then overdue or
+        due soon, soonest first."""
+        urgent = [
+            s
+            for s in self.secrets
+            if s.status in (EMERGENCY_PENDING, OVERDUE, DUE_SOON) and s.due is not None
+        ]
+        return sorted(urgent, key=lambda s: (s.status != EMERGENCY_PENDING, s.due, s.address))[
+            :limit
+        ]
 
     def as_json(self) -> dict[str, Any]:
         last, due = self.last_rotation, self.next_due
@@ -131,34 +147,33 @@ class RotationStatus:
         }
 
 
-def assess(row: SecretRow, catalogue: Catalogue, as_of: datetime) -> SecretRotation:
+def assess(
+    row: SecretRow, catalogue: Catalogue, as_of: datetime, emergency: datetime | None = None
+) -> SecretRotation:
     spec = catalogue.lookup(row.service, row.name)
     kind = spec.rotation if spec is not None else "external"
     days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
     warning = spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS
     last = parse_iso(row.last_rotation) if row.last_rotation else None
-    due: datetime | None = None
-    if kind == "none":
-        status = EXEMPT
-    elif last is None:
-        status = NEVER_ROTATED
-    else:
-        due = last + timedelta(days=days)
-        if as_of >= due:
-            status = OVERDUE
-        elif as_of >= due - timedelta(days=warning):
-            status = DUE_SOON
-        else:
-            status = OK
+    due, status = policy_status(kind, last, days, warning, as_of, emergency)
     return SecretRotation(row.environment, row.service, row.name, kind, last, due, status)
 
 
 def rotation_status(
-    rows: Iterable[SecretRow], catalogue: Catalogue, as_of: datetime
+    rows: Iterable[SecretRow],
+    catalogue: Catalogue,
+    as_of: datetime,
+    emergency: datetime | None = None,
 ) -> RotationStatus:
-    """Rotation status of the live secrets in `rows` (from `Views.secrets()`) at `as_of`."""
+    """Rotation status of the live secrets in `rows` (from `Views.secrets()`) at `as_of`;
+    `emergency`: when the newest emergency rotation up to `as_of` started (None: none)."""
     return RotationStatus(
-        as_of, [assess(r, catalogue, as_of) for r in rows if not r.deleted and r.current_version]
+        as_of,
+        [
+            assess(r, catalogue, as_of, emergency)
+            for r in rows
+            if not r.deleted and r.current_version
+        ],
     )
 
 
@@ -261,6 +276,6 @@ def snapshot(
     return Dashboard(
         generated_at=as_of,
         access=access_status(ledger, cred),
-        rotation=rotation_status(views.secrets(), catalogue, as_of),
+        rotation=rotation_status(views.secrets(), catalogue, as_of, emergency_since(ledger, as_of)),
         recent=views.audit(limit=recent, newest_first=True),
     )

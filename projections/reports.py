@@ -180,6 +180,8 @@ def build(
             "ok": statuses["ok"],
             "due_soon": statuses["due-soon"],
             "overdue": statuses["overdue"],
+            # Values older than an emergency rotation that did not replace them (ledger.rotation).
+            "emergency_pending": statuses["emergency-pending"],
             "exempt": statuses["exempt"],
             "emergency_rotations": len(incidents),
             "emergency_versions": len(facts.emergency_versions),

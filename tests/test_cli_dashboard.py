@@ -3,6 +3,7 @@ nothing and never opens the keychain, real rotation figures, json, and --watch."
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -13,14 +14,8 @@ from pathlib import Path
 import pytest
 
 from ledger.catalogue import load_catalogue
-from projections.dashboard import (
-    DUE_SOON,
-    EXEMPT,
-    NEVER_ROTATED,
-    OK,
-    OVERDUE,
-    rotation_status,
-)
+from ledger.rotation import DUE_SOON, EMERGENCY_PENDING, EXEMPT, NEVER_ROTATED, OK, OVERDUE
+from projections.dashboard import rotation_status
 from projections.timefmt import iso, parse_iso
 from projections.views import SecretRow
 from tests.clikit import Ledger
@@ -264,6 +259,23 @@ def test_rotation_status_lines() -> None:
     }
 
 
+def test_rotation_status_marks_values_older_than_an_emergency() -> None:
+    catalogue = load_catalogue(None)
+    rows = [
+        row("nexus", "mcp.bun.apiKey", T0),  # not replaced by the emergency
+        row("github", "github.token", T0 + timedelta(days=10, seconds=1)),  # replaced
+        row("telegram", "telegram.chat.id", T0),  # identifier: exempt all the same
+    ]
+    at = T0 + timedelta(days=11)
+    report = rotation_status(rows, catalogue, at, T0 + timedelta(days=10))
+    assert [s.status for s in report.secrets] == [EMERGENCY_PENDING, OK, EXEMPT]
+    assert not report.compliant
+    assert report.status_line == "Non-compliant: 1 of 2 awaiting emergency rotation"
+    assert [s.name for s in report.worst()] == ["mcp.bun.apiKey"]
+    # An incident after the instant looked at does not count.
+    assert rotation_status(rows, catalogue, at, at + timedelta(seconds=1)).compliant
+
+
 def test_dashboard_agrees_with_rotate_status(ledger: Ledger, tmp_path: Path) -> None:
     team = tmp_path / "team.toml"
     team.write_text(
@@ -280,3 +292,45 @@ def test_dashboard_agrees_with_rotate_status(ledger: Ledger, tmp_path: Path) -> 
     for key in ("last_rotation", "next_rotation_due", "compliant"):
         assert board[key] == status[key], key
     assert board["counts"] == status["counts"]
+
+
+def test_rotation_status_counts_values_older_than_an_emergency(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Issue 4: after an emergency, an external key still waiting for its provider-issued
+    value is `emergency-pending` in rotate-status and in the dashboard, and non-compliant."""
+    before = ledger.json("rotate-status", "-e", "production")["as_of"]
+    ledger.set("nexus", "mcp.bun.apiKey", KEY, "-e", "production")
+    ledger.set("database", "database.password", "p" * 40, "-e", "production")
+    emergency = ledger.run("emergency-rotate", "--yes", "--reason", "test")
+    assert emergency.returncode == 1, emergency.stderr  # the API key needs a provider value
+
+    status = ledger.run("rotate-status")
+    assert status.returncode == 1, status.stdout
+    assert "Compliance Status: 1 awaiting emergency rotation" in status.stdout
+    rows = {
+        line.split()[0]: line.split()[-1]
+        for line in status.stdout.splitlines()
+        if line.startswith("production/")
+    }
+    assert rows == {
+        "production/database/database.password": "ok",
+        "production/nexus/mcp.bun.apiKey": "emergency-pending",
+    }
+    # As of an instant before the incident (and before the key existed) nothing is pending.
+    early = ledger.run("rotate-status", "--as-of", before)
+    assert early.returncode == 0 and "emergency" not in early.stdout
+
+    board = ledger.json("dashboard")["rotation"]
+    as_data = ledger.run("rotate-status", "--output", "json")
+    assert as_data.returncode == 1
+    assert board["counts"] == json.loads(as_data.stdout)["counts"]
+    assert board["counts"]["emergency-pending"] == 1 and board["compliant"] is False
+    assert board["compliance_status"] == "Non-compliant: 1 of 2 awaiting emergency rotation"
+    assert board["attention"][0]["status"] == "emergency-pending"
+    text = ledger.run("dashboard")
+    assert "emergency-pending production/nexus/mcp.bun.apiKey" in text.stdout, text.stdout
+
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Zz9" * 16, "-e", "production")
+    after = ledger.run("rotate-status")
+    assert after.returncode == 0 and "Compliance Status: Compliant" in after.stdout

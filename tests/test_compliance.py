@@ -239,3 +239,54 @@ def test_bad_values_files_never_show_a_value(
     assert problem in str(refused.value)
     assert "TOPSECRET" not in str(refused.value)
     assert refused.value.__context__ is None or "TOPSECRET" not in str(refused.value.__context__)
+
+
+def test_a_value_older_than_an_emergency_rotation_is_emergency_pending(
+    ledger: SecretsLedger, alice: Credential, clock: Clock
+) -> None:
+    """Issue 4: an external key the emergency could not rotate is not "ok" but pending,
+    non-compliant, until a newer value is written; `as_of` sees only incidents up to it."""
+    catalogue = load_catalogue(None)
+    ledger.write(alice, BUN, BUN_KEY)
+    ledger.write(alice, DBPW, "p" * 40)
+    ledger.write(alice, CHAT, "-1001234567")
+    clock.at(10)
+    report = Rotator(ledger).emergency(alice, "laptop stolen")
+    assert report.needs_value == [str(BUN)] and [a for a, _, _ in report.rotated] == [str(DBPW)]
+
+    before = compliance(ledger, catalogue, day(9))  # the incident had not happened yet
+    assert before.compliant and before.status_line == "Compliant"
+    assert before.emergency_since is None
+
+    after = compliance(ledger, catalogue, day(11))
+    assert {str(a.address): a.status for a in after.secrets} == {
+        str(BUN): "emergency-pending",
+        str(DBPW): "ok",
+        str(CHAT): "exempt",
+    }
+    assert after.status_line == "1 awaiting emergency rotation" and not after.compliant
+    assert after.emergency_since == day(10)
+    doc = after.as_json()
+    assert doc["counts"]["emergency-pending"] == 1 and doc["compliant"] is False
+    assert doc["emergency_since"] == "2026-01-11T12:00:00.000Z"
+    # Also when it is overdue as well: the emergency is the graver fact, counted once.
+    much_later = compliance(ledger, catalogue, day(95))  # BUN is 95 days old
+    assert much_later.status_line == "1 awaiting emergency rotation, 1 due soon"
+    # The rotation use cases agree, and a due run picks the secret up (it needs a value).
+    assert {str(a.address): a.status for a in Rotator(ledger).assessments(day(11))} == {
+        str(BUN): "emergency-pending",
+        str(DBPW): "ok",
+        str(CHAT): "exempt",
+    }
+    clock.at(12)
+    assert Rotator(ledger).rotate_batch(alice, "due").needs_value == [str(BUN)]
+
+    clock.at(20)
+    ledger.write(alice, BUN, "sk-" + "c3D4" * 12)  # the provider-issued value, by hand
+    assert compliance(ledger, catalogue, day(21)).status_line == "Compliant"
+    assert compliance(ledger, catalogue, day(15)).count("emergency-pending") == 1  # history
+
+    # Rolling back to the compromised value makes it pending again.
+    clock.at(25)
+    ledger.rollback(alice, BUN, 1)
+    assert compliance(ledger, catalogue, day(26)).count("emergency-pending") == 1

@@ -115,10 +115,14 @@ def test_report_content(tmp_path: Path) -> None:
     doc = build(ledger, integrity=ledger.verify_history())
     assert doc["as_of"] == "2026-04-21T09:00:00.000Z"
     rows = {r["name"]: r for r in doc["inventory"]}
-    assert rows["mcp.bun.apiKey"]["status"] == "overdue"  # rollback kept v1's age
+    # The incident rotated only github.token: the other values predate it (issue 4). Without
+    # it mcp.bun.apiKey would be overdue (the rollback kept v1's age) and database.password
+    # due soon (76 days of 90).
+    assert rows["mcp.bun.apiKey"]["status"] == "emergency-pending"
     assert rows["mcp.bun.apiKey"]["age_days"] == 106
     assert rows["github.token"]["status"] == "ok"
-    assert rows["database.password"]["status"] == "due-soon"  # 76 days of 90
+    assert rows["database.password"]["status"] == "emergency-pending"
+    assert doc["summary"]["emergency_pending"] == 2
     assert rows["telegram.chat.id"]["status"] == "exempt"
     assert rows["mcp.old.apiKey"]["state"] == "deleted"
     assert [(d["operator"], d["count"]) for d in doc["denied_access"]] == [
