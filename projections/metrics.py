@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ledger.catalogue import Catalogue, load_catalogue
 from ledger.errors import LedgerUnavailable
+from ledger.operator import OPERATOR_NAME
 from ledger.rotation import DEFAULT_ROTATION_DAYS
 from ledger.validation import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from projections.timefmt import parse_iso
@@ -103,6 +104,7 @@ class Snapshot:
     lag: int
     events: int
     access: dict[tuple[str, str, str], int]  # (result, operation, environment) -> count
+    denied: list[tuple[str, str, str | None, int]]  # (operator, operation, environment, count)
     validation_errors: list[tuple[str, str, str, int]]
     emergency_rotations: int
     integrity_alarms: int
@@ -139,6 +141,7 @@ def read_snapshot(views: Views) -> Snapshot:
                 lag=max(0, head - position),
                 events=views.event_count(),
                 access=access,
+                denied=views.operator_counts(DENIED_EVENT),
                 validation_errors=views.address_counts(REJECTED_EVENT),
                 emergency_rotations=views.event_count(EMERGENCY_EVENT),
                 integrity_alarms=views.event_count(INTEGRITY_EVENT),
@@ -161,6 +164,23 @@ def families(snapshot: Snapshot, as_of: datetime, catalogue: Catalogue) -> list[
     )
     for (result, operation, environment), count in sorted(snapshot.access.items()):
         access.add_metric([result, operation, environment], count)
+
+    # The denials again, by operator: the alert names who was refused. Bounded: a denial is
+    # recorded under an authenticated operator's name or as "anonymous", never under a name a
+    # caller merely claimed, so there are at most (operators + 1) x actions x environments.
+    denied = CounterMetricFamily(
+        "hyperbun_secret_access_denied",
+        "Denied access attempts (HBSE-006) by operator (anonymous: no valid session or token); "
+        'the same events as hyperbun_secret_access_total{result="denied"}.',
+        labels=["operator", "operation", "environment"],
+    )
+    by_operator: dict[tuple[str, str, str], int] = {}
+    for operator, operation, where, n in snapshot.denied:
+        who = operator if OPERATOR_NAME.fullmatch(operator) else INVALID_LABEL
+        denial = (who, operation, where or NO_ENVIRONMENT)
+        by_operator[denial] = by_operator.get(denial, 0) + n
+    for denial, n in sorted(by_operator.items()):
+        denied.add_metric(list(denial), n)
 
     rotation = GaugeMetricFamily(
         "hyperbun_secret_rotation_timestamp",
@@ -229,7 +249,19 @@ def families(snapshot: Snapshot, as_of: datetime, catalogue: Catalogue) -> list[
         "Events in the log not yet applied to the read model when the scrape was answered.",
         value=snapshot.lag,
     )
-    return [access, rotation, rejected, emergency, age, overdue, statuses, events, integrity, lag]
+    return [
+        access,
+        denied,
+        rotation,
+        rejected,
+        emergency,
+        age,
+        overdue,
+        statuses,
+        events,
+        integrity,
+        lag,
+    ]
 
 
 class LedgerCollector(Collector):

@@ -523,6 +523,18 @@ class Views:
             )
         ]
 
+    def operator_counts(self, event: str) -> list[tuple[str, str, str | None, int]]:
+        """(operator, action, environment, count) of one event kind."""
+        return [
+            (r[0], r[1], r[2], int(r[3]))
+            for r in self._db.execute(
+                "SELECT operator, action, environment, COUNT(*) FROM audit_view "
+                "WHERE event = ? GROUP BY operator, action, environment "
+                "ORDER BY operator, action, environment",
+                (event,),
+            )
+        ]
+
     def address_counts(self, event: str) -> list[tuple[str, str, str, int]]:
         """(environment, service, name, count) of one event kind that names a secret."""
         return [

@@ -42,6 +42,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 METRICS = {
     "hyperbun_secret_access_total": "counter",
+    "hyperbun_secret_access_denied_total": "counter",
     "hyperbun_secret_rotation_timestamp": "gauge",
     "hyperbun_secret_validation_errors_total": "counter",
     "hyperbun_emergency_rotation_total": "counter",
@@ -233,6 +234,8 @@ def test_exporter_reports_a_scripted_history_and_survives_restarts(
         )
         assert denied.returncode == 4, denied.stderr
         assert ledger.run("list", env=carol).returncode == 4
+        nobody = {"SECRETS_LEDGER_SESSION_FILE": str(tmp_path / "nobody-session.json")}
+        assert ledger.run("list", env=nobody).returncode == 4  # recorded as anonymous
         assert ledger.run("get", *NEXUS, "-e", "production", env=carol).returncode == 0
         rejected = ledger.run("set", *NEXUS, "-e", "production", "--value-stdin", input="nope")
         assert rejected.returncode == 5, rejected.stderr
@@ -264,8 +267,14 @@ def test_exporter_reports_a_scripted_history_and_survives_restarts(
             labels(result="success", operation="set", environment="staging"): 1,
             labels(result="success", operation="delete", environment="staging"): 1,
             labels(result="denied", operation="set", environment="production"): 1,
-            labels(result="denied", operation="list", environment="*"): 1,
+            labels(result="denied", operation="list", environment="*"): 2,
             labels(result="error", operation="validate", environment="production"): 1,
+        }
+        # The same denials by operator, for the UnauthorizedSecretAccess annotations.
+        assert series(samples, "hyperbun_secret_access_denied_total") == {
+            labels(operator="carol", operation="set", environment="production"): 1,
+            labels(operator="carol", operation="list", environment="*"): 1,
+            labels(operator="anonymous", operation="list", environment="*"): 1,
         }
         assert series(samples, "hyperbun_secret_validation_errors_total") == {
             labels(environment="production", service="nexus", name="mcp.bun.apiKey"): 1
@@ -522,7 +531,13 @@ def test_collector_in_process_buckets_unexpected_labels(tmp_path: Path) -> None:
         app.save(Rejection("production", "nexus", "bad name\n", "name"))
         app.save(Rejection("Prod", "nexus", "ok", "name"))
         app.save(Denial("grant", "role analyst may not grant", None, None, None))
+    with context.acting_as("Not An Operator"):
+        app.save(Denial("get", "forged", "production", "nexus", "ok"))
     samples, _ = parse(generate_latest(ledger_registry(app)).decode())
+    assert series(samples, "hyperbun_secret_access_denied_total") == {
+        labels(operator="alice", operation="grant", environment="*"): 1,
+        labels(operator="<invalid>", operation="get", environment="production"): 1,
+    }
     assert series(samples, "hyperbun_secret_validation_errors_total") == {
         labels(environment="production", service="nexus", name="<invalid>"): 1,
         labels(environment="<invalid>", service="nexus", name="ok"): 1,
