@@ -52,13 +52,24 @@ def parse_at(text: str) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def job_line(home: Path, at: str, bot: str) -> str:
-    hour, minute = parse_at(at)
+def job_environment(home: Path, bot: str) -> dict[str, str]:
+    """What the scheduled job needs to find the ledger and act as `bot` (cron and systemd)."""
     env = {"SECRETS_LEDGER_HOME": str(home), AUTOMATION_VARIABLE: bot}
     for name in CARRIED:
         if os.environ.get(name):
             env[name] = os.environ[name]
-    root = Path(__file__).resolve().parent.parent
+    return env
+
+
+def code_root() -> Path:
+    """Where `python -m commands` finds this package: the job's working directory."""
+    return Path(__file__).resolve().parent.parent
+
+
+def job_line(home: Path, at: str, bot: str) -> str:
+    hour, minute = parse_at(at)
+    env = job_environment(home, bot)
+    root = code_root()
     words = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
     command = (
         # umask: the log names secrets and operators; keep it as private as the ledger.
