@@ -136,6 +136,7 @@ def test_json_document(ledger: Ledger, tmp_path: Path) -> None:
     assert doc["access"]["permissions"] == ["read", "manage", "admin", "audit"]
     rotation = doc["rotation"]
     assert rotation["counts"] == {
+        EMERGENCY_PENDING: 0,
         OVERDUE: 0,
         DUE_SOON: 0,
         NEVER_ROTATED: 0,
