@@ -158,5 +158,8 @@ def run() -> None:
         status = _exit_status(exc.code)
         raise
     finally:
+        from commands import runtime
+
+        runtime.report_post_commit_problems()
         oplog.command_finished(operation, status, failure[0] if failure else None, started)
     sys.exit(status)

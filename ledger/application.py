@@ -134,7 +134,9 @@ class SecretsLedger(Application[UUID]):
         self.warnings: list[str] = []
         self.checkpoint_every = DEFAULT_INTERVAL  # 0 turns automatic checkpoints off
         self._checkpointing = False
-        self.checkpoint_problem: str | None = None
+        # Work after a commit that failed without undoing it (a snapshot, an automatic
+        # checkpoint): the command succeeded; the edge reports these as warnings.
+        self.post_commit_problems: list[str] = []
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         from ledger.transcodings import ALL
@@ -201,6 +203,17 @@ class SecretsLedger(Application[UUID]):
             if last // every > (first - 1) // every:
                 self._auto_checkpoint()
         return recordings
+
+    def _take_snapshots(self, processing_event: Any) -> None:
+        # Runs after the events are committed. A snapshot is a cache: failing to write one
+        # must not turn a recorded write into an exception, or the write path would believe
+        # nothing was recorded (and remove the value the new event refers to).
+        try:
+            super()._take_snapshots(processing_event)
+        except Exception as exc:
+            self.post_commit_problems.append(
+                f"a snapshot could not be saved ({type(exc).__name__}); loads fold the events"
+            )
 
     def _save(self, *aggregates: Any) -> list[Recording[UUID]]:
         try:
@@ -477,11 +490,12 @@ class SecretsLedger(Application[UUID]):
                     self._discard(intent)
                     raise
                 except BaseException:
-                    # The events may have been committed before the failure (an error after
-                    # COMMIT, a snapshot that failed to encode). Deleting the value then would
-                    # leave an event without its value, so remove it only when the store
-                    # proves the version absent; when that cannot be known, the intent stays
-                    # and `secrets doctor` decides.
+                    # Work after the commit (snapshots, checkpoints) never raises (see
+                    # `_take_snapshots`, `_auto_checkpoint`), but a connection lost during
+                    # COMMIT leaves it unknown whether the events landed. Deleting the value
+                    # then could leave an event without its value, so remove it only when the
+                    # store proves the version absent; otherwise the intent stays and
+                    # `secrets doctor` decides.
                     if self._recorded(address, number, fingerprint) is False:
                         self._discard(intent)
                     raise
@@ -972,7 +986,10 @@ class SecretsLedger(Application[UUID]):
             # make that write remove its value although its event is recorded. A missing
             # keychain or a refused signature only means no checkpoint this time; the next
             # multiple of the interval tries again and `audit checkpoint` can be run by hand.
-            self.checkpoint_problem = f"automatic checkpoint skipped: {type(exc).__name__}"
+            self.post_commit_problems.append(
+                f"automatic checkpoint skipped ({type(exc).__name__}); "
+                "run `secrets audit checkpoint` when the keychain is back"
+            )
 
     def checkpoint(self, cred: Credential, reset_witness: bool = False) -> tuple[int, SignedHead]:
         """Sign the head now. `reset_witness` (senior-engineer) makes the keychain's note

@@ -126,8 +126,9 @@ def test_keychain_failing_during_destroy_reports_leftovers_until_repaired(
 def test_an_error_after_commit_keeps_the_value(
     app: SecretsLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The events can be committed before save() fails (here: snapshotting after the insert).
-    Deleting the value on that failure would leave an event without its value."""
+    """The events can be committed before save() fails (here: an error escaping after the
+    insert, as a connection lost during COMMIT would). Deleting the value on that failure
+    would leave an event without its value."""
     alice = _senior(app)
     address = SecretAddress("production", "nexus", "late.failure")
     value = _value()
@@ -140,6 +141,28 @@ def test_an_error_after_commit_keeps_the_value(
         app.write(alice, address, value)
     monkeypatch.undo()
     assert app.read(alice, address)[1] == value
+    assert app.doctor(alice).healthy
+
+
+def test_a_snapshot_that_cannot_be_saved_does_not_fail_the_write(
+    app: SecretsLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot is a cache taken after the commit: its failure is a warning, not an error
+    that would make the caller (and the write path) believe nothing was recorded."""
+    alice = _senior(app)
+    address = SecretAddress("production", "nexus", "snap.failure")
+    values = [_value() for _ in range(60)]
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("snapshot store full")
+
+    monkeypatch.setattr(app, "take_snapshot", broken)
+    for value in values:  # crosses the 50-event snapshot interval
+        app.write(alice, address, value)
+    monkeypatch.undo()
+    assert any("snapshot could not be saved" in p for p in app.post_commit_problems)
+    assert app.read(alice, address)[1] == values[-1]
+    assert app.history(alice, address).current_version == len(values)
     assert app.doctor(alice).healthy
 
 
