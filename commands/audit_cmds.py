@@ -126,11 +126,11 @@ def verify(
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Check every event against the hash chain and every signed checkpoint (exit 6 on a fault).
+    """Check the hash chain, signed checkpoints and stored snapshots (exit 6 on a fault).
 
-    Prints `N/N events valid, M/M checkpoints valid`; on a fault, the first bad position and
-    its kind (edited, deleted, inserted, reordered, truncated, signature), and records an
-    integrity alarm (HBSE-013) in the ledger.
+    Prints `N/N events valid, M/M checkpoints valid, S/S snapshots valid`; on a fault, the
+    first bad position and its kind (edited, deleted, inserted, reordered, truncated,
+    signature, snapshot), and records an integrity alarm (HBSE-013) in the ledger.
 
     Example: secrets audit verify --pubkey ledger-checkpoints.pem
     """
