@@ -115,8 +115,8 @@ def verify(
         Path | None,
         typer.Option(
             "--bundle",
-            help="Verify an exported bundle (from `secrets audit bundle`) instead of the "
-            "ledger; needs no session or keychain.",
+            help="Verify an evidence export (from `secrets audit export --out DIR`) instead "
+            "of the ledger; needs no session or keychain.",
         ),
     ] = None,
     pubkey: Annotated[
@@ -230,16 +230,17 @@ def pubkey(home: HomeOpt = None) -> None:
     sys.stdout.write(public_pem(ledger.checkpoint_public_key(runtime.credential(ledger))))
 
 
-@audit_app.command("bundle")
-def bundle(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the bundle into.")],
+@audit_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence into.")],
     home: HomeOpt = None,
 ) -> None:
-    """Export a verifiable copy: the event store, a fresh checkpoint and the public key.
+    """Export evidence: events (no values), hash chain, checkpoints and the public key.
 
-    An auditor checks it offline with `secrets audit verify --bundle DIR`.
+    Signs a checkpoint now and writes ledger.sqlite (a consistent copy), pubkey.pem and
+    checkpoint.json into DIR. An auditor checks it offline with `secrets audit verify --bundle DIR`.
 
-    Example: secrets audit bundle --out /media/audit/2026-q1
+    Example: secrets audit export --out /media/audit/2026-q1
     """
     import sqlite3
 
@@ -259,7 +260,16 @@ def bundle(
         source.close()
     (out / "pubkey.pem").write_text(public_pem(signed.public_key))
     (out / "checkpoint.json").write_text(Witness("bundle", at, signed.signature).dumps() + "\n")
-    print(f"bundle written to {out} (checkpoint #{signed.sequence} at {at})")
+    print(f"evidence exported to {out} (checkpoint #{signed.sequence} at {at})")
+
+
+@audit_app.command("bundle", hidden=True, deprecated=True)
+def bundle(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence into.")],
+    home: HomeOpt = None,
+) -> None:
+    """Deprecated name of `secrets audit export` (kept so existing scripts keep working)."""
+    export(out=out, home=home)
 
 
 # -- the audit log ------------------------------------------------------------------------

@@ -163,8 +163,13 @@ def test_pubkey_pins_and_bundles_verify_offline(audit_ledger: Ledger, tmp_path: 
     assert bad.returncode == 2
 
     bundle = tmp_path / "bundle"
-    made = audit_ledger.run("audit", "bundle", "--out", str(bundle))
+    made = audit_ledger.run("audit", "export", "--out", str(bundle))
     assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "checkpoint.json",
+        "ledger.sqlite",
+        "pubkey.pem",
+    ]
     offline = {k: v for k, v in audit_ledger.env.items() if not k.startswith("SECRETS_LEDGER_")}
     checked = subprocess.run(
         [audit_ledger.python, "-m", "commands", "audit", "verify", "--bundle", str(bundle)],
@@ -180,6 +185,22 @@ def test_pubkey_pins_and_bundles_verify_offline(audit_ledger: Ledger, tmp_path: 
         con.execute("DELETE FROM event_chain WHERE notification_id > 10")
     cut = audit_ledger.run("audit", "verify", "--bundle", str(bundle))
     assert cut.returncode == 6 and "FAULT truncated at position 11" in cut.stdout
+
+
+def test_bundle_is_a_hidden_deprecated_alias_of_export(
+    audit_ledger: Ledger, tmp_path: Path
+) -> None:
+    listed = audit_ledger.run("audit", "--help")
+    assert listed.returncode == 0 and "export" in listed.stdout
+    assert not re.search(r"^\W*bundle\b", listed.stdout, re.MULTILINE), listed.stdout
+    verify_help = audit_ledger.run("audit", "verify", "--help").stdout
+    assert "audit export" in " ".join(verify_help.split())
+    old = tmp_path / "old"
+    made = audit_ledger.run("audit", "bundle", "--out", str(old))
+    assert made.returncode == 0, made.stderr
+    assert "deprecated" in made.stderr.lower()
+    checked = audit_ledger.run("audit", "verify", "--bundle", str(old))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_log_filters_orders_and_formats(audit_ledger: Ledger) -> None:
