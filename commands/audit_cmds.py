@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from commands import runtime
-from commands.options import HomeOpt, Output, OutputOpt
+from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -457,23 +457,30 @@ def replay(
     position: Annotated[
         int | None, typer.Option("--position", min=0, help="As of this log position.")
     ] = None,
+    catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Show the whole ledger as it was: secrets, operators and roles, open sessions.
+    """Show the whole ledger as it was: secrets with their compliance then, operators and roles,
+    open sessions.
 
     "As of T" takes every event up to the last position stamped at or before T (timestamps
-    come from each writer's clock; positions are the ledger's own order).
+    come from each writer's clock; positions are the ledger's own order). Compliance is the
+    rotation policy of `secrets rotate-status`, evaluated at T (at --position: at that event's
+    time).
 
     Example: secrets audit replay --at 2026-01-31T00:00:00Z
     """
+    from ledger.catalogue import load_catalogue
     from ledger.policy import Permission
+    from projections.replay import with_compliance
 
     when = _one_cut(at, position)
+    spec = load_catalogue(catalogue)
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit replay")
     views = runtime.views(ledger)
-    doc = _replay_state(ledger, views, when, position)
+    doc = with_compliance(_replay_state(ledger, views, when, position), ledger, spec)
     if output is Output.json:
         runtime.emit_json(doc)
         return
@@ -481,7 +488,17 @@ def replay(
     print()
     print(
         runtime.table(
-            ["ENVIRONMENT", "SERVICE", "NAME", "VERSION", "FINGERPRINT", "LAST ROTATION", "STATUS"],
+            [
+                "ENVIRONMENT",
+                "SERVICE",
+                "NAME",
+                "VERSION",
+                "FINGERPRINT",
+                "LAST ROTATION",
+                "STATUS",
+                "COMPLIANCE",
+                "DUE",
+            ],
             [
                 [
                     s["environment"],
@@ -491,6 +508,8 @@ def replay(
                     f"[{s['fingerprint']}]",
                     s["last_rotation"] or "",
                     s["status"],
+                    s["compliance"],
+                    s["rotation_due"] or "-",
                 ]
                 for s in doc["secrets"]
             ],

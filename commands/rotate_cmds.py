@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from commands import runtime
-from commands.options import HomeOpt, Output, OutputOpt
+from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
     from ledger.address import SecretAddress
@@ -21,15 +21,6 @@ if TYPE_CHECKING:
 
 DEFAULT_ENV = "default"
 
-CatalogueOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--catalogue",
-        envvar="SECRETS_LEDGER_CATALOGUE",
-        help="Team catalogue file (TOML) adding or overriding known keys and their policy.",
-        show_default=False,
-    ),
-]
 ValuesFileOpt = Annotated[
     Path | None,
     typer.Option(

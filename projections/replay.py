@@ -24,6 +24,7 @@ from projections.timefmt import iso, parse_iso
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
+    from ledger.catalogue import Catalogue
 
 State = dict[str, Any]
 SAVE_EVERY = 10_000
@@ -232,6 +233,42 @@ def snapshot(state: State, as_of: datetime | None = None) -> dict[str, Any]:
         "operators": operators,
         "sessions": sessions,
     }
+
+
+NOT_APPLICABLE = "n/a"  # deleted or destroyed: no rotation policy applies
+UNKNOWN = "unknown"  # the rotation projection could not be evaluated (undecodable events)
+
+
+def with_compliance(
+    doc: dict[str, Any], ledger: SecretsLedger, catalogue: Catalogue
+) -> dict[str, Any]:
+    """Add each secret's rotation compliance as it was then to a `snapshot` document.
+
+    Evaluated by the rotation projection (`projections.compliance`, `ledger.rotation.assess`:
+    the code `secrets rotate-status --as-of` runs), over the log cut at the snapshot's position,
+    at its as-of instant. Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt; n/a
+    for a deleted or destroyed secret) and `rotation_due` (ISO time or null) to every secret."""
+    from projections.compliance import compliance
+
+    assessed: dict[tuple[str, str, str], Any] = {}
+    if doc["as_of"] is not None:
+        try:
+            report = compliance(ledger, catalogue, parse_iso(doc["as_of"]), None, doc["position"])
+        except MapperDeserialisationError:
+            pass  # a damaged event (`secrets audit verify` names it): every status unknown
+        else:
+            for a in report.secrets:
+                assessed[(a.address.environment, a.address.service, a.address.name)] = a
+    for s in doc["secrets"]:
+        found = assessed.get((s["environment"], s["service"], s["name"]))
+        if s["status"] != "active":
+            s["compliance"] = NOT_APPLICABLE
+        elif found is None:
+            s["compliance"] = UNKNOWN
+        else:
+            s["compliance"] = found.status
+        s["rotation_due"] = iso(found.due) if found is not None and found.due else None
+    return doc
 
 
 def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -323,9 +324,19 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
     assert then == {**by_time, "as_of": then["as_of"]} and by_time["position"] == position
     svc0 = next(s for s in then["secrets"] if s["name"] == "svc0.apiKey")
     assert svc0["current_version"] == 1 and svc0["status"] == "active"
+    assert svc0["compliance"] == "ok" and svc0["rotation_due"] > stamp
+    # Compliance then is `rotate-status --as-of` then (the same policy code), e.g. 100 days on.
+    later = (datetime.now(UTC) + timedelta(days=100)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    future = audit_ledger.json("audit", "replay", "--at", later)
+    status = audit_ledger.run("rotate-status", "--as-of", later, "-o", "json")
+    assert status.returncode == 1, status.stderr  # something is overdue then
+    expected = {s["name"]: (s["status"], s["due"]) for s in json.loads(status.stdout)["secrets"]}
+    assert {s["name"]: (s["compliance"], s["rotation_due"]) for s in future["secrets"]} == expected
+    assert {c for c, _ in expected.values()} == {"overdue"}
     assert then["operators"] == [{"name": "alice", "role": "senior-engineer"}]
     assert [s["operator"] for s in then["sessions"]] == ["alice"]
-    assert "svc0.apiKey" in audit_ledger.run("audit", "replay", "--position", "9").stdout
+    table = audit_ledger.run("audit", "replay", "--position", "9").stdout
+    assert "svc0.apiKey" in table and "COMPLIANCE" in table
     assert audit_ledger.run("audit", "replay").returncode == 2
 
     changes = audit_ledger.json("audit", "diff", "--from", stamp, "--to", "0s")
