@@ -540,34 +540,60 @@ def diff(
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """What changed between two times: secrets (version, fingerprint, status), roles, sessions.
+    """What changed between two times: secrets added, set, rotated, rolled back, deleted,
+    restored, destroyed; roles granted and revoked; access denied (HBSE-006); sessions.
 
     Example: secrets audit diff --from 2026-01-01 --to 2026-02-01
     """
+    from commands.value_input import UsageProblem
     from ledger.policy import Permission
+    from projections.replay import Replayer, snapshot, window
     from projections.replay import diff as compare
+    from projections.timefmt import iso
 
     start, end = _when(since, "--from"), _when(to, "--to")
+    assert start is not None and end is not None
+    if end < start:
+        raise UsageProblem("--to is before --from")
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit diff")
     views = runtime.views(ledger)
-    doc = compare(
-        _replay_state(ledger, views, start, None), _replay_state(ledger, views, end, None)
-    )
+    replayer = Replayer(ledger, views.db)
+    state = replayer.at_position(views.position_at(iso(start)))
+    before = snapshot(state, start)
+    between = window(replayer, state, views.position_at(iso(end)))
+    doc = compare(before, snapshot(state, end), between)
     if output is Output.json:
         runtime.emit_json(doc)
         return
     print(f"from position {doc['from']['position']} to {doc['to']['position']}")
     for s in doc["secrets"]:
+        happened = ", ".join(
+            f"{e['change']} v{e['version']}" if "version" in e else e["change"] for e in s["events"]
+        )
         fields = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in s["fields"].items())
-        print(f"  {s['change']:8} {s['secret']}: {fields}")
-    for o in doc["operators"]:
-        print(f"  role     {o['operator']}: {o['from'] or '-'} -> {o['to'] or '-'}")
+        print(
+            f"  secret   {s['secret']}: {happened or s['change']}"
+            + (f"; {fields}" if fields else "")
+        )
+    for r in doc["role_changes"]:
+        print(f"  role     {r['operator']}: {r['change']} {r['role'] or '-'} (by {r['by']})")
+    for d in doc["denials"]:
+        target = f" {d['secret']}" if d["secret"] else ""
+        print(f"  denied   {d['operator']}: {d['action']}{target} ({d['reason']})")
     for s in doc["sessions_opened"]:
         print(f"  login    {s['operator']} session {s['session']}")
     for s in doc["sessions_ended"]:
         print(f"  logout   {s['operator']} session {s['session']} (closed or expired)")
-    if not (doc["secrets"] or doc["operators"] or doc["sessions_opened"] or doc["sessions_ended"]):
+    sections = (
+        "secrets",
+        "operators",
+        "role_changes",
+        "denials",
+        "sessions_opened",
+        "sessions_ended",
+    )
+    if not any(doc[k] for k in sections):
         print("  no changes")
 
 

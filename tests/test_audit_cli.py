@@ -318,6 +318,10 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
     granted = audit_ledger.run("auth", "grant", "--operator", "bob", "--role", "analyst")
     assert granted.returncode == 0
     bob = {"SECRETS_LEDGER_TOKEN": granted.stdout.strip()}
+    refused = audit_ledger.run(
+        "get", "--service", "nexus", "--name", "svc2.apiKey", env={"SECRETS_LEDGER_TOKEN": "slt.x"}
+    )
+    assert refused.returncode == 4
 
     then = audit_ledger.json("audit", "replay", "--position", str(position))
     by_time = audit_ledger.json("audit", "replay", "--at", stamp)
@@ -344,6 +348,19 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
         ("default/nexus/svc0.apiKey", {"from": 1, "to": 2})
     ]
     assert changes["operators"] == [{"operator": "bob", "from": None, "to": "analyst"}]
+    assert [(c["change"], c["changes"]) for c in changes["secrets"]] == [("changed", ["set"])]
+    assert [(r["operator"], r["change"], r["role"], r["by"]) for r in changes["role_changes"]] == [
+        ("bob", "granted", "analyst", "alice")
+    ]
+    assert [(d["operator"], d["secret"]) for d in changes["denials"]] == [
+        ("anonymous", "default/nexus/svc2.apiKey")
+    ]
+    text = audit_ledger.run("audit", "diff", "--from", stamp, "--to", "0s").stdout
+    assert "secret   default/nexus/svc0.apiKey: set v2" in text, text
+    assert "role     bob: granted analyst (by alice)" in text, text
+    assert "denied   anonymous: get default/nexus/svc2.apiKey" in text, text
+    backwards = audit_ledger.run("audit", "diff", "--from", "0s", "--to", stamp)
+    assert backwards.returncode == 2 and "--to is before --from" in backwards.stderr
 
     before = audit_ledger.json(
         "audit", "who-can", "--service", "nexus", "--name", "svc0.apiKey", "--at", stamp
