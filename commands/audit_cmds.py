@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from commands import runtime
-from commands.options import HomeOpt, Output, OutputOpt
+from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -115,8 +115,8 @@ def verify(
         Path | None,
         typer.Option(
             "--bundle",
-            help="Verify an exported bundle (from `secrets audit bundle`) instead of the "
-            "ledger; needs no session or keychain.",
+            help="Verify an evidence export (from `secrets audit export --out DIR`) instead "
+            "of the ledger; needs no session or keychain.",
         ),
     ] = None,
     pubkey: Annotated[
@@ -230,16 +230,17 @@ def pubkey(home: HomeOpt = None) -> None:
     sys.stdout.write(public_pem(ledger.checkpoint_public_key(runtime.credential(ledger))))
 
 
-@audit_app.command("bundle")
-def bundle(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the bundle into.")],
+@audit_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence into.")],
     home: HomeOpt = None,
 ) -> None:
-    """Export a verifiable copy: the event store, a fresh checkpoint and the public key.
+    """Export evidence: events (no values), hash chain, checkpoints and the public key.
 
-    An auditor checks it offline with `secrets audit verify --bundle DIR`.
+    Signs a checkpoint now and writes ledger.sqlite (a consistent copy), pubkey.pem and
+    checkpoint.json into DIR. An auditor checks it offline with `secrets audit verify --bundle DIR`.
 
-    Example: secrets audit bundle --out /media/audit/2026-q1
+    Example: secrets audit export --out /media/audit/2026-q1
     """
     import sqlite3
 
@@ -259,7 +260,16 @@ def bundle(
         source.close()
     (out / "pubkey.pem").write_text(public_pem(signed.public_key))
     (out / "checkpoint.json").write_text(Witness("bundle", at, signed.signature).dumps() + "\n")
-    print(f"bundle written to {out} (checkpoint #{signed.sequence} at {at})")
+    print(f"evidence exported to {out} (checkpoint #{signed.sequence} at {at})")
+
+
+@audit_app.command("bundle", hidden=True, deprecated=True)
+def bundle(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence into.")],
+    home: HomeOpt = None,
+) -> None:
+    """Deprecated name of `secrets audit export` (kept so existing scripts keep working)."""
+    export(out=out, home=home)
 
 
 # -- the audit log ------------------------------------------------------------------------
@@ -447,23 +457,30 @@ def replay(
     position: Annotated[
         int | None, typer.Option("--position", min=0, help="As of this log position.")
     ] = None,
+    catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Show the whole ledger as it was: secrets, operators and roles, open sessions.
+    """Show the whole ledger as it was: secrets with their compliance then, operators and roles,
+    open sessions.
 
     "As of T" takes every event up to the last position stamped at or before T (timestamps
-    come from each writer's clock; positions are the ledger's own order).
+    come from each writer's clock; positions are the ledger's own order). Compliance is the
+    rotation policy of `secrets rotate-status`, evaluated at T (at --position: at that event's
+    time).
 
     Example: secrets audit replay --at 2026-01-31T00:00:00Z
     """
+    from ledger.catalogue import load_catalogue
     from ledger.policy import Permission
+    from projections.replay import with_compliance
 
     when = _one_cut(at, position)
+    spec = load_catalogue(catalogue)
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit replay")
     views = runtime.views(ledger)
-    doc = _replay_state(ledger, views, when, position)
+    doc = with_compliance(_replay_state(ledger, views, when, position), ledger, spec)
     if output is Output.json:
         runtime.emit_json(doc)
         return
@@ -471,7 +488,17 @@ def replay(
     print()
     print(
         runtime.table(
-            ["ENVIRONMENT", "SERVICE", "NAME", "VERSION", "FINGERPRINT", "LAST ROTATION", "STATUS"],
+            [
+                "ENVIRONMENT",
+                "SERVICE",
+                "NAME",
+                "VERSION",
+                "FINGERPRINT",
+                "LAST ROTATION",
+                "STATUS",
+                "COMPLIANCE",
+                "DUE",
+            ],
             [
                 [
                     s["environment"],
@@ -481,6 +508,8 @@ def replay(
                     f"[{s['fingerprint']}]",
                     s["last_rotation"] or "",
                     s["status"],
+                    s["compliance"],
+                    s["rotation_due"] or "-",
                 ]
                 for s in doc["secrets"]
             ],
@@ -511,34 +540,60 @@ def diff(
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """What changed between two times: secrets (version, fingerprint, status), roles, sessions.
+    """What changed between two times: secrets added, set, rotated, rolled back, deleted,
+    restored, destroyed; roles granted and revoked; access denied (HBSE-006); sessions.
 
     Example: secrets audit diff --from 2026-01-01 --to 2026-02-01
     """
+    from commands.value_input import UsageProblem
     from ledger.policy import Permission
+    from projections.replay import Replayer, snapshot, window
     from projections.replay import diff as compare
+    from projections.timefmt import iso
 
     start, end = _when(since, "--from"), _when(to, "--to")
+    assert start is not None and end is not None
+    if end < start:
+        raise UsageProblem("--to is before --from")
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit diff")
     views = runtime.views(ledger)
-    doc = compare(
-        _replay_state(ledger, views, start, None), _replay_state(ledger, views, end, None)
-    )
+    replayer = Replayer(ledger, views.db)
+    state = replayer.at_position(views.position_at(iso(start)))
+    before = snapshot(state, start)
+    between = window(replayer, state, views.position_at(iso(end)))
+    doc = compare(before, snapshot(state, end), between)
     if output is Output.json:
         runtime.emit_json(doc)
         return
     print(f"from position {doc['from']['position']} to {doc['to']['position']}")
     for s in doc["secrets"]:
+        happened = ", ".join(
+            f"{e['change']} v{e['version']}" if "version" in e else e["change"] for e in s["events"]
+        )
         fields = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in s["fields"].items())
-        print(f"  {s['change']:8} {s['secret']}: {fields}")
-    for o in doc["operators"]:
-        print(f"  role     {o['operator']}: {o['from'] or '-'} -> {o['to'] or '-'}")
+        print(
+            f"  secret   {s['secret']}: {happened or s['change']}"
+            + (f"; {fields}" if fields else "")
+        )
+    for r in doc["role_changes"]:
+        print(f"  role     {r['operator']}: {r['change']} {r['role'] or '-'} (by {r['by']})")
+    for d in doc["denials"]:
+        target = f" {d['secret']}" if d["secret"] else ""
+        print(f"  denied   {d['operator']}: {d['action']}{target} ({d['reason']})")
     for s in doc["sessions_opened"]:
         print(f"  login    {s['operator']} session {s['session']}")
     for s in doc["sessions_ended"]:
         print(f"  logout   {s['operator']} session {s['session']} (closed or expired)")
-    if not (doc["secrets"] or doc["operators"] or doc["sessions_opened"] or doc["sessions_ended"]):
+    sections = (
+        "secrets",
+        "operators",
+        "role_changes",
+        "denials",
+        "sessions_opened",
+        "sessions_ended",
+    )
+    if not any(doc[k] for k in sections):
         print("  no changes")
 
 

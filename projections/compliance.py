@@ -241,15 +241,20 @@ def compliance(
     catalogue: Catalogue,
     as_of: datetime,
     environment: str | None = None,
+    position: int | None = None,
 ) -> ComplianceReport:
-    """Every live secret's rotation status as the ledger stood at `as_of`."""
+    """Every live secret's rotation status as the ledger stood at `as_of`.
+
+    With `position`, the log is cut there instead of by timestamp (the cut of `secrets audit
+    replay`: every event up to that position, whatever its writer's clock said); `as_of` is
+    still the instant ages and due dates are measured at."""
     aggregates: dict[UUID, Any] = {}
     stopped: set[UUID] = set()  # aggregates with an event after `as_of`: keep their prefix
     schedule_event: Any = None
     start: int | None = None
     while True:
         page = ledger.recorder.select_notifications(
-            start=start, limit=PAGE, topics=_topics(), inclusive_of_start=False
+            start=start, limit=PAGE, stop=position, topics=_topics(), inclusive_of_start=False
         )
         if not page:
             break
@@ -259,7 +264,7 @@ def compliance(
             oid = event.originator_id
             if oid in stopped:
                 continue
-            if event.timestamp > as_of:
+            if position is None and event.timestamp > as_of:
                 stopped.add(oid)
                 continue
             if type(event).__qualname__ == "ScheduleChange.ScheduleChanged":
