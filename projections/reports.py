@@ -135,7 +135,8 @@ def build(
     if moment is not None:
         from projections.compliance import compliance
 
-        for a in compliance(ledger, catalogue, moment).secrets:
+        # The same cut as the inventory (by position), so both halves describe one state.
+        for a in compliance(ledger, catalogue, moment, position=position).secrets:
             assessed[(a.address.environment, a.address.service, a.address.name)] = a.status
     inventory = []
     for s in state["secrets"].values():
@@ -148,8 +149,7 @@ def build(
         lifecycle = "destroyed" if s["destroyed"] else "deleted" if s["deleted"] else "active"
         status = "n/a"
         if lifecycle == "active":
-            # An active secret the rotation projection did not see was cut by timestamp there
-            # and by position here (clock skew, docs/audit.md): say so rather than guess.
+            # Both cuts are by position; "unknown" only if the projection could not see it.
             status = assessed.get((s["environment"], s["service"], s["name"]), "unknown")
         inventory.append(
             {
