@@ -329,9 +329,11 @@ def test_single_rotate_survives_sigkill(harness: Harness, point: str) -> None:
             # The new value is in the keychain under the next version, its event is not.
             prefix = f"{address}#v{before + 1}."
 
-            def expect(seen: dict[str, list[str]], prefix: str = prefix) -> None:
+            def orphaned(seen: dict[str, list[str]], prefix: str = prefix) -> None:
                 assert len(seen["orphans"]) == 1 and seen["orphans"][0].startswith(prefix)
                 assert seen["leftovers"] == []
+
+            expect: Callable[[dict[str, list[str]]], None] = orphaned
 
         else:
             assert recorded.current_version == before + 1
@@ -344,8 +346,10 @@ def test_single_rotate_survives_sigkill(harness: Harness, point: str) -> None:
                 leftovers = [entry_name(address, pruned.number, pruned.fingerprint)]
             assert leftovers or point == "after-append"
 
-            def expect(seen: dict[str, list[str]], leftovers: list[str] = leftovers) -> None:
+            def left(seen: dict[str, list[str]], leftovers: list[str] = leftovers) -> None:
                 assert seen["orphans"] == [] and seen["leftovers"] == leftovers
+
+            expect = left
 
         _recover(h, run, expect)
         landed = h.app.history(h.cred, address).current_version
