@@ -156,9 +156,14 @@ def verify(
 
 
 def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
+    import sqlite3
+
+    from eventsourcing.persistence import PersistenceError
+
     from commands.value_input import UsageProblem
     from ledger.checkpoint import Witness
     from ledger.config import open_ledger
+    from ledger.errors import IntegrityFailure
 
     if not (bundle / "ledger.sqlite").is_file():
         raise UsageProblem(f"--bundle {bundle}: no ledger.sqlite there")
@@ -167,14 +172,21 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
     witnesses: list[Witness] = []
     note = bundle / "checkpoint.json"
     if note.is_file():
-        found = Witness.loads("the bundle's checkpoint.json", note.read_text())
+        text = note.read_bytes().decode("utf-8", "replace")  # not UTF-8: not a witness
+        found = Witness.loads("the bundle's checkpoint.json", text)
         if found is not None:
             witnesses.append(found)
     ledger = open_ledger(bundle, private=False)  # evidence: verify it, change nothing
     ledger.checkpoint_every = 0
-    report = ledger.verify_history(pinned, witnesses)
-    if report.ok:
-        report = ledger.with_snapshot_check(report)
+    try:
+        report = ledger.verify_history(pinned, witnesses)
+        if report.ok:
+            report = ledger.with_snapshot_check(report)
+    except (PersistenceError, sqlite3.DatabaseError) as exc:
+        # Damage the header check and quick_check let through (text that is not UTF-8, a
+        # page that reads but decodes wrongly): the evidence is not intact.
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} is damaged: {first}") from None
     _verify_report(report, None, output)
 
 

@@ -72,12 +72,18 @@ def parse_as_of(text: str) -> datetime:
     if not cleaned:
         raise problem
     try:
-        if len(cleaned) <= 10 and "T" not in cleaned:
-            day = datetime.fromisoformat(cleaned).date()
-            return datetime.combine(day, time.max, tzinfo=UTC)
-        value = datetime.fromisoformat(cleaned.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
+        end = _end_of(cleaned)
+        end.astimezone(UTC)  # an instant near year 1 or 9999 may not exist in UTC
+    except (ValueError, OverflowError):
         raise problem from None
+    return end
+
+
+def _end_of(cleaned: str) -> datetime:
+    if len(cleaned) <= 10 and "T" not in cleaned:
+        day = datetime.fromisoformat(cleaned).date()
+        return datetime.combine(day, time.max, tzinfo=UTC)
+    value = datetime.fromisoformat(cleaned.replace("z", "Z").replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     found = _TIME_PART.search(cleaned, 8)
@@ -92,7 +98,7 @@ def parse_as_of(text: str) -> datetime:
         period = timedelta(minutes=1)
     else:
         period = timedelta(hours=1)
-    return value + period - timedelta(microseconds=1)
+    return value + (period - timedelta(microseconds=1))  # (so 9999-12-31T23:59 still fits)
 
 
 @dataclass(frozen=True)
