@@ -60,7 +60,7 @@ def _audit_code(code: str | None) -> str | None:
 # -- verify, checkpoints ------------------------------------------------------------------
 
 
-def _pinned_key(pubkey: Path | None) -> str | None:
+def _pinned_key(pubkey: Path | None, label: str = "--pubkey") -> str | None:
     from commands.value_input import UsageProblem
     from ledger.checkpoint import public_hex_from_pem
 
@@ -69,7 +69,7 @@ def _pinned_key(pubkey: Path | None) -> str | None:
     try:
         return public_hex_from_pem(pubkey.read_bytes())
     except (OSError, ValueError) as exc:
-        raise UsageProblem(f"--pubkey {pubkey}: not a readable Ed25519 PEM key ({exc})") from None
+        raise UsageProblem(f"{label} {pubkey}: not a readable Ed25519 PEM key ({exc})") from None
 
 
 def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) -> None:
@@ -156,37 +156,61 @@ def verify(
 
 
 def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
+    import shutil
     import sqlite3
+    import tempfile
 
     from eventsourcing.persistence import PersistenceError
 
     from commands.value_input import UsageProblem
     from ledger.checkpoint import Witness
     from ledger.config import open_ledger
-    from ledger.errors import IntegrityFailure
+    from ledger.errors import IntegrityFailure, LedgerError
 
     if not (bundle / "ledger.sqlite").is_file():
         raise UsageProblem(f"--bundle {bundle}: no ledger.sqlite there")
     if pinned is None and (bundle / "pubkey.pem").is_file():
-        pinned = _pinned_key(bundle / "pubkey.pem")
+        pinned = _pinned_key(bundle / "pubkey.pem", label="the bundle's pubkey.pem:")
     witnesses: list[Witness] = []
     note = bundle / "checkpoint.json"
+    found = None
     if note.is_file():
         text = note.read_bytes().decode("utf-8", "replace")  # not UTF-8: not a witness
         found = Witness.loads("the bundle's checkpoint.json", text)
-        if found is not None:
-            witnesses.append(found)
-    ledger = open_ledger(bundle, private=False)  # evidence: verify it, change nothing
-    ledger.checkpoint_every = 0
-    try:
-        report = ledger.verify_history(pinned, witnesses)
-        if report.ok:
-            report = ledger.with_snapshot_check(report)
-    except (PersistenceError, sqlite3.DatabaseError) as exc:
-        # Damage the header check and quick_check let through (text that is not UTF-8, a
-        # page that reads but decodes wrongly): the evidence is not intact.
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} is damaged: {first}") from None
+    if found is not None:
+        witnesses.append(found)
+    else:
+        # Without the note nothing shows a tail cut off after the last checkpoint: say so.
+        runtime.info(
+            f"warning: {note} is missing or unreadable: a history cut off after its last "
+            "checkpoint would not be detected"
+        )
+    with tempfile.TemporaryDirectory(prefix="secrets-bundle-") as scratch:
+        # Evidence is never written to: verify a private copy (opening a store may create
+        # tables or a WAL file).
+        for part in ("ledger.sqlite", "ledger.sqlite-wal"):
+            if (bundle / part).is_file():
+                shutil.copyfile(bundle / part, Path(scratch) / part)
+        try:
+            ledger = open_ledger(Path(scratch), private=False)
+        except LedgerError as exc:
+            # Name the evidence, not the private copy.
+            raise type(exc)(str(exc).replace(str(Path(scratch)), str(bundle))) from None
+        ledger.checkpoint_every = 0
+        try:
+            report = ledger.verify_history(pinned, witnesses)
+            if report.ok:
+                report = ledger.with_snapshot_check(report)
+        except (PersistenceError, sqlite3.DatabaseError) as exc:
+            # Damage the header check and quick_check let through (text that is not UTF-8, a
+            # page that reads but decodes wrongly): the evidence is not intact.
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} is damaged: {first}") from None
+        finally:
+            ledger.close()
+    if report.events_checked == 0:
+        # An export always holds the ledger's first events and a checkpoint.
+        raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} holds no events: not an export")
     _verify_report(report, None, output)
 
 
