@@ -146,6 +146,9 @@ class Views:
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        # originator id -> (environment, service, name): a secret's id is derived from its
+        # address, so an entry never goes stale; saves a query per secret event.
+        self._addresses: dict[str, tuple[str, str, str]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -425,12 +428,19 @@ class Views:
             detail,
         )
 
-    @staticmethod
-    def _secret_address(cur: sqlite3.Cursor, oid: str) -> tuple[str | None, str | None, str | None]:
+    def _secret_address(
+        self, cur: sqlite3.Cursor, oid: str
+    ) -> tuple[str | None, str | None, str | None]:
+        found = self._addresses.get(oid)
+        if found is not None:
+            return found
         row = cur.execute(
             "SELECT environment, service, name FROM secrets_view WHERE originator_id = ?", (oid,)
         ).fetchone()
-        return (row[0], row[1], row[2]) if row else (None, None, None)
+        if row is None:
+            return (None, None, None)
+        self._addresses[oid] = (row[0], row[1], row[2])
+        return self._addresses[oid]
 
     # -- queries --------------------------------------------------------------------------
 
