@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 VIEWS_FILE = "views.sqlite"
 TRACKING_NAME = "views"
 PAGE = 2000
-REBUILD_PAGE = 10_000
 SNAPSHOT_ORDER = (
     ("tracking", "name"),
     ("secrets_view", "originator_id"),
@@ -189,10 +188,8 @@ class Views:
         finally:
             self._db.execute("COMMIT")
 
-    def catch_up(self, progress: Callable[[int], None] | None = None, page_size: int = PAGE) -> int:
-        """Apply every event recorded since the last tracked position; return how many.
-
-        `page_size` events are applied per transaction."""
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+        """Apply every event recorded since the last tracked position; return how many."""
         applied = 0
         while True:
             with self._write() as cur:
@@ -201,7 +198,7 @@ class Views:
                 ).fetchone()
                 start = int(row[0]) if row else 0
                 page = self.ledger.recorder.select_notifications(
-                    start=start, limit=page_size, inclusive_of_start=False
+                    start=start, limit=PAGE, inclusive_of_start=False
                 )
                 if not page:
                     return applied
@@ -245,9 +242,7 @@ class Views:
             for index in AUDIT_INDEXES:
                 cur.execute(f"DROP INDEX IF EXISTS {index}")
         try:
-            # Larger transactions than a routine catch-up: a commit per 2,000 events was about
-            # a fifth of a rebuild's time; 10,000 decoded events are a few MiB.
-            return self.catch_up(progress, REBUILD_PAGE)
+            return self.catch_up(progress)
         finally:
             self._db.executescript(SCHEMA)
 
