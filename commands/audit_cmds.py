@@ -776,7 +776,7 @@ def rebuild(home: HomeOpt = None) -> None:
     ledger.authorize(runtime.credential(ledger), Permission.MANAGE, "projections rebuild")
     views = Views(ledger)
     views.catch_up()
-    before = views.snapshot()
+    before = views.digest()  # streamed: holds no rows, however long the log
     total = ledger.recorder.max_notification_id() or 0
     started = time.monotonic()
 
@@ -785,8 +785,7 @@ def rebuild(home: HomeOpt = None) -> None:
 
     applied = views.rebuild(progress=progress)
     print(file=sys.stderr)
-    after = views.snapshot()
-    if after != before:
+    if views.digest() != before:
         raise IntegrityFailure(
             "the rebuilt views differ from the incrementally built ones; please report this"
         )

@@ -129,6 +129,7 @@ class SecretsLedger(Application[UUID]):
         self._backend = backend
         self._vault: ValueVault | None = None
         self._settings: LedgerSettings | None = None
+        self._fp_key: bytes | None = None
         self.intents = IntentJournal(home / "pending")
         # Things the caller should tell the operator (the ledger itself never prints).
         self.warnings: list[str] = []
@@ -176,6 +177,11 @@ class SecretsLedger(Application[UUID]):
         return self._vault
 
     def _fingerprint_key(self) -> bytes:
+        # Read from the keychain once per process: it never changes for a ledger, and on a
+        # Secret Service each read is a D-Bus round trip with its own key exchange, which was
+        # 40% of an in-process `set` (docs/performance.md). Only a key found is kept.
+        if self._fp_key is not None:
+            return self._fp_key
         key = self.vault.get(FINGERPRINT_KEY_ENTRY)
         if key is None:
             raise KeychainUnavailable(
@@ -183,7 +189,8 @@ class SecretsLedger(Application[UUID]):
                 f"host {self.host}); on a shared ledger, bring it from the host that ran `init`: "
                 "`secrets ledger export-key` there, `secrets ledger import-key` here"
             )
-        return bytes.fromhex(key)
+        self._fp_key = bytes.fromhex(key)
+        return self._fp_key
 
     def fingerprint(self, address: SecretAddress, value: str) -> str:
         """Keyed HMAC-SHA256 of the value, bound to its address. Reveals nothing without the key."""

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds like `microsecond // 1000`, and is faster than
+    # strftime (this runs once per event in every catch-up, rebuild and replay).
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:
