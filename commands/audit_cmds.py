@@ -198,6 +198,7 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
             raise type(exc)(str(exc).replace(str(Path(scratch)), str(bundle))) from None
         ledger.checkpoint_every = 0
         try:
+            ledger.check_pages()
             report = ledger.verify_history(pinned, witnesses)
             if report.ok:
                 report = ledger.with_snapshot_check(report)
@@ -206,6 +207,8 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
             # page that reads but decodes wrongly): the evidence is not intact.
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} is damaged: {first}") from None
+        except IntegrityFailure as exc:
+            raise IntegrityFailure(str(exc).replace(str(Path(scratch)), str(bundle))) from None
         finally:
             ledger.close()
     if report.events_checked == 0:

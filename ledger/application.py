@@ -608,8 +608,17 @@ class SecretsLedger(Application[UUID]):
                 yield n.originator_id  # type: ignore[misc]
             start = page[-1].id
 
+    def check_pages(self) -> None:
+        """Read every page of an embedded (SQLite) store: damage is IntegrityFailure."""
+        from ledger.config import DATABASE_FILE, check_pages
+        from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+
+        if isinstance(self.recorder, ChainedSQLiteApplicationRecorder):
+            check_pages(self.home / DATABASE_FILE)
+
     def doctor(self, cred: Credential, repair: bool = False) -> DoctorReport:
         self.authorize(cred, Permission.MANAGE, "doctor")
+        self.check_pages()
         # First: the scan below loads aggregates, which starts from their snapshots.
         bad_snapshots, repaired = self._check_snapshots(repair)
         recorded: set[str] = set()
@@ -1063,6 +1072,7 @@ class SecretsLedger(Application[UUID]):
     ) -> tuple[IntegrityReport, bool]:
         """Verify, and record an alarm on a fault. Returns (report, alarm recorded)."""
         principal = self.authorize(cred, Permission.AUDIT, "audit verify")
+        self.check_pages()
         found = [*(witnesses or [])]
         keychain = self.keychain_witness()
         if keychain is not None:

@@ -394,3 +394,33 @@ def test_values_written_before_the_fault_keep_their_entry_names(app: SecretsLedg
     value = _value()
     added = app.write(alice, address, value)
     assert app.vault.get(entry_name(address, 1, added.fingerprint)) == value
+
+
+# -- through the CLI: a damaged data page --------------------------------------------------
+
+
+def test_a_damaged_page_is_a_clear_integrity_error(ledger: Ledger) -> None:
+    """Opening does not read the whole file (that costs seconds on a large ledger), so damage
+    deep in the file surfaces when a command reads it: exit 6 with a clear line, never an
+    internal error, and `audit verify` and `doctor` read every page and say so too."""
+    for n in range(3):
+        ledger.set("nexus", "mcp.bun.apiKey", "sk-" + f"D{n}x" * 16)
+    path = ledger.home / "ledger.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'stored_events'"
+        ).fetchone()
+    with path.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+    for argv in (
+        ("versions", "--service", "nexus", "--name", "mcp.bun.apiKey"),
+        ("audit", "verify"),
+        ("doctor",),
+    ):
+        result = ledger.run(*argv)
+        assert result.returncode == 6, (argv, result.stderr)
+        assert "damaged" in result.stderr and "internal error" not in result.stderr, argv
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
