@@ -7,6 +7,7 @@ again. Values never reach the event store, only their keyed fingerprints.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import random
@@ -278,10 +279,18 @@ class SecretsLedger(Application[UUID]):
             operator.issue_token(issued.token_id, issued.digest)
             try:
                 self._save(settings, operator)
-            except IntegrityError:
-                # Another process initialised the ledger first: its key and operator stand.
+            except BaseException as exc:
+                # Nothing was recorded (another process initialised the ledger first, or the
+                # store refused): the key put under this attempt's own namespace is an orphan,
+                # and the vault must follow the ledger that does exist.
+                with contextlib.suppress(LedgerError):
+                    self.vault.delete(FINGERPRINT_KEY_ENTRY)
                 self._settings = None
-                return None
+                self._vault = None
+                self._fp_key = None
+                if isinstance(exc, IntegrityError):
+                    return None  # the winner's key and operator stand
+                raise
         return issued
 
     def refuse_second_init(self, claimed: str) -> PermissionDenied:

@@ -251,3 +251,27 @@ def test_the_fingerprint_key_is_read_from_the_keychain_once_per_process(tmp_path
     assert first.fingerprint != second.fingerprint
     app.close()
     again.close()
+
+
+def test_losing_the_init_race_leaves_no_orphan_key_and_follows_the_winner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger.vault.memory import MemoryKeyring
+
+    keychain = MemoryKeyring()
+    winner = open_ledger(tmp_path, create=True, backend=keychain)
+    loser = open_ledger(tmp_path, backend=keychain)
+    issued = winner.initialize("alice")
+    assert issued is not None
+    # The loser looked before the winner's events landed.
+    monkeypatch.setattr(loser, "is_initialized", lambda: False)
+    assert loser.initialize("mallory") is None
+    monkeypatch.undo()
+    # One fingerprint key in the keychain: the winner's; the loser now works on that ledger.
+    namespaces = {service for service, _ in keychain.entries}
+    assert namespaces == {winner.namespace}
+    assert loser.namespace == winner.namespace
+    alice = Credential(token=issued.token)
+    address = SecretAddress("default", "svc", "key")
+    winner.write(alice, address, "value-" + "w" * 20, spec_check=lambda _v: None)
+    assert loser.read(alice, address)[1] == "value-" + "w" * 20
