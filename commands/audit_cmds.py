@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from commands import runtime
-from commands.options import HomeOpt, Output, OutputOpt
+from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -60,7 +60,7 @@ def _audit_code(code: str | None) -> str | None:
 # -- verify, checkpoints ------------------------------------------------------------------
 
 
-def _pinned_key(pubkey: Path | None) -> str | None:
+def _pinned_key(pubkey: Path | None, label: str = "--pubkey") -> str | None:
     from commands.value_input import UsageProblem
     from ledger.checkpoint import public_hex_from_pem
 
@@ -69,7 +69,7 @@ def _pinned_key(pubkey: Path | None) -> str | None:
     try:
         return public_hex_from_pem(pubkey.read_bytes())
     except (OSError, ValueError) as exc:
-        raise UsageProblem(f"--pubkey {pubkey}: not a readable Ed25519 PEM key ({exc})") from None
+        raise UsageProblem(f"{label} {pubkey}: not a readable Ed25519 PEM key ({exc})") from None
 
 
 def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) -> None:
@@ -115,8 +115,8 @@ def verify(
         Path | None,
         typer.Option(
             "--bundle",
-            help="Verify an exported bundle (from `secrets audit bundle`) instead of the "
-            "ledger; needs no session or keychain.",
+            help="Verify an evidence export (from `secrets audit export --out DIR`) instead "
+            "of the ledger; needs no session or keychain.",
         ),
     ] = None,
     pubkey: Annotated[
@@ -126,11 +126,11 @@ def verify(
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Check every event against the hash chain and every signed checkpoint (exit 6 on a fault).
+    """Check the hash chain, signed checkpoints and stored snapshots (exit 6 on a fault).
 
-    Prints `N/N events valid, M/M checkpoints valid`; on a fault, the first bad position and
-    its kind (edited, deleted, inserted, reordered, truncated, signature), and records an
-    integrity alarm (HBSE-013) in the ledger.
+    Prints `N/N events valid, M/M checkpoints valid, S/S snapshots valid`; on a fault, the
+    first bad position and its kind (edited, deleted, inserted, reordered, truncated,
+    signature, snapshot), and records an integrity alarm (HBSE-013) in the ledger.
 
     Example: secrets audit verify --pubkey ledger-checkpoints.pem
     """
@@ -156,25 +156,64 @@ def verify(
 
 
 def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
+    import shutil
+    import sqlite3
+    import tempfile
+
+    from eventsourcing.persistence import PersistenceError
+
     from commands.value_input import UsageProblem
     from ledger.checkpoint import Witness
     from ledger.config import open_ledger
+    from ledger.errors import IntegrityFailure, LedgerError
 
     if not (bundle / "ledger.sqlite").is_file():
         raise UsageProblem(f"--bundle {bundle}: no ledger.sqlite there")
     if pinned is None and (bundle / "pubkey.pem").is_file():
-        pinned = _pinned_key(bundle / "pubkey.pem")
+        pinned = _pinned_key(bundle / "pubkey.pem", label="the bundle's pubkey.pem:")
     witnesses: list[Witness] = []
     note = bundle / "checkpoint.json"
+    found = None
     if note.is_file():
-        found = Witness.loads("the bundle's checkpoint.json", note.read_text())
-        if found is not None:
-            witnesses.append(found)
-    ledger = open_ledger(bundle, private=False)  # evidence: verify it, change nothing
-    ledger.checkpoint_every = 0
-    report = ledger.verify_history(pinned, witnesses)
-    if report.ok:
-        report = ledger.with_snapshot_check(report)
+        text = note.read_bytes().decode("utf-8", "replace")  # not UTF-8: not a witness
+        found = Witness.loads("the bundle's checkpoint.json", text)
+    if found is not None:
+        witnesses.append(found)
+    else:
+        # Without the note nothing shows a tail cut off after the last checkpoint: say so.
+        runtime.info(
+            f"warning: {note} is missing or unreadable: a history cut off after its last "
+            "checkpoint would not be detected"
+        )
+    with tempfile.TemporaryDirectory(prefix="secrets-bundle-") as scratch:
+        # Evidence is never written to: verify a private copy (opening a store may create
+        # tables or a WAL file).
+        for part in ("ledger.sqlite", "ledger.sqlite-wal"):
+            if (bundle / part).is_file():
+                shutil.copyfile(bundle / part, Path(scratch) / part)
+        try:
+            ledger = open_ledger(Path(scratch), private=False)
+        except LedgerError as exc:
+            # Name the evidence, not the private copy.
+            raise type(exc)(str(exc).replace(str(Path(scratch)), str(bundle))) from None
+        ledger.checkpoint_every = 0
+        try:
+            ledger.check_pages()
+            report = ledger.verify_history(pinned, witnesses)
+            if report.ok:
+                report = ledger.with_snapshot_check(report)
+        except (PersistenceError, sqlite3.DatabaseError) as exc:
+            # Damage the header check and quick_check let through (text that is not UTF-8, a
+            # page that reads but decodes wrongly): the evidence is not intact.
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} is damaged: {first}") from None
+        except IntegrityFailure as exc:
+            raise IntegrityFailure(str(exc).replace(str(Path(scratch)), str(bundle))) from None
+        finally:
+            ledger.close()
+    if report.events_checked == 0:
+        # An export always holds the ledger's first events and a checkpoint.
+        raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} holds no events: not an export")
     _verify_report(report, None, output)
 
 
@@ -230,16 +269,17 @@ def pubkey(home: HomeOpt = None) -> None:
     sys.stdout.write(public_pem(ledger.checkpoint_public_key(runtime.credential(ledger))))
 
 
-@audit_app.command("bundle")
-def bundle(
-    out: Annotated[Path, typer.Option("--out", help="Directory to write the bundle into.")],
+@audit_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence into.")],
     home: HomeOpt = None,
 ) -> None:
-    """Export a verifiable copy: the event store, a fresh checkpoint and the public key.
+    """Export evidence: events (no values), hash chain, checkpoints and the public key.
 
-    An auditor checks it offline with `secrets audit verify --bundle DIR`.
+    Signs a checkpoint now and writes ledger.sqlite (a consistent copy), pubkey.pem and
+    checkpoint.json into DIR. An auditor checks it offline with `secrets audit verify --bundle DIR`.
 
-    Example: secrets audit bundle --out /media/audit/2026-q1
+    Example: secrets audit export --out /media/audit/2026-q1
     """
     import sqlite3
 
@@ -259,7 +299,16 @@ def bundle(
         source.close()
     (out / "pubkey.pem").write_text(public_pem(signed.public_key))
     (out / "checkpoint.json").write_text(Witness("bundle", at, signed.signature).dumps() + "\n")
-    print(f"bundle written to {out} (checkpoint #{signed.sequence} at {at})")
+    print(f"evidence exported to {out} (checkpoint #{signed.sequence} at {at})")
+
+
+@audit_app.command("bundle", hidden=True, deprecated=True)
+def bundle(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence into.")],
+    home: HomeOpt = None,
+) -> None:
+    """Deprecated name of `secrets audit export` (kept so existing scripts keep working)."""
+    export(out=out, home=home)
 
 
 # -- the audit log ------------------------------------------------------------------------
@@ -447,23 +496,30 @@ def replay(
     position: Annotated[
         int | None, typer.Option("--position", min=0, help="As of this log position.")
     ] = None,
+    catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """Show the whole ledger as it was: secrets, operators and roles, open sessions.
+    """Show the whole ledger as it was: secrets with their compliance then, operators and roles,
+    open sessions.
 
     "As of T" takes every event up to the last position stamped at or before T (timestamps
-    come from each writer's clock; positions are the ledger's own order).
+    come from each writer's clock; positions are the ledger's own order). Compliance is the
+    rotation policy of `secrets rotate-status`, evaluated at T (at --position: at that event's
+    time).
 
     Example: secrets audit replay --at 2026-01-31T00:00:00Z
     """
+    from ledger.catalogue import load_catalogue
     from ledger.policy import Permission
+    from projections.replay import with_compliance
 
     when = _one_cut(at, position)
+    spec = load_catalogue(catalogue)
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit replay")
     views = runtime.views(ledger)
-    doc = _replay_state(ledger, views, when, position)
+    doc = with_compliance(_replay_state(ledger, views, when, position), ledger, spec)
     if output is Output.json:
         runtime.emit_json(doc)
         return
@@ -471,7 +527,17 @@ def replay(
     print()
     print(
         runtime.table(
-            ["ENVIRONMENT", "SERVICE", "NAME", "VERSION", "FINGERPRINT", "LAST ROTATION", "STATUS"],
+            [
+                "ENVIRONMENT",
+                "SERVICE",
+                "NAME",
+                "VERSION",
+                "FINGERPRINT",
+                "LAST ROTATION",
+                "STATUS",
+                "COMPLIANCE",
+                "DUE",
+            ],
             [
                 [
                     s["environment"],
@@ -481,6 +547,8 @@ def replay(
                     f"[{s['fingerprint']}]",
                     s["last_rotation"] or "",
                     s["status"],
+                    s["compliance"],
+                    s["rotation_due"] or "-",
                 ]
                 for s in doc["secrets"]
             ],
@@ -511,34 +579,60 @@ def diff(
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
-    """What changed between two times: secrets (version, fingerprint, status), roles, sessions.
+    """What changed between two times: secrets added, set, rotated, rolled back, deleted,
+    restored, destroyed; roles granted and revoked; access denied (HBSE-006); sessions.
 
     Example: secrets audit diff --from 2026-01-01 --to 2026-02-01
     """
+    from commands.value_input import UsageProblem
     from ledger.policy import Permission
+    from projections.replay import Replayer, snapshot, window
     from projections.replay import diff as compare
+    from projections.timefmt import iso
 
     start, end = _when(since, "--from"), _when(to, "--to")
+    assert start is not None and end is not None
+    if end < start:
+        raise UsageProblem("--to is before --from")
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit diff")
     views = runtime.views(ledger)
-    doc = compare(
-        _replay_state(ledger, views, start, None), _replay_state(ledger, views, end, None)
-    )
+    replayer = Replayer(ledger, views.db)
+    state = replayer.at_position(views.position_at(iso(start)))
+    before = snapshot(state, start)
+    between = window(replayer, state, views.position_at(iso(end)))
+    doc = compare(before, snapshot(state, end), between)
     if output is Output.json:
         runtime.emit_json(doc)
         return
     print(f"from position {doc['from']['position']} to {doc['to']['position']}")
     for s in doc["secrets"]:
+        happened = ", ".join(
+            f"{e['change']} v{e['version']}" if "version" in e else e["change"] for e in s["events"]
+        )
         fields = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in s["fields"].items())
-        print(f"  {s['change']:8} {s['secret']}: {fields}")
-    for o in doc["operators"]:
-        print(f"  role     {o['operator']}: {o['from'] or '-'} -> {o['to'] or '-'}")
+        print(
+            f"  secret   {s['secret']}: {happened or s['change']}"
+            + (f"; {fields}" if fields else "")
+        )
+    for r in doc["role_changes"]:
+        print(f"  role     {r['operator']}: {r['change']} {r['role'] or '-'} (by {r['by']})")
+    for d in doc["denials"]:
+        target = f" {d['secret']}" if d["secret"] else ""
+        print(f"  denied   {d['operator']}: {d['action']}{target} ({d['reason']})")
     for s in doc["sessions_opened"]:
         print(f"  login    {s['operator']} session {s['session']}")
     for s in doc["sessions_ended"]:
         print(f"  logout   {s['operator']} session {s['session']} (closed or expired)")
-    if not (doc["secrets"] or doc["operators"] or doc["sessions_opened"] or doc["sessions_ended"]):
+    sections = (
+        "secrets",
+        "operators",
+        "role_changes",
+        "denials",
+        "sessions_opened",
+        "sessions_ended",
+    )
+    if not any(doc[k] for k in sections):
         print("  no changes")
 
 
@@ -685,7 +779,7 @@ def rebuild(home: HomeOpt = None) -> None:
     ledger.authorize(runtime.credential(ledger), Permission.MANAGE, "projections rebuild")
     views = Views(ledger)
     views.catch_up()
-    before = views.snapshot()
+    before = views.digest()  # streamed: holds no rows, however long the log
     total = ledger.recorder.max_notification_id() or 0
     started = time.monotonic()
 
@@ -694,8 +788,7 @@ def rebuild(home: HomeOpt = None) -> None:
 
     applied = views.rebuild(progress=progress)
     print(file=sys.stderr)
-    after = views.snapshot()
-    if after != before:
+    if views.digest() != before:
         raise IntegrityFailure(
             "the rebuilt views differ from the incrementally built ones; please report this"
         )

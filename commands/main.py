@@ -117,11 +117,23 @@ def _invoke(failure: list[str]) -> int:
         return ExitCode.INTERRUPTED
     except Exception as exc:
         failure.append(type(exc).__name__)
+        import sqlite3
+
         from eventsourcing.persistence import PersistenceError
 
-        if isinstance(exc, PersistenceError) and os.environ.get("SECRETS_LEDGER_DEBUG") != "1":
-            # The event store failed mid-command (say, the PostgreSQL server went away).
+        storage = isinstance(exc, PersistenceError | sqlite3.DatabaseError)
+        if storage and os.environ.get("SECRETS_LEDGER_DEBUG") != "1":
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if any(sign in first for sign in _DAMAGE_SIGNS):
+                # Opening reads only the header and schema; damage deeper in the file shows
+                # here, when a command reads it.
+                print(
+                    f"error: the ledger file is damaged ({first}); "
+                    "run `secrets audit verify` and restore from a backup",
+                    file=sys.stderr,
+                )
+                return ExitCode.INTEGRITY_FAILURE
+            # The event store failed mid-command (say, the PostgreSQL server went away).
             print(f"error: the event store failed: {first}", file=sys.stderr)
             return ExitCode.ERROR
         # Never a traceback by default: locals or arguments could hold a value.
@@ -144,6 +156,10 @@ def _invoke(failure: list[str]) -> int:
     return ExitCode.OK
 
 
+# What SQLite says when a page it reads is not what it wrote.
+_DAMAGE_SIGNS = ("malformed", "not a database", "disk image", "corrupt")
+
+
 def run() -> None:
     from commands import oplog
 
@@ -158,5 +174,8 @@ def run() -> None:
         status = _exit_status(exc.code)
         raise
     finally:
+        from commands import runtime
+
+        runtime.report_post_commit_problems()
         oplog.command_finished(operation, status, failure[0] if failure else None, started)
     sys.exit(status)

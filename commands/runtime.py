@@ -38,7 +38,18 @@ def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
     ledger = _open(home_dir(home), create=create, database_url=_database_url)
     for warning in ledger.warnings:
         info(f"warning: {warning}")
+    _opened.append(ledger)
     return ledger
+
+
+_opened: list[SecretsLedger] = []
+
+
+def report_post_commit_problems() -> None:
+    """Warn about work after a commit that failed (the command's writes did land)."""
+    for ledger in _opened:
+        for problem in ledger.post_commit_problems:
+            info(f"warning: {problem}")
 
 
 def credential(ledger: SecretsLedger) -> Credential:

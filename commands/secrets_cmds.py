@@ -11,6 +11,7 @@ import typer
 
 from commands import runtime
 from commands.options import (
+    CatalogueOpt,
     DatabaseUrlOpt,
     EnvironmentOpt,
     HomeOpt,
@@ -104,23 +105,30 @@ def set_secret(
         bool, typer.Option("--value-stdin", help="Read the value from standard input.")
     ] = False,
     environment: EnvironmentOpt = DEFAULT_ENV,
+    catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Store a new version of a secret. Prints the version and fingerprint, never the value.
 
+    The value is checked against its key's format in the catalogue (the built-in one plus
+    the team's `--catalogue` file); a rejected value is recorded (HBSE-007) and exits 5.
+
     Example: printf %s "$KEY" | secrets set --service nexus --name mcp.bun.apiKey --value-stdin
     """
     from commands.value_input import read_value
+    from ledger.catalogue import load_catalogue
+    from ledger.validation import validate_value
 
+    spec = load_catalogue(catalogue).lookup(service, name)  # a bad file fails before any prompt
     ledger = runtime.open_ledger(home)
     addr = runtime.address(environment, service, name)
     secret_value = read_value(
         value, value_file, value_stdin, prompt=f"Value for {addr}", address=str(addr)
     )
     cred = runtime.credential(ledger)
-    added = ledger.write(cred, addr, secret_value)
+    added = ledger.write(cred, addr, secret_value, spec_check=lambda v: validate_value(spec, v))
     if output is Output.json:
         runtime.emit_json(
             {

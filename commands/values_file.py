@@ -20,6 +20,7 @@ from ledger.address import SecretAddress
 from ledger.errors import ValidationFailed
 
 MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 8  # environment/service/name and a few more levels of nesting, never more
 _RULE = "values-file"
 
 
@@ -76,6 +77,8 @@ def _toml(path: Path, text: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message names a line and column, not the text around it.
         raise _fail(path, f"is not valid TOML ({exc})") from None
+    except RecursionError:  # thousands of nested arrays or tables: the parser recurses
+        raise _fail(path, "is nested too deeply") from None
 
 
 def _json(path: Path, text: str) -> dict[str, Any]:
@@ -91,17 +94,23 @@ def _json(path: Path, text: str) -> dict[str, Any]:
         document = json.loads(text, object_pairs_hook=no_duplicates)
     except json.JSONDecodeError as exc:
         raise _fail(path, f"is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:  # thousands of nested arrays or objects: the decoder recurses
+        raise _fail(path, "is nested too deeply") from None
     if not isinstance(document, dict):
         raise _fail(path, "must hold one object mapping addresses to values")
     return document
 
 
-def _flatten(path: Path, document: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+def _flatten(
+    path: Path, document: dict[str, Any], prefix: str = "", depth: int = 1
+) -> list[tuple[str, str]]:
+    if depth > MAX_DEPTH:
+        raise _fail(path, f"tables are nested more than {MAX_DEPTH} deep")
     pairs: list[tuple[str, str]] = []
     for key, value in document.items():
         full = f"{prefix}/{key}" if prefix else key
         if isinstance(value, dict):
-            pairs.extend(_flatten(path, value, full))
+            pairs.extend(_flatten(path, value, full, depth + 1))
         elif isinstance(value, str):
             pairs.append((full, value))
         else:

@@ -7,6 +7,7 @@ again. Values never reach the event store, only their keyed fingerprints.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import random
@@ -129,12 +130,15 @@ class SecretsLedger(Application[UUID]):
         self._backend = backend
         self._vault: ValueVault | None = None
         self._settings: LedgerSettings | None = None
+        self._fp_key: bytes | None = None
         self.intents = IntentJournal(home / "pending")
         # Things the caller should tell the operator (the ledger itself never prints).
         self.warnings: list[str] = []
         self.checkpoint_every = DEFAULT_INTERVAL  # 0 turns automatic checkpoints off
         self._checkpointing = False
-        self.checkpoint_problem: str | None = None
+        # Work after a commit that failed without undoing it (a snapshot, an automatic
+        # checkpoint): the command succeeded; the edge reports these as warnings.
+        self.post_commit_problems: list[str] = []
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         from ledger.transcodings import ALL
@@ -174,6 +178,11 @@ class SecretsLedger(Application[UUID]):
         return self._vault
 
     def _fingerprint_key(self) -> bytes:
+        # Read from the keychain once per process: it never changes for a ledger, and on a
+        # Secret Service each read is a D-Bus round trip with its own key exchange, which was
+        # 40% of an in-process `set` (docs/performance.md). Only a key found is kept.
+        if self._fp_key is not None:
+            return self._fp_key
         key = self.vault.get(FINGERPRINT_KEY_ENTRY)
         if key is None:
             raise KeychainUnavailable(
@@ -181,7 +190,8 @@ class SecretsLedger(Application[UUID]):
                 f"host {self.host}); on a shared ledger, bring it from the host that ran `init`: "
                 "`secrets ledger export-key` there, `secrets ledger import-key` here"
             )
-        return bytes.fromhex(key)
+        self._fp_key = bytes.fromhex(key)
+        return self._fp_key
 
     def fingerprint(self, address: SecretAddress, value: str) -> str:
         """Keyed HMAC-SHA256 of the value, bound to its address. Reveals nothing without the key."""
@@ -201,6 +211,17 @@ class SecretsLedger(Application[UUID]):
             if last // every > (first - 1) // every:
                 self._auto_checkpoint()
         return recordings
+
+    def _take_snapshots(self, processing_event: Any) -> None:
+        # Runs after the events are committed. A snapshot is a cache: failing to write one
+        # must not turn a recorded write into an exception, or the write path would believe
+        # nothing was recorded (and remove the value the new event refers to).
+        try:
+            super()._take_snapshots(processing_event)
+        except Exception as exc:
+            self.post_commit_problems.append(
+                f"a snapshot could not be saved ({type(exc).__name__}); loads fold the events"
+            )
 
     def _save(self, *aggregates: Any) -> list[Recording[UUID]]:
         try:
@@ -258,10 +279,18 @@ class SecretsLedger(Application[UUID]):
             operator.issue_token(issued.token_id, issued.digest)
             try:
                 self._save(settings, operator)
-            except IntegrityError:
-                # Another process initialised the ledger first: its key and operator stand.
+            except BaseException as exc:
+                # Nothing was recorded (another process initialised the ledger first, or the
+                # store refused): the key put under this attempt's own namespace is an orphan,
+                # and the vault must follow the ledger that does exist.
+                with contextlib.suppress(LedgerError):
+                    self.vault.delete(FINGERPRINT_KEY_ENTRY)
                 self._settings = None
-                return None
+                self._vault = None
+                self._fp_key = None
+                if isinstance(exc, IntegrityError):
+                    return None  # the winner's key and operator stand
+                raise
         return issued
 
     def refuse_second_init(self, claimed: str) -> PermissionDenied:
@@ -478,11 +507,12 @@ class SecretsLedger(Application[UUID]):
                     self._discard(intent)
                     raise
                 except BaseException:
-                    # The events may have been committed before the failure (an error after
-                    # COMMIT, a snapshot that failed to encode). Deleting the value then would
-                    # leave an event without its value, so remove it only when the store
-                    # proves the version absent; when that cannot be known, the intent stays
-                    # and `secrets doctor` decides.
+                    # Work after the commit (snapshots, checkpoints) never raises (see
+                    # `_take_snapshots`, `_auto_checkpoint`), but a connection lost during
+                    # COMMIT leaves it unknown whether the events landed. Deleting the value
+                    # then could leave an event without its value, so remove it only when the
+                    # store proves the version absent; otherwise the intent stays and
+                    # `secrets doctor` decides.
                     if self._recorded(address, number, fingerprint) is False:
                         self._discard(intent)
                     raise
@@ -588,8 +618,17 @@ class SecretsLedger(Application[UUID]):
                 yield n.originator_id  # type: ignore[misc]
             start = page[-1].id
 
+    def check_pages(self) -> None:
+        """Read every page of an embedded (SQLite) store: damage is IntegrityFailure."""
+        from ledger.config import DATABASE_FILE, check_pages
+        from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+
+        if isinstance(self.recorder, ChainedSQLiteApplicationRecorder):
+            check_pages(self.home / DATABASE_FILE)
+
     def doctor(self, cred: Credential, repair: bool = False) -> DoctorReport:
         self.authorize(cred, Permission.MANAGE, "doctor")
+        self.check_pages()
         # First: the scan below loads aggregates, which starts from their snapshots.
         bad_snapshots, repaired = self._check_snapshots(repair)
         recorded: set[str] = set()
@@ -973,7 +1012,10 @@ class SecretsLedger(Application[UUID]):
             # make that write remove its value although its event is recorded. A missing
             # keychain or a refused signature only means no checkpoint this time; the next
             # multiple of the interval tries again and `audit checkpoint` can be run by hand.
-            self.checkpoint_problem = f"automatic checkpoint skipped: {type(exc).__name__}"
+            self.post_commit_problems.append(
+                f"automatic checkpoint skipped ({type(exc).__name__}); "
+                "run `secrets audit checkpoint` when the keychain is back"
+            )
 
     def checkpoint(self, cred: Credential, reset_witness: bool = False) -> tuple[int, SignedHead]:
         """Sign the head now. `reset_witness` (senior-engineer) makes the keychain's note
@@ -1040,6 +1082,7 @@ class SecretsLedger(Application[UUID]):
     ) -> tuple[IntegrityReport, bool]:
         """Verify, and record an alarm on a fault. Returns (report, alarm recorded)."""
         principal = self.authorize(cred, Permission.AUDIT, "audit verify")
+        self.check_pages()
         found = [*(witnesses or [])]
         keychain = self.keychain_witness()
         if keychain is not None:

@@ -358,6 +358,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ValidationFailed(
             _RULE, f"catalogue file {str(path)!r} is not valid TOML: {exc}"
         ) from None
+    except RecursionError:  # thousands of nested arrays or tables: tomllib recurses
+        raise ValidationFailed(
+            _RULE, f"catalogue file {str(path)!r} is nested too deeply"
+        ) from None
 
 
 def load_catalogue(path: Path | None) -> Catalogue:

@@ -79,12 +79,18 @@ def parse_as_of(text: str) -> datetime:
     if not cleaned:
         raise problem
     try:
-        if len(cleaned) <= 10 and "T" not in cleaned:
-            day = datetime.fromisoformat(cleaned).date()
-            return datetime.combine(day, time.max, tzinfo=UTC)
-        value = datetime.fromisoformat(cleaned.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
+        end = _end_of(cleaned)
+        end.astimezone(UTC)  # an instant near year 1 or 9999 may not exist in UTC
+    except (ValueError, OverflowError):
         raise problem from None
+    return end
+
+
+def _end_of(cleaned: str) -> datetime:
+    if len(cleaned) <= 10 and "T" not in cleaned:
+        day = datetime.fromisoformat(cleaned).date()
+        return datetime.combine(day, time.max, tzinfo=UTC)
+    value = datetime.fromisoformat(cleaned.replace("z", "Z").replace("Z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     found = _TIME_PART.search(cleaned, 8)
@@ -99,7 +105,7 @@ def parse_as_of(text: str) -> datetime:
         period = timedelta(minutes=1)
     else:
         period = timedelta(hours=1)
-    return value + period - timedelta(microseconds=1)
+    return value + (period - timedelta(microseconds=1))  # (so 9999-12-31T23:59 still fits)
 
 
 @dataclass(frozen=True)
@@ -252,8 +258,13 @@ def compliance(
     catalogue: Catalogue,
     as_of: datetime,
     environment: str | None = None,
+    position: int | None = None,
 ) -> ComplianceReport:
-    """Every live secret's rotation status as the ledger stood at `as_of`."""
+    """Every live secret's rotation status as the ledger stood at `as_of`.
+
+    With `position`, the log is cut there instead of by timestamp (the cut of `secrets audit
+    replay`: every event up to that position, whatever its writer's clock said); `as_of` is
+    still the instant ages and due dates are measured at."""
     aggregates: dict[UUID, Any] = {}
     stopped: set[UUID] = set()  # aggregates with an event after `as_of`: keep their prefix
     schedule_event: Any = None
@@ -261,7 +272,7 @@ def compliance(
     start: int | None = None
     while True:
         page = ledger.recorder.select_notifications(
-            start=start, limit=PAGE, topics=_topics(), inclusive_of_start=False
+            start=start, limit=PAGE, stop=position, topics=_topics(), inclusive_of_start=False
         )
         if not page:
             break
@@ -271,7 +282,7 @@ def compliance(
             oid = event.originator_id
             if oid in stopped:
                 continue
-            if event.timestamp > as_of:
+            if position is None and event.timestamp > as_of:
                 stopped.add(oid)
                 continue
             if type(event).__qualname__ == "ScheduleChange.ScheduleChanged":

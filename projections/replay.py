@@ -24,6 +24,7 @@ from projections.timefmt import iso, parse_iso
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
+    from ledger.catalogue import Catalogue
 
 State = dict[str, Any]
 SAVE_EVERY = 10_000
@@ -234,18 +235,127 @@ def snapshot(state: State, as_of: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What changed between two snapshots: secrets, roles, sessions."""
+NOT_APPLICABLE = "n/a"  # deleted or destroyed: no rotation policy applies
+UNKNOWN = "unknown"  # the rotation projection could not be evaluated (undecodable events)
+
+
+def with_compliance(
+    doc: dict[str, Any], ledger: SecretsLedger, catalogue: Catalogue
+) -> dict[str, Any]:
+    """Add each secret's rotation compliance as it was then to a `snapshot` document.
+
+    Evaluated by the rotation projection (`projections.compliance`, `ledger.rotation.assess`:
+    the code `secrets rotate-status --as-of` runs), over the log cut at the snapshot's position,
+    at its as-of instant. Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt; n/a
+    for a deleted or destroyed secret) and `rotation_due` (ISO time or null) to every secret."""
+    from projections.compliance import compliance
+
+    assessed: dict[tuple[str, str, str], Any] = {}
+    if doc["as_of"] is not None:
+        try:
+            report = compliance(ledger, catalogue, parse_iso(doc["as_of"]), None, doc["position"])
+        except MapperDeserialisationError:
+            pass  # a damaged event (`secrets audit verify` names it): every status unknown
+        else:
+            for a in report.secrets:
+                assessed[(a.address.environment, a.address.service, a.address.name)] = a
+    for s in doc["secrets"]:
+        found = assessed.get((s["environment"], s["service"], s["name"]))
+        if s["status"] != "active":
+            s["compliance"] = NOT_APPLICABLE
+        elif found is None:
+            s["compliance"] = UNKNOWN
+        else:
+            s["compliance"] = found.status
+        s["rotation_due"] = iso(found.due) if found is not None and found.due else None
+    return doc
+
+
+# What kind of change each secret event is, as `secrets audit diff` names it.
+_VERSION_CHANGES = {
+    "manual": "set",
+    "rotation": "rotated",
+    "emergency": "emergency-rotated",
+    "rollback": "rolled-back",
+    "provision": "provisioned",
+}
+_SECRET_CHANGES = {
+    "Secret.Deleted": "deleted",
+    "Secret.Restored": "restored",
+    "Secret.Destroyed": "destroyed",
+    "Secret.VersionPruned": "pruned",
+}
+
+
+def window(replayer: Replayer, state: State, stop: int) -> dict[str, Any]:
+    """Fold the events after `state`'s position up to `stop` into `state` (in place) and say
+    what happened in between: each secret's changes by kind (added, set, rotated,
+    emergency-rotated, rolled-back, provisioned, deleted, restored, destroyed, pruned), roles
+    granted and revoked, and access denied (HBSE-006). Every entry has its position and time."""
+    secrets: dict[str, list[dict[str, Any]]] = {}
+    roles: list[dict[str, Any]] = []
+    denials: list[dict[str, Any]] = []
+    for at, event in replayer.events(state["position"], stop):
+        kind = type(event).__qualname__
+        oid = event.originator_id.hex
+        when = {"position": at, "at": iso(event.timestamp), "by": event.operator}
+        secret = state["secrets"].get(oid)
+        if secret is not None and (kind == "Secret.VersionAdded" or kind in _SECRET_CHANGES):
+            address = f"{secret['environment']}/{secret['service']}/{secret['name']}"
+            if kind == "Secret.VersionAdded":
+                change = "added" if secret["current_version"] == 0 else None
+                change = change or _VERSION_CHANGES.get(event.reason, event.reason)
+                entry = {"change": change, "version": event.version, "reason": event.reason}
+                if event.rolled_back_from is not None:
+                    entry["rolled_back_from"] = event.rolled_back_from
+            else:
+                entry = {"change": _SECRET_CHANGES[kind]}
+                if kind == "Secret.VersionPruned":
+                    entry["version"] = event.version
+            secrets.setdefault(address, []).append({**entry, **when})
+        elif kind in ("Operator.Registered", "Operator.RoleGranted", "Operator.Revoked"):
+            known = state["operators"].get(oid)
+            name = event.name if kind == "Operator.Registered" else (known or {}).get("name")
+            if kind == "Operator.Revoked":
+                held = (known or {}).get("role")
+                roles.append({"operator": name, "change": "revoked", "role": held, **when})
+            else:
+                roles.append({"operator": name, "change": "granted", "role": event.role, **when})
+        elif kind == "Denial.AccessDenied":
+            target = f"{event.environment}/{event.service}/{event.name}" if event.service else None
+            denials.append(
+                {
+                    "operator": event.operator,
+                    "action": event.action,
+                    "secret": target,
+                    "reason": event.reason,
+                    "position": at,
+                    "at": iso(event.timestamp),
+                }
+            )
+        apply(state, at, event)
+    return {"secrets": secrets, "role_changes": roles, "denials": denials}
+
+
+def diff(
+    before: dict[str, Any], after: dict[str, Any], between: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What changed between two snapshots: secrets, roles, sessions; with `between` (from
+    `window`), also what kind of change each secret had, the roles granted and revoked and the
+    denials in the window. A secret that changed and changed back (deleted, then restored) is
+    listed with its changes and no field deltas."""
 
     def key(s: dict[str, Any]) -> str:
         return f"{s['environment']}/{s['service']}/{s['name']}"
 
+    happened: dict[str, list[dict[str, Any]]] = (between or {}).get("secrets", {})
     old = {key(s): s for s in before["secrets"]}
     new = {key(s): s for s in after["secrets"]}
     secrets: list[dict[str, Any]] = []
-    for address in sorted(old.keys() | new.keys()):
+    for address in sorted(old.keys() | new.keys() | happened.keys()):
         a, b = old.get(address), new.get(address)
-        if a == b:
+        events = happened.get(address, [])
+        if a == b and not events:
             continue
         change = "added" if a is None else "removed" if b is None else "changed"
         fields = {
@@ -253,7 +363,16 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             for f in ("current_version", "fingerprint", "status", "last_rotation")
             if (a or {}).get(f) != (b or {}).get(f)
         }
-        secrets.append({"secret": address, "change": change, "fields": fields})
+        kinds = list(dict.fromkeys(e["change"] for e in events))
+        secrets.append(
+            {
+                "secret": address,
+                "change": change,
+                "fields": fields,
+                "changes": kinds,
+                "events": events,
+            }
+        )
     roles_before = {o["name"]: o["role"] for o in before["operators"]}
     roles_after = {o["name"]: o["role"] for o in after["operators"]}
     operators = [
@@ -268,6 +387,8 @@ def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         "to": {"position": after["position"], "as_of": after["as_of"]},
         "secrets": secrets,
         "operators": operators,
+        "role_changes": list((between or {}).get("role_changes", [])),
+        "denials": list((between or {}).get("denials", [])),
         "sessions_opened": [
             {"operator": o, "session": s} for o, s in sorted(sessions_after - sessions_before)
         ],

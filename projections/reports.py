@@ -34,6 +34,17 @@ if TYPE_CHECKING:
 FORMATS = ("md", "json", "csv", "html")
 
 
+def _outcome(ended: bool, needs_value: int, failed: int) -> str:
+    """What an emergency rotation's record says. `EmergencyRotationCompleted` means the command
+    ended, not that the incident is over: secrets may still wait for a provider-issued value
+    (`emergency-rotate --values-file` resumes the same incident) or have failed."""
+    if not ended:
+        return "command did not end (interrupted or still running)"
+    if needs_value == 0 and failed == 0:
+        return "command ended; every secret rotated"
+    return f"command ended; open: {needs_value} still need a value, {failed} failed"
+
+
 class _Facts:
     """The fold the report needs beyond the state: incidents, denials, rejections."""
 
@@ -63,7 +74,9 @@ class _Facts:
                 "started_at": iso(event.timestamp),
                 "operator": event.operator,
                 "reason": event.reason,
-                "completed": False,
+                "command_ended": False,
+                "completed": False,  # the former name of command_ended, kept for consumers
+                "outcome": _outcome(False, 0, 0),
                 "rotated": 0,
                 "needs_value": 0,
                 "failed": 0,
@@ -71,8 +84,11 @@ class _Facts:
         elif kind == "Incident.EmergencyRotationCompleted":
             found = self.incidents.get(event.originator_id.hex)
             if found is not None:
+                # A resumed emergency records this again: the newest one is what stands.
                 found.update(
+                    command_ended=True,
                     completed=True,
+                    outcome=_outcome(True, len(event.needs_value), len(event.failed)),
                     rotated=len(event.rotated),
                     needs_value=len(event.needs_value),
                     failed=len(event.failed),
@@ -119,7 +135,8 @@ def build(
     if moment is not None:
         from projections.compliance import compliance
 
-        for a in compliance(ledger, catalogue, moment).secrets:
+        # The same cut as the inventory (by position), so both halves describe one state.
+        for a in compliance(ledger, catalogue, moment, position=position).secrets:
             assessed[(a.address.environment, a.address.service, a.address.name)] = a.status
     inventory = []
     for s in state["secrets"].values():
@@ -132,8 +149,7 @@ def build(
         lifecycle = "destroyed" if s["destroyed"] else "deleted" if s["deleted"] else "active"
         status = "n/a"
         if lifecycle == "active":
-            # An active secret the rotation projection did not see was cut by timestamp there
-            # and by position here (clock skew, docs/audit.md): say so rather than guess.
+            # Both cuts are by position; "unknown" only if the projection could not see it.
             status = assessed.get((s["environment"], s["service"], s["name"]), "unknown")
         inventory.append(
             {
@@ -260,7 +276,7 @@ _SECTIONS: list[tuple[str, str, list[str]]] = [
     (
         "emergency_rotations",
         "Emergency rotations",
-        ["started_at", "operator", "reason", "completed", "rotated", "needs_value", "failed"],
+        ["started_at", "operator", "reason", "outcome", "rotated", "needs_value", "failed"],
     ),
     (
         "emergency_versions",
@@ -271,6 +287,14 @@ _SECTIONS: list[tuple[str, str, list[str]]] = [
     ("validation_failures", "Validation failures", ["rule", "secret", "count"]),
     ("role_holders", "Role holders", ["role", "operators"]),
 ]
+
+
+# Column headings where the key alone would mislead.
+_HEADINGS = {"needs_value": "still need a value"}
+
+
+def _heading(column: str) -> str:
+    return _HEADINGS.get(column, column.replace("_", " "))
 
 
 def _integrity_line(doc: dict[str, Any]) -> str:
@@ -315,7 +339,7 @@ def render_md(doc: dict[str, Any]) -> str:
         if not rows:
             out += ["None.", ""]
             continue
-        out.append("| " + " | ".join(c.replace("_", " ") for c in columns) + " |")
+        out.append("| " + " | ".join(_heading(c) for c in columns) + " |")
         out.append("|" + "---|" * len(columns))
         for row in rows:
             out.append("| " + " | ".join(_md_escape(_cell(row[c])) for c in columns) + " |")
@@ -343,7 +367,10 @@ def render_html(doc: dict[str, Any]) -> str:
     e = html.escape
 
     def table(columns: list[str], rows: Iterable[dict[str, Any]]) -> list[str]:
-        lines = ["<table>", "<tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>"]
+        lines = [
+            "<table>",
+            "<tr>" + "".join(f"<th>{e(_HEADINGS.get(c, c))}</th>" for c in columns) + "</tr>",
+        ]
         lines += [
             "<tr>" + "".join(f"<td>{e(_cell(r[c]))}</td>" for c in columns) + "</tr>" for r in rows
         ]

@@ -7,6 +7,7 @@ written in one transaction, so a view never holds half of an event nor an event 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -27,6 +28,15 @@ if TYPE_CHECKING:
 VIEWS_FILE = "views.sqlite"
 TRACKING_NAME = "views"
 PAGE = 2000
+SNAPSHOT_ORDER = (
+    ("tracking", "name"),
+    ("secrets_view", "originator_id"),
+    ("version_rotations", "originator_id, version"),
+    ("audit_view", "position"),
+    ("operators_view", "originator_id"),
+)
+AUDIT_INDEXES = ("audit_view_code", "audit_view_event_counts")
+AUDIT_INSERT = "INSERT INTO audit_view VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
@@ -136,6 +146,9 @@ class Views:
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        # originator id -> (environment, service, name): a secret's id is derived from its
+        # address, so an entry never goes stale; saves a query per secret event.
+        self._addresses: dict[str, tuple[str, str, str]] = {}
 
     def close(self) -> None:
         self._db.close()
@@ -189,15 +202,19 @@ class Views:
                 )
                 if not page:
                     return applied
+                # Audit rows are written with one executemany per page (nothing in `_apply`
+                # reads audit_view back): per-row execute calls were most of a rebuild's cost.
+                audit_rows: list[tuple[Any, ...]] = []
                 for notification in page:
                     try:
                         event = self.ledger.mapper.to_domain_event(notification)
                     except MapperDeserialisationError:
                         # Damaged bytes must not blind the audit log: show the spot instead.
-                        self._unreadable(cur, notification.id, notification.topic)
+                        audit_rows.append(self._unreadable(notification.id, notification.topic))
                         continue
-                    self._apply(cur, notification.id, event)
+                    audit_rows.append(self._apply(cur, notification.id, event))
                     crashpoints.reached("during-catch-up")
+                cur.executemany(AUDIT_INSERT, audit_rows)
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
@@ -219,45 +236,58 @@ class Views:
                 cur.execute(f"DELETE FROM {table}")
             # Saved replay states are a cache of the same log (projections/replay.py).
             cur.execute("DROP TABLE IF EXISTS replay_checkpoints")
-        return self.catch_up(progress)
+            # The audit log's secondary indexes are built once at the end: kept up to date
+            # row by row they cost as much as the rows themselves on a large log. Every open
+            # (SCHEMA) creates them again should the rebuild be interrupted.
+            for index in AUDIT_INDEXES:
+                cur.execute(f"DROP INDEX IF EXISTS {index}")
+        try:
+            return self.catch_up(progress)
+        finally:
+            self._db.executescript(SCHEMA)
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every view row, in a stable order: to compare a rebuild with incremental views."""
         return {
             table: list(self._db.execute(f"SELECT * FROM {table} ORDER BY {order}"))
-            for table, order in (
-                ("tracking", "name"),
-                ("secrets_view", "originator_id"),
-                ("version_rotations", "originator_id, version"),
-                ("audit_view", "position"),
-                ("operators_view", "originator_id"),
-            )
+            for table, order in SNAPSHOT_ORDER
         }
+
+    def digest(self) -> str:
+        """SHA-256 over every view row in `snapshot`'s order, read as a stream: compares a
+        rebuild with the views as they were without holding a large log's rows in memory
+        (a million-event audit view is several hundred MiB as Python tuples)."""
+        found = hashlib.sha256()
+        for table, order in SNAPSHOT_ORDER:
+            found.update(f"\x00{table}\x00".encode())
+            for row in self._db.execute(f"SELECT * FROM {table} ORDER BY {order}"):
+                found.update(repr(row).encode() + b"\n")
+        return found.hexdigest()
 
     # -- folding --------------------------------------------------------------------------
 
     @staticmethod
-    def _unreadable(cur: sqlite3.Cursor, position: int, topic: str) -> None:
+    def _unreadable(position: int, topic: str) -> tuple[Any, ...]:
+        """The audit row shown in place of an event that cannot be decoded."""
         kind = topic.rpartition(":")[2]
-        cur.execute(
-            "INSERT INTO audit_view VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                position,
-                "",
-                "HBSE-013",
-                kind,
-                "",
-                "unreadable",
-                None,
-                None,
-                None,
-                "failed",
-                "",
-                "event cannot be decoded; run `secrets audit verify`",
-            ),
+        return (
+            position,
+            "",
+            "HBSE-013",
+            kind,
+            "",
+            "unreadable",
+            None,
+            None,
+            None,
+            "failed",
+            "",
+            "event cannot be decoded; run `secrets audit verify`",
         )
 
-    def _apply(self, cur: sqlite3.Cursor, position: int, event: Any) -> None:
+    def _apply(self, cur: sqlite3.Cursor, position: int, event: Any) -> tuple[Any, ...]:
+        """Fold one event into the secret and operator views; return its audit row (the
+        caller inserts the page's audit rows together)."""
         kind = type(event).__qualname__
         oid = event.originator_id.hex
         ts = iso(event.timestamp)
@@ -385,28 +415,32 @@ class Views:
                     },
                     sort_keys=True,
                 )
-        cur.execute(
-            "INSERT INTO audit_view VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                position,
-                ts,
-                code,
-                kind,
-                operator,
-                action,
-                *target,
-                outcome,
-                getattr(event, "correlation_id", ""),
-                detail,
-            ),
+        return (
+            position,
+            ts,
+            code,
+            kind,
+            operator,
+            action,
+            *target,
+            outcome,
+            getattr(event, "correlation_id", ""),
+            detail,
         )
 
-    @staticmethod
-    def _secret_address(cur: sqlite3.Cursor, oid: str) -> tuple[str | None, str | None, str | None]:
+    def _secret_address(
+        self, cur: sqlite3.Cursor, oid: str
+    ) -> tuple[str | None, str | None, str | None]:
+        found = self._addresses.get(oid)
+        if found is not None:
+            return found
         row = cur.execute(
             "SELECT environment, service, name FROM secrets_view WHERE originator_id = ?", (oid,)
         ).fetchone()
-        return (row[0], row[1], row[2]) if row else (None, None, None)
+        if row is None:
+            return (None, None, None)
+        self._addresses[oid] = (row[0], row[1], row[2])
+        return self._addresses[oid]
 
     # -- queries --------------------------------------------------------------------------
 

@@ -75,6 +75,9 @@ class PgCluster:
             "--no-sync",
         )
         pwfile.unlink()
+        self._start_server()
+
+    def _start_server(self) -> None:
         options = (
             f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
@@ -91,6 +94,15 @@ class PgCluster:
             options,
             "start",
         )
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop the server (`fast`: roll back open transactions and close every connection;
+        `immediate`: like a crash) and start it again on the same port.
+
+        Not `pg_ctl restart`: it would send the server's log to our captured stdout and wait
+        for it forever."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self._start_server()
 
     def stop(self) -> None:
         with suppress(subprocess.SubprocessError, OSError):

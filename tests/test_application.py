@@ -224,3 +224,54 @@ def test_snapshots_round_trip_busy_secrets_and_operators(
     assert fresh.whoami(alice)[0] is not None
     snapshots = list(ledger.snapshots.get(ADDR.id))
     assert snapshots, "no snapshot was taken"
+
+
+def test_the_fingerprint_key_is_read_from_the_keychain_once_per_process(tmp_path: Path) -> None:
+    class CountingKeyring(FlakyKeyring):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gets: list[str] = []
+
+        def get_password(self, service: str, username: str) -> str | None:
+            self.gets.append(username)
+            return super().get_password(service, username)
+
+    keys = CountingKeyring()
+    app = open_ledger(tmp_path, create=True, backend=keys)
+    issued = app.initialize("alice")
+    assert issued is not None
+    cred = Credential(token=issued.token)
+    address = SecretAddress("production", "nexus", "mcp.bun.apiKey")
+    first = app.write(cred, address, "sk-" + "a1" * 20)
+    second = app.write(cred, address, "sk-" + "b2" * 20)
+    assert keys.gets.count("ledger.fingerprint-key") == 1
+    # Still the keychain's key: a fresh process computes the same fingerprints.
+    again = open_ledger(tmp_path, backend=keys)
+    assert again.fingerprint(address, "sk-" + "b2" * 20) == second.fingerprint
+    assert first.fingerprint != second.fingerprint
+    app.close()
+    again.close()
+
+
+def test_losing_the_init_race_leaves_no_orphan_key_and_follows_the_winner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger.vault.memory import MemoryKeyring
+
+    keychain = MemoryKeyring()
+    winner = open_ledger(tmp_path, create=True, backend=keychain)
+    loser = open_ledger(tmp_path, backend=keychain)
+    issued = winner.initialize("alice")
+    assert issued is not None
+    # The loser looked before the winner's events landed.
+    monkeypatch.setattr(loser, "is_initialized", lambda: False)
+    assert loser.initialize("mallory") is None
+    monkeypatch.undo()
+    # One fingerprint key in the keychain: the winner's; the loser now works on that ledger.
+    namespaces = {service for service, _ in keychain.entries}
+    assert namespaces == {winner.namespace}
+    assert loser.namespace == winner.namespace
+    alice = Credential(token=issued.token)
+    address = SecretAddress("default", "svc", "key")
+    winner.write(alice, address, "value-" + "w" * 20, spec_check=lambda _v: None)
+    assert loser.read(alice, address)[1] == "value-" + "w" * 20

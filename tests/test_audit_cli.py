@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -163,8 +164,13 @@ def test_pubkey_pins_and_bundles_verify_offline(audit_ledger: Ledger, tmp_path: 
     assert bad.returncode == 2
 
     bundle = tmp_path / "bundle"
-    made = audit_ledger.run("audit", "bundle", "--out", str(bundle))
+    made = audit_ledger.run("audit", "export", "--out", str(bundle))
     assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "checkpoint.json",
+        "ledger.sqlite",
+        "pubkey.pem",
+    ]
     offline = {k: v for k, v in audit_ledger.env.items() if not k.startswith("SECRETS_LEDGER_")}
     checked = subprocess.run(
         [audit_ledger.python, "-m", "commands", "audit", "verify", "--bundle", str(bundle)],
@@ -180,6 +186,22 @@ def test_pubkey_pins_and_bundles_verify_offline(audit_ledger: Ledger, tmp_path: 
         con.execute("DELETE FROM event_chain WHERE notification_id > 10")
     cut = audit_ledger.run("audit", "verify", "--bundle", str(bundle))
     assert cut.returncode == 6 and "FAULT truncated at position 11" in cut.stdout
+
+
+def test_bundle_is_a_hidden_deprecated_alias_of_export(
+    audit_ledger: Ledger, tmp_path: Path
+) -> None:
+    listed = audit_ledger.run("audit", "--help")
+    assert listed.returncode == 0 and "export" in listed.stdout
+    assert not re.search(r"^\W*bundle\b", listed.stdout, re.MULTILINE), listed.stdout
+    verify_help = audit_ledger.run("audit", "verify", "--help").stdout
+    assert "audit export" in " ".join(verify_help.split())
+    old = tmp_path / "old"
+    made = audit_ledger.run("audit", "bundle", "--out", str(old))
+    assert made.returncode == 0, made.stderr
+    assert "deprecated" in made.stderr.lower()
+    checked = audit_ledger.run("audit", "verify", "--bundle", str(old))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_log_filters_orders_and_formats(audit_ledger: Ledger) -> None:
@@ -296,15 +318,29 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
     granted = audit_ledger.run("auth", "grant", "--operator", "bob", "--role", "analyst")
     assert granted.returncode == 0
     bob = {"SECRETS_LEDGER_TOKEN": granted.stdout.strip()}
+    refused = audit_ledger.run(
+        "get", "--service", "nexus", "--name", "svc2.apiKey", env={"SECRETS_LEDGER_TOKEN": "slt.x"}
+    )
+    assert refused.returncode == 4
 
     then = audit_ledger.json("audit", "replay", "--position", str(position))
     by_time = audit_ledger.json("audit", "replay", "--at", stamp)
     assert then == {**by_time, "as_of": then["as_of"]} and by_time["position"] == position
     svc0 = next(s for s in then["secrets"] if s["name"] == "svc0.apiKey")
     assert svc0["current_version"] == 1 and svc0["status"] == "active"
+    assert svc0["compliance"] == "ok" and svc0["rotation_due"] > stamp
+    # Compliance then is `rotate-status --as-of` then (the same policy code), e.g. 100 days on.
+    later = (datetime.now(UTC) + timedelta(days=100)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    future = audit_ledger.json("audit", "replay", "--at", later)
+    status = audit_ledger.run("rotate-status", "--as-of", later, "-o", "json")
+    assert status.returncode == 1, status.stderr  # something is overdue then
+    expected = {s["name"]: (s["status"], s["due"]) for s in json.loads(status.stdout)["secrets"]}
+    assert {s["name"]: (s["compliance"], s["rotation_due"]) for s in future["secrets"]} == expected
+    assert {c for c, _ in expected.values()} == {"overdue"}
     assert then["operators"] == [{"name": "alice", "role": "senior-engineer"}]
     assert [s["operator"] for s in then["sessions"]] == ["alice"]
-    assert "svc0.apiKey" in audit_ledger.run("audit", "replay", "--position", "9").stdout
+    table = audit_ledger.run("audit", "replay", "--position", "9").stdout
+    assert "svc0.apiKey" in table and "COMPLIANCE" in table
     assert audit_ledger.run("audit", "replay").returncode == 2
 
     changes = audit_ledger.json("audit", "diff", "--from", stamp, "--to", "0s")
@@ -312,6 +348,19 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
         ("default/nexus/svc0.apiKey", {"from": 1, "to": 2})
     ]
     assert changes["operators"] == [{"operator": "bob", "from": None, "to": "analyst"}]
+    assert [(c["change"], c["changes"]) for c in changes["secrets"]] == [("changed", ["set"])]
+    assert [(r["operator"], r["change"], r["role"], r["by"]) for r in changes["role_changes"]] == [
+        ("bob", "granted", "analyst", "alice")
+    ]
+    assert [(d["operator"], d["secret"]) for d in changes["denials"]] == [
+        ("anonymous", "default/nexus/svc2.apiKey")
+    ]
+    text = audit_ledger.run("audit", "diff", "--from", stamp, "--to", "0s").stdout
+    assert "secret   default/nexus/svc0.apiKey: set v2" in text, text
+    assert "role     bob: granted analyst (by alice)" in text, text
+    assert "denied   anonymous: get default/nexus/svc2.apiKey" in text, text
+    backwards = audit_ledger.run("audit", "diff", "--from", "0s", "--to", stamp)
+    assert backwards.returncode == 2 and "--to is before --from" in backwards.stderr
 
     before = audit_ledger.json(
         "audit", "who-can", "--service", "nexus", "--name", "svc0.apiKey", "--at", stamp

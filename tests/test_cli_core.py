@@ -277,3 +277,34 @@ def test_two_processes_writing_one_secret_lose_nothing(ledger: Ledger) -> None:
         got = ledger.run("get", "--service", "nexus", "--name", "shared", "--version", str(n))
         assert got.returncode == 0 and got.stdout.endswith("x" * 20)
     assert ledger.run("doctor").returncode == 0
+
+
+def test_set_validates_against_the_team_catalogue(ledger: Ledger, tmp_path: Path) -> None:
+    team = tmp_path / "team.toml"
+    team.write_text(
+        '[[key]]\nservice = "payments"\nname = "webhook.secret"\n'
+        'format = "generated_password"\nrotation = "generated"\n'
+    )
+    short = "too-short-for-a-generated-password"[:12]
+    args = ("set", "--service", "payments", "--name", "webhook.secret", "--value-stdin")
+    # Unknown to the built-in catalogue: generic rules accept it.
+    assert ledger.run(*args, input=short).returncode == 0
+    # Known to the team's catalogue (flag or environment): its format rejects it, recorded.
+    for extra, env in (
+        (("--catalogue", str(team)), {}),
+        ((), {"SECRETS_LEDGER_CATALOGUE": str(team)}),
+    ):
+        refused = ledger.run(*args, *extra, input=short, env=env)
+        assert refused.returncode == 5, refused.stderr
+        assert "payments/webhook.secret" in refused.stderr and short not in refused.stderr
+    good = "Zx9" * 12
+    assert ledger.run(*args, "--catalogue", str(team), input=good).returncode == 0
+    # A broken catalogue file fails before anything is read or written.
+    team.write_text("[[key]]\nservice = 1\n")
+    broken = ledger.run(*args, "--catalogue", str(team), input=good)
+    assert broken.returncode == 5 and "team.toml" in broken.stderr, broken.stderr
+    assert "Traceback" not in broken.stderr
+    versions = ledger.run(
+        "versions", "--service", "payments", "--name", "webhook.secret", "-o", "json"
+    )
+    assert len(json.loads(versions.stdout)["versions"]) == 2

@@ -3,7 +3,8 @@
 The process kills itself through the crash-point seam (ledger/crashpoints.py) exactly at a
 boundary: after the keychain write, after the event append, after a prune or destroy append
 (before the old values are deleted), in the middle of a projection catch-up, and at the k-th
-secret of a `rotate --all` or `emergency-rotate` batch. After each crash, in this order:
+secret of a `rotate --all` or `emergency-rotate` batch; `rotate --service S --name N` at each
+boundary of its write. After each crash, in this order:
 
 - no event refers to a missing value (doctor's `missing_values` is empty);
 - whatever the crash left in the keychain is reported by doctor and removed by `--repair`;
@@ -277,7 +278,10 @@ def test_destroy_survives_sigkill_and_rerunning_finishes_it(harness: Harness) ->
 
 
 @pytest.mark.slow
-def test_projection_catch_up_survives_sigkill(harness: Harness) -> None:
+@pytest.mark.parametrize("reader", ["list", "audit log"])
+def test_projection_catch_up_survives_sigkill(harness: Harness, reader: str) -> None:
+    """Killed in the middle of the views' catch-up, on two read paths: the inventory
+    (`list`) and the audit view (`audit log`)."""
     h = harness
     views = Views(h.app)
     views.catch_up()
@@ -288,15 +292,80 @@ def test_projection_catch_up_survives_sigkill(harness: Harness) -> None:
         views = Views(h.app)
         position = views.position()
         views.close()
-        h.crash("during-catch-up", "list")
+        h.crash("during-catch-up", *reader.split())
         views = Views(h.app)
         # The page was one transaction: the crash rolled all of it back, none applied twice.
         assert views.position() == position
         views.close()
         h.check_consistent()
-        listed = h.rerun("list", "--output", "json")
+        listed = h.rerun(*reader.split(), "--output", "json")
         assert f"catchup.n{run}x2" in listed.stdout
         assert h.app.doctor(h.cred).healthy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["after-vault-put", "after-append", "after-prune-append"])
+def test_single_rotate_survives_sigkill(harness: Harness, point: str) -> None:
+    """`rotate --service S --name N` killed at each boundary of its write: even runs rotate a
+    generated secret (the ledger makes the value), odd runs an external one given by stdin."""
+    h = harness
+    generated = SecretAddress("production", "database", "database.password")
+    external = SecretAddress("production", "nexus", f"rotate.{point.replace('-', '.')}")
+    count = 10 if point == "after-prune-append" else 1  # 10: every rotation prunes one
+    for address in (generated, external):
+        for _ in range(count):
+            h.write(address, secrets.token_urlsafe(32))
+    for run in range(RUNS):
+        address = generated if run % 2 == 0 else external
+        value = None if address == generated else _value()
+        args = ["rotate", "-e", address.environment, "--service", address.service]
+        args += ["--name", address.name] + ([] if value is None else ["--value-stdin"])
+        secret = h.app.history(h.cred, address)
+        before = secret.current_version
+        h.crash(point, *args, stdin=value)
+        recorded = h.app.history(h.cred, address)
+        if point == "after-vault-put":
+            assert recorded.current_version == before
+            # The new value is in the keychain under the next version, its event is not.
+            prefix = f"{address}#v{before + 1}."
+
+            def orphaned(seen: dict[str, list[str]], prefix: str = prefix) -> None:
+                assert len(seen["orphans"]) == 1 and seen["orphans"][0].startswith(prefix)
+                assert seen["leftovers"] == []
+
+            expect: Callable[[dict[str, list[str]]], None] = orphaned
+
+        else:
+            assert recorded.current_version == before + 1
+            assert recorded.versions[before + 1].reason == "rotation"
+            if value is not None:
+                assert _get(h, address) == value  # the rotation landed with its value
+            leftovers: list[str] = []
+            if before + 1 > 10:
+                pruned = recorded.versions[before + 1 - 10]
+                leftovers = [entry_name(address, pruned.number, pruned.fingerprint)]
+            assert leftovers or point == "after-append"
+
+            def left(seen: dict[str, list[str]], leftovers: list[str] = leftovers) -> None:
+                assert seen["orphans"] == [] and seen["leftovers"] == leftovers
+
+            expect = left
+
+        _recover(h, run, expect)
+        landed = h.app.history(h.cred, address).current_version
+        result = h.rerun(*args, "--output", "json", stdin=value)
+        assert h.app.history(h.cred, address).current_version == landed + 1, result.stdout
+        new = _get(h, address)
+        if value is not None:
+            assert new == value
+        else:
+            old = [
+                h.app.vault.get(entry_name(address, n, v.fingerprint))
+                for n, v in secret.versions.items()
+                if v.retained
+            ]
+            assert new not in old  # a fresh generated value, not an old one
+        h.check_consistent()
 
 
 BATCH = [

@@ -126,8 +126,9 @@ def test_keychain_failing_during_destroy_reports_leftovers_until_repaired(
 def test_an_error_after_commit_keeps_the_value(
     app: SecretsLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The events can be committed before save() fails (here: snapshotting after the insert).
-    Deleting the value on that failure would leave an event without its value."""
+    """The events can be committed before save() fails (here: an error escaping after the
+    insert, as a connection lost during COMMIT would). Deleting the value on that failure
+    would leave an event without its value."""
     alice = _senior(app)
     address = SecretAddress("production", "nexus", "late.failure")
     value = _value()
@@ -140,6 +141,28 @@ def test_an_error_after_commit_keeps_the_value(
         app.write(alice, address, value)
     monkeypatch.undo()
     assert app.read(alice, address)[1] == value
+    assert app.doctor(alice).healthy
+
+
+def test_a_snapshot_that_cannot_be_saved_does_not_fail_the_write(
+    app: SecretsLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot is a cache taken after the commit: its failure is a warning, not an error
+    that would make the caller (and the write path) believe nothing was recorded."""
+    alice = _senior(app)
+    address = SecretAddress("production", "nexus", "snap.failure")
+    values = [_value() for _ in range(60)]
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("snapshot store full")
+
+    monkeypatch.setattr(app, "take_snapshot", broken)
+    for value in values:  # crosses the 50-event snapshot interval
+        app.write(alice, address, value)
+    monkeypatch.undo()
+    assert any("snapshot could not be saved" in p for p in app.post_commit_problems)
+    assert app.read(alice, address)[1] == values[-1]
+    assert app.history(alice, address).current_version == len(values)
     assert app.doctor(alice).healthy
 
 
@@ -371,3 +394,33 @@ def test_values_written_before_the_fault_keep_their_entry_names(app: SecretsLedg
     value = _value()
     added = app.write(alice, address, value)
     assert app.vault.get(entry_name(address, 1, added.fingerprint)) == value
+
+
+# -- through the CLI: a damaged data page --------------------------------------------------
+
+
+def test_a_damaged_page_is_a_clear_integrity_error(ledger: Ledger) -> None:
+    """Opening does not read the whole file (that costs seconds on a large ledger), so damage
+    deep in the file surfaces when a command reads it: exit 6 with a clear line, never an
+    internal error, and `audit verify` and `doctor` read every page and say so too."""
+    for n in range(3):
+        ledger.set("nexus", "mcp.bun.apiKey", "sk-" + f"D{n}x" * 16)
+    path = ledger.home / "ledger.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'stored_events'"
+        ).fetchone()
+    with path.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+    for argv in (
+        ("versions", "--service", "nexus", "--name", "mcp.bun.apiKey"),
+        ("audit", "verify"),
+        ("doctor",),
+    ):
+        result = ledger.run(*argv)
+        assert result.returncode == 6, (argv, result.stderr)
+        assert "damaged" in result.stderr and "internal error" not in result.stderr, argv
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

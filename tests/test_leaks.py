@@ -174,7 +174,7 @@ def test_values_in_batches_leak_into_no_report_export_metric_or_log(
     run({0}, "audit", "hash", *NEXUS, "--name", "mcp.bun.apiKey", stdin=emergency)
     for fmt in ("md", "json", "csv", "html"):
         run({0}, "report", "compliance", "--format", fmt, "--out", str(tmp_path / f"r.{fmt}"))
-    run({0}, "audit", "bundle", "--out", str(tmp_path / "bundle"))
+    run({0}, "audit", "export", "--out", str(tmp_path / "bundle"))
     run({0}, "metrics", "write", "--textfile", str(tmp_path / "m.prom"))
     run({0}, "audit", "log", "-o", "jsonl")
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -194,3 +195,110 @@ def test_rebuilding_the_views_drops_saved_replay_states(tmp_path: Path, monkeypa
     assert views.rebuild(progress=seen.append) == head and seen[-1] == head
     assert views.snapshot() == before
     assert Replayer(ledger, views.db).at_position(head) == expected
+
+
+def test_replay_gives_each_secret_its_compliance_as_it_was_then(tmp_path: Path) -> None:
+    """`with_compliance` (what `audit replay` shows) is the rotation policy of `rotate-status`
+    evaluated then, over the log cut at the replayed position (not by timestamp)."""
+    from ledger.catalogue import load_catalogue
+    from projections.compliance import compliance
+
+    catalogue = load_catalogue(None)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = [t0]
+    a, b, c = ADDRESSES
+    with context.frozen_clock(lambda: clock[0]):
+        ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+        ledger.checkpoint_every = 0
+        cred = Credential(token=ledger.initialize("alice").token)
+        ledger.write(cred, a, "value-a1-xxxxxxxx", spec_check=_no_spec)
+        ledger.write(cred, b, "value-b1-xxxxxxxx", spec_check=_no_spec)
+        clock[0] = t0 + timedelta(days=100)
+        ledger.delete(cred, b)
+        cut = ledger.recorder.max_notification_id() or 0
+        # Same timestamp as the cut, later position: not part of the state at `cut`.
+        ledger.write(cred, a, "value-a2-xxxxxxxx", spec_check=_no_spec)
+        clock[0] = t0 + timedelta(days=101)
+        ledger.write(cred, c, "value-c1-xxxxxxxx", spec_check=_no_spec)
+
+    def statuses(doc: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
+        return {s["name"]: (s["compliance"], s["rotation_due"]) for s in doc["secrets"]}
+
+    def replay_at(position: int, when: datetime | None = None) -> dict[str, Any]:
+        state = Replayer(ledger).at_position(position)
+        return replay.with_compliance(snapshot(state, when), ledger, catalogue)
+
+    due_a1 = iso(t0 + timedelta(days=90))
+    at_cut = replay_at(cut)
+    assert at_cut["as_of"] == iso(t0 + timedelta(days=100))
+    assert statuses(at_cut) == {"a.apiKey": ("overdue", due_a1), "b.apiKey": ("n/a", None)}
+    head = ledger.recorder.max_notification_id() or 0
+    assert statuses(replay_at(head)) == {
+        "a.apiKey": ("ok", iso(t0 + timedelta(days=190))),
+        "b.apiKey": ("n/a", None),
+        "token": ("ok", iso(t0 + timedelta(days=191))),
+    }
+    # By time, it is what `rotate-status --as-of` says at that instant (same policy code).
+    for days in (10, 80, 95):
+        when = t0 + timedelta(days=days)
+        doc = replay_at(Replayer(ledger).position_at(when), when)
+        expected = {
+            a.address.name: (a.status, iso(a.due) if a.due else None)
+            for a in compliance(ledger, catalogue, when).secrets
+        }
+        assert statuses(doc) == expected
+        then = {10: "ok", 80: "due-soon", 95: "overdue"}[days]
+        assert set(expected.values()) == {(then, due_a1)}
+
+
+def test_diff_says_what_kind_of_change_and_lists_denials(tmp_path: Path) -> None:
+    from ledger.errors import PermissionDenied
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    clock = [t0]
+    a, b, c = ADDRESSES
+    with context.frozen_clock(lambda: clock[0]):
+        ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+        ledger.checkpoint_every = 0
+        cred = Credential(token=ledger.initialize("alice").token)
+        ledger.write(cred, a, "value-a1-xxxxxxxx", spec_check=_no_spec)
+        ledger.write(cred, b, "value-b1-xxxxxxxx", spec_check=_no_spec)
+        ledger.grant(cred, "carol", "analyst")
+        start = ledger.recorder.max_notification_id() or 0
+        clock[0] += timedelta(days=1)
+        ledger.write(cred, a, "value-a2-xxxxxxxx", spec_check=_no_spec, reason="rotation")
+        ledger.rollback(cred, a, 1)
+        ledger.write(cred, c, "value-c1-xxxxxxxx", spec_check=_no_spec)
+        ledger.delete(cred, b)
+        ledger.restore(cred, b)  # ends as it began: still listed, with no field deltas
+        ledger.grant(cred, "bob", "engineer")
+        ledger.revoke(cred, "carol")
+        with pytest.raises(PermissionDenied):
+            ledger.write(Credential(), a, "value-xx-xxxxxxxx", spec_check=_no_spec)
+        stop = ledger.recorder.max_notification_id() or 0
+
+    replayer = Replayer(ledger)
+    state = replayer.at_position(start)
+    before = snapshot(state)
+    doc = replay.diff(before, snapshot(state), replay.window(replayer, state, stop))
+    assert state == Replayer(ledger).at_position(stop)  # the window folds to the same state
+    found = {s["secret"]: s for s in doc["secrets"]}
+    assert {k: (v["change"], v["changes"]) for k, v in found.items()} == {
+        str(a): ("changed", ["rotated", "rolled-back"]),
+        str(b): ("changed", ["deleted", "restored"]),
+        str(c): ("added", ["added"]),
+    }
+    assert found[str(b)]["fields"] == {}
+    rolled = found[str(a)]["events"][1]
+    assert (rolled["version"], rolled["rolled_back_from"], rolled["by"]) == (3, 1, "alice")
+    assert [(r["operator"], r["change"], r["role"]) for r in doc["role_changes"]] == [
+        ("bob", "granted", "engineer"),
+        ("carol", "revoked", "analyst"),
+    ]
+    assert [(d["operator"], d["action"], d["secret"]) for d in doc["denials"]] == [
+        ("anonymous", "set", str(a))
+    ]
+    assert all(start < e["position"] <= stop for s in doc["secrets"] for e in s["events"])
+    # Without the window the shape is as before, plus empty lists.
+    plain = replay.diff(before, snapshot(state))
+    assert plain["denials"] == [] and plain["role_changes"] == []

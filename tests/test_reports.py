@@ -78,7 +78,10 @@ def fixed_history(home: Path) -> Any:
             ledger.save(incident)
         put(GITHUB, "ghp-2", reason="emergency", incident_id=incident.id.hex)
         with context.acting_as("alice"):
-            incident.complete(["staging/github/github.token"], [], [])
+            # The command ended, but the database password still waits for a provider value.
+            incident.complete(
+                ["staging/github/github.token"], ["production/database/database.password"], []
+            )
             ledger.save(incident)
         later(days=31)
         ledger.read(bob, GITHUB)
@@ -99,6 +102,19 @@ def test_report_matches_its_golden_file(tmp_path: Path, fmt: str) -> None:
         golden.parent.mkdir(exist_ok=True)
         golden.write_text(produced)
     assert produced == golden.read_text()
+
+
+def test_emergency_table_says_the_command_ended_not_that_the_incident_is_over(
+    tmp_path: Path,
+) -> None:
+    rendered = report_bytes(tmp_path, None)
+    md = rendered["md"].split("## Emergency rotations", 1)[1].split("## ", 1)[0]
+    heading, _, row = md.strip().splitlines()
+    assert heading.split(" | ")[3:] == ["outcome", "rotated", "still need a value", "failed |"]
+    assert "completed" not in heading and "True" not in row
+    assert "command ended; open: 1 still need a value, 0 failed | 1 | 1 | 0 |" in row
+    html = rendered["html"]
+    assert "<th>still need a value</th>" in html and "<th>completed</th>" not in html
 
 
 def test_same_history_same_bytes_in_every_format(tmp_path: Path) -> None:
@@ -133,7 +149,10 @@ def test_report_content(tmp_path: Path) -> None:
     assert doc["validation_failures"] == [
         {"rule": "format", "secret": "production/nexus/mcp.bun.apiKey", "count": 1}
     ]
-    assert doc["emergency_rotations"][0]["rotated"] == 1
+    (incident,) = doc["emergency_rotations"]
+    assert (incident["rotated"], incident["needs_value"], incident["failed"]) == (1, 1, 0)
+    assert incident["command_ended"] is True
+    assert incident["outcome"] == "command ended; open: 1 still need a value, 0 failed"
     assert {r["role"]: r["operators"] for r in doc["role_holders"]} == {
         "(revoked)": ["carol"],
         "engineer": ["bob"],

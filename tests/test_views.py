@@ -50,8 +50,16 @@ def test_views_fold_versions_audit_codes_and_rollback_age(tmp_path: Path) -> Non
     assert views.catch_up() == 0  # nothing applied twice
 
     incremental = (views.secrets(), views.audit(), views.operators())
+    digest = views.digest()
     assert views.rebuild() == views.position()
     assert (views.secrets(), views.audit(), views.operators()) == incremental
+    # What `secrets projections rebuild` compares: equal views, equal digests; and the
+    # audit log's secondary indexes, dropped during the rebuild, are back.
+    assert views.digest() == digest
+    indexes = {r[0] for r in views.db.execute("SELECT name FROM sqlite_master")}
+    assert {"audit_view_code", "audit_view_event_counts"} <= indexes
+    views.db.execute("UPDATE audit_view SET detail = 'changed' WHERE position = 1")
+    assert views.digest() != digest
 
 
 def test_two_views_catching_up_at_once_apply_each_event_once(tmp_path: Path) -> None:

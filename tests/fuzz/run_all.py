@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-TARGETS = ["validation", "catalogue", "session", "vault"]
+TARGETS = ["validation", "catalogue", "session", "vault", "values_file", "as_of", "bundle"]
 
 SEEDS: dict[str, list[bytes]] = {
     "validation": [b"\x00" * 16, b"\x05nexus\x0emcp.bun.apiKey" + b"sk-" + b"a1B2" * 12],
@@ -45,6 +45,13 @@ SEEDS: dict[str, list[bytes]] = {
         b"slt.alice.abc",
     ],
     "vault": [],
+    "values_file": [
+        b'\x00[production.nexus]\n"mcp.bun.apiKey" = "sk-abc"\n',
+        b'\x01{"production/nexus/mcp.bun.apiKey": "sk-abc"}',
+        b'\x02export production/nexus/a.b=\'x\' # c\nstaging/github/t="q\\""\n',
+    ],
+    "as_of": [b"2026-03-01", b"2026-03-01T12:00:00.123Z", b"7d", b"2026-03-01T12:00+05:30"],
+    "bundle": [b"\x00" + b'{"position": 12, "signature": "ab"}', b"\x01-----BEGIN", b"\x02" * 8],
 }
 
 
@@ -76,7 +83,8 @@ def run(target: str, seconds: int, workdir: Path) -> dict[str, object]:
         "-print_final_stats=1",
         str(corpus),
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    extra = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *([extra] if extra else [])])}
     done = subprocess.run(command, cwd=HERE, env=env, capture_output=True, text=True, check=False)
     log = done.stdout + done.stderr
     runs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", log) or re.findall(

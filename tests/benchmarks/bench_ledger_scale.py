@@ -1,0 +1,369 @@
+"""Benchmark: rebuild, replay --at T and verify on a large generated ledger, against baselines.
+
+    PYTHONPATH=. python tests/benchmarks/bench_ledger_scale.py [--events 1000000] [--runs 3]
+        [--secrets 5000] [--operators 40] [--seed 1] [--out /tmp/secrets-ledger-bench]
+
+The ledger comes from tests/benchmarks/generate_ledger.py (generated once, cached in `--out`).
+Every measurement runs in a fresh child process; its peak memory is that child's maximum
+resident set size (`ru_maxrss` from `os.wait4`, so it includes the interpreter and imports, about
+50-60 MiB), its time is measured inside it around the work only, except the rows marked
+"whole process" (the CLI run as a subprocess, interpreter start-up included).
+
+Pairs (project side, then its baseline in the same run, interleaved):
+
+- `Views.rebuild()`, what `secrets projections rebuild` runs; against the library's
+  `select_notifications` pages + `mapper.to_domain_event` of the same events.
+- `secrets audit replay --at T` (T near the middle and near the end): `Views.position_at`,
+  `Replayer.at_position` from the nearest saved fold state, `snapshot`; against `Replayer`
+  with no saved states, the full re-fold of the log up to its end.
+- `SecretsLedger.verify_history()`, what `secrets audit verify` runs; against a `sqlite3` read
+  of the same rows and one `hashlib.sha256` per event over the same bytes.
+
+Replay is measured cold (no saved fold states: the first replay after a rebuild, which writes
+them every 10,000 positions) and warm (the states a previous replay left). Prints markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MiB = 1024 * 1024
+
+
+# -- children: one measurement each, result as JSON on stdout -----------------------------
+
+
+def _open(home: Path) -> Any:
+    from ledger.config import open_ledger
+
+    ledger = open_ledger(home)
+    ledger.checkpoint_every = 0  # nothing here writes; never sign
+    return ledger
+
+
+def child_rebuild(home: Path, _arg: str) -> dict[str, Any]:
+    from projections.views import Views
+
+    ledger = _open(home)
+    views = Views(ledger)
+    started = time.perf_counter()
+    applied = views.rebuild()
+    seconds = time.perf_counter() - started
+    views.close()
+    return {"seconds": seconds, "events": applied}
+
+
+def child_raw_read(home: Path, _arg: str) -> dict[str, Any]:
+    """The library's own read + decode of every notification, nothing else."""
+    ledger = _open(home)
+    recorder, mapper = ledger.recorder, ledger.mapper
+    started = time.perf_counter()
+    count, start = 0, 0
+    while True:
+        page = recorder.select_notifications(start=start, limit=2000, inclusive_of_start=False)
+        if not page:
+            break
+        for n in page:
+            mapper.to_domain_event(n)
+        count += len(page)
+        start = page[-1].id
+    return {"seconds": time.perf_counter() - started, "events": count}
+
+
+def child_replay(home: Path, at: str) -> dict[str, Any]:
+    """What `secrets audit replay --at T` runs after opening the ledger and authorising."""
+    from projections.replay import Replayer, snapshot
+    from projections.timefmt import iso, parse_iso
+    from projections.views import Views
+
+    ledger = _open(home)
+    when = parse_iso(at)
+    started = time.perf_counter()
+    views = Views(ledger)
+    views.catch_up()
+    position = views.position_at(iso(when))
+    replayer = Replayer(ledger, views.db)
+    start_from = replayer._nearest(position)["position"]
+    doc = snapshot(replayer.at_position(position), when)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "events": position - start_from,
+        "position": doc["position"],
+        "secrets": len(doc["secrets"]),
+    }
+
+
+def child_refold(home: Path, _arg: str) -> dict[str, Any]:
+    """The full re-fold: the same fold from the first event, no saved states."""
+    from projections.replay import Replayer
+
+    ledger = _open(home)
+    last = ledger.recorder.max_notification_id() or 0
+    started = time.perf_counter()
+    state = Replayer(ledger, None).at_position(last)
+    return {"seconds": time.perf_counter() - started, "events": state["position"]}
+
+
+def child_verify(home: Path, _arg: str) -> dict[str, Any]:
+    ledger = _open(home)
+    started = time.perf_counter()
+    report = ledger.verify_history()
+    seconds = time.perf_counter() - started
+    if not report.ok:
+        raise SystemExit(f"verify found a fault: {report.fault}")
+    return {
+        "seconds": seconds,
+        "events": report.events_checked,
+        "checkpoints": report.checkpoints_valid,
+    }
+
+
+def child_sha256(home: Path, _arg: str) -> dict[str, Any]:
+    """hashlib SHA-256 over the same stored bytes (id, originator, version, topic, state),
+    read from the same SQLite file in pages of the same size, one digest per event."""
+    import hashlib
+
+    con = sqlite3.connect(f"file:{home / 'ledger.sqlite'}?mode=ro", uri=True)
+    started = time.perf_counter()
+    count, last, total_bytes = 0, 0, 0
+    previous = b"\x00" * 32
+    while True:
+        rows = con.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+            "WHERE rowid > ? ORDER BY rowid LIMIT 5000",
+            (last,),
+        ).fetchall()
+        if not rows:
+            break
+        for rowid, oid, version, topic, state in rows:
+            digest = hashlib.sha256(previous)
+            digest.update(rowid.to_bytes(8, "big"))
+            digest.update(oid.encode())
+            digest.update(version.to_bytes(8, "big"))
+            digest.update(topic.encode())
+            digest.update(state)
+            previous = digest.digest()
+            total_bytes += len(state)
+        count += len(rows)
+        last = rows[-1][0]
+    con.close()
+    return {"seconds": time.perf_counter() - started, "events": count, "bytes": total_bytes}
+
+
+CHILDREN = {
+    "rebuild": child_rebuild,
+    "raw-read": child_raw_read,
+    "replay": child_replay,
+    "refold": child_refold,
+    "verify": child_verify,
+    "sha256": child_sha256,
+}
+
+
+# -- the parent ---------------------------------------------------------------------------
+
+
+def measure(mode: str, home: Path, arg: str, env: dict[str, str]) -> dict[str, Any]:
+    """One child measurement: its own timing and peak RSS (`ru_maxrss` of RUSAGE_SELF)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, str(home), arg]
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"bench_ledger_scale: child {mode} failed: {done.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["wall"] = time.perf_counter() - started
+    result["maxrss"] = result["peak"]
+    return result
+
+
+def measure_cli(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """A `secrets` command as a whole process: wall time and peak RSS (via wait4)."""
+    cmd = [sys.executable, "-m", "commands", *args]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"bench_ledger_scale: secrets {' '.join(args)} failed: {err.decode()[-2000:]}")
+    return {"wall": wall, "maxrss": usage.ru_maxrss * 1024}
+
+
+def _timestamp_at(home: Path, position: int) -> str:
+    con = sqlite3.connect(f"file:{home / 'views.sqlite'}?mode=ro", uri=True)
+    try:
+        row = con.execute(
+            "SELECT timestamp FROM audit_view WHERE position <= ? AND timestamp != '' "
+            "ORDER BY position DESC LIMIT 1",
+            (position,),
+        ).fetchone()
+    finally:
+        con.close()
+    assert row is not None
+    return str(row[0])
+
+
+def _drop_replay_states(home: Path) -> None:
+    con = sqlite3.connect(home / "views.sqlite")
+    try:
+        con.execute("DROP TABLE IF EXISTS replay_checkpoints")
+        con.commit()
+    finally:
+        con.close()
+
+
+def _med(results: list[dict[str, Any]], key: str = "seconds") -> float:
+    return statistics.median(float(r[key]) for r in results)
+
+
+def _rss(results: list[dict[str, Any]]) -> str:
+    return f"{max(int(r['maxrss']) for r in results) / MiB:.0f}"
+
+
+def main() -> int:
+    from generate_ledger import DEFAULT_OUT, generate  # type: ignore[import-not-found]
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--secrets", type=int, default=5000)
+    parser.add_argument("--operators", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+
+    directory, meta = generate(args.out, args.events, args.secrets, args.operators, args.seed)
+    home = Path(meta["home"])
+    events = int(meta["events"])
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SECRETS_LEDGER_HOME": str(home),
+        "SECRETS_LEDGER_TOKEN": str(meta["token"]),
+        "SECRETS_LEDGER_CHECKPOINT_EVERY": "0",
+    }
+    env.pop("SECRETS_LEDGER_DATABASE_URL", None)
+    load_before = os.getloadavg()
+    size = (home / "ledger.sqlite").stat().st_size
+    print(
+        f"ledger: {directory.name}: {events} events, {meta['secrets']} secrets, "
+        f"{meta['operators']} operators, {size / MiB:.0f} MiB; generated in {meta['seconds']} s "
+        f"({meta['events_per_second']} events/s; cached after the first run)\n"
+    )
+
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in CHILDREN}
+    # Interleaved per run so both sides of each pair see the same load and page cache.
+    for _ in range(args.runs):
+        for mode in ("raw-read", "rebuild", "sha256", "verify"):
+            runs[mode].append(measure(mode, home, "", env))
+    t_mid = _timestamp_at(home, events // 2)
+    t_end = _timestamp_at(home, events - 100)
+
+    replay: dict[str, list[dict[str, Any]]] = {"cold-end": [], "warm-mid": [], "warm-end": []}
+    cli: dict[str, list[dict[str, Any]]] = {"replay-mid": [], "replay-end": [], "verify": []}
+    for _ in range(args.runs):
+        runs["refold"].append(measure("refold", home, "", env))
+        _drop_replay_states(home)
+        replay["cold-end"].append(measure("replay", home, t_end, env))
+        for key, at in (("warm-mid", t_mid), ("warm-end", t_end)):
+            replay[key].append(measure("replay", home, at, env))
+        for key, at in (("replay-mid", t_mid), ("replay-end", t_end)):
+            cli[key].append(measure_cli(["audit", "replay", "--at", at, "--output", "json"], env))
+        cli["verify"].append(measure_cli(["audit", "verify"], env))
+    # The CLI's rebuild also compares the rebuilt views with the old ones: once, for memory.
+    cli_rebuild = measure_cli(["projections", "rebuild"], env)
+    load_after = os.getloadavg()
+
+    print("### Throughput (medians of", args.runs, "runs, interleaved)\n")
+    print(
+        "| operation | events | median s | events/s | peak RSS MiB | baseline | baseline "
+        "events/s | ratio (rate / baseline rate) | target |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---:|---|")
+    for mode, base, label, base_label in (
+        ("rebuild", "raw-read", "`Views.rebuild()`", "read + decode"),
+        ("verify", "sha256", "`verify_history()`", "sqlite3 read + SHA-256"),
+    ):
+        rate = events / _med(runs[mode])
+        base_rate = events / _med(runs[base])
+        print(
+            f"| {label} | {runs[mode][0]['events']} | {_med(runs[mode]):.1f} | {rate:,.0f} | "
+            f"{_rss(runs[mode])} | {base_label} | {base_rate:,.0f} | {rate / base_rate:.2f}x | "
+            ">= 0.5x |"
+        )
+    print(
+        f"\nbaseline peak RSS MiB: read + decode {_rss(runs['raw-read'])}, "
+        f"sqlite3 + SHA-256 {_rss(runs['sha256'])}; state bytes hashed "
+        f"{runs['sha256'][0]['bytes'] / MiB:.0f} MiB"
+    )
+
+    refold = _med(runs["refold"])
+    print(f"\n### Replay --at T (medians of {args.runs} runs)\n")
+    print(
+        f"Full re-fold of all {events} events (baseline): **{refold:.2f} s** "
+        f"(peak RSS {_rss(runs['refold'])} MiB). T mid = {t_mid}, T end = {t_end}.\n"
+    )
+    print(
+        "| replay | events folded | median s (in process) | speed-up vs re-fold | "
+        "peak RSS MiB | whole process `secrets audit replay` median s | peak RSS MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for key, label, cli_key in (
+        ("cold-end", "cold, T near the end (no saved states)", None),
+        ("warm-mid", "warm, T near the middle", "replay-mid"),
+        ("warm-end", "warm, T near the end", "replay-end"),
+    ):
+        seconds = _med(replay[key])
+        whole = f"{_med(cli[cli_key], 'wall'):.2f} | {_rss(cli[cli_key])}" if cli_key else "- | -"
+        print(
+            f"| {label} | {replay[key][0]['events']} | {seconds:.3f} | {refold / seconds:.1f}x | "
+            f"{_rss(replay[key])} | {whole} |"
+        )
+    print(
+        f"\n`secrets audit verify` whole process: median {_med(cli['verify'], 'wall'):.1f} s, "
+        f"peak RSS {_rss(cli['verify'])} MiB"
+    )
+    print(
+        f"`secrets projections rebuild` whole process (catch up, rebuild, compare; one run): "
+        f"{cli_rebuild['wall']:.1f} s, peak RSS {_rss([cli_rebuild])} MiB"
+    )
+    print(
+        f"\nload average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
+        f"after: {', '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs; "
+        f"Python {sys.version.split()[0]}"
+    )
+    return 0
+
+
+def child_main(mode: str, home: str, arg: str) -> int:
+    import resource
+
+    result = CHILDREN[mode](Path(home), arg)
+    result["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        sys.exit(child_main(sys.argv[2], sys.argv[3], sys.argv[4]))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
