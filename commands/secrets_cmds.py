@@ -128,7 +128,9 @@ def set_secret(
         value, value_file, value_stdin, prompt=f"Value for {addr}", address=str(addr)
     )
     cred = runtime.credential(ledger)
-    added = ledger.write(cred, addr, secret_value, spec_check=lambda v: validate_value(spec, v))
+    added = ledger.write(
+        cred, addr, secret_value, spec_check=lambda v: validate_value(spec, v, addr)
+    )
     if output is Output.json:
         runtime.emit_json(
             {
