@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from commands import runtime
-from commands.options import HomeOpt, Output, OutputOpt
+from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -40,15 +39,7 @@ def dashboard(
             show_default=False,
         ),
     ] = None,
-    catalogue: Annotated[
-        Path | None,
-        typer.Option(
-            "--catalogue",
-            envvar="SECRETS_LEDGER_CATALOGUE",
-            help="Team catalogue file (TOML) with rotation periods beyond the built-in keys.",
-            show_default=False,
-        ),
-    ] = None,
+    catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
 ) -> None:
