@@ -6,14 +6,28 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from commands.exit_codes import HELP_TEXT, ExitCode
 
+
+class _Group(typer.core.TyperGroup):
+    """The root group: before running, plain parameters get a coercion without pydantic
+    (commands/fastparams.py; typer's own coercion still decides anything else)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from commands import fastparams
+
+        fastparams.install(self)
+        return super().main(*args, **kwargs)
+
+
 app = typer.Typer(
     name="secrets",
+    cls=_Group,
     help="Secrets manager on an event-sourced audit ledger. " + HELP_TEXT,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
