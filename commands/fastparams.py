@@ -87,10 +87,10 @@ class FastParam:
         raise _Fallback
 
 
-def _number(kind: type, value: Any) -> int | float:
+def _number(kind: type[int] | type[float], value: Any) -> int | float:
     """`value` as an int or float when it is one already or plainly written; else fall back."""
     if type(value) is kind:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, str):
         if kind is int and _INT.fullmatch(value):
             return int(value)
