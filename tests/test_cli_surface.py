@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import typer.main
 
-from commands.main import app
+from commands.main import app, app_for
 from tests.clikit import REPO, Ledger
 
 
@@ -271,3 +271,36 @@ def test_fast_coercion_gives_typers_values_for_every_parameter() -> None:
 
     walk(command)
     assert checked > 1000
+
+
+def _helps(root: Any, words: list[str]) -> dict[str, tuple[int, str]]:
+    """`secrets <words...> --help` for the command at `words` and everything under it."""
+    from typer.testing import CliRunner
+
+    command = typer.main.get_command(root)
+    for word in words:
+        command = command.commands[word]  # type: ignore[attr-defined]
+    found = {}
+    paths = [words] + [[*words, sub] for sub in sorted(getattr(command, "commands", {}))]
+    for path in paths:
+        result = CliRunner().invoke(root, [*path, "--help"], prog_name="secrets")
+        found[" ".join(path)] = (result.exit_code, result.stdout)
+    return found
+
+
+def test_a_command_line_builds_only_its_part_and_it_behaves_the_same() -> None:
+    from commands.main import PART_OF
+
+    whole = typer.main.get_command(app)
+    top = set(whole.commands)  # type: ignore[attr-defined]
+    # Every top-level command is in the table, except the dashboard (it lists all commands).
+    assert set(PART_OF) == top - {"dashboard"}
+    for word in sorted(PART_OF):
+        part = app_for([word, "--help"])
+        built = set(typer.main.get_command(part).commands)  # type: ignore[attr-defined]
+        assert word in built and built < top, (word, built)
+        assert _helps(part, [word]) == _helps(app, [word]), word
+    # Help, options first, typos and completion get the whole CLI.
+    for args in ([], ["--help"], ["--log-file", "x", "get"], ["gte"], ["dashboard"]):
+        built = set(typer.main.get_command(app_for(args)).commands)  # type: ignore[attr-defined]
+        assert built == top, args
