@@ -220,5 +220,17 @@ def test_ctrl_space_s_opens_or_switches_to_the_dashboard(
             dead, status, signal = ends[-1]
             return dead == "1" and (status != "" or signal != "")
 
-        wait_for(exit_reported, "the dashboard to exit")
+        try:
+            wait_for(exit_reported, "the dashboard to exit")
+        except AssertionError:
+            # Seen once in 10 runs under load: say what tmux and the process table show.
+            pid = tmux("display-message", "-p", "-t", "main:secrets", "#{pane_pid}").strip()
+            ps = subprocess.run(
+                ["ps", "-o", "pid,ppid,stat,args", "--pid", pid, "--ppid", pid],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            seen = f"tmux {ends[-1:]}, pane pid {pid}:\n{ps}"
+            raise AssertionError(f"no exit reported: {seen}") from None
         assert ends[-1][1:] == ["0", ""], f"exit status {ends[-1][1]!r}, signal {ends[-1][2]!r}"
