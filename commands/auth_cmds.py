@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from commands import runtime
 from commands.options import DatabaseUrlOpt, HomeOpt, Output, OutputOpt
+
+if TYPE_CHECKING:
+    from datetime import timedelta
 
 auth_app = typer.Typer(help="Operators, roles and sessions.", no_args_is_help=True)
 
@@ -95,7 +98,7 @@ def login(
     print(f"logged in as {session.operator} ({session.role}) until {iso(session.expires_at)}")
 
 
-def _parse_ttl(text: str) -> object:
+def _parse_ttl(text: str) -> timedelta:
     import re
     from datetime import timedelta
 

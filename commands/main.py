@@ -5,20 +5,39 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from commands.exit_codes import HELP_TEXT, ExitCode
 
-app = typer.Typer(
-    name="secrets",
-    help="Secrets manager on an event-sourced audit ledger. " + HELP_TEXT,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-)
+
+class _Group(typer.core.TyperGroup):
+    """The root group: before running, plain parameters get a coercion without pydantic
+    (commands/fastparams.py; typer's own coercion still decides anything else)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        from commands import fastparams
+
+        fastparams.install(self)
+        return super().main(*args, **kwargs)
+
+
+def _new_app() -> typer.Typer:
+    """The root `secrets` app with its options and no commands yet."""
+    root = typer.Typer(
+        name="secrets",
+        cls=_Group,
+        help="Secrets manager on an event-sourced audit ledger. " + HELP_TEXT,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        pretty_exceptions_show_locals=False,
+    )
+    root.callback()(_root)
+    return root
 
 
 def _print_version(requested: bool) -> None:
@@ -34,7 +53,6 @@ def _print_version(requested: bool) -> None:
     raise typer.Exit()
 
 
-@app.callback()
 def _root(
     show_version: Annotated[
         bool,
@@ -61,27 +79,127 @@ def _root(
     oplog.set_log_file(log_file)
 
 
-def _register() -> None:
-    from commands import dashboard_cmds, rotate_cmds, secrets_cmds
-    from commands.audit_cmds import audit_app, projections_app, report_app
+def _secrets_commands(root: typer.Typer) -> None:
+    from commands import secrets_cmds
+
+    secrets_cmds.register(root)
+
+
+def _dashboard(root: typer.Typer) -> None:
+    from commands import dashboard_cmds
+
+    dashboard_cmds.register(root)
+
+
+def _auth(root: typer.Typer) -> None:
     from commands.auth_cmds import auth_app
-    from commands.ledger_cmds import ledger_app
-    from commands.metrics_cmds import metrics_app
+
+    root.add_typer(auth_app, name="auth")
+
+
+def _audit(root: typer.Typer) -> None:
+    from commands.audit_cmds import audit_app, projections_app, report_app
+
+    root.add_typer(audit_app, name="audit")
+    root.add_typer(report_app, name="report")
+    root.add_typer(projections_app, name="projections")
+
+
+def _rotate(root: typer.Typer) -> None:
+    from commands import rotate_cmds
+
+    rotate_cmds.register(root)
+
+
+def _tmux(root: typer.Typer) -> None:
     from commands.tmux_cmds import tmux_app
 
-    secrets_cmds.register(app)
-    dashboard_cmds.register(app)
-    app.add_typer(auth_app, name="auth")
-    app.add_typer(audit_app, name="audit")
-    app.add_typer(report_app, name="report")
-    app.add_typer(projections_app, name="projections")
-    rotate_cmds.register(app)
-    app.add_typer(tmux_app, name="tmux")
-    app.add_typer(metrics_app, name="metrics")
-    app.add_typer(ledger_app, name="ledger")
+    root.add_typer(tmux_app, name="tmux")
 
 
-_register()
+def _metrics(root: typer.Typer) -> None:
+    from commands.metrics_cmds import metrics_app
+
+    root.add_typer(metrics_app, name="metrics")
+
+
+def _ledger(root: typer.Typer) -> None:
+    from commands.ledger_cmds import ledger_app
+
+    root.add_typer(ledger_app, name="ledger")
+
+
+# In the order of `secrets --help`.
+_PARTS: tuple[Callable[[typer.Typer], None], ...] = (
+    _secrets_commands,
+    _dashboard,
+    _auth,
+    _audit,
+    _rotate,
+    _tmux,
+    _metrics,
+    _ledger,
+)
+
+# The part that registers each top-level command word. A command line naming one of these
+# builds only that part, which spares importing and converting every other command (about a
+# third of a short command's start-up). `dashboard` lists every command, so it needs them all.
+# tests/test_cli_surface.py checks this table against the whole app.
+PART_OF: dict[str, Callable[[typer.Typer], None]] = {
+    **dict.fromkeys(
+        (
+            "init",
+            "set",
+            "get",
+            "list",
+            "versions",
+            "rollback",
+            "delete",
+            "restore",
+            "destroy",
+            "doctor",
+        ),
+        _secrets_commands,
+    ),
+    "auth": _auth,
+    **dict.fromkeys(("audit", "report", "projections"), _audit),
+    **dict.fromkeys(("rotate", "rotate-status", "emergency-rotate", "provision"), _rotate),
+    "tmux": _tmux,
+    "metrics": _metrics,
+    "ledger": _ledger,
+}
+
+
+def full_app() -> typer.Typer:
+    """The whole CLI, every command registered."""
+    root = _new_app()
+    for part in _PARTS:
+        part(root)
+    return root
+
+
+def app_for(args: list[str]) -> typer.Typer:
+    """The CLI for this command line: only the part its first word needs, when that is known
+    for sure; the whole CLI for anything else (help, options first, completion, typos)."""
+    part = PART_OF.get(args[0]) if args else None
+    if part is None or os.environ.get("_SECRETS_COMPLETE"):
+        return full_app()
+    root = _new_app()
+    part(root)
+    return root
+
+
+_full: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `from commands.main import app`: the whole CLI, built on first use.
+    global _full
+    if name == "app":
+        if _full is None:
+            _full = full_app()
+        return _full
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _exit_status(code: object) -> int:
@@ -90,7 +208,7 @@ def _exit_status(code: object) -> int:
     return code if isinstance(code, int) else ExitCode.ERROR
 
 
-def _invoke(failure: list[str]) -> int:
+def _invoke(app: typer.Typer, failure: list[str]) -> int:
     from commands.exit_codes import for_error
     from commands.value_input import UsageProblem
     from ledger.errors import LedgerError
@@ -164,12 +282,13 @@ def run() -> None:
     from commands import oplog
 
     started = time.monotonic()
+    app = app_for(sys.argv[1:])
     # The command words only: the rest of argv may hold a value (`--value`).
     operation = oplog.command_path(app, sys.argv[1:])
     failure: list[str] = []
     status: int = ExitCode.ERROR
     try:
-        status = _invoke(failure)
+        status = _invoke(app, failure)
     except SystemExit as exc:
         status = _exit_status(exc.code)
         raise

@@ -26,7 +26,7 @@ class SecretAddress:
     @classmethod
     def parse(cls, environment: str, service: str, name: str) -> SecretAddress:
         """A validated address; raises ValidationFailed on a bad name."""
-        from ledger.validation import validate_address
+        from ledger.names import validate_address
 
         validate_address(environment, service, name)
         return cls(environment, service, name)

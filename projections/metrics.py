@@ -21,9 +21,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from ledger.catalogue import Catalogue, load_catalogue
 from ledger.errors import LedgerUnavailable
+from ledger.names import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from ledger.operator import OPERATOR_NAME
 from ledger.rotation import DEFAULT_ROTATION_DAYS
-from ledger.validation import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from projections.timefmt import parse_iso
 from projections.views import Views
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import typer.main
 
-from commands.main import app
+from commands.main import app, app_for
 from tests.clikit import REPO, Ledger
 
 
@@ -118,6 +118,10 @@ def test_completion_through_the_installed_console_script(ledger: Ledger) -> None
 
 
 HEAVY = ("keyring", "prometheus_client", "psycopg", "secretstorage", "jeepney")
+# Commands that only read (or only parse an address) build no pydantic model: typer's
+# pydantic coercion is bypassed for plain parameters (commands/fastparams.py) and the name
+# rules live apart from the value rules (ledger/names.py).
+NO_PYDANTIC = ("pydantic", "pydantic_core")
 
 PROBE = """
 import json, sys
@@ -129,30 +133,12 @@ print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
 """
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["versions", "--service", "nexus", "--name", "mcp.bun.apiKey"],
-        ["list"],
-        ["dashboard"],
-        ["dashboard", "-o", "json"],
-        ["audit", "log"],
-        ["rotate-status"],
-        ["tmux", "snippet"],
-        ["auth", "status"],
-        ["--help"],
-    ],
-    ids=lambda a: " ".join(a[:2]),
-)
-def test_read_only_commands_never_import_keyring_or_prometheus(
-    ledger: Ledger, args: list[str]
-) -> None:
-    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
-    probe = PROBE.replace(
-        "json.loads(HEAVY)", repr(json.dumps(list(HEAVY))).join(["json.loads(", ")"])
+def probe(ledger: Ledger, args: list[str], heavy: tuple[str, ...]) -> dict[str, Any]:
+    code = PROBE.replace(
+        "json.loads(HEAVY)", repr(json.dumps(list(heavy))).join(["json.loads(", ")"])
     )
     done = subprocess.run(
-        [ledger.python, "-c", probe, *args],
+        [ledger.python, "-c", code, *args],
         env=ledger.env,
         cwd=REPO,
         capture_output=True,
@@ -161,5 +147,165 @@ def test_read_only_commands_never_import_keyring_or_prometheus(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return report
+
+
+@pytest.mark.parametrize(
+    ("args", "light"),
+    [
+        (["versions", "--service", "nexus", "--name", "mcp.bun.apiKey"], True),
+        (["list"], True),
+        (["dashboard"], False),  # the catalogue (rotation periods) is a pydantic model
+        (["dashboard", "-o", "json"], False),
+        (["audit", "log"], True),
+        (["rotate-status"], False),
+        (["tmux", "snippet"], True),
+        (["auth", "status"], True),
+        (["--help"], True),
+    ],
+    ids=lambda a: " ".join(a[:2]) if isinstance(a, list) else ("light" if a else "catalogue"),
+)
+def test_read_only_commands_never_import_keyring_or_prometheus(
+    ledger: Ledger, args: list[str], light: bool
+) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
+    report = probe(ledger, args, (*HEAVY, *(NO_PYDANTIC if light else ())))
     assert report == {"exit": 0, "heavy": []}, report
+
+
+def test_get_builds_no_pydantic_model(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
+    args = ["get", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "1"]
+    absent: tuple[str, ...] = (*NO_PYDANTIC, "prometheus_client", "psycopg")
+    if ledger.env.get("SECRETS_LEDGER_VAULT") != "file":
+        # On the Secret Service the value is read through secretstorage, not keyring
+        # (ledger/vault/secret_service.py); the file vault is a keyring backend.
+        absent = (*absent, "keyring", "jaraco")
+    report = probe(ledger, args, absent)
+    assert report == {"exit": 0, "heavy": []}, report
+
+
+# Parsing cases, valid and not, for every kind of parameter the fast coercion takes (str, int,
+# bounded int and float, enum, path) and some it leaves to typer (leading zeros, spaces, ...).
+COERCION_CASES = [
+    ["get", "--service", "nexus", "--name", "k", "--version", "3"],
+    ["get", "--service", "nexus", "--name", "k", "--version", "-1"],
+    ["get", "--service", "nexus", "--name", "k", "--version", "007"],
+    ["get", "--service", "nexus", "--name", "k", "--version", " 4"],
+    ["get", "--service", "nexus", "--name", "k", "--version", "x"],
+    ["get", "--service", "nexus", "--name", "k", "--version", "1.5"],
+    ["list", "-o", "json"],
+    ["list", "-o", "JSON"],
+    ["list", "-o", "xml"],
+    ["list", "--home", ""],
+    ["versions", "--service", "nexus", "--name", "k", "--home", "/nonexistent/home"],
+    ["versions", "--service", "nexus", "--name", "k", "-e", "production"],
+    ["init", "--retention", "x", "--operator", "alice"],
+    ["audit", "log", "--limit", "0"],
+    ["audit", "log", "--limit", "2"],
+    ["audit", "log", "--interval", "0.01"],
+    ["audit", "log", "--interval", "0.5", "-o", "csv"],
+    ["audit", "log", "-o", "yaml"],
+    ["dashboard", "--watch", "0"],
+    ["--log-file", "", "list"],
+]
+
+
+def _outcome(args: list[str], home: str) -> tuple[Any, ...]:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, args, env={"SECRETS_LEDGER_HOME": home})
+    return (result.exit_code, result.stdout, result.stderr, type(result.exception).__name__)
+
+
+@pytest.mark.parametrize("args", COERCION_CASES, ids=" ".join)
+def test_fast_coercion_agrees_with_typer(
+    args: list[str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from commands import fastparams
+
+    home = str(tmp_path / "no-ledger")  # every command stops at "not initialised", if it runs
+    fast = _outcome(args, home)
+    monkeypatch.setattr(fastparams, "install", lambda command: 0)
+    assert _outcome(args, home) == fast
+
+
+def test_fast_coercion_is_active_on_this_typer() -> None:
+    from commands import fastparams
+
+    command = typer.main.get_command(app)
+    assert fastparams.install(command) > 100
+    versions = command.commands["versions"]  # type: ignore[attr-defined]
+    assert all(isinstance(p._runtime_param, fastparams.FastParam) for p in versions.params)
+
+
+RAW_VALUES = ["3", "-1", "0", "007", "1.5", "0.5", "-0", "x", "", "json", "JSON", "csv", "/tmp/x"]
+
+
+def _coerced(runtime: Any, value: Any, param: Any, ctx: Any) -> tuple[str, Any]:
+    try:
+        result = runtime.coerce(value, param=param, ctx=ctx)
+    except Exception as exc:  # the error typer reports, compared by type and text
+        return ("error", (type(exc).__name__, str(exc)))
+    return (type(result).__name__, result)
+
+
+def test_fast_coercion_gives_typers_values_for_every_parameter() -> None:
+    from typer._coercion import build_runtime_param
+
+    from commands import fastparams
+
+    command = typer.main.get_command(app)
+    fastparams.install(command)
+    checked = 0
+
+    def walk(cmd: Any) -> None:
+        nonlocal checked
+        ctx = typer.Context(cmd)
+        for param in cmd.params:
+            if not isinstance(param._runtime_param, fastparams.FastParam):
+                continue
+            typers = build_runtime_param(param.type_descriptor)
+            for value in [*RAW_VALUES, param.default]:
+                fast = _coerced(param._runtime_param, value, param, ctx)
+                assert fast == _coerced(typers, value, param, ctx), (cmd.name, param.name, value)
+                checked += 1
+        for sub in getattr(cmd, "commands", {}).values():
+            walk(sub)
+
+    walk(command)
+    assert checked > 1000
+
+
+def _helps(root: Any, words: list[str]) -> dict[str, tuple[int, str]]:
+    """`secrets <words...> --help` for the command at `words` and everything under it."""
+    from typer.testing import CliRunner
+
+    command = typer.main.get_command(root)
+    for word in words:
+        command = command.commands[word]  # type: ignore[attr-defined]
+    found = {}
+    paths = [words] + [[*words, sub] for sub in sorted(getattr(command, "commands", {}))]
+    for path in paths:
+        result = CliRunner().invoke(root, [*path, "--help"], prog_name="secrets")
+        found[" ".join(path)] = (result.exit_code, result.stdout)
+    return found
+
+
+def test_a_command_line_builds_only_its_part_and_it_behaves_the_same() -> None:
+    from commands.main import PART_OF
+
+    whole = typer.main.get_command(app)
+    top = set(whole.commands)  # type: ignore[attr-defined]
+    # Every top-level command is in the table, except the dashboard (it lists all commands).
+    assert set(PART_OF) == top - {"dashboard"}
+    for word in sorted(PART_OF):
+        part = app_for([word, "--help"])
+        built = set(typer.main.get_command(part).commands)  # type: ignore[attr-defined]
+        assert word in built and built < top, (word, built)
+        assert _helps(part, [word]) == _helps(app, [word]), word
+    # Help, options first, typos and completion get the whole CLI.
+    for args in ([], ["--help"], ["--log-file", "x", "get"], ["gte"], ["dashboard"]):
+        built = set(typer.main.get_command(app_for(args)).commands)  # type: ignore[attr-defined]
+        assert built == top, args
