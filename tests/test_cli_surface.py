@@ -177,12 +177,7 @@ def test_read_only_commands_never_import_keyring_or_prometheus(
 def test_get_builds_no_pydantic_model(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
     args = ["get", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "1"]
-    absent: tuple[str, ...] = (*NO_PYDANTIC, "prometheus_client", "psycopg")
-    if ledger.env.get("SECRETS_LEDGER_VAULT") != "file":
-        # On the Secret Service the value is read through secretstorage, not keyring
-        # (ledger/vault/secret_service.py); the file vault is a keyring backend.
-        absent = (*absent, "keyring", "jaraco")
-    report = probe(ledger, args, absent)
+    report = probe(ledger, args, (*NO_PYDANTIC, "prometheus_client", "psycopg"))
     assert report == {"exit": 0, "heavy": []}, report
 
 

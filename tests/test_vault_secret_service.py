@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -84,68 +83,3 @@ def test_keyring_vault_reads_what_secret_tool_stored(secret_service: Any) -> Non
         timeout=30,
     )
     assert KeyringVault(secret_service.backend(), namespace).get("e") == "stored by secret-tool"
-
-
-class TestDirectSecretServiceVault(TestSecretServiceVault):
-    """The same contract over ledger/vault/secret_service.py (no keyring import)."""
-
-    @pytest.fixture(autouse=True)
-    def _backend(self, secret_service: Any) -> None:
-        from ledger.vault.secret_service import SecretServiceKeyring
-
-        self.secret_service = secret_service
-        self.backend = SecretServiceKeyring()
-        self.prefix = f"direct-{uuid.uuid4().hex[:12]}"
-
-
-def test_direct_backend_and_keyrings_read_each_others_items(secret_service: Any) -> None:
-    from ledger.vault.secret_service import SecretServiceKeyring
-
-    namespace = f"secrets-ledger:{uuid.uuid4().hex}"
-    direct = KeyringVault(SecretServiceKeyring(), namespace)  # type: ignore[arg-type]
-    keyrings = KeyringVault(secret_service.backend(), namespace)
-    assert direct.description == keyrings.description == "keyring.backends.SecretService.Keyring"
-    direct.put("a", "written directly ✓")
-    keyrings.put("b", "written by keyring")
-    assert keyrings.get("a") == "written directly ✓"
-    assert direct.get("b") == "written by keyring"
-    direct.put("b", "replaced directly")  # one item per entry, as keyring keeps it
-    assert keyrings.get("b") == "replaced directly"
-    assert keyrings.delete("a") is True and direct.get("a") is None
-    assert direct.delete("b") is True and keyrings.get("b") is None
-    assert direct.delete("b") is False
-
-
-def test_select_backend_takes_the_direct_path_only_when_keyrings_class_is_named(
-    secret_service: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from ledger.vault.keyring_vault import select_backend
-    from ledger.vault.secret_service import SecretServiceKeyring
-
-    monkeypatch.delenv("SECRETS_LEDGER_VAULT", raising=False)
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.SecretService.Keyring")
-    assert isinstance(select_backend(str(tmp_path)), SecretServiceKeyring)
-    # keyring applies KEYRING_PROPERTY_* to its backend: then keyring's own class is used.
-    monkeypatch.setenv("KEYRING_PROPERTY_SCHEME", "default")
-    assert type(select_backend(str(tmp_path))).__module__ == "keyring.backends.SecretService"
-
-
-def test_a_read_imports_no_keyring(secret_service: Any, tmp_path: Path) -> None:
-    from tests.clikit import REPO
-
-    namespace = f"secrets-ledger:{uuid.uuid4().hex}"
-    KeyringVault(secret_service.backend(), namespace).put("e", "value")
-    probe = (
-        "import sys\n"
-        "from ledger.vault.keyring_vault import KeyringVault, select_backend\n"
-        f"vault = KeyringVault(select_backend('.'), {namespace!r})\n"
-        "assert vault.get('e') == 'value'\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'keyring', 'jaraco'}))\n"
-    )
-    env = {**_run_env(secret_service), "PYTHONPATH": str(REPO)}
-    env.pop("SECRETS_LEDGER_VAULT", None)
-    done = subprocess.run(
-        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"

@@ -31,9 +31,6 @@ FIX_HINT = (
 
 
 def _qualname(backend: object) -> str:
-    stands_for = getattr(backend, "keyring_name", None)  # ledger.vault.secret_service
-    if isinstance(stands_for, str):
-        return stands_for
     cls = type(backend)
     return f"{cls.__module__}.{cls.__qualname__}"
 
@@ -72,9 +69,6 @@ def select_backend(home: str) -> KeyringBackend:
         )
     if choice == "file":
         return _file_backend(home)
-    direct = _direct_secret_service()
-    if direct is not None:
-        return direct
 
     import keyring
     import keyring.errors
@@ -95,19 +89,6 @@ def select_backend(home: str) -> KeyringBackend:
             f"refusing keychain backend {_qualname(backend)}: {reason}; {FIX_HINT}"
         )
     return _file_backend(home)
-
-
-def _direct_secret_service() -> KeyringBackend | None:
-    """keyring's Secret Service backend, when `PYTHON_KEYRING_BACKEND` names it, read and
-    written without importing keyring (ledger/vault/secret_service.py). Not when a
-    `KEYRING_PROPERTY_*` variable asks keyring to configure its backend: keyring does that."""
-    from ledger.vault.secret_service import KEYRING_NAME, SecretServiceKeyring
-
-    if os.environ.get("PYTHON_KEYRING_BACKEND", "").strip() != KEYRING_NAME:
-        return None
-    if any(name.startswith("KEYRING_PROPERTY_") for name in os.environ):
-        return None
-    return SecretServiceKeyring()  # type: ignore[return-value]
 
 
 def _file_backend(home: str) -> KeyringBackend:
