@@ -307,7 +307,10 @@ def bundle(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the evidence into.")],
     home: HomeOpt = None,
 ) -> None:
-    """Deprecated name of `secrets audit export` (kept so existing scripts keep working)."""
+    """Deprecated name of `secrets audit export` (kept so existing scripts keep working).
+
+    Example: secrets audit export --out /media/audit/2026-q1
+    """
     export(out=out, home=home)
 
 
