@@ -309,7 +309,7 @@ def bundle(
 ) -> None:
     """Deprecated name of `secrets audit export` (kept so existing scripts keep working).
 
-    Example: secrets audit export --out /media/audit/2026-q1
+    Example: secrets audit bundle --out /media/audit/2026-q1  (now: secrets audit export)
     """
     export(out=out, home=home)
 
