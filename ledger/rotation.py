@@ -121,16 +121,19 @@ def policy_status(
     return due, OK
 
 
-def emergency_since(ledger: SecretsLedger, as_of: datetime) -> datetime | None:
+def emergency_since(
+    ledger: SecretsLedger, as_of: datetime, position: int | None = None
+) -> datetime | None:
     """When the newest emergency rotation that started at or before `as_of` started, or None.
 
-    Reads only the incidents' start events (filtered by topic in the store)."""
+    `position` cuts the log there as well (a replay's cut). Reads only the incidents' start
+    events (filtered by topic in the store)."""
     topic = f"{Incident.__module__}:{Incident.__qualname__}.EmergencyRotationStarted"
     newest: datetime | None = None
     start: int | None = None
     while True:
         page = ledger.recorder.select_notifications(
-            start=start, limit=1000, topics=[topic], inclusive_of_start=False
+            start=start, limit=1000, stop=position, topics=[topic], inclusive_of_start=False
         )
         if not page:
             return newest

@@ -244,30 +244,46 @@ def with_compliance(
 ) -> dict[str, Any]:
     """Add each secret's rotation compliance as it was then to a `snapshot` document.
 
-    Evaluated by the rotation projection (`projections.compliance`, `ledger.rotation.assess`:
-    the code `secrets rotate-status --as-of` runs), over the log cut at the snapshot's position,
-    at its as-of instant. Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt; n/a
-    for a deleted or destroyed secret) and `rotation_due` (ISO time or null) to every secret."""
-    from projections.compliance import compliance
+    The policy is `ledger.rotation.policy_status` (what `secrets rotate-status --as-of` and
+    every other screen apply), fed from the replayed state itself: its `last_rotation` is
+    folded as the `Secret` aggregate folds it (a rollback keeps the restored value's age), so
+    no second fold of the log is needed (that second fold was most of a replay's time on a
+    large ledger). Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt,
+    emergency-pending; n/a for a deleted or destroyed secret) and `rotation_due`."""
+    from ledger.rotation import (
+        DEFAULT_ROTATION_DAYS,
+        DEFAULT_WARNING_DAYS,
+        emergency_since,
+        policy_status,
+    )
 
-    assessed: dict[tuple[str, str, str], Any] = {}
-    if doc["as_of"] is not None:
+    as_of = parse_iso(doc["as_of"]) if doc["as_of"] is not None else None
+    emergency: datetime | None = None
+    known = as_of is not None
+    if as_of is not None:
         try:
-            report = compliance(ledger, catalogue, parse_iso(doc["as_of"]), None, doc["position"])
+            emergency = emergency_since(ledger, as_of, doc["position"])
         except MapperDeserialisationError:
-            pass  # a damaged event (`secrets audit verify` names it): every status unknown
-        else:
-            for a in report.secrets:
-                assessed[(a.address.environment, a.address.service, a.address.name)] = a
+            known = False  # a damaged event (`secrets audit verify` names it): all unknown
     for s in doc["secrets"]:
-        found = assessed.get((s["environment"], s["service"], s["name"]))
+        s["rotation_due"] = None
         if s["status"] != "active":
             s["compliance"] = NOT_APPLICABLE
-        elif found is None:
+            continue
+        if as_of is None or not known:
             s["compliance"] = UNKNOWN
-        else:
-            s["compliance"] = found.status
-        s["rotation_due"] = iso(found.due) if found is not None and found.due else None
+            continue
+        spec = catalogue.lookup(s["service"], s["name"])
+        due, status = policy_status(
+            spec.rotation if spec is not None else "external",
+            parse_iso(s["last_rotation"]) if s["last_rotation"] else None,
+            spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS,
+            spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS,
+            as_of,
+            emergency,
+        )
+        s["compliance"] = status
+        s["rotation_due"] = iso(due) if due is not None else None
     return doc
 
 
