@@ -108,13 +108,3 @@ DatabaseUrlOpt = Annotated[
         show_envvar=True,
     ),
 ]
-
-CatalogueOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--catalogue",
-        envvar="SECRETS_LEDGER_CATALOGUE",
-        help="Team catalogue file (TOML) adding or overriding known keys and their policy.",
-        show_default=False,
-    ),
-]
