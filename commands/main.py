@@ -296,5 +296,6 @@ def run() -> None:
         from commands import runtime
 
         runtime.report_post_commit_problems()
+        runtime.close_opened()
         oplog.command_finished(operation, status, failure[0] if failure else None, started)
     sys.exit(status)

@@ -52,6 +52,16 @@ def report_post_commit_problems() -> None:
             info(f"warning: {problem}")
 
 
+def close_opened() -> None:
+    """Close what the command opened, before interpreter shutdown: a PostgreSQL pool left to
+    its `__del__` then runs half torn down and prints a traceback on stderr."""
+    import contextlib
+
+    while _opened:
+        with contextlib.suppress(Exception):
+            _opened.pop().close()
+
+
 def credential(ledger: SecretsLedger) -> Credential:
     import os
 

@@ -145,7 +145,7 @@ class BundleFixture:
         """Write the bundle (the real files unless replaced; b"" for a part means absent)
         and run `secrets audit verify --bundle DIR` in this process, as the CLI's entry
         point does (the same error-to-exit mapping)."""
-        from commands.main import _invoke
+        from commands.main import _invoke, app_for
 
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir()
@@ -163,7 +163,7 @@ class BundleFixture:
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 try:
-                    code = int(_invoke(failure))
+                    code = int(_invoke(app_for(sys.argv[1:]), failure))
                 except SystemExit as exc:
                     code = exc.code if isinstance(exc.code, int) else 1
         finally:

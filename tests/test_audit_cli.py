@@ -20,6 +20,10 @@ from tests.clikit import Ledger
 API_KEY = "sk-" + "Q7x" * 16
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def audit_ledger(ledger: Ledger) -> Ledger:
     """The `ledger` fixture (each real vault) with four secrets and a checkpoint every 6
@@ -278,6 +282,9 @@ def test_log_follow_prints_new_entries_until_interrupted(audit_ledger: Ledger) -
         ],
         env=audit_ledger.env,
         cwd=audit_ledger.cwd,
+        # Ctrl-C must reach it even when the test runner was started with SIGINT ignored
+        # (a background job in a non-interactive shell): children inherit SIG_IGN.
+        preexec_fn=_default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -25,6 +25,10 @@ KEY = "sk-" + "Tq8" * 16
 SECTIONS = ("Access Status", "Rotation Status", "Recent Access Logs", "Available Commands")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def event_count(ledger: Ledger) -> int:
     with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
         return int(db.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0])
@@ -171,6 +175,9 @@ def test_watch_refreshes_and_ctrl_c_exits_cleanly(ledger: Ledger) -> None:
         [ledger.python, "-m", "commands", "dashboard", "--watch", "0.2"],
         env=ledger.env,
         cwd=ledger.cwd,
+        # Ctrl-C must reach it even when the test runner was started with SIGINT ignored
+        # (a background job in a non-interactive shell): children inherit SIG_IGN.
+        preexec_fn=_default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

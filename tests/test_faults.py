@@ -97,7 +97,10 @@ def test_keychain_locked_before_a_write_records_nothing(
     def locked(*_: object) -> None:
         raise RuntimeError("Keyring is locked")
 
+    # A locked keychain refuses reads and writes alike (the fingerprint key is already held
+    # in memory after the first write, so the write's own put is what meets the lock).
     monkeypatch.setattr(keychain, "get_password", locked)
+    monkeypatch.setattr(keychain, "set_password", locked)
     with pytest.raises(KeychainUnavailable, match="locked"):
         app.write(alice, address, _value())
     monkeypatch.undo()
