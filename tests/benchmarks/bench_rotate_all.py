@@ -17,39 +17,17 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-INNER = "SECRETS_LEDGER_BENCH_INNER"
+from private_keyring import INNER, reexec_in_private_keyring
 
 
 def _reexec_in_dbus(argv: list[str]) -> int:
-    if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
-        sys.exit("secret-service needs dbus-run-session and gnome-keyring-daemon")
-    home = tempfile.mkdtemp(prefix="bench-keyring-")
-    run = Path(home) / "run"
-    run.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "HOME": home,
-        "XDG_RUNTIME_DIR": str(run),
-        "KEYRING_PASSWORD": secrets.token_hex(16),
-        INNER: "1",
-    }
-    script = (
-        'printf %s "$KEYRING_PASSWORD" | gnome-keyring-daemon --unlock --components=secrets '
-        '>/dev/null; exec "$@"'
-    )
-    try:
-        return subprocess.call(
-            ["dbus-run-session", "--", "sh", "-c", script, "sh", sys.executable, *argv], env=env
-        )
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    return reexec_in_private_keyring(argv, "bench-rotate-all")
 
 
 def _backend(kind: str, home: Path) -> Any:

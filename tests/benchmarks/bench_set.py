@@ -26,7 +26,6 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,32 +35,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-INNER = "SECRETS_LEDGER_BENCH_INNER"
+from private_keyring import INNER, reexec_in_private_keyring  # noqa: E402
 
 
 def _reexec_in_dbus(argv: list[str]) -> int:
-    if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
-        sys.exit("bench_set: needs dbus-run-session and gnome-keyring-daemon")
-    home = tempfile.mkdtemp(prefix="bench-set-")
-    run = Path(home) / "run"
-    run.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "HOME": home,
-        "XDG_RUNTIME_DIR": str(run),
-        "KEYRING_PASSWORD": secrets.token_hex(16),
-        INNER: home,
-    }
-    script = (
-        'printf %s "$KEYRING_PASSWORD" | gnome-keyring-daemon --unlock --components=secrets '
-        '>/dev/null; exec "$@"'
-    )
-    try:
-        return subprocess.call(
-            ["dbus-run-session", "--", "sh", "-c", script, "sh", sys.executable, *argv], env=env
-        )
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+    return reexec_in_private_keyring(argv, "bench-set")
 
 
 def _counting_backend() -> Any:
