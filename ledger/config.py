@@ -89,6 +89,9 @@ def _check_sqlite_file(path: Path) -> None:
             con.close()
     except sqlite3.DatabaseError as exc:
         raise IntegrityFailure(f"{path} is damaged: {exc}") from None
+    except UnicodeDecodeError:
+        # SQLite's own message quotes the damaged schema text, which is no longer UTF-8.
+        raise IntegrityFailure(f"{path} is damaged: its schema is not valid text") from None
 
 
 def check_pages(path: Path) -> None:
@@ -101,6 +104,8 @@ def check_pages(path: Path) -> None:
             con.close()
     except sqlite3.DatabaseError as exc:
         raise IntegrityFailure(f"{path} is damaged: {exc}") from None
+    except UnicodeDecodeError:
+        raise IntegrityFailure(f"{path} is damaged: stored text is not valid UTF-8") from None
     if problems != ["ok"]:
         raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}")
 
