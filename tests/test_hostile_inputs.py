@@ -297,6 +297,18 @@ def test_undecodable_rows_in_a_bundle_are_an_integrity_failure(
     assert result.code == 6, (what, result.stderr)
 
 
+def test_a_schema_name_that_is_not_utf8_is_an_integrity_failure(bundle: BundleFixture) -> None:
+    """Found by CI's random examples: one byte of a table's name in the schema set to 0x80
+    made SQLite's own error message (which quotes the name) undecodable, and `audit verify
+    --bundle` an internal error."""
+    raw = bytearray(bundle.sqlite)
+    at = raw.index(b"tablestored_eventsstored_events") + len(b"tablestored_e")
+    raw[at] = 0x80
+    result = check_bundle(bundle, sqlite_bytes=bytes(raw))
+    assert result.code == 6, result.stderr
+    assert "damaged" in result.stderr
+
+
 @pytest.mark.parametrize("note", [b"\xff\xfe", b'{"position": 1e999}', b"[]"])
 def test_an_unreadable_checkpoint_json_is_no_witness(bundle: BundleFixture, note: bytes) -> None:
     """Found by fuzzing: non-UTF-8 and 1e999 were internal errors."""
