@@ -77,6 +77,19 @@ def select_backend(home: str) -> KeyringBackend:
         backend = keyring.get_keyring()
     except keyring.errors.InitError as exc:
         raise KeychainUnavailable(f"keychain backend could not start: {exc}; {FIX_HINT}") from None
+    except (ImportError, AttributeError, ValueError):
+        # PYTHON_KEYRING_BACKEND names a module or class that does not exist.
+        named = os.environ.get("PYTHON_KEYRING_BACKEND", "")
+        raise KeychainUnavailable(
+            f"keychain backend {named!r} (PYTHON_KEYRING_BACKEND) cannot be loaded; {FIX_HINT}"
+        ) from None
+    except Exception as exc:
+        # Backends connect while they load (the Secret Service opens D-Bus): a missing bus or
+        # daemon surfaces here as whatever the transport raised.
+        named = os.environ.get("PYTHON_KEYRING_BACKEND") or "keyring's choice"
+        raise KeychainUnavailable(
+            f"keychain backend {named} could not start ({_first_line(exc)}); {FIX_HINT}"
+        ) from None
     if _qualname(backend) == "ledger.vault.encrypted_file.EncryptedFileKeyring":
         # keyring built it without arguments; the vault file belongs in this ledger's home.
         return _file_backend(home)
@@ -144,8 +157,12 @@ class KeyringVault:
         return True
 
 
-def _describe(exc: Exception) -> str:
+def _first_line(exc: Exception) -> str:
     # The exception text of a backend never holds the value (it is not passed in messages),
     # but keep only the type and first line to stay short.
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"keychain error ({type(exc).__name__}){': ' + text if text else ''}; {FIX_HINT}"
+    return f"{type(exc).__name__}{': ' + text if text else ''}"
+
+
+def _describe(exc: Exception) -> str:
+    return f"keychain error ({_first_line(exc)}); {FIX_HINT}"
