@@ -3,10 +3,10 @@
 # Source it from the repository root; it defines functions only.
 
 # Debian packages the tests need, and a program each one provides (to skip apt when present).
-SL_TEST_PACKAGES=(gnome-keyring dbus libsecret-tools tmux prometheus postgresql-15 pass)
+SL_TEST_PACKAGES=(gnome-keyring dbus libsecret-tools tmux prometheus postgresql-15 pass e2fsprogs)
 SL_TEST_PROGRAMS=(
     gnome-keyring-daemon dbus-daemon secret-tool tmux promtool
-    /usr/lib/postgresql/15/bin/initdb pass
+    /usr/lib/postgresql/15/bin/initdb pass chattr
 )
 
 sl_header() {

@@ -48,6 +48,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "promtool": "prometheus",
     "pass": "pass",
     "runuser": "util-linux",
+    "chattr": "e2fsprogs",
     str(PG_BIN / "initdb"): "postgresql-15",
     str(PG_BIN / "pg_ctl"): "postgresql-15",
 }

@@ -7,10 +7,13 @@ import json
 import os
 import sqlite3
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests import infra
 from tests.clikit import Ledger
 
 API_KEY = "sk-" + "Q7x" * 16
@@ -217,15 +220,36 @@ def test_ledger_files_are_private(ledger: Ledger) -> None:
         assert os.stat(ledger.home / name).st_mode & 0o077 == 0, name
 
 
+@contextmanager
+def _read_only(path: Path) -> Iterator[None]:
+    """Make `path` unwritable for this user. Root ignores file modes, so as root (CI) the file
+    is made immutable instead (`chattr +i`, e2fsprogs), which stops root too."""
+    if os.geteuid() == 0:
+        chattr = infra.require_binary("chattr")
+        subprocess.run([chattr, "+i", str(path)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run([chattr, "-i", str(path)], check=True)
+    else:
+        os.chmod(path, 0o400)
+        try:
+            yield
+        finally:
+            os.chmod(path, 0o600)
+
+
 def test_read_only_and_corrupt_ledger_files(ledger: Ledger) -> None:
     db = ledger.home / "ledger.sqlite"
-    os.chmod(db, 0o400)
-    try:
-        if os.geteuid() != 0:  # root ignores file modes; the check below covers both
-            result = ledger.run("list")
-            assert result.returncode == 1 and "read-only" in result.stderr
-    finally:
-        os.chmod(db, 0o600)
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    before = ledger.secret_events()
+    with _read_only(db):
+        setting = ("set", "--service", "nexus", "--name", "other.key", "--value-stdin")
+        for args in (("list",), setting):
+            result = ledger.run(*args, input="sk-" + "Zq9" * 12)
+            assert result.returncode == 1, (args, result.stderr)
+            assert "read-only" in result.stderr and "Traceback" not in result.stderr
+    assert ledger.secret_events() == before  # nothing was written
     with sqlite3.connect(db) as con:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(db.read_bytes())
