@@ -56,7 +56,14 @@ from ledger.errors import (
 )
 from ledger.operator import Operator, check_role, operator_id, validate_operator_name
 from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
-from ledger.records import Denial, IntegrityAlarm, ReadReceipt, Rejection
+from ledger.records import (
+    Denial,
+    GrantRejection,
+    IntegrityAlarm,
+    ReadReceipt,
+    Rejection,
+    escaped,
+)
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
 from ledger.vault.intents import Intent, IntentJournal
@@ -777,8 +784,13 @@ class SecretsLedger(Application[UUID]):
 
     def grant(self, cred: Credential, name: str, role: str) -> tokens.IssuedToken:
         principal = self.authorize(cred, Permission.ADMIN, "grant")
-        validate_operator_name(name)
-        check_role(role)
+        try:
+            validate_operator_name(name)
+            check_role(role)
+        except ValidationFailed as failed:
+            with self._stamp(principal):
+                self._save(GrantRejection(escaped(name), escaped(role), failed.rule))
+            raise
         if role != SENIOR:
             self._refuse_losing_last_senior(name)
         issued = tokens.issue(name)

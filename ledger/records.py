@@ -44,6 +44,26 @@ class Rejection(LedgerAggregate):
         self.rule = rule
 
 
+class GrantRejection(LedgerAggregate):
+    """An `auth grant` whose operator name or role broke a rule (audit code HBSE-007).
+
+    The name and role are kept as typed but escaped (`unicode_escape`, at most 80 characters):
+    a control character in an audit trail must not reach an auditor's terminal.
+    """
+
+    @event("GrantRefused")
+    def __init__(self, name: str, role: str, rule: str) -> None:
+        # `name`, not `operator`: every event already carries the acting operator.
+        self.name = name
+        self.role = role
+        self.rule = rule
+
+
+def escaped(text: str, limit: int = 80) -> str:
+    """`text` with every non-printable character escaped, cut to `limit` characters."""
+    return text.encode("unicode_escape").decode("ascii")[:limit]
+
+
 class Incident(LedgerAggregate):
     """An emergency rotation: everything rotated under one incident id."""
 

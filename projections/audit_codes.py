@@ -40,6 +40,7 @@ EVENT_CODES: Final[dict[str, tuple[str, str]]] = {
     "ReadReceipt.SecretRead": ("HBSE-001", "get"),
     "Denial.AccessDenied": ("HBSE-006", "denied"),
     "Rejection.ValidationFailed": ("HBSE-007", "validate"),
+    "GrantRejection.GrantRefused": ("HBSE-007", "grant"),
     "Incident.EmergencyRotationStarted": ("HBSE-008", "emergency-rotate"),
     "Incident.EmergencyRotationCompleted": ("HBSE-008", "emergency-rotate"),
     "Operator.Registered": ("HBSE-011", "grant"),

@@ -397,6 +397,9 @@ class Views:
             elif kind == "Rejection.ValidationFailed":
                 target = event.environment, event.service, event.name
                 outcome, detail = "rejected", event.rule
+            elif kind == "GrantRejection.GrantRefused":
+                outcome = "rejected"
+                detail = f"{event.rule}: operator {event.name!r} role {event.role!r}"
             elif kind == "IntegrityAlarm.IntegrityCheckFailed":
                 outcome, detail = "failed", f"{event.fault} at position {event.position}"
             elif kind == "Checkpoint.CheckpointSigned":

@@ -155,26 +155,61 @@ def test_edited_session_file_cannot_claim_another_operator(ledger: Ledger, tmp_p
     session.write_text(json.dumps(data))
     os.chmod(session, 0o600)
     before = len(denials(ledger))
+    events = ledger.secret_events()
     result = ledger.run("set", *ADDR, "--value-stdin", input=KEY, env=env)
     assert result.returncode == 4
     assert len(denials(ledger)) == before + 1
-    assert ledger.run("list", "-o", "json").stdout.count(KEY) == 0
+    assert ledger.secret_events() == events  # nothing else changed: no version was written
 
 
 def test_session_file_readable_by_others_is_refused(ledger: Ledger) -> None:
     session = ledger.home / "session.json"
     os.chmod(session, 0o644)
+    before = len(denials(ledger))
     result = ledger.run("list")
     assert result.returncode == 4 and "readable by others" in result.stderr
+    assert len(denials(ledger)) == before + 1  # recorded
     os.chmod(session, 0o600)
     assert ledger.run("list").returncode == 0
 
 
+def _grant_refusals(ledger: Ledger) -> list[dict[str, object]]:
+    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+        rows = db.execute(
+            "SELECT state FROM stored_events WHERE topic LIKE 'ledger.records:GrantRejection%' "
+            "ORDER BY rowid"
+        ).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def _operators(ledger: Ledger) -> list[tuple[str, str]]:
+    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+        return list(
+            db.execute(
+                "SELECT originator_id, topic FROM stored_events "
+                "WHERE topic LIKE 'ledger.operator:%' ORDER BY rowid"
+            )
+        )
+
+
 def test_unknown_role_and_hostile_operator_names(ledger: Ledger) -> None:
+    """Refused (exit 5), recorded as HBSE-007 with the name escaped, nothing else changes."""
+    operators = _operators(ledger)
     bad_role = ledger.run("auth", "grant", "--operator", "eve", "--role", "root")
     assert bad_role.returncode == 5 and "unknown role" in bad_role.stderr
-    bad_name = ledger.run("auth", "grant", "--operator", "ev\x1be", "--role", "analyst")
+    bad_name = ledger.run("auth", "grant", "--operator", "ev\x1b[31me", "--role", "analyst")
     assert bad_name.returncode == 5 and "control" in bad_name.stderr
+    assert _operators(ledger) == operators  # no operator, role or token was added
+
+    recorded = _grant_refusals(ledger)
+    assert [(r["name"], r["role"], r["rule"], r["operator"]) for r in recorded] == [
+        ("eve", "root", "role", "alice"),
+        ("ev\\x1b[31me", "analyst", "control-characters", "alice"),
+    ]
+    log = ledger.json("audit", "log")
+    rows = [e for e in log["events"] if e["code"] == "HBSE-007" and e["action"] == "grant"]
+    assert len(rows) == 2 and {e["outcome"] for e in rows} == {"rejected"}
+    assert "\x1b" not in ledger.run("audit", "log").stdout  # no raw escape reaches a terminal
 
 
 def test_status_login_logout_flow(ledger: Ledger) -> None:
