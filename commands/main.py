@@ -17,13 +17,35 @@ from commands.exit_codes import HELP_TEXT, ExitCode
 
 class _Group(typer.core.TyperGroup):
     """The root group: before running, plain parameters get a coercion without pydantic
-    (commands/fastparams.py; typer's own coercion still decides anything else)."""
+    (commands/fastparams.py; typer's own coercion still decides anything else), and a usage
+    error is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        from typer._click import exceptions as click_errors
+
         from commands import fastparams
 
         fastparams.install(self)
-        return super().main(*args, **kwargs)
+        if not kwargs.pop("standalone_mode", True):
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            # Not standalone: errors come back here. A command's own return value is always
+            # None, so an int can only be the code of an explicit exit (`typer.Exit`, --help).
+            returned = super().main(*args, standalone_mode=False, **kwargs)
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()  # `secrets` alone, or a group alone: its help, as before
+            sys.exit(exc.exit_code)
+        except click_errors.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "secrets"
+            print(f"usage: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            print("aborted: no input", file=sys.stderr)
+            sys.exit(ExitCode.ERROR)
+        sys.exit(returned if isinstance(returned, int) else ExitCode.OK)
 
 
 def _new_app() -> typer.Typer:

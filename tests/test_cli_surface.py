@@ -4,8 +4,10 @@ views, and commands that import only what they need."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from importlib.metadata import version
 from typing import Any
 
@@ -43,6 +45,33 @@ def test_every_command_has_help_with_an_example() -> None:
         ]
         assert examples, f"`secrets {name}` has no Example: line in its help"
         assert f"secrets {name}" in examples[0], (name, examples[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["get", "--nope"], "No such option: --nope"),
+        (["gett"], "Did you mean 'get'?"),
+        (["get", "--service", "nexus"], "Missing option '--name'"),
+        (["get", "--service", "nexus", "--name", "k", "--version", "x"], "--version"),
+        (["audit", "replay", "--position", "1", "--at", "2026-01-01"], "exactly one of"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2(args: list[str], says: str, tmp_path: Any) -> None:
+    """Errors go to stderr as one clear line (issue 2), usage errors too: no framed panel."""
+    done = subprocess.run(
+        [sys.executable, "-m", "commands", *args],
+        env={**os.environ, "SECRETS_LEDGER_HOME": str(tmp_path / "none")},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("usage: "), done.stderr
+    assert says in lines[0] and done.stdout == ""
 
 
 def test_version(ledger: Ledger) -> None:
