@@ -23,7 +23,7 @@ POLICY: dict[str, frozenset[Permission]] = {
 
 # The role named in a refusal: the least role that would have allowed the action.
 REQUIRED_ROLE: dict[Permission, str] = {
-    Permission.READ: "engineer",
+    Permission.READ: "analyst",
     Permission.MANAGE: SENIOR,
     Permission.ADMIN: SENIOR,
     Permission.AUDIT: "analyst",

@@ -19,8 +19,8 @@ ADDR = ["--service", "nexus", "--name", "mcp.bun.apiKey"]
 # command -> (argv, stdin, the least role allowed, the action recorded when refused)
 SENIOR = "senior-engineer"
 COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
-    "get": (["get", *ADDR], None, "engineer", "get"),
-    "versions": (["versions", *ADDR], None, "engineer", "versions"),
+    "get": (["get", *ADDR], None, "analyst", "get"),
+    "versions": (["versions", *ADDR], None, "analyst", "versions"),
     "list": (["list"], None, SENIOR, "list"),
     "set": (["set", *ADDR, "--value-stdin"], "sk-" + "Zz1" * 16, SENIOR, "set"),
     "rollback": (["rollback", *ADDR, "--version", "1"], None, SENIOR, "rollback"),
