@@ -288,7 +288,7 @@ def test_the_careful_walk_starts_where_the_fast_pass_stopped(
 
         def spy(start: int = 0) -> Iterator[Any]:
             starts.append(start)
-            return original(start)  # type: ignore[no-any-return]
+            return original(start)
 
         recorder.iter_rows = spy
         assert ledger.verify_history().ok
