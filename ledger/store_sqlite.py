@@ -9,7 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
-from ledger.chain import GENESIS, StoredRow, link
+from ledger.chain import GENESIS, JoinedPage, StoredRow, link
 from ledger.errors import BadConfiguration
 
 CHAIN_TABLE = "event_chain"
@@ -73,6 +73,39 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 return
             for r in rows:
                 yield StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4]))
+            last = rows[-1][0]
+
+    def iter_joined(self, start: int = 0) -> Iterator[JoinedPage]:
+        """Pages of events after `start` joined with their links, for `verify_fast`: each
+        page with the number of links in its id range (read in the same transaction), then
+        an empty page with the number of links past the last event."""
+        last = start
+        while True:
+            with self.datastore.transaction(commit=False) as c:
+                c.sqlite_cursor.row_factory = None  # plain tuples: no sqlite3.Row per event
+                c.execute(
+                    f"SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, "
+                    f"c.link FROM {self.events_table_name} AS e "
+                    f"LEFT JOIN {CHAIN_TABLE} AS c ON c.notification_id = e.rowid "
+                    "WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?",
+                    (last, PAGE),
+                )
+                rows = c.fetchall()
+                if rows:
+                    c.execute(
+                        f"SELECT count(*) FROM {CHAIN_TABLE} "
+                        "WHERE notification_id > ? AND notification_id <= ?",
+                        (last, rows[-1][0]),
+                    )
+                else:
+                    c.execute(
+                        f"SELECT count(*) FROM {CHAIN_TABLE} WHERE notification_id > ?",
+                        (last,),
+                    )
+                links = int(c.fetchone()[0])
+            yield rows, links
+            if not rows:
+                return
             last = rows[-1][0]
 
     def chain_head(self) -> tuple[int, bytes]:

@@ -2,6 +2,9 @@
 
     PYTHONPATH=. python tests/benchmarks/bench_ledger_scale.py [--events 1000000] [--runs 3]
         [--secrets 5000] [--operators 40] [--seed 1] [--out /tmp/secrets-ledger-bench]
+        [--only verify]
+
+`--only verify` runs just the verify pair (and `secrets audit verify` as a whole process).
 
 The ledger comes from tests/benchmarks/generate_ledger.py (generated once, cached in `--out`).
 Every measurement runs in a fresh child process; its peak memory is that child's maximum
@@ -248,10 +251,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--only", choices=("verify",), help="run only this pair (and its whole-process row)"
+    )
     args = parser.parse_args()
 
     directory, meta = generate(args.out, args.events, args.secrets, args.operators, args.seed)
-    home = Path(meta["home"])
+    # Not meta["home"]: that is absolute, and names the original if the cache was copied.
+    home = directory / "home"
     events = int(meta["events"])
     env = {
         **os.environ,
@@ -270,6 +277,8 @@ def main() -> int:
     )
 
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in CHILDREN}
+    if args.only == "verify":
+        return _only_verify(args.runs, home, events, env, load_before)
     # Interleaved per run so both sides of each pair see the same load and page cache.
     for _ in range(args.runs):
         for mode in ("raw-read", "rebuild", "sha256", "verify"):
@@ -344,6 +353,47 @@ def main() -> int:
     print(
         f"`secrets projections rebuild` whole process (catch up, rebuild, compare; one run): "
         f"{cli_rebuild['wall']:.1f} s, peak RSS {_rss([cli_rebuild])} MiB"
+    )
+    print(
+        f"\nload average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
+        f"after: {', '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs; "
+        f"Python {sys.version.split()[0]}"
+    )
+    return 0
+
+
+def _only_verify(
+    repeat: int, home: Path, events: int, env: dict[str, str], load_before: tuple[float, ...]
+) -> int:
+    runs: dict[str, list[dict[str, Any]]] = {"sha256": [], "verify": [], "cli": []}
+    for _ in range(repeat):  # interleaved, so both sides see the same load and page cache
+        runs["sha256"].append(measure("sha256", home, "", env))
+        runs["verify"].append(measure("verify", home, "", env))
+        runs["cli"].append(measure_cli(["audit", "verify"], env))
+    load_after = os.getloadavg()
+    rate = events / _med(runs["verify"])
+    base_rate = events / _med(runs["sha256"])
+    print(f"### Verify (medians of {repeat} runs, interleaved)\n")
+    print(
+        "| operation | events | median s | events/s | peak RSS MiB | baseline | baseline "
+        "median s | baseline events/s | ratio | target |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---|")
+    print(
+        f"| `verify_history()` | {runs['verify'][0]['events']} | {_med(runs['verify']):.1f} | "
+        f"{rate:,.0f} | {_rss(runs['verify'])} | sqlite3 read + SHA-256 | "
+        f"{_med(runs['sha256']):.1f} | {base_rate:,.0f} | {rate / base_rate:.2f}x | >= 0.5x |"
+    )
+    print(
+        "\nper run (verify s / baseline s): "
+        + ", ".join(
+            f"{v['seconds']:.1f} / {b['seconds']:.1f}"
+            for v, b in zip(runs["verify"], runs["sha256"], strict=True)
+        )
+    )
+    print(
+        f"`secrets audit verify` whole process: median {_med(runs['cli'], 'wall'):.1f} s, "
+        f"peak RSS {_rss(runs['cli'])} MiB; baseline peak RSS {_rss(runs['sha256'])} MiB"
     )
     print(
         f"\nload average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
