@@ -41,6 +41,10 @@ def link(
     state: bytes,
 ) -> bytes:
     oid = originator_id.hex if isinstance(originator_id, UUID) else str(originator_id)
+    if not isinstance(topic, str):
+        # A damaged or edited store can hold a BLOB (or a number) where the topic text was:
+        # hash its Python form, which no text topic produces, so the link fails as an edit.
+        topic = repr(topic)
     digest = hashlib.sha256()
     digest.update(previous)
     digest.update(notification_id.to_bytes(8, "big"))

@@ -286,6 +286,11 @@ def _edited(bundle: BundleFixture, tmp: Path, sql: str) -> bytes:
             "a topic that is not UTF-8",
             "UPDATE stored_events SET topic = CAST(x'6c65ff6765' AS TEXT) WHERE rowid = 2",
         ),
+        (
+            "a topic stored as a BLOB",
+            "UPDATE stored_events SET topic = CAST(topic AS BLOB) WHERE rowid = 3",
+        ),
+        ("a topic stored as a number", "UPDATE stored_events SET topic = 42 WHERE rowid = 3"),
     ],
 )
 def test_undecodable_rows_in_a_bundle_are_an_integrity_failure(
