@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import MapperDeserialisationError
 
 from ledger import crashpoints
+from projections import replay
 from projections.audit_codes import EVENT_CODES, REASON_CODES
 from projections.timefmt import iso
 
@@ -146,6 +147,7 @@ class Views:
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        replay.prepare(self._db)
         # originator id -> (environment, service, name): a secret's id is derived from its
         # address, so an entry never goes stale; saves a query per secret event.
         self._addresses: dict[str, tuple[str, str, str]] = {}
@@ -189,8 +191,17 @@ class Views:
             self._db.execute("COMMIT")
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every event recorded since the last tracked position; return how many."""
+        """Apply every event recorded since the last tracked position; return how many.
+
+        Also folds the replay state (projections/replay.py) over the same events and saves it
+        at every `replay.SAVE_EVERY`-th position, in the same transaction, so that a replay
+        (even the first after a rebuild) starts near its cut. The fold is resumed only when a
+        page crosses such a position, from a saved state near the start (`Replayer.resume`);
+        with none near (views caught up before states were saved), replays save them."""
         applied = 0
+        replayer: replay.Replayer | None = None
+        fold: replay.State | None = None
+        folded_to = -1  # the position `fold` has seen every event up to
         while True:
             with self._write() as cur:
                 row = cur.execute(
@@ -202,6 +213,13 @@ class Views:
                 )
                 if not page:
                     return applied
+                every = replay.SAVE_EVERY
+                if folded_to != start:
+                    # First page, or another process caught up in between: start again.
+                    fold = None
+                    if start == 0 or page[-1].id // every > start // every:
+                        replayer = replay.Replayer(self.ledger, self._db)
+                        fold = replayer.resume(start)
                 # Audit rows are written with one executemany per page (nothing in `_apply`
                 # reads audit_view back): per-row execute calls were most of a rebuild's cost.
                 audit_rows: list[tuple[Any, ...]] = []
@@ -212,9 +230,17 @@ class Views:
                         # Damaged bytes must not blind the audit log: show the spot instead.
                         audit_rows.append(self._unreadable(notification.id, notification.topic))
                         continue
-                    audit_rows.append(self._apply(cur, notification.id, event))
+                    audit_row = self._apply(cur, notification.id, event)
+                    audit_rows.append(audit_row)
+                    if fold is not None and replayer is not None:
+                        at = notification.id
+                        kind, ts = audit_row[3], audit_row[1]
+                        replay.fold(fold, at, event, kind, event.originator_id.hex, ts)
+                        if at % every == 0:
+                            replayer.save_state(fold)
                     crashpoints.reached("during-catch-up")
                 cur.executemany(AUDIT_INSERT, audit_rows)
+                folded_to = page[-1].id if fold is not None else -1
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
@@ -234,8 +260,9 @@ class Views:
                 "operators_view",
             ):
                 cur.execute(f"DELETE FROM {table}")
-            # Saved replay states are a cache of the same log (projections/replay.py).
-            cur.execute("DROP TABLE IF EXISTS replay_checkpoints")
+            # Saved replay states are a cache of the same log (projections/replay.py); the
+            # catch-up below saves them again as it folds from the first event.
+            cur.execute("DELETE FROM replay_checkpoints")
             # The audit log's secondary indexes are built once at the end: kept up to date
             # row by row they cost as much as the rows themselves on a large log. Every open
             # (SCHEMA) creates them again should the rebuild be interrupted.
