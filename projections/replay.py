@@ -324,7 +324,7 @@ def with_compliance(
     no second fold of the log is needed (that second fold was most of a replay's time on a
     large ledger). Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt,
     emergency-pending; n/a for a deleted or destroyed secret) and `rotation_due`."""
-    from ledger.rotation import (
+    from ledger.rotation_policy import (
         DEFAULT_ROTATION_DAYS,
         DEFAULT_WARNING_DAYS,
         emergency_since,
