@@ -440,3 +440,52 @@ def test_diff_says_what_kind_of_change_and_lists_denials(tmp_path: Path) -> None
     # Without the window the shape is as before, plus empty lists.
     plain = replay.diff(before, snapshot(state))
     assert plain["denials"] == [] and plain["role_changes"] == []
+
+
+def test_position_at_is_the_last_position_stamped_at_or_before_t(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`Views.position_at` (where `audit replay --at T` cuts) with writers' clocks out of
+    order: it equals a scan of every event, from blocks kept since the views were built and
+    for views whose blocks start late (built before the blocks existed)."""
+    from projections import views as views_module
+    from projections.views import Views
+
+    monkeypatch.setattr(views_module, "TIME_BLOCK", 3)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    # Hours of each write: clocks jump back and forth (skewed hosts).
+    hours = [0, 5, 2, 9, 9, 1, 14, 7, 20, 3, 21, 25, 24, 30, 6, 31]
+    clock = [t0]
+    with context.frozen_clock(lambda: clock[0]):
+        ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+        ledger.checkpoint_every = 0
+        cred = Credential(token=ledger.initialize("alice").token)
+        views = Views(ledger)
+        for n, hour in enumerate(hours):
+            clock[0] = t0 + timedelta(hours=hour)
+            ledger.write(cred, ADDRESSES[n % 3], f"value-{n}-xxxxxxxx", spec_check=_no_spec)
+            if n == 9:
+                views.catch_up()
+                # As if these views predated the blocks: they start at the next catch-up.
+                views.db.execute("DELETE FROM audit_time_blocks")
+                views.db.execute("DELETE FROM audit_time_coverage")
+    views.catch_up()
+    stamped = [(r.position, r.timestamp) for r in views.audit() if r.timestamp]
+
+    def scan(when: str) -> int:
+        return max((p for p, ts in stamped if ts <= when), default=0)
+
+    def instants() -> list[str]:
+        found = {ts for _, ts in stamped} | {iso(t0 - timedelta(hours=1))}
+        for hour in range(-1, 33):
+            found.add(iso(t0 + timedelta(hours=hour, minutes=30)))
+        return sorted(found)
+
+    since = views.db.execute("SELECT since FROM audit_time_coverage").fetchone()[0]
+    assert since > 1
+    for when in instants():
+        assert views.position_at(when) == scan(when), when
+    views.rebuild()
+    assert views.db.execute("SELECT since FROM audit_time_coverage").fetchone()[0] == 1
+    for when in instants():
+        assert views.position_at(when) == scan(when), when
