@@ -247,7 +247,9 @@ def main() -> int:
     only_replay = args.only == "replay"
 
     directory, meta = generate(args.out, args.events, args.secrets, args.operators, args.seed)
-    home = Path(meta["home"])
+    # The copy in `directory`, not the path recorded when it was generated: a ledger copied
+    # elsewhere (to keep the cached one clean) still names its original home.
+    home = directory / "home"
     events = int(meta["events"])
     env = {
         **os.environ,
