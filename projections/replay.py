@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import MapperDeserialisationError
+from eventsourcing.utils import resolve_topic
 
 from projections.timefmt import iso, parse_iso
 
@@ -40,6 +41,28 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS replay_checkpoints "
     "(position INTEGER PRIMARY KEY, state TEXT NOT NULL, link BLOB, digest TEXT NOT NULL)"
 )
+# The event kinds `fold` reads more of than their position and time. Every other event (reads,
+# denials, rejections: nine in ten on a busy ledger) only moves the state's position and
+# time, so a replay does not decode it unless it is the last one of its cut.
+_FOLDED = ("Secret.", "Operator.", "LedgerSettings.")
+_folded_topics: dict[str, bool] = {}
+
+
+def _is_folded(topic: str) -> bool:
+    """Whether events of this stored topic change more than the position and time (unknown
+    topics: yes, so that decoding them fails or folds them as before)."""
+    found = _folded_topics.get(topic)
+    if found is None:
+        try:
+            kind = resolve_topic(topic).__qualname__
+        except Exception:
+            found = True
+        else:
+            found = kind.startswith(_FOLDED)
+        _folded_topics[topic] = found
+    return found
+
+
 # A catch-up resumes its fold from a saved state at most this far behind where it starts;
 # farther (views caught up before states were saved there), it leaves states to replays.
 RESUME_WITHIN = 2 * SAVE_EVERY
@@ -170,6 +193,14 @@ class Replayer:
     def events(self, start: int, stop: int | None) -> Iterator[tuple[int, Any]]:
         """(position, domain event) after `start` up to `stop` (inclusive); undecodable
         events are skipped (`secrets audit verify` reports them)."""
+        for n in self.notifications(start, stop):
+            try:
+                yield n.id, self.ledger.mapper.to_domain_event(n)
+            except MapperDeserialisationError:
+                continue
+
+    def notifications(self, start: int, stop: int | None) -> Iterator[Any]:
+        """The stored notifications after `start` up to `stop` (inclusive), in pages."""
         recorder = self.ledger.recorder
         while True:
             page = recorder.select_notifications(
@@ -177,11 +208,7 @@ class Replayer:
             )
             if not page:
                 return
-            for n in page:
-                try:
-                    yield n.id, self.ledger.mapper.to_domain_event(n)
-                except MapperDeserialisationError:
-                    continue
+            yield from page
             start = page[-1].id
 
     def resume(self, position: int) -> State | None:
@@ -195,12 +222,36 @@ class Replayer:
         return self.at_position(position, state)
 
     def at_position(self, position: int, state: State | None = None) -> State:
+        """The state as of `position`, folded on from `state` (default: the nearest saved).
+
+        The same as applying every decodable event in turn, without decoding the events that
+        only move the position and time (`_is_folded`), except at a `SAVE_EVERY` position
+        and at the end, where the last one that decodes gives the position and time."""
         if state is None:
             state = self._nearest(position)
-        for at, event in self.events(state["position"], position):
+        every = SAVE_EVERY
+        mapper = self.ledger.mapper
+        tail: list[Any] = []  # notifications not decoded since the last event applied
+        for n in self.notifications(state["position"], position):
+            at = n.id
+            if at % every and not _is_folded(n.topic):
+                tail.append(n)
+                continue
+            try:
+                event = mapper.to_domain_event(n)
+            except MapperDeserialisationError:
+                continue
             apply(state, at, event)
-            if at % SAVE_EVERY == 0:
+            tail.clear()
+            if at % every == 0:
                 self.save_state(state)
+        for n in reversed(tail):
+            try:
+                event = mapper.to_domain_event(n)
+            except MapperDeserialisationError:
+                continue
+            apply(state, n.id, event)
+            break
         return state
 
     def position_at(self, when: datetime) -> int:

@@ -168,8 +168,8 @@ def test_replay_resumes_from_a_saved_state(tmp_path: Path, monkeypatch: Any) -> 
     class Counting(Replayer):
         folded = 0
 
-        def events(self, start: int, stop: int | None) -> Any:
-            for item in super().events(start, stop):
+        def notifications(self, start: int, stop: int | None) -> Any:
+            for item in super().notifications(start, stop):
                 Counting.folded += 1
                 yield item
 
@@ -206,8 +206,8 @@ def _saved(db: sqlite3.Connection) -> dict[int, str]:
 class _Counting(Replayer):
     folded = 0
 
-    def events(self, start: int, stop: int | None) -> Any:
-        for item in super().events(start, stop):
+    def notifications(self, start: int, stop: int | None) -> Any:
+        for item in super().notifications(start, stop):
             _Counting.folded += 1
             yield item
 
@@ -489,3 +489,48 @@ def test_position_at_is_the_last_position_stamped_at_or_before_t(
     assert views.db.execute("SELECT since FROM audit_time_coverage").fetchone()[0] == 1
     for when in instants():
         assert views.position_at(when) == scan(when), when
+
+
+def test_replay_skips_decoding_only_what_cannot_change_the_state(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Reads and denials are not decoded unless they end the cut or sit at a save position;
+    with damaged events anywhere (kinds the fold reads, and ones it skips, also last in the
+    cut), every position gives what applying each decodable event in turn gives."""
+    from ledger.errors import PermissionDenied
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 5)
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    ledger.checkpoint_every = 0
+    cred = Credential(token=ledger.initialize("alice").token)
+    analyst = Credential(token=ledger.grant(cred, "bob", "analyst").token)
+    for n in range(6):
+        address = ADDRESSES[n % 3]
+        ledger.write(cred, address, f"value-{n}-xxxxxxxx", spec_check=_no_spec)
+        for _ in range(n % 3 + 1):
+            ledger.read(cred, address)
+        with pytest.raises(PermissionDenied):
+            ledger.write(analyst, address, f"refused-{n}-xxxxxxxx", spec_check=_no_spec)
+    head = ledger.recorder.max_notification_id() or 0
+    con = sqlite3.connect(tmp_path / "ledger.sqlite")
+    topics = dict(con.execute("SELECT rowid, topic FROM stored_events"))
+    skipped = [p for p, t in topics.items() if not replay._is_folded(t)]
+    folded = [p for p, t in topics.items() if replay._is_folded(t)]
+    assert len(skipped) > len(folded) / 2
+    damaged = {skipped[-1], skipped[-2], skipped[3], folded[4], head - 1, 10}
+    for position in damaged:
+        con.execute("UPDATE stored_events SET state = x'00' WHERE rowid = ?", (position,))
+    con.commit()
+    con.close()
+
+    def one_by_one(position: int) -> replay.State:
+        state = replay.empty()
+        for at, event in Replayer(ledger).events(0, position):
+            replay.apply(state, at, event)
+        return state
+
+    cache = sqlite3.connect(tmp_path / "cache.sqlite", isolation_level=None)
+    for position in range(head + 1):
+        assert Replayer(ledger).at_position(position) == one_by_one(position), position
+        assert Replayer(ledger, cache).at_position(position) == one_by_one(position), position
+    assert 10 not in _saved(cache) and 5 in _saved(cache)
