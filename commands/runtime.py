@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,7 +121,10 @@ def address(environment: str, service: str, name: str) -> SecretAddress:
 
 
 def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    """The document as `json.dumps(document, indent=2, sort_keys=True)` writes it."""
+    from commands.jsonout import dumps
+
+    sys.stdout.write(dumps(document) + "\n")
 
 
 def info(message: str) -> None:

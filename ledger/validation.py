@@ -539,9 +539,18 @@ _CHECKS: Final[dict[str, Callable[[str], str]]] = {
 #: Every format name a catalogue entry may use.
 FORMAT_NAMES: Final[frozenset[str]] = frozenset(_CHECKS)
 
-_ADAPTERS: Final[dict[str, TypeAdapter[Any]]] = {
-    name: TypeAdapter(Annotated[str, AfterValidator(check)]) for name, check in _CHECKS.items()
-}
+# Built on first use: eleven TypeAdapters cost tens of milliseconds at import, paid by every
+# command that imports the catalogue (`audit replay`, `list`) and never checks a value.
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
+def _adapter(fmt: str) -> TypeAdapter[Any] | None:
+    found = _ADAPTERS.get(fmt)
+    check = _CHECKS.get(fmt)
+    if found is None and check is not None:
+        found = _ADAPTERS[fmt] = TypeAdapter(Annotated[str, AfterValidator(check)])
+    return found
+
 
 # Used when a message would happen to contain the value (say a value of "sk-ant-"): two texts
 # that share no four-character run, so at least one cannot contain a value of 4+ characters.
@@ -570,7 +579,7 @@ def validate_value(spec: KeySpec | None, value: str, address: SecretAddress | No
     if spec is None:
         return
     fmt = spec.format
-    adapter = _ADAPTERS.get(fmt)
+    adapter = _adapter(fmt)
     where = str(address) if address is not None else f"{spec.service}/{spec.name}"
     if adapter is None:
         raise ValidationFailed(fmt, f"unknown value format for {where}")

@@ -2,8 +2,13 @@
 
 The fold state is plain JSON-able data, so that it can be saved now and then (every
 `SAVE_EVERY` positions, in views.sqlite) and a later replay can start from the nearest saved
-state instead of from the first event. Saved states are a cache: `secrets projections rebuild`
-drops them, and a replay never trusts one beyond the position it was taken at.
+state instead of from the first event. States are saved by a replay at the positions it passes
+and by the views' catch-up and rebuild (projections/views.py), so the first replay after a
+rebuild or on a fresh host starts near its cut too. Saved states are a cache:
+`secrets projections rebuild` drops them, and a replay never trusts one beyond the position it
+was taken at. Each is bound to the ledger's chain link at its position and to a digest of its
+text: a state whose log position now holds another history (a replaced or rewritten log), or
+whose text was damaged or edited, is deleted and the replay starts from an earlier one.
 
 "As of T" means every event up to the last position whose timestamp is at or before T. Events
 carry the writer's clock, so on hosts with skewed clocks timestamps need not rise with positions;
@@ -12,6 +17,7 @@ positions are the ledger's own order and are what a replay is cut at.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -19,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import MapperDeserialisationError
+from eventsourcing.utils import resolve_topic
 
 from projections.timefmt import iso, parse_iso
 
@@ -32,8 +39,33 @@ PAGE = 2000
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS replay_checkpoints "
-    "(position INTEGER PRIMARY KEY, state TEXT NOT NULL)"
+    "(position INTEGER PRIMARY KEY, state TEXT NOT NULL, link BLOB, digest TEXT NOT NULL)"
 )
+# The event kinds `fold` reads more of than their position and time. Every other event (reads,
+# denials, rejections: nine in ten on a busy ledger) only moves the state's position and
+# time, so a replay does not decode it unless it is the last one of its cut.
+_FOLDED = ("Secret.", "Operator.", "LedgerSettings.")
+_folded_topics: dict[str, bool] = {}
+
+
+def _is_folded(topic: str) -> bool:
+    """Whether events of this stored topic change more than the position and time (unknown
+    topics: yes, so that decoding them fails or folds them as before)."""
+    found = _folded_topics.get(topic)
+    if found is None:
+        try:
+            kind = resolve_topic(topic).__qualname__
+        except Exception:
+            found = True
+        else:
+            found = kind.startswith(_FOLDED)
+        _folded_topics[topic] = found
+    return found
+
+
+# A catch-up resumes its fold from a saved state at most this far behind where it starts;
+# farther (views caught up before states were saved there), it leaves states to replays.
+RESUME_WITHIN = 2 * SAVE_EVERY
 
 
 def empty() -> State:
@@ -42,9 +74,16 @@ def empty() -> State:
 
 def apply(state: State, position: int, event: Any) -> None:
     """Fold one domain event into `state` (in place)."""
-    kind = type(event).__qualname__
-    oid = event.originator_id.hex
-    ts = iso(event.timestamp)
+    fold(state, position, event, type(event).__qualname__, event.originator_id.hex)
+
+
+def fold(
+    state: State, position: int, event: Any, kind: str, oid: str, ts: str | None = None
+) -> None:
+    """`apply` with the event's kind (qualified class name), originator id (hex) and ISO time
+    given by a caller that has them already (the views' catch-up)."""
+    if ts is None:
+        ts = iso(event.timestamp)
     state["position"] = position
     state["timestamp"] = ts
     secrets: dict[str, Any] = state["secrets"]
@@ -121,31 +160,47 @@ class Replayer:
         self.ledger = ledger
         self.db = db
         if db is not None:
-            db.execute(SCHEMA)
+            prepare(db)
+
+    def _link(self, position: int) -> bytes | None:
+        link_at = getattr(self.ledger.recorder, "link_at", None)
+        found: bytes | None = link_at(position) if link_at is not None else None
+        return found
 
     def _nearest(self, position: int) -> State:
         if self.db is None:
             return empty()
-        row = self.db.execute(
-            "SELECT state FROM replay_checkpoints WHERE position <= ? "
-            "ORDER BY position DESC LIMIT 1",
-            (position,),
-        ).fetchone()
-        if row is None:
-            return empty()
-        loaded: State = json.loads(row[0])
-        return loaded
+        while True:
+            row = self.db.execute(
+                "SELECT position, state, link, digest FROM replay_checkpoints "
+                "WHERE position <= ? ORDER BY position DESC LIMIT 1",
+                (position,),
+            ).fetchone()
+            if row is None:
+                return empty()
+            at, text, link, digest = row
+            loaded = _trusted(text, link, digest, at, self._link(at))
+            if loaded is not None:
+                return loaded
+            # Stale (the log there is another history) or damaged: never use it again.
+            self.db.execute("DELETE FROM replay_checkpoints WHERE position = ?", (at,))
+            position = at - 1
 
-    def _save(self, state: State) -> None:
+    def save_state(self, state: State) -> None:
         if self.db is not None:
-            self.db.execute(
-                "INSERT OR IGNORE INTO replay_checkpoints (position, state) VALUES (?, ?)",
-                (state["position"], json.dumps(state, sort_keys=True)),
-            )
+            save(self.db, state, self._link(state["position"]))
 
     def events(self, start: int, stop: int | None) -> Iterator[tuple[int, Any]]:
         """(position, domain event) after `start` up to `stop` (inclusive); undecodable
         events are skipped (`secrets audit verify` reports them)."""
+        for n in self.notifications(start, stop):
+            try:
+                yield n.id, self.ledger.mapper.to_domain_event(n)
+            except MapperDeserialisationError:
+                continue
+
+    def notifications(self, start: int, stop: int | None) -> Iterator[Any]:
+        """The stored notifications after `start` up to `stop` (inclusive), in pages."""
         recorder = self.ledger.recorder
         while True:
             page = recorder.select_notifications(
@@ -153,19 +208,50 @@ class Replayer:
             )
             if not page:
                 return
-            for n in page:
-                try:
-                    yield n.id, self.ledger.mapper.to_domain_event(n)
-                except MapperDeserialisationError:
-                    continue
+            yield from page
             start = page[-1].id
 
-    def at_position(self, position: int) -> State:
+    def resume(self, position: int) -> State | None:
+        """The state as of `position` if a saved one is near it (within `RESUME_WITHIN`), or
+        `position` is 0; None otherwise (folding from far back is a replay's cost to pay)."""
+        if position == 0:
+            return empty()
         state = self._nearest(position)
-        for at, event in self.events(state["position"], position):
+        if position - state["position"] > RESUME_WITHIN:
+            return None
+        return self.at_position(position, state)
+
+    def at_position(self, position: int, state: State | None = None) -> State:
+        """The state as of `position`, folded on from `state` (default: the nearest saved).
+
+        The same as applying every decodable event in turn, without decoding the events that
+        only move the position and time (`_is_folded`), except at a `SAVE_EVERY` position
+        and at the end, where the last one that decodes gives the position and time."""
+        if state is None:
+            state = self._nearest(position)
+        every = SAVE_EVERY
+        mapper = self.ledger.mapper
+        tail: list[Any] = []  # notifications not decoded since the last event applied
+        for n in self.notifications(state["position"], position):
+            at = n.id
+            if at % every and not _is_folded(n.topic):
+                tail.append(n)
+                continue
+            try:
+                event = mapper.to_domain_event(n)
+            except MapperDeserialisationError:
+                continue
             apply(state, at, event)
-            if at % SAVE_EVERY == 0:
-                self._save(state)
+            tail.clear()
+            if at % every == 0:
+                self.save_state(state)
+        for n in reversed(tail):
+            try:
+                event = mapper.to_domain_event(n)
+            except MapperDeserialisationError:
+                continue
+            apply(state, n.id, event)
+            break
         return state
 
     def position_at(self, when: datetime) -> int:
@@ -178,6 +264,45 @@ class Replayer:
 
     def at_time(self, when: datetime) -> State:
         return self.at_position(self.position_at(when))
+
+
+def prepare(db: sqlite3.Connection) -> None:
+    """Create the saved-state table; one from before states were bound to the log (no link
+    column) is dropped: its states are a cache that cannot be checked."""
+    columns = [r[1] for r in db.execute("PRAGMA table_info(replay_checkpoints)")]
+    if columns and "digest" not in columns:
+        db.execute("DROP TABLE replay_checkpoints")
+    db.execute(SCHEMA)
+
+
+def _digest(text: str, link: bytes | None) -> str:
+    return hashlib.sha256((link or b"") + text.encode()).hexdigest()
+
+
+def save(db: sqlite3.Connection, state: State, link: bytes | None) -> None:
+    """Save `state` (taken at its position, whose chain link is `link`), replacing any."""
+    text = json.dumps(state, separators=(",", ":"))
+    db.execute(
+        "INSERT OR REPLACE INTO replay_checkpoints (position, state, link, digest) "
+        "VALUES (?, ?, ?, ?)",
+        (state["position"], text, link, _digest(text, link)),
+    )
+
+
+def _trusted(
+    text: str, link: bytes | None, digest: str, position: int, current: bytes | None
+) -> State | None:
+    """A saved state, if it still belongs to this log at `position` and is as it was saved."""
+    if link != current or digest != _digest(text, link):
+        return None
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(loaded, dict) or loaded.get("position") != position:
+        return None
+    state: State = loaded
+    return state
 
 
 def snapshot(state: State, as_of: datetime | None = None) -> dict[str, Any]:
@@ -250,7 +375,7 @@ def with_compliance(
     no second fold of the log is needed (that second fold was most of a replay's time on a
     large ledger). Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt,
     emergency-pending; n/a for a deleted or destroyed secret) and `rotation_due`."""
-    from ledger.rotation import (
+    from ledger.rotation_policy import (
         DEFAULT_ROTATION_DAYS,
         DEFAULT_WARNING_DAYS,
         emergency_since,

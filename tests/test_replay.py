@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import tempfile
@@ -167,8 +168,8 @@ def test_replay_resumes_from_a_saved_state(tmp_path: Path, monkeypatch: Any) -> 
     class Counting(Replayer):
         folded = 0
 
-        def events(self, start: int, stop: int | None) -> Any:
-            for item in super().events(start, stop):
+        def notifications(self, start: int, stop: int | None) -> Any:
+            for item in super().notifications(start, stop):
                 Counting.folded += 1
                 yield item
 
@@ -178,23 +179,160 @@ def test_replay_resumes_from_a_saved_state(tmp_path: Path, monkeypatch: Any) -> 
     assert Replayer(ledger, cache).at_position(head - 3) == middle
 
 
-def test_rebuilding_the_views_drops_saved_replay_states(tmp_path: Path, monkeypatch: Any) -> None:
+def _busy_ledger(home: Path, writes: int) -> tuple[Any, Credential]:
+    """A ledger with secrets set, deleted, restored and rolled back, and sessions opened."""
+    ledger = open_ledger(home, create=True, backend=MemoryKeyring())
+    ledger.checkpoint_every = 0
+    issued = ledger.initialize("alice")
+    cred = Credential(token=issued.token)
+    for n in range(writes):
+        address = ADDRESSES[n % 3]
+        ledger.write(cred, address, f"value-{n}-xxxxxxxx", spec_check=_no_spec)
+        if n % 5 == 4:
+            ledger.delete(cred, address)
+        if n % 5 == 0 and n:
+            ledger.restore(cred, ADDRESSES[(n - 1) % 3])
+        if n % 7 == 6:
+            ledger.rollback(cred, address, 1)
+        if n % 4 == 3:
+            ledger.login("alice", issued.token, timedelta(hours=4))
+    return ledger, cred
+
+
+def _saved(db: sqlite3.Connection) -> dict[int, str]:
+    return dict(db.execute("SELECT position, state FROM replay_checkpoints ORDER BY position"))
+
+
+class _Counting(Replayer):
+    folded = 0
+
+    def notifications(self, start: int, stop: int | None) -> Any:
+        for item in super().notifications(start, stop):
+            _Counting.folded += 1
+            yield item
+
+
+def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypatch: Any) -> None:
+    """A rebuild drops the saved states and its catch-up saves them again from the first event:
+    the first replay after it (a cold replay) starts from one and equals a full re-fold."""
     from projections.views import Views
 
-    monkeypatch.setattr(replay, "SAVE_EVERY", 2)
-    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
-    cred = Credential(token=ledger.initialize("alice").token)
-    ledger.write(cred, ADDRESSES[0], "value-xxxxxxxxxx", spec_check=_no_spec)
+    monkeypatch.setattr(replay, "SAVE_EVERY", 4)
+    ledger, _ = _busy_ledger(tmp_path, 12)
     views = Views(ledger)
     views.catch_up()
     head = ledger.recorder.max_notification_id()
     expected = Replayer(ledger, views.db).at_position(head)
-    assert views.db.execute("SELECT count(*) FROM replay_checkpoints").fetchone()[0] > 0
+    views.db.execute("UPDATE replay_checkpoints SET state = '{}'")  # wrong: rebuild drops it
     seen: list[int] = []
     before = views.snapshot()
     assert views.rebuild(progress=seen.append) == head and seen[-1] == head
     assert views.snapshot() == before
+    saved = _saved(views.db)
+    assert sorted(saved) == list(range(4, head + 1, 4))
+    for position, text in saved.items():
+        assert json.loads(text) == Replayer(ledger).at_position(position), position
+    for position in range(head + 1):
+        _Counting.folded = 0
+        assert _Counting(ledger, views.db).at_position(position) == Replayer(ledger).at_position(
+            position
+        )
+        assert _Counting.folded == position % 4, position
     assert Replayer(ledger, views.db).at_position(head) == expected
+
+
+def test_catch_up_saves_replay_states_as_the_log_grows(tmp_path: Path, monkeypatch: Any) -> None:
+    """Each command's catch-up folds the new events from the saved state before them (pages of
+    2 events here, so a fold spans pages and commands); every state equals a full re-fold."""
+    from projections import views as views_module
+    from projections.views import Views
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 5)
+    monkeypatch.setattr(views_module, "PAGE", 2)
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    ledger.checkpoint_every = 0
+    cred = Credential(token=ledger.initialize("alice").token)
+    for n in range(15):
+        ledger.write(cred, ADDRESSES[n % 3], f"value-{n}-xxxxxxxx", spec_check=_no_spec)
+        if n % 4 == 1:
+            ledger.delete(cred, ADDRESSES[n % 3])
+        views = Views(ledger)  # a new command each time
+        views.catch_up()
+        views.close()
+    views = Views(ledger)
+    head = ledger.recorder.max_notification_id() or 0
+    saved = _saved(views.db)
+    assert sorted(saved) == list(range(5, head + 1, 5))
+    for position, text in saved.items():
+        assert json.loads(text) == Replayer(ledger).at_position(position), position
+
+
+def test_catch_up_leaves_states_to_replays_when_none_is_near(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Views caught up before states were saved: a catch-up does not fold the log from the
+    start (a stall in some unrelated command); the next replay saves states as it passes."""
+    from projections.views import Views
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 2)
+    monkeypatch.setattr(replay, "RESUME_WITHIN", 4)
+    ledger, cred = _busy_ledger(tmp_path, 8)
+    views = Views(ledger)
+    views.catch_up()
+    views.db.execute("DELETE FROM replay_checkpoints")
+    ledger.write(cred, ADDRESSES[0], "value-late-xxxxxxxx", spec_check=_no_spec)
+    ledger.write(cred, ADDRESSES[1], "value-late-xxxxxxxx", spec_check=_no_spec)
+    _Counting.folded = 0
+    monkeypatch.setattr(replay, "Replayer", _Counting)
+    assert views.catch_up() > 0
+    assert _Counting.folded == 0 and _saved(views.db) == {}
+    head = ledger.recorder.max_notification_id() or 0
+    assert _Counting(ledger, views.db).at_position(head) == Replayer(ledger).at_position(head)
+    assert len(_saved(views.db)) == head // 2
+
+
+def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatch: Any) -> None:
+    """A saved state is bound to the chain link at its position and to a digest of its text:
+    one edited, damaged, or from another history is deleted and the replay starts earlier."""
+    from projections.views import Views
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 3)
+    ledger, _ = _busy_ledger(tmp_path, 9)
+    views = Views(ledger)
+    views.catch_up()
+    db = views.db
+    head = ledger.recorder.max_notification_id() or 0
+    full = Replayer(ledger).at_position(head)
+    last = max(_saved(db))
+    edited = json.loads(_saved(db)[last])
+    for secret in edited["secrets"].values():
+        secret["fingerprint"] = "0" * 64
+    db.execute(
+        "UPDATE replay_checkpoints SET state = ? WHERE position = ?", (json.dumps(edited), last)
+    )
+    assert Replayer(ledger, db).at_position(head) == full
+    assert last in _saved(db)  # the replay saved the right one again on its way
+    db.execute("UPDATE replay_checkpoints SET state = 'not json' WHERE position = ?", (last,))
+    assert Replayer(ledger, db).at_position(head) == full
+    # Another history at those positions (a replaced log): its chain links differ.
+    db.execute("UPDATE replay_checkpoints SET link = ?", (b"\x01" * 32,))
+    _Counting.folded = 0
+    assert _Counting(ledger, db).at_position(head) == full
+    assert _Counting.folded == head  # every state was stale: a full re-fold
+    assert all(
+        json.loads(text) == Replayer(ledger).at_position(p) for p, text in _saved(db).items()
+    )
+    # States saved before they were bound to the log cannot be checked: dropped on open.
+    views.close()
+    old = sqlite3.connect(tmp_path / "views.sqlite")
+    old.execute("DROP TABLE replay_checkpoints")
+    old.execute(
+        "CREATE TABLE replay_checkpoints (position INTEGER PRIMARY KEY, state TEXT NOT NULL)"
+    )
+    old.execute("INSERT INTO replay_checkpoints VALUES (3, '{}')")
+    old.commit()
+    old.close()
+    assert _saved(Views(ledger).db) == {}
 
 
 def test_replay_gives_each_secret_its_compliance_as_it_was_then(tmp_path: Path) -> None:
@@ -302,3 +440,97 @@ def test_diff_says_what_kind_of_change_and_lists_denials(tmp_path: Path) -> None
     # Without the window the shape is as before, plus empty lists.
     plain = replay.diff(before, snapshot(state))
     assert plain["denials"] == [] and plain["role_changes"] == []
+
+
+def test_position_at_is_the_last_position_stamped_at_or_before_t(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """`Views.position_at` (where `audit replay --at T` cuts) with writers' clocks out of
+    order: it equals a scan of every event, from blocks kept since the views were built and
+    for views whose blocks start late (built before the blocks existed)."""
+    from projections import views as views_module
+    from projections.views import Views
+
+    monkeypatch.setattr(views_module, "TIME_BLOCK", 3)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    # Hours of each write: clocks jump back and forth (skewed hosts).
+    hours = [0, 5, 2, 9, 9, 1, 14, 7, 20, 3, 21, 25, 24, 30, 6, 31]
+    clock = [t0]
+    with context.frozen_clock(lambda: clock[0]):
+        ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+        ledger.checkpoint_every = 0
+        cred = Credential(token=ledger.initialize("alice").token)
+        views = Views(ledger)
+        for n, hour in enumerate(hours):
+            clock[0] = t0 + timedelta(hours=hour)
+            ledger.write(cred, ADDRESSES[n % 3], f"value-{n}-xxxxxxxx", spec_check=_no_spec)
+            if n == 9:
+                views.catch_up()
+                # As if these views predated the blocks: they start at the next catch-up.
+                views.db.execute("DELETE FROM audit_time_blocks")
+                views.db.execute("DELETE FROM audit_time_coverage")
+    views.catch_up()
+    stamped = [(r.position, r.timestamp) for r in views.audit() if r.timestamp]
+
+    def scan(when: str) -> int:
+        return max((p for p, ts in stamped if ts <= when), default=0)
+
+    def instants() -> list[str]:
+        found = {ts for _, ts in stamped} | {iso(t0 - timedelta(hours=1))}
+        for hour in range(-1, 33):
+            found.add(iso(t0 + timedelta(hours=hour, minutes=30)))
+        return sorted(found)
+
+    since = views.db.execute("SELECT since FROM audit_time_coverage").fetchone()[0]
+    assert since > 1
+    for when in instants():
+        assert views.position_at(when) == scan(when), when
+    views.rebuild()
+    assert views.db.execute("SELECT since FROM audit_time_coverage").fetchone()[0] == 1
+    for when in instants():
+        assert views.position_at(when) == scan(when), when
+
+
+def test_replay_skips_decoding_only_what_cannot_change_the_state(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Reads and denials are not decoded unless they end the cut or sit at a save position;
+    with damaged events anywhere (kinds the fold reads, and ones it skips, also last in the
+    cut), every position gives what applying each decodable event in turn gives."""
+    from ledger.errors import PermissionDenied
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 5)
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    ledger.checkpoint_every = 0
+    cred = Credential(token=ledger.initialize("alice").token)
+    analyst = Credential(token=ledger.grant(cred, "bob", "analyst").token)
+    for n in range(6):
+        address = ADDRESSES[n % 3]
+        ledger.write(cred, address, f"value-{n}-xxxxxxxx", spec_check=_no_spec)
+        for _ in range(n % 3 + 1):
+            ledger.read(cred, address)
+        with pytest.raises(PermissionDenied):
+            ledger.write(analyst, address, f"refused-{n}-xxxxxxxx", spec_check=_no_spec)
+    head = ledger.recorder.max_notification_id() or 0
+    con = sqlite3.connect(tmp_path / "ledger.sqlite")
+    topics = dict(con.execute("SELECT rowid, topic FROM stored_events"))
+    skipped = [p for p, t in topics.items() if not replay._is_folded(t)]
+    folded = [p for p, t in topics.items() if replay._is_folded(t)]
+    assert len(skipped) > len(folded) / 2
+    damaged = {skipped[-1], skipped[-2], skipped[3], folded[4], head - 1, 10}
+    for position in damaged:
+        con.execute("UPDATE stored_events SET state = x'00' WHERE rowid = ?", (position,))
+    con.commit()
+    con.close()
+
+    def one_by_one(position: int) -> replay.State:
+        state = replay.empty()
+        for at, event in Replayer(ledger).events(0, position):
+            replay.apply(state, at, event)
+        return state
+
+    cache = sqlite3.connect(tmp_path / "cache.sqlite", isolation_level=None)
+    for position in range(head + 1):
+        assert Replayer(ledger).at_position(position) == one_by_one(position), position
+        assert Replayer(ledger, cache).at_position(position) == one_by_one(position), position
+    assert 10 not in _saved(cache) and 5 in _saved(cache)
