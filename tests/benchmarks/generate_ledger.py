@@ -107,8 +107,8 @@ class _Generator:
         self.events = recordings[-1].notification.id
         self.dirty.clear()
         self.pending = 0
-        if self.ledger.checkpoint_problem:
-            sys.exit(f"generate_ledger: {self.ledger.checkpoint_problem}")
+        if self.ledger.post_commit_problems:
+            sys.exit(f"generate_ledger: {'; '.join(self.ledger.post_commit_problems)}")
 
     def acting(self, operator: str) -> Any:
         self.context.current_correlation.set(f"{self.rng.getrandbits(128):032x}")
