@@ -247,7 +247,9 @@ def test_rebuild_gives_the_views_of_catching_up_event_by_event(
     assert rebuilt.digest() == expected
     rebuilt.rebuild()
     assert rebuilt.digest() == expected
-    assert rebuilt.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    # The rebuild's durability and checkpoint settings are the connection's own again.
+    assert rebuilt.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert rebuilt.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     # Nothing remembered from before the rebuild can stand in for a row the log lacks.
     rebuilt.db.execute("DELETE FROM operators_view")
     assert rebuilt.rebuild() == ledger.recorder.max_notification_id()
