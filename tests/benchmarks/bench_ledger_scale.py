@@ -2,9 +2,10 @@
 
     PYTHONPATH=. python tests/benchmarks/bench_ledger_scale.py [--events 1000000] [--runs 3]
         [--secrets 5000] [--operators 40] [--seed 1] [--out /tmp/secrets-ledger-bench]
-        [--only verify|replay]
+        [--only verify|replay|rebuild]
 
-`--only verify` runs just the verify pair (and `secrets audit verify` as a whole process).
+`--only verify` runs just the verify pair (and `secrets audit verify` as a whole process);
+`--only rebuild` just the rebuild pair; `--only replay` just the replay rows.
 
 The ledger comes from tests/benchmarks/generate_ledger.py (generated once, cached in `--out`).
 Every measurement runs in a fresh child process; its peak memory is that child's maximum
@@ -64,18 +65,18 @@ def child_rebuild(home: Path, _arg: str) -> dict[str, Any]:
 
     ledger = _open(home)
     views = Views(ledger)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     applied = views.rebuild()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     views.close()
-    return {"seconds": seconds, "events": applied}
+    return {"seconds": seconds, "cpu": cpu, "events": applied}
 
 
 def child_raw_read(home: Path, _arg: str) -> dict[str, Any]:
     """The library's own read + decode of every notification, nothing else."""
     ledger = _open(home)
     recorder, mapper = ledger.recorder, ledger.mapper
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     count, start = 0, 0
     while True:
         page = recorder.select_notifications(start=start, limit=2000, inclusive_of_start=False)
@@ -85,7 +86,8 @@ def child_raw_read(home: Path, _arg: str) -> dict[str, Any]:
             mapper.to_domain_event(n)
         count += len(page)
         start = page[-1].id
-    return {"seconds": time.perf_counter() - started, "events": count}
+    cpu = time.process_time() - cpu
+    return {"seconds": time.perf_counter() - started, "cpu": cpu, "events": count}
 
 
 def child_replay(home: Path, at: str) -> dict[str, Any]:
@@ -234,6 +236,28 @@ def _rss(results: list[dict[str, Any]]) -> str:
     return f"{max(int(r['maxrss']) for r in results) / MiB:.0f}"
 
 
+def _print_rebuild_pair(runs: dict[str, list[dict[str, Any]]], events: int, n: int) -> None:
+    """Each interleaved pair on its own line (the same-run ratio), then the medians."""
+    print(
+        "| run | read + decode s (CPU s) | `Views.rebuild()` s (CPU s) | ratio (rate / baseline "
+        "rate) | CPU ratio |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    for i, (base, mine) in enumerate(zip(runs["raw-read"], runs["rebuild"], strict=True), 1):
+        print(
+            f"| {i} | {base['seconds']:.1f} ({base['cpu']:.1f}) | {mine['seconds']:.1f} "
+            f"({mine['cpu']:.1f}) | {base['seconds'] / mine['seconds']:.2f}x | "
+            f"{base['cpu'] / mine['cpu']:.2f}x |"
+        )
+    base_s, mine_s = _med(runs["raw-read"]), _med(runs["rebuild"])
+    print(
+        f"\nmedians of {n}: read + decode {base_s:.1f} s ({events / base_s:,.0f} events/s, peak "
+        f"RSS {_rss(runs['raw-read'])} MiB); `Views.rebuild()` {mine_s:.1f} s "
+        f"({events / mine_s:,.0f} events/s, peak RSS {_rss(runs['rebuild'])} MiB); ratio "
+        f"{base_s / mine_s:.2f}x (target >= 0.5x)"
+    )
+
+
 def main() -> int:
     from generate_ledger import DEFAULT_OUT, generate  # type: ignore[import-not-found]
 
@@ -246,8 +270,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--only",
-        choices=["verify", "replay"],
-        help="verify: the verify pair and its whole-process row; replay: the replay rows",
+        choices=["verify", "replay", "rebuild"],
+        help="verify: the verify pair and its whole-process row; replay: the replay rows; "
+        "rebuild: the rebuild pair (raw-read, rebuild interleaved)",
     )
     args = parser.parse_args()
     only_replay = args.only == "replay"
@@ -277,9 +302,19 @@ def main() -> int:
     if args.only == "verify":
         return _only_verify(args.runs, home, events, env, load_before)
     # Interleaved per run so both sides of each pair see the same load and page cache.
+    only_rebuild = args.only == "rebuild"
+    modes = ("raw-read", "rebuild") if only_rebuild else ("raw-read", "rebuild", "sha256", "verify")
     for _ in range(0 if only_replay else args.runs):
-        for mode in ("raw-read", "rebuild", "sha256", "verify"):
+        for mode in modes:
             runs[mode].append(measure(mode, home, "", env))
+    if only_rebuild:
+        _print_rebuild_pair(runs, events, args.runs)
+        load_after = os.getloadavg()
+        print(
+            f"\nload average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
+            f"after: {', '.join(f'{x:.2f}' for x in load_after)}; {os.cpu_count()} CPUs"
+        )
+        return 0
     if not (home / "views.sqlite").exists():
         measure("rebuild", home, "", env)  # T is read from the audit view
     t_mid = _timestamp_at(home, events // 2)
