@@ -60,7 +60,7 @@ from ledger.records import Denial, IntegrityAlarm, ReadReceipt, Rejection
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
 from ledger.vault.intents import Intent, IntentJournal
-from ledger.vault.keyring_vault import KeyringVault
+from ledger.vault.keyring_vault import open_vault
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -174,7 +174,7 @@ class SecretsLedger(Application[UUID]):
                 backend = select_backend(str(self.home))
             elif callable(backend) and not hasattr(backend, "set_password"):
                 backend = backend()
-            self._vault = KeyringVault(backend, self.namespace)  # type: ignore[arg-type]
+            self._vault = open_vault(backend, self.namespace)  # type: ignore[arg-type]
         return self._vault
 
     def _fingerprint_key(self) -> bytes:
