@@ -419,8 +419,12 @@ def doctor(
     """Check that the keychain and the ledger agree (exit 6 when they do not).
 
     Lists values the ledger records but the keychain lacks, keychain entries no event refers
-    to (left by a crash), and values of pruned or destroyed versions still present. On a
-    shared ledger only this host's versions are checked; the others are listed per host.
+    to (left by a crash, or put there by hand), and values of pruned or destroyed versions
+    still present. Orphans are found by listing this ledger's keychain entries (Secret
+    Service, the encrypted file vault); a keychain that cannot list (macOS, Windows) is
+    checked through the pending-write journal only, and the report says so. A write still
+    running in another process is shown as in progress and never repaired. On a shared
+    ledger only this host's versions are checked; the others are listed per host.
 
     Example: secrets doctor --repair
     """
@@ -446,6 +450,8 @@ def doctor(
                 "repaired": report.repaired,
                 "on_other_hosts": report.on_other_hosts,
                 "bad_snapshots": report.bad_snapshots,
+                "in_progress": report.in_progress,
+                "keychain_listed": report.keychain_listed,
                 "healthy": not unresolved,
             }
         )
@@ -463,8 +469,15 @@ def doctor(
         ):
             for item in items:
                 print(f"  {label}: {item}")
+        for item in report.in_progress:
+            print(f"  write in progress (another process, not repaired): {item}")
         for other, count in sorted(report.on_other_hosts.items()):
             print(f"  on other hosts: {count} version(s) on {other} (checked there, not here)")
+        if not report.keychain_listed:
+            print(
+                "  this keychain cannot list its entries: orphans were looked for among "
+                "pending writes only"
+            )
         print("healthy" if not unresolved else f"{len(unresolved)} problem(s) remain")
     if unresolved:
         raise IntegrityFailure(f"{len(unresolved)} inconsistencies; see above")

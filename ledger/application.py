@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import hmac
 import random
+import re
 import secrets
 import socket
 import time
@@ -66,8 +67,9 @@ from ledger.records import (
 )
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
-from ledger.vault.intents import Intent, IntentJournal
-from ledger.vault.keyring_vault import KeyringVault
+from ledger.vault.intents import Intent, IntentJournal, writer_running
+from ledger.vault.keyring_vault import open_vault
+from ledger.vault.port import ListableVault
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -87,6 +89,26 @@ MAX_RETRY_SECONDS = 30.0
 
 def entry_name(address: SecretAddress, version: int, fingerprint: str) -> str:
     return f"{address}#v{version}.{fingerprint[:12]}"
+
+
+# `entry_name`'s shape. The other entries of a namespace (the fingerprint key, the checkpoint
+# key and witness, automation tokens) hold no '/' and never match.
+_VERSION_ENTRY = re.compile(
+    r"(?P<environment>[^/#]+)/(?P<service>[^/#]+)/(?P<name>[^/#]+)"
+    r"#v(?P<number>[1-9][0-9]{0,17})\.(?P<fingerprint>[0-9a-f]{12})"
+)
+
+
+def parse_entry_name(entry: str) -> tuple[SecretAddress, int] | None:
+    """(address, version number) of a version's entry name; None for any other entry."""
+    found = _VERSION_ENTRY.fullmatch(entry)
+    if found is None:
+        return None
+    try:
+        address = SecretAddress.parse(found["environment"], found["service"], found["name"])
+    except ValidationFailed:
+        return None
+    return address, int(found["number"])
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,12 @@ class DoctorReport:
     on_other_hosts: dict[str, int] = field(default_factory=dict)
     # Stored snapshots whose state differs from their events ("<aggregate id>@<version>").
     bad_snapshots: list[str] = field(default_factory=list)
+    # Whether the keychain could list its entries. When it cannot (macOS or Windows through
+    # keyring, a chain of backends), orphans are found only through the intent journal.
+    keychain_listed: bool = True
+    # Entries whose write is still running in another process (its intent names a live
+    # writer): not orphans yet, so neither reported as such nor repaired.
+    in_progress: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -181,7 +209,7 @@ class SecretsLedger(Application[UUID]):
                 backend = select_backend(str(self.home))
             elif callable(backend) and not hasattr(backend, "set_password"):
                 backend = backend()
-            self._vault = KeyringVault(backend, self.namespace)  # type: ignore[arg-type]
+            self._vault = open_vault(backend, self.namespace)  # type: ignore[arg-type]
         return self._vault
 
     def _fingerprint_key(self) -> bytes:
@@ -638,7 +666,16 @@ class SecretsLedger(Application[UUID]):
         self.check_pages()
         # First: the scan below loads aggregates, which starts from their snapshots.
         bad_snapshots, repaired = self._check_snapshots(repair)
+        # The keychain is listed first, then the events, then the intent journal: the order
+        # that lets the orphan check at the end tell a finished or failed write from a running
+        # one (see there). Only version entries are kept: the ledger's keys, the checkpoint
+        # witness and automation tokens are never orphans.
+        vault = self.vault
+        listed: list[str] | None = None
+        if isinstance(vault, ListableVault):
+            listed = [e for e in vault.entries() if parse_entry_name(e) is not None]
         recorded: set[str] = set()
+        known: set[str] = set()  # every version's entry, retained or not, from any host
         missing: list[str] = []
         leftovers: list[str] = []
         elsewhere: dict[str, int] = {}
@@ -648,7 +685,8 @@ class SecretsLedger(Application[UUID]):
             assert isinstance(secret, Secret)
             for v in secret.versions.values():
                 entry = entry_name(secret.address, v.number, v.fingerprint)
-                present = self.vault.get(entry) is not None
+                known.add(entry)
+                present = vault.get(entry) is not None
                 if v.host != self.host and not present:
                     # Written on another host: its value (or its removal) is that host's.
                     if v.retained:
@@ -662,23 +700,41 @@ class SecretsLedger(Application[UUID]):
                         missing.append(entry)
                 elif present:
                     leftovers.append(entry)
-                    if repair and self.vault.delete(entry):
+                    if repair and vault.delete(entry):
                         repaired.append(entry)
         orphans: list[str] = []
+        in_progress: list[str] = []
+        journaled: set[str] = set()
         for intent in self.intents.outstanding(self.namespace):
+            journaled.add(intent.entry)
             if not intent.entry or intent.entry in recorded:
                 self.intents.done(intent)
                 continue
-            if self.vault.get(intent.entry) is None:
+            if writer_running(intent):
+                # Its writer may be committing the event right now: leave value and intent.
+                in_progress.append(intent.entry)
+                continue
+            if vault.get(intent.entry) is None:
                 self.intents.done(intent)
                 continue
             orphans.append(intent.entry)
             if repair:
-                self.vault.delete(intent.entry)
+                vault.delete(intent.entry)
                 self.intents.done(intent)
                 repaired.append(intent.entry)
+        for entry in listed or []:
+            if entry in known or entry in journaled:
+                continue  # checked above, as a version or through its intent
+            # Every write on this host journals its intent before its value, and the journal
+            # was read after the listing: an entry with no intent is not being written here,
+            # unless its event was committed (and its intent resolved) since the scan.
+            if self._entry_recorded(entry) or vault.get(entry) is None:
+                continue
+            orphans.append(entry)
+            if repair and vault.delete(entry):
+                repaired.append(entry)
         return DoctorReport(
-            self.vault.description,
+            vault.description,
             checked,
             missing,
             orphans,
@@ -686,7 +742,19 @@ class SecretsLedger(Application[UUID]):
             repaired,
             elsewhere,
             bad_snapshots,
+            keychain_listed=listed is not None,
+            in_progress=in_progress,
         )
+
+    def _entry_recorded(self, entry: str) -> bool:
+        """Whether the store (read now) holds the version `entry` names, with its fingerprint."""
+        parsed = parse_entry_name(entry)
+        if parsed is None:
+            return False
+        address, number = parsed
+        found = self._load_secret(address)
+        version = found.versions.get(number) if found is not None else None
+        return version is not None and entry_name(address, number, version.fingerprint) == entry
 
     def _check_snapshots(self, repair: bool) -> tuple[list[str], list[str]]:
         from ledger.snapshot_check import verify_snapshots

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from keyring.backend import KeyringBackend
+from keyring.errors import PasswordDeleteError
+
 from ledger.vault.memory import MemoryKeyring
 
 
@@ -28,3 +31,24 @@ class FlakyKeyring(MemoryKeyring):
         if self.fail_deletes:
             raise KeychainDown("keychain went away")
         super().delete_password(service, username)
+
+
+class UnlistableKeyring(KeyringBackend):
+    """A keychain that stores values but cannot list them (like macOS or Windows via keyring)."""
+
+    priority = 0.1
+    viable = False
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.store.pop((service, username), None) is None:
+            raise PasswordDeleteError("not found")

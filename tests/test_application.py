@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +18,8 @@ from ledger.credentials import Credential
 from ledger.errors import KeychainUnavailable, NotFound, PermissionDenied, ValidationFailed
 from ledger.records import Denial, ReadReceipt, Rejection
 from ledger.secret import Secret
-from tests.fakes import FlakyKeyring
+from ledger.vault.intents import process_start
+from tests.fakes import FlakyKeyring, UnlistableKeyring
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)
 
 ADDR = SecretAddress("production", "nexus", "mcp.bun.apiKey")
@@ -156,6 +161,95 @@ def test_failed_append_removes_the_value_and_doctor_reports_what_it_could_not(
     assert report.orphans == [entry_name(ADDR, 2, ledger.fingerprint(ADDR, KEY + "y"))]
     repaired = ledger.doctor(alice, repair=True)
     assert repaired.repaired == report.orphans
+    assert ledger.doctor(alice).healthy
+
+
+def test_doctor_lists_the_keychain_for_entries_no_event_refers_to(
+    ledger: SecretsLedger, keychain: FlakyKeyring
+) -> None:
+    alice = _senior(ledger)
+    v1 = ledger.write(alice, ADDR, KEY)
+    ledger.write(alice, ADDR, KEY + "2")
+    ns = ledger.namespace
+    # Put straight into the namespace, with no intent and no event: v1's number under another
+    # fingerprint, a version ahead of the ledger, a secret never set; and entries that are not
+    # versions at all (the ledger's own keys, automation tokens, anything else).
+    planted = sorted(
+        [
+            f"{ADDR}#v1.{'0' * 12}",
+            f"{ADDR}#v7.{'a' * 12}",
+            f"default/other/never.set#v1.{'b' * 12}",
+        ]
+    )
+    for entry in planted:
+        keychain.set_password(ns, entry, "planted")
+    others = ["automation.rotation-bot.token", "ledger.checkpoint-witness", "notes#v1.x"]
+    for entry in others:
+        keychain.set_password(ns, entry, "not a version")
+    keychain.set_password("another-ledger", f"{ADDR}#v9.{'c' * 12}", "not ours")
+
+    report = ledger.doctor(alice)
+    assert report.keychain_listed and report.orphans == planted and not report.healthy
+    repaired = ledger.doctor(alice, repair=True)
+    assert repaired.repaired == planted
+    assert ledger.doctor(alice).healthy
+    assert [keychain.get_password(ns, e) for e in planted] == [None] * 3
+    assert [keychain.get_password(ns, e) for e in others] == ["not a version"] * 3
+    assert keychain.get_password(ns, "ledger.fingerprint-key") is not None
+    assert keychain.get_password("another-ledger", f"{ADDR}#v9.{'c' * 12}") == "not ours"
+    assert ledger.read(alice, ADDR, 1)[1] == KEY and ledger.read(alice, ADDR)[1] == KEY + "2"
+    assert ledger.vault.get(entry_name(ADDR, 1, v1.fingerprint)) == KEY
+
+
+def test_doctor_says_when_the_keychain_cannot_list(tmp_path: Path) -> None:
+    keychain = UnlistableKeyring()
+    ledger = open_ledger(tmp_path / "home", create=True, backend=keychain)
+    try:
+        alice = _senior(ledger)
+        ledger.write(alice, ADDR, KEY)
+        keychain.set_password(ledger.namespace, f"{ADDR}#v5.{'0' * 12}", "planted")
+        report = ledger.doctor(alice, repair=True)
+        # Unseen without an intent, as before listing; the report says why.
+        assert not report.keychain_listed and report.orphans == [] and report.healthy
+    finally:
+        ledger.close()
+
+
+def test_doctor_never_repairs_a_write_another_process_is_still_making(
+    ledger: SecretsLedger, keychain: FlakyKeyring
+) -> None:
+    alice = _senior(ledger)
+    ledger.write(alice, ADDR, KEY)
+    entry = f"{ADDR}#v2.{'d' * 12}"
+    # Another process between its keychain put and its commit: its intent names it.
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        intent = ledger.intents.directory / "in-flight.intent"
+        intent.parent.mkdir(parents=True, exist_ok=True)
+        started = process_start(writer.pid)
+        intent.write_text(
+            json.dumps(
+                {
+                    "namespace": ledger.namespace,
+                    "entry": entry,
+                    "pid": writer.pid,
+                    "started": started[1] if started else None,
+                }
+            )
+        )
+        keychain.set_password(ledger.namespace, entry, "being written")
+        report = ledger.doctor(alice, repair=True)
+        assert report.in_progress == [entry] and report.orphans == [] and report.repaired == []
+        assert report.healthy and intent.exists()
+        assert keychain.get_password(ledger.namespace, entry) == "being written"
+        writer.kill()  # dead but not yet reaped (a zombie) is dead
+        time.sleep(0.2)
+        report = ledger.doctor(alice, repair=True)
+        assert report.orphans == [entry] and report.repaired == [entry]
+        assert not intent.exists() and keychain.get_password(ledger.namespace, entry) is None
+    finally:
+        writer.kill()
+        writer.wait()
     assert ledger.doctor(alice).healthy
 
 

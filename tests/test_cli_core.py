@@ -213,6 +213,47 @@ def test_doctor_reports_a_missing_value(ledger: Ledger) -> None:
     assert got.returncode == 8 and "doctor" in got.stderr
 
 
+def test_doctor_finds_and_repairs_an_entry_no_event_refers_to(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    ledger.set("nexus", "mcp.bun.apiKey", OTHER_KEY)
+    vault = ledger._app().vault
+    before = vault.entries()  # the fingerprint key and both recorded values
+    assert len(before) == 3
+    # Put straight into the ledger's namespace: no intent, no event.
+    orphans = sorted(
+        [f"default/nexus/mcp.bun.apiKey#v3.{'0' * 12}", f"default/nexus/never.set#v1.{'a' * 12}"]
+    )
+    for entry in orphans:
+        vault.put(entry, "planted by hand")
+
+    found = ledger.run("doctor", "-o", "json")
+    assert found.returncode == 6, found.stderr
+    report = json.loads(found.stdout)
+    assert report["orphans"] == orphans and report["keychain_listed"] is True
+    assert report["healthy"] is False and report["repaired"] == []
+    table = ledger.run("doctor")
+    assert table.returncode == 6
+    assert [line for line in table.stdout.splitlines() if "orphaned entry" in line] == [
+        f"  orphaned entry: {entry}" for entry in orphans
+    ]
+
+    repaired = ledger.run("doctor", "--repair", "-o", "json")
+    assert repaired.returncode == 0, repaired.stderr
+    assert json.loads(repaired.stdout)["repaired"] == orphans
+    assert vault.entries() == before
+    assert [vault.get(entry) for entry in orphans] == [None, None]
+    for version, value in (("1", API_KEY), ("2", OTHER_KEY)):
+        got = ledger.run(
+            "get", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", version
+        )
+        assert (got.returncode, got.stdout) == (0, value), got.stderr
+
+    again = ledger.run("doctor", "-o", "json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["healthy"] is True and report["orphans"] == [] and report["repaired"] == []
+
+
 def test_ledger_files_are_private(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
     assert os.stat(ledger.home).st_mode & 0o077 == 0

@@ -165,3 +165,23 @@ def test_a_version_pruned_from_another_host_is_a_leftover_there_until_repaired(
     assert team.alpha.app.doctor(team.alice, repair=True).repaired == [entry]
     assert team.alpha.app.doctor(team.alice).healthy
     assert team.beta.app.doctor(team.alice).healthy
+
+
+def test_listing_doctor_keeps_values_recorded_by_another_host(team: Team) -> None:
+    # One keychain seen under two host names (a renamed host, two homes of one user): the
+    # other host's values are in the listing, and recorded, so they are not orphans.
+    team.beta.app.import_key(team.alice, team.alpha.app.export_key(team.alice))
+    team.alpha.app.write(team.alice, ADDR, KEY)
+    on_beta = team.beta.app.write(team.alice, ADDR, KEY + "b")
+    ns = team.alpha.app.namespace
+    beta_entry = entry_name(ADDR, 2, on_beta.fingerprint)
+    team.alpha.keychain.set_password(ns, beta_entry, KEY + "b")
+    planted = f"{ADDR}#v2.{'0' * 12}"  # v2 is taken by beta's value: this one has no event
+    team.alpha.keychain.set_password(ns, planted, "planted")
+
+    report = team.alpha.app.doctor(team.alice, repair=True)
+    assert report.orphans == [planted] and report.repaired == [planted]
+    assert team.alpha.keychain.get_password(ns, beta_entry) == KEY + "b"
+    assert team.alpha.keychain.get_password(ns, FINGERPRINT_KEY_ENTRY) is not None
+    assert team.alpha.app.doctor(team.alice).healthy
+    assert team.beta.app.doctor(team.alice).healthy

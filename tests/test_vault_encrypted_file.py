@@ -25,7 +25,7 @@ from keyring.errors import PasswordDeleteError
 from ledger.errors import KeychainUnavailable
 from ledger.vault import encrypted_file as ef
 from ledger.vault.encrypted_file import EncryptedFileKeyring
-from ledger.vault.keyring_vault import KeyringVault, select_backend
+from ledger.vault.keyring_vault import KeyringVault, open_vault, select_backend
 from tests.vault_contract import PersistedVaultContract
 
 PASSPHRASE = "correct horse battery staple"
@@ -84,13 +84,15 @@ def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 
 class TestEncryptedFileVault(PersistedVaultContract):
+    lists_entries = True
+
     @pytest.fixture(autouse=True)
     def _backend(self, tmp_path: Path) -> None:
         self.path = _vault_file(tmp_path)
         self.backend = _backend(self.path)
 
     def make_vault(self, namespace: str = "contract") -> KeyringVault:
-        return KeyringVault(self.backend, namespace)
+        return open_vault(self.backend, namespace)
 
     def raw_bytes(self) -> bytes:
         return b"".join(p.read_bytes() for p in sorted(self.path.parent.iterdir()))

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.vault.keyring_vault import KeyringVault
+from ledger.vault.keyring_vault import KeyringVault, open_vault
 from ledger.vault.memory import MemoryKeyring
 from tests.vault_contract import VaultContract
 
 
 class TestMemoryVault(VaultContract):
+    lists_entries = True
+
     @pytest.fixture(autouse=True)
     def _backend(self) -> None:
         self.backend = MemoryKeyring()
 
     def make_vault(self, namespace: str = "contract") -> KeyringVault:
-        return KeyringVault(self.backend, namespace)
+        return open_vault(self.backend, namespace)

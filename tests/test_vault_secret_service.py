@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ledger.vault.keyring_vault import KeyringVault
+from ledger.vault.keyring_vault import KeyringVault, open_vault
 from tests.vault_contract import PersistedVaultContract
 
 pytestmark = pytest.mark.slow
@@ -27,6 +27,8 @@ def _run_env(secret_service: Any) -> dict[str, str]:
 
 
 class TestSecretServiceVault(PersistedVaultContract):
+    lists_entries = True
+
     @pytest.fixture(autouse=True)
     def _backend(self, secret_service: Any) -> None:
         self.secret_service = secret_service
@@ -35,7 +37,7 @@ class TestSecretServiceVault(PersistedVaultContract):
         self.prefix = f"contract-{uuid.uuid4().hex[:12]}"
 
     def make_vault(self, namespace: str = "contract") -> KeyringVault:
-        return KeyringVault(self.backend, f"{self.prefix}:{namespace}")
+        return open_vault(self.backend, f"{self.prefix}:{namespace}")
 
     def raw_bytes(self) -> bytes:
         # gnome-keyring writes its collections under the daemon's HOME.
@@ -83,3 +85,43 @@ def test_keyring_vault_reads_what_secret_tool_stored(secret_service: Any) -> Non
         timeout=30,
     )
     assert KeyringVault(secret_service.backend(), namespace).get("e") == "stored by secret-tool"
+
+
+def test_listing_a_locked_collection_is_unavailable_and_never_prompts(
+    secret_service: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secretstorage
+
+    from ledger.errors import KeychainUnavailable
+    from ledger.vault.port import ListableVault
+
+    vault = open_vault(secret_service.backend(), f"secrets-ledger:{uuid.uuid4().hex}")
+    assert isinstance(vault, ListableVault)
+    vault.put("entry", "value")
+
+    def no_prompt(*_: object, **__: object) -> bool:
+        raise AssertionError("listing asked to unlock the collection")
+
+    # Locking the shared daemon's collection would need a prompt to undo: pretend instead.
+    monkeypatch.setattr(secretstorage.Collection, "is_locked", lambda _self: True)
+    monkeypatch.setattr(secretstorage.Collection, "unlock", no_prompt)
+    monkeypatch.setattr(secretstorage.Item, "unlock", no_prompt)
+    with pytest.raises(KeychainUnavailable, match="locked"):
+        vault.entries()
+    monkeypatch.undo()
+    assert vault.entries() == ["entry"]
+    assert vault.delete("entry") is True
+
+
+def test_entries_stored_by_secret_tool_under_the_namespace_are_listed(secret_service: Any) -> None:
+    namespace = f"secrets-ledger:{uuid.uuid4().hex}"
+    subprocess.run(
+        ["secret-tool", "store", "--label=by hand", "service", namespace, "username", "x#v1"],
+        input=b"typed by hand",
+        env=_run_env(secret_service),
+        check=True,
+        timeout=30,
+    )
+    vault = open_vault(secret_service.backend(), namespace)
+    assert vault.entries() == ["x#v1"]  # type: ignore[attr-defined]
+    assert vault.delete("x#v1") is True

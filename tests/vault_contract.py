@@ -13,6 +13,7 @@ import uuid
 import pytest
 
 from ledger.vault.keyring_vault import KeyringVault
+from ledger.vault.port import ListableVault
 
 UNICODE_VALUES = [
     pytest.param("pâss wörd", id="latin-accents"),
@@ -50,8 +51,19 @@ class VaultContract:
     keychain) as long as distinct names stay distinct.
     """
 
+    # Whether the adapter can list its entries (`ListableVault`); declared, not detected, so
+    # that an adapter losing the capability fails here instead of skipping the cases below.
+    lists_entries = False
+
     def make_vault(self, namespace: str = "contract") -> KeyringVault:
         raise NotImplementedError
+
+    def _listable(self, namespace: str = "contract") -> ListableVault:
+        if not self.lists_entries:
+            pytest.skip("this adapter cannot list its entries")
+        vault = self.make_vault(namespace)
+        assert isinstance(vault, ListableVault)
+        return vault
 
     # -- basic behaviour -------------------------------------------------------------------
 
@@ -142,6 +154,38 @@ class VaultContract:
         assert vault.delete("a/b#c:d") is True
         assert vault.get("a/b#c:d") is None
         assert vault.get("prod#3") == "value of prod#3"
+
+    # -- listing (adapters that can: `ListableVault`) ---------------------------------------
+
+    def test_listing_capability_is_as_declared(self) -> None:
+        assert isinstance(self.make_vault(), ListableVault) is self.lists_entries
+
+    def test_entries_of_an_empty_namespace_is_empty(self) -> None:
+        assert self._listable().entries() == []
+
+    def test_entries_names_what_was_put_and_not_what_was_deleted(self) -> None:
+        vault = self._listable()
+        for name in ENTRY_NAMES:
+            vault.put(name, f"value of {name}")
+        vault.put("prod#3", "overwritten once")
+        assert vault.delete("a/b#c:d") is True
+        assert vault.entries() == sorted(n for n in ENTRY_NAMES if n != "a/b#c:d")
+
+    def test_entries_are_only_this_namespace(self) -> None:
+        first = self._listable("ledger-one")
+        second = self._listable("ledger-two")
+        first.put("mine", "1")
+        second.put("theirs", "2")
+        assert first.entries() == ["mine"]
+        assert second.entries() == ["theirs"]
+
+    def test_entries_hold_names_never_values(self) -> None:
+        vault = self._listable()
+        value = f"listing-canary-{uuid.uuid4().hex}"
+        vault.put("entry", value)
+        names = vault.entries()
+        assert names == ["entry"]
+        assert not [n for n in names if value in n]
 
 
 class PersistedVaultContract(VaultContract):

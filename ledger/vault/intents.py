@@ -3,14 +3,18 @@
 The keychain and the event store cannot share a transaction. Before a value is written to the
 keychain an intent file naming its entry (never the value) is created; it is removed once the
 event is saved or the entry cleaned up. An intent left behind (a crash, a keychain that failed
-during clean-up) is how `secrets doctor` finds orphaned entries, since keyring cannot list them.
+during clean-up) is how `secrets doctor` finds orphaned entries on keychains that cannot list
+their entries. An intent also names its writer (pid and process start time), so that `doctor`
+never removes the value of a write that is still running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,12 +23,61 @@ from pathlib import Path
 
 from ledger.errors import LedgerUnavailable
 
+# A torn intent (empty or half-written JSON) this young may be one a writer is writing now.
+TORN_GRACE_SECONDS = 60.0
+
 
 @dataclass(frozen=True)
 class Intent:
     path: Path
     namespace: str
     entry: str
+    pid: int | None = None  # the writing process; None in intents written before it was kept
+    started: int | None = None  # its start time (Linux clock ticks since boot), if known
+
+
+def process_start(pid: int) -> tuple[str, int] | None:
+    """(state, start time) of a process from /proc, or None where /proc is not available."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: fields resume after the last.
+    fields = raw[raw.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+@functools.cache
+def _own_start(pid: int) -> int | None:
+    # Keyed by pid: a forked child has its own.
+    found = process_start(pid)
+    return found[1] if found is not None else None
+
+
+def writer_running(intent: Intent) -> bool:
+    """Whether the process that wrote `intent` may still be writing (never this process)."""
+    pid = intent.pid
+    if pid is None or pid <= 0 or pid == os.getpid():
+        # This process runs `doctor` between its writes, never during one.
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a process of another user holds the pid: cannot tell, so alive
+    found = process_start(pid)
+    if found is None:
+        return True
+    state, started = found
+    if state in {"Z", "X"}:
+        return False  # exited, not yet reaped
+    # A different start time: the writer died and the pid was reused.
+    return intent.started is None or intent.started == started
 
 
 class IntentJournal:
@@ -35,11 +88,15 @@ class IntentJournal:
     def pending(self, namespace: str, entry: str) -> Iterator[Intent]:
         """Record the intent; the caller resolves it with `done` on every path it can."""
         path = self.directory / f"{uuid.uuid4().hex}.intent"
+        pid = os.getpid()
+        started = _own_start(pid)
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                json.dump({"namespace": namespace, "entry": entry}, f)
+                json.dump(
+                    {"namespace": namespace, "entry": entry, "pid": pid, "started": started}, f
+                )
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
@@ -50,7 +107,7 @@ class IntentJournal:
                 f"cannot record a pending keychain write in {self.directory}: {exc.strerror}; "
                 "nothing was written"
             ) from None
-        yield Intent(path, namespace, entry)
+        yield Intent(path, namespace, entry, pid, started)
 
     @staticmethod
     def done(intent: Intent) -> None:
@@ -63,8 +120,28 @@ class IntentJournal:
         for path in sorted(self.directory.glob("*.intent")):
             try:
                 data = json.loads(path.read_text())
-                found.append(Intent(path, str(data["namespace"]), str(data["entry"])))
-            except (OSError, ValueError, KeyError):
-                # A torn intent file (crash mid-write) names nothing recoverable.
-                found.append(Intent(path, namespace, ""))
+                pid, started = data.get("pid"), data.get("started")
+                if isinstance(pid, bool):
+                    pid = None
+                found.append(
+                    Intent(
+                        path,
+                        str(data["namespace"]),
+                        str(data["entry"]),
+                        pid if isinstance(pid, int) else None,
+                        started if isinstance(started, int) else None,
+                    )
+                )
+            except (OSError, ValueError, KeyError, AttributeError):
+                # A torn intent file (crash mid-write) names nothing recoverable, unless a
+                # writer is writing it right now: leave a young one alone.
+                if not _young(path):
+                    found.append(Intent(path, namespace, ""))
         return [i for i in found if i.namespace == namespace]
+
+
+def _young(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < TORN_GRACE_SECONDS
+    except OSError:
+        return False

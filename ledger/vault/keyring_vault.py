@@ -8,7 +8,10 @@ written where it is readable without a key. On a host with no keychain the encry
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import sys
+from collections.abc import Callable
+from contextlib import closing
+from typing import TYPE_CHECKING, Any
 
 from ledger.errors import KeychainUnavailable
 
@@ -155,6 +158,89 @@ class KeyringVault:
         except Exception as exc:
             raise KeychainUnavailable(_describe(exc)) from None
         return True
+
+
+class ListableKeyringVault(KeyringVault):
+    """A `KeyringVault` whose backend can name the entries of a namespace (`ListableVault`)."""
+
+    def __init__(
+        self, backend: KeyringBackend, namespace: str, lister: Callable[[str], list[str]]
+    ) -> None:
+        super().__init__(backend, namespace)
+        self._lister = lister
+
+    def entries(self) -> list[str]:
+        try:
+            names = self._lister(self._namespace)
+        except KeychainUnavailable:
+            raise
+        except Exception as exc:
+            raise KeychainUnavailable(_describe(exc)) from None
+        return sorted(set(names))
+
+
+def open_vault(backend: KeyringBackend, namespace: str) -> KeyringVault:
+    """The vault over `backend` in `namespace`: a `ListableVault` when the backend can list."""
+    lister = _lister(backend)
+    if lister is None:
+        return KeyringVault(backend, namespace)
+    return ListableKeyringVault(backend, namespace, lister)
+
+
+def _instance_of(backend: object, module: str, name: str) -> bool:
+    # Without importing: an instance of a class exists only once its module is loaded, and
+    # importing keyring's Secret Service module costs D-Bus libraries a command may not need.
+    loaded = sys.modules.get(module)
+    cls = getattr(loaded, name, None) if loaded is not None else None
+    return isinstance(cls, type) and isinstance(backend, cls)
+
+
+def _lister(backend: KeyringBackend) -> Callable[[str], list[str]] | None:
+    """How to list a namespace of `backend`, or None (a chain, macOS, Windows, ...)."""
+    found: Any = backend
+    if _instance_of(backend, "ledger.vault.encrypted_file", "EncryptedFileKeyring"):
+        return found.entries  # type: ignore[no-any-return]
+    if _instance_of(backend, "ledger.vault.memory", "MemoryKeyring"):
+        return found.usernames  # type: ignore[no-any-return]
+    if _instance_of(backend, "keyring.backends.SecretService", "Keyring"):
+        return lambda service: secret_service_entries(found, service)
+    return None
+
+
+def secret_service_entries(backend: Any, service: str) -> list[str]:
+    """Usernames keyring's Secret Service `backend` stored under `service`.
+
+    Searches the backend's collection by the attributes keyring itself writes (its scheme's
+    service attribute; `application` is not matched, so entries made by other tools with the
+    same attributes, e.g. `secret-tool`, are listed too). Reads attributes only, never a
+    secret, and never unlocks: a locked collection would need a prompt, so it is reported as
+    an unavailable keychain instead.
+    """
+    import secretstorage
+    from secretstorage.collection import DEFAULT_COLLECTION
+    from secretstorage.exceptions import ItemNotFoundException
+
+    scheme = backend.schemes[backend.scheme]
+    query: dict[str, str] = backend._query(service)
+    path = getattr(backend, "preferred_collection", DEFAULT_COLLECTION)
+    connection = secretstorage.dbus_init()
+    with closing(connection):
+        try:
+            collection = secretstorage.Collection(connection, path)
+        except ItemNotFoundException:
+            return []  # no collection yet: nothing was ever stored
+        if collection.is_locked():
+            raise KeychainUnavailable(
+                "the keychain collection is locked, so its entries cannot be listed without "
+                f"a prompt; unlock it and run again; {FIX_HINT}"
+            )
+        names: list[str] = []
+        for item in collection.search_items(query):
+            attributes = item.get_attributes()
+            name = attributes.get(scheme["username"])
+            if attributes.get(scheme["service"]) == service and name is not None:
+                names.append(name)
+        return names
 
 
 def _first_line(exc: Exception) -> str:

@@ -24,3 +24,7 @@ class MemoryKeyring(KeyringBackend):
     def delete_password(self, service: str, username: str) -> None:
         if self.entries.pop((service, username), None) is None:
             raise PasswordDeleteError("not found")
+
+    def usernames(self, service: str) -> list[str]:
+        """The entry names stored under `service` (the listing `KeyringVault.entries` uses)."""
+        return sorted(u for (s, u) in self.entries if s == service)

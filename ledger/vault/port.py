@@ -7,7 +7,7 @@ satisfy is in tests/vault_contract.py.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ValueVault(Protocol):
@@ -28,4 +28,20 @@ class ValueVault(Protocol):
 
     def delete(self, entry: str) -> bool:
         """Remove `entry`; True if it existed. Raises KeychainUnavailable."""
+        ...
+
+
+@runtime_checkable
+class ListableVault(ValueVault, Protocol):
+    """A vault that can also name the entries of its namespace (for `secrets doctor`).
+
+    Optional: some keychains (macOS, Windows through keyring) cannot list, and `doctor` then
+    finds orphaned entries through the intent journal only.
+    """
+
+    def entries(self) -> list[str]:
+        """The entry names in this vault's namespace, sorted; never values.
+
+        Reads no secret and never prompts: a locked keychain raises KeychainUnavailable.
+        """
         ...
