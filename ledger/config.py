@@ -81,31 +81,28 @@ def _check_sqlite_file(path: Path) -> None:
     # large ledger, for every command). Damage deeper in the file surfaces when a command
     # reads it (the CLI reports it as damage, exit 6); `audit verify` and `doctor` read
     # every page first (`check_pages`).
+    _read_only_query(path, "SELECT count(*) FROM sqlite_master")
+
+
+def _read_only_query(path: Path, sql: str) -> list[str]:
+    """The first column of `sql`'s rows over a read-only connection; damage is
+    IntegrityFailure, including text that is no longer UTF-8 (SQLite's own message can quote
+    a damaged name, and then cannot be decoded either)."""
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            con.execute("SELECT count(*) FROM sqlite_master").fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        raise IntegrityFailure(f"{path} is damaged: {exc}") from None
-    except UnicodeDecodeError:
-        # SQLite's own message quotes the damaged schema text, which is no longer UTF-8.
-        raise IntegrityFailure(f"{path} is damaged: its schema is not valid text") from None
-
-
-def check_pages(path: Path) -> None:
-    """Read every page of a SQLite ledger file (PRAGMA quick_check); damage is IntegrityFailure."""
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            problems = [str(r[0]) for r in con.execute("PRAGMA quick_check").fetchall()]
+            return [str(r[0]) for r in con.execute(sql).fetchall()]
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
         raise IntegrityFailure(f"{path} is damaged: {exc}") from None
     except UnicodeDecodeError:
         raise IntegrityFailure(f"{path} is damaged: stored text is not valid UTF-8") from None
+
+
+def check_pages(path: Path) -> None:
+    """Read every page of a SQLite ledger file (PRAGMA quick_check); damage is IntegrityFailure."""
+    problems = _read_only_query(path, "PRAGMA quick_check")
     if problems != ["ok"]:
         raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}")
 

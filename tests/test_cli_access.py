@@ -47,13 +47,17 @@ COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
 STATES = ["senior-engineer", "engineer", "analyst", "no session", "expired", "revoked"]
 
 
-def denials(ledger: Ledger) -> list[dict[str, object]]:
+def recorded(ledger: Ledger, topic: str) -> list[dict[str, object]]:
+    """The stored events whose topic starts with `topic`, decoded, in log order."""
     with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
         rows = db.execute(
-            "SELECT state FROM stored_events WHERE topic LIKE 'ledger.records:Denial%' "
-            "ORDER BY rowid"
+            "SELECT state FROM stored_events WHERE topic LIKE ? ORDER BY rowid", (topic + "%",)
         ).fetchall()
     return [json.loads(r[0]) for r in rows]
+
+
+def denials(ledger: Ledger) -> list[dict[str, object]]:
+    return recorded(ledger, "ledger.records:Denial")
 
 
 def as_state(ledger: Ledger, state: str, tmp_path: Path) -> dict[str, str]:
@@ -173,15 +177,6 @@ def test_session_file_readable_by_others_is_refused(ledger: Ledger) -> None:
     assert ledger.run("list").returncode == 0
 
 
-def _grant_refusals(ledger: Ledger) -> list[dict[str, object]]:
-    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-        rows = db.execute(
-            "SELECT state FROM stored_events WHERE topic LIKE 'ledger.records:GrantRejection%' "
-            "ORDER BY rowid"
-        ).fetchall()
-    return [json.loads(r[0]) for r in rows]
-
-
 def _operators(ledger: Ledger) -> list[tuple[str, str]]:
     with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
         return list(
@@ -201,8 +196,8 @@ def test_unknown_role_and_hostile_operator_names(ledger: Ledger) -> None:
     assert bad_name.returncode == 5 and "control" in bad_name.stderr
     assert _operators(ledger) == operators  # no operator, role or token was added
 
-    recorded = _grant_refusals(ledger)
-    assert [(r["name"], r["role"], r["rule"], r["operator"]) for r in recorded] == [
+    refused = recorded(ledger, "ledger.records:GrantRejection")
+    assert [(r["name"], r["role"], r["rule"], r["operator"]) for r in refused] == [
         ("eve", "root", "role", "alice"),
         ("ev\\x1b[31me", "analyst", "control-characters", "alice"),
     ]
