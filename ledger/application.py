@@ -11,13 +11,12 @@ import contextlib
 import hashlib
 import hmac
 import random
-import re
 import secrets
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,6 +43,8 @@ from ledger.checkpoint import (
     Witness,
 )
 from ledger.credentials import Credential, Principal
+from ledger.doctor import DoctorReport
+from ledger.entries import entry_name
 from ledger.errors import (
     ConflictUnresolved,
     IntegrityFailure,
@@ -67,9 +68,8 @@ from ledger.records import (
 )
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
-from ledger.vault.intents import Intent, IntentJournal, writer_running
+from ledger.vault.intents import Intent, IntentJournal
 from ledger.vault.keyring_vault import open_vault
-from ledger.vault.port import ListableVault
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -87,30 +87,6 @@ MAX_ATTEMPTS = 60
 MAX_RETRY_SECONDS = 30.0
 
 
-def entry_name(address: SecretAddress, version: int, fingerprint: str) -> str:
-    return f"{address}#v{version}.{fingerprint[:12]}"
-
-
-# `entry_name`'s shape. The other entries of a namespace (the fingerprint key, the checkpoint
-# key and witness, automation tokens) hold no '/' and never match.
-_VERSION_ENTRY = re.compile(
-    r"(?P<environment>[^/#]+)/(?P<service>[^/#]+)/(?P<name>[^/#]+)"
-    r"#v(?P<number>[1-9][0-9]{0,17})\.(?P<fingerprint>[0-9a-f]{12})"
-)
-
-
-def parse_entry_name(entry: str) -> tuple[SecretAddress, int] | None:
-    """(address, version number) of a version's entry name; None for any other entry."""
-    found = _VERSION_ENTRY.fullmatch(entry)
-    if found is None:
-        return None
-    try:
-        address = SecretAddress.parse(found["environment"], found["service"], found["name"])
-    except ValidationFailed:
-        return None
-    return address, int(found["number"])
-
-
 @dataclass(frozen=True)
 class OpenedSession:
     operator: str
@@ -118,31 +94,6 @@ class OpenedSession:
     session_id: str
     session_secret: str
     expires_at: datetime
-
-
-@dataclass(frozen=True)
-class DoctorReport:
-    vault: str
-    checked_versions: int
-    missing_values: list[str]  # events whose value is gone from this host's keychain
-    orphans: list[str]  # keychain entries with no event
-    leftovers: list[str]  # values of pruned/destroyed versions still in the keychain
-    repaired: list[str]
-    # Retained versions written on other hosts (their values are in those hosts' keychains),
-    # per host: not checked here, since no host can see another's keychain.
-    on_other_hosts: dict[str, int] = field(default_factory=dict)
-    # Stored snapshots whose state differs from their events ("<aggregate id>@<version>").
-    bad_snapshots: list[str] = field(default_factory=list)
-    # Whether the keychain could list its entries. When it cannot (macOS or Windows through
-    # keyring, a chain of backends), orphans are found only through the intent journal.
-    keychain_listed: bool = True
-    # Entries whose write is still running in another process (its intent names a live
-    # writer): not orphans yet, so neither reported as such nor repaired.
-    in_progress: list[str] = field(default_factory=list)
-
-    @property
-    def healthy(self) -> bool:
-        return not (self.missing_values or self.orphans or self.leftovers or self.bad_snapshots)
 
 
 class SecretsLedger(Application[UUID]):
@@ -662,111 +613,11 @@ class SecretsLedger(Application[UUID]):
             check_pages(self.home / DATABASE_FILE)
 
     def doctor(self, cred: Credential, repair: bool = False) -> DoctorReport:
+        """Keychain against ledger on this host (ledger/doctor.py); senior-engineer only."""
+        from ledger.doctor import examine
+
         self.authorize(cred, Permission.MANAGE, "doctor")
-        self.check_pages()
-        # First: the scan below loads aggregates, which starts from their snapshots.
-        bad_snapshots, repaired = self._check_snapshots(repair)
-        # The keychain is listed first, then the events, then the intent journal: the order
-        # that lets the orphan check at the end tell a finished or failed write from a running
-        # one (see there). Only version entries are kept: the ledger's keys, the checkpoint
-        # witness and automation tokens are never orphans.
-        vault = self.vault
-        listed: list[str] | None = None
-        if isinstance(vault, ListableVault):
-            listed = [e for e in vault.entries() if parse_entry_name(e) is not None]
-        recorded: set[str] = set()
-        known: set[str] = set()  # every version's entry, retained or not, from any host
-        missing: list[str] = []
-        leftovers: list[str] = []
-        elsewhere: dict[str, int] = {}
-        checked = 0
-        for sid in self.secret_ids():
-            secret: Any = self.repository.get(sid)
-            assert isinstance(secret, Secret)
-            for v in secret.versions.values():
-                entry = entry_name(secret.address, v.number, v.fingerprint)
-                known.add(entry)
-                present = vault.get(entry) is not None
-                if v.host != self.host and not present:
-                    # Written on another host: its value (or its removal) is that host's.
-                    if v.retained:
-                        recorded.add(entry)
-                        elsewhere[v.host] = elsewhere.get(v.host, 0) + 1
-                    continue
-                checked += 1
-                if v.retained:
-                    recorded.add(entry)
-                    if not present:
-                        missing.append(entry)
-                elif present:
-                    leftovers.append(entry)
-                    if repair and vault.delete(entry):
-                        repaired.append(entry)
-        orphans: list[str] = []
-        in_progress: list[str] = []
-        journaled: set[str] = set()
-        for intent in self.intents.outstanding(self.namespace):
-            journaled.add(intent.entry)
-            if not intent.entry or intent.entry in recorded:
-                self.intents.done(intent)
-                continue
-            if writer_running(intent):
-                # Its writer may be committing the event right now: leave value and intent.
-                in_progress.append(intent.entry)
-                continue
-            if vault.get(intent.entry) is None:
-                self.intents.done(intent)
-                continue
-            orphans.append(intent.entry)
-            if repair:
-                vault.delete(intent.entry)
-                self.intents.done(intent)
-                repaired.append(intent.entry)
-        for entry in listed or []:
-            if entry in known or entry in journaled:
-                continue  # checked above, as a version or through its intent
-            # Every write on this host journals its intent before its value, and the journal
-            # was read after the listing: an entry with no intent is not being written here,
-            # unless its event was committed (and its intent resolved) since the scan.
-            if self._entry_recorded(entry) or vault.get(entry) is None:
-                continue
-            orphans.append(entry)
-            if repair and vault.delete(entry):
-                repaired.append(entry)
-        return DoctorReport(
-            vault.description,
-            checked,
-            missing,
-            orphans,
-            leftovers,
-            repaired,
-            elsewhere,
-            bad_snapshots,
-            keychain_listed=listed is not None,
-            in_progress=in_progress,
-        )
-
-    def _entry_recorded(self, entry: str) -> bool:
-        """Whether the store (read now) holds the version `entry` names, with its fingerprint."""
-        parsed = parse_entry_name(entry)
-        if parsed is None:
-            return False
-        address, number = parsed
-        found = self._load_secret(address)
-        version = found.versions.get(number) if found is not None else None
-        return version is not None and entry_name(address, number, version.fingerprint) == entry
-
-    def _check_snapshots(self, repair: bool) -> tuple[list[str], list[str]]:
-        from ledger.snapshot_check import verify_snapshots
-
-        bad = [f"{f.originator_id}@{f.version}" for f in verify_snapshots(self).faults]
-        if not repair or not bad:
-            return bad, []
-        recorder = self._chained_recorder()
-        for item in bad:
-            oid, version = item.split("@")
-            recorder.delete_snapshot(UUID(oid), int(version))
-        return bad, [f"snapshot {item}" for item in bad]
+        return examine(self, repair)
 
     # -- the fingerprint key, for a ledger shared between hosts ---------------------------
 

@@ -1,0 +1,156 @@
+"""`secrets doctor`: this host's keychain against the ledger.
+
+Values recorded but missing, keychain entries with no event (orphans, found through the intent
+journal and, where the keychain can list, by listing it), values of pruned or destroyed versions
+still present, and stored snapshots that differ from their events. `--repair` removes what is
+provably safe to remove; a write still running in another process is never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from ledger.entries import entry_name, parse_entry_name
+from ledger.secret import Secret
+from ledger.vault.intents import writer_running
+from ledger.vault.port import ListableVault
+
+if TYPE_CHECKING:
+    from ledger.application import SecretsLedger
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    vault: str
+    checked_versions: int
+    missing_values: list[str]  # events whose value is gone from this host's keychain
+    orphans: list[str]  # keychain entries with no event
+    leftovers: list[str]  # values of pruned/destroyed versions still in the keychain
+    repaired: list[str]
+    # Retained versions written on other hosts (their values are in those hosts' keychains),
+    # per host: not checked here, since no host can see another's keychain.
+    on_other_hosts: dict[str, int] = field(default_factory=dict)
+    # Stored snapshots whose state differs from their events ("<aggregate id>@<version>").
+    bad_snapshots: list[str] = field(default_factory=list)
+    # Whether the keychain could list its entries. When it cannot (macOS or Windows through
+    # keyring, a chain of backends), orphans are found only through the intent journal.
+    keychain_listed: bool = True
+    # Entries whose write is still running in another process (its intent names a live
+    # writer): not orphans yet, so neither reported as such nor repaired.
+    in_progress: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not (self.missing_values or self.orphans or self.leftovers or self.bad_snapshots)
+
+
+def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
+    """The checks behind `secrets doctor` (the caller has authorised it)."""
+    app.check_pages()
+    # First: the scan below loads aggregates, which starts from their snapshots.
+    bad_snapshots, repaired = _check_snapshots(app, repair)
+    # The keychain is listed first, then the events, then the intent journal: the order
+    # that lets the orphan check at the end tell a finished or failed write from a running
+    # one (see there). Only version entries are kept: the ledger's keys, the checkpoint
+    # witness and automation tokens are never orphans.
+    vault = app.vault
+    listed: list[str] | None = None
+    if isinstance(vault, ListableVault):
+        listed = [e for e in vault.entries() if parse_entry_name(e) is not None]
+    recorded: set[str] = set()
+    known: set[str] = set()  # every version's entry, retained or not, from any host
+    missing: list[str] = []
+    leftovers: list[str] = []
+    elsewhere: dict[str, int] = {}
+    checked = 0
+    for sid in app.secret_ids():
+        secret: Any = app.repository.get(sid)
+        assert isinstance(secret, Secret)
+        for v in secret.versions.values():
+            entry = entry_name(secret.address, v.number, v.fingerprint)
+            known.add(entry)
+            present = vault.get(entry) is not None
+            if v.host != app.host and not present:
+                # Written on another host: its value (or its removal) is that host's.
+                if v.retained:
+                    recorded.add(entry)
+                    elsewhere[v.host] = elsewhere.get(v.host, 0) + 1
+                continue
+            checked += 1
+            if v.retained:
+                recorded.add(entry)
+                if not present:
+                    missing.append(entry)
+            elif present:
+                leftovers.append(entry)
+                if repair and vault.delete(entry):
+                    repaired.append(entry)
+    orphans: list[str] = []
+    in_progress: list[str] = []
+    journaled: set[str] = set()
+    for intent in app.intents.outstanding(app.namespace):
+        journaled.add(intent.entry)
+        if not intent.entry or intent.entry in recorded:
+            app.intents.done(intent)
+            continue
+        if writer_running(intent):
+            # Its writer may be committing the event right now: leave value and intent.
+            in_progress.append(intent.entry)
+            continue
+        if vault.get(intent.entry) is None:
+            app.intents.done(intent)
+            continue
+        orphans.append(intent.entry)
+        if repair:
+            vault.delete(intent.entry)
+            app.intents.done(intent)
+            repaired.append(intent.entry)
+    for entry in listed or []:
+        if entry in known or entry in journaled:
+            continue  # checked above, as a version or through its intent
+        # Every write on this host journals its intent before its value, and the journal
+        # was read after the listing: an entry with no intent is not being written here,
+        # unless its event was committed (and its intent resolved) since the scan.
+        if _entry_recorded(app, entry) or vault.get(entry) is None:
+            continue
+        orphans.append(entry)
+        if repair and vault.delete(entry):
+            repaired.append(entry)
+    return DoctorReport(
+        vault.description,
+        checked,
+        missing,
+        orphans,
+        leftovers,
+        repaired,
+        elsewhere,
+        bad_snapshots,
+        keychain_listed=listed is not None,
+        in_progress=in_progress,
+    )
+
+
+def _entry_recorded(app: SecretsLedger, entry: str) -> bool:
+    """Whether the store (read now) holds the version `entry` names, with its fingerprint."""
+    parsed = parse_entry_name(entry)
+    if parsed is None:
+        return False
+    address, number = parsed
+    found = app._load_secret(address)
+    version = found.versions.get(number) if found is not None else None
+    return version is not None and entry_name(address, number, version.fingerprint) == entry
+
+
+def _check_snapshots(app: SecretsLedger, repair: bool) -> tuple[list[str], list[str]]:
+    from ledger.snapshot_check import verify_snapshots
+
+    bad = [f"{f.originator_id}@{f.version}" for f in verify_snapshots(app).faults]
+    if not repair or not bad:
+        return bad, []
+    recorder = app._chained_recorder()
+    for item in bad:
+        oid, version = item.split("@")
+        recorder.delete_snapshot(UUID(oid), int(version))
+    return bad, [f"snapshot {item}" for item in bad]
