@@ -18,6 +18,23 @@ ADDR = ["--service", "nexus", "--name", "mcp.bun.apiKey"]
 
 # command -> (argv, stdin, the least role allowed, the action recorded when refused).
 # "{tmp}" in an argument is the test's tmp_path.
+#
+# Deliberately outside the matrix (they never authorise the caller against a role), each with
+# its own test of an unauthenticated caller:
+# - `audit codes`, `metrics rules`: print static reference text; open no ledger
+#   (test_commands_outside_the_matrix_need_no_session).
+# - `tmux snippet|install|uninstall`: edit a tmux configuration file only; open no ledger
+#   (test_commands_outside_the_matrix_need_no_session).
+# - `init`: creates the first operator of a new ledger; on an existing one `--operator` is
+#   refused (exit 4, recorded as anonymous `init`) whoever asks, and without it nothing
+#   changes (test_commands_outside_the_matrix_need_no_session).
+# - `auth login`: is the proof of identity itself (the token); a wrong token is refused and
+#   recorded as `login` (test_commands_outside_the_matrix_need_no_session,
+#   test_status_login_logout_flow). `auth logout` closes the caller's own session, if any;
+#   `auth status` reports it, exit 4 without one (same tests).
+# - `dashboard`: shows no value, reads no keychain, records nothing; its Access Status says
+#   what the session may do (tests/test_cli_dashboard.py, "no session" and the other states).
+# - `audit bundle`: hidden, deprecated name of `audit export` (same code, which is in).
 SENIOR = "senior-engineer"
 COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
     "get": (["get", *ADDR], None, "analyst", "get"),
@@ -312,3 +329,39 @@ def test_status_login_logout_flow(ledger: Ledger) -> None:
 def test_last_senior_engineer_cannot_be_revoked(ledger: Ledger) -> None:
     result = ledger.run("auth", "revoke", "--operator", "alice")
     assert result.returncode == 5 and "last senior-engineer" in result.stderr
+
+
+def test_commands_outside_the_matrix_need_no_session(ledger: Ledger, tmp_path: Path) -> None:
+    """What the commands left out of the matrix do for a caller with no session."""
+    nobody = {"SECRETS_LEDGER_SESSION_FILE": str(tmp_path / "none.json")}
+    events = len(recorded(ledger, ""))
+    tmux_conf = tmp_path / "tmux.conf"
+    for argv in (
+        ["audit", "codes"],
+        ["metrics", "rules"],
+        ["tmux", "snippet"],
+        ["tmux", "install", "--file", str(tmux_conf)],
+        ["tmux", "uninstall", "--file", str(tmux_conf)],
+        ["init"],  # an existing ledger: nothing changes
+        ["auth", "logout"],
+    ):
+        result = ledger.run(*argv, env=nobody)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert "PERMISSION_DENIED" not in result.stderr, argv
+    assert len(recorded(ledger, "")) == events  # none of them recorded anything
+    assert "no active session" in ledger.run("auth", "logout", env=nobody).stdout
+
+    status = ledger.run("auth", "status", env=nobody)
+    assert status.returncode == 4 and "not authenticated" in status.stdout
+    assert len(recorded(ledger, "")) == events
+
+    second = ledger.run("init", "--operator", "mallory", env=nobody)
+    assert second.returncode == 4 and "PERMISSION_DENIED" in second.stderr
+    wrong = ledger.run(
+        "auth", "login", "--operator", "alice", "--token-stdin", input="slt.alice.x\n", env=nobody
+    )
+    assert wrong.returncode == 4
+    assert [(d["operator"], d["action"]) for d in denials(ledger)[-2:]] == [
+        ("anonymous", "init"),
+        ("anonymous", "login"),
+    ]
