@@ -16,7 +16,25 @@ from tests.clikit import Ledger
 KEY = "sk-" + "Tq8" * 16
 ADDR = ["--service", "nexus", "--name", "mcp.bun.apiKey"]
 
-# command -> (argv, stdin, the least role allowed, the action recorded when refused)
+# command -> (argv, stdin, the least role allowed, the action recorded when refused).
+# "{tmp}" in an argument is the test's tmp_path.
+#
+# Deliberately outside the matrix (they never authorise the caller against a role), each with
+# its own test of an unauthenticated caller:
+# - `audit codes`, `metrics rules`: print static reference text; open no ledger
+#   (test_commands_outside_the_matrix_need_no_session).
+# - `tmux snippet|install|uninstall`: edit a tmux configuration file only; open no ledger
+#   (test_commands_outside_the_matrix_need_no_session).
+# - `init`: creates the first operator of a new ledger; on an existing one `--operator` is
+#   refused (exit 4, recorded as anonymous `init`) whoever asks, and without it nothing
+#   changes (test_commands_outside_the_matrix_need_no_session).
+# - `auth login`: is the proof of identity itself (the token); a wrong token is refused and
+#   recorded as `login` (test_commands_outside_the_matrix_need_no_session,
+#   test_status_login_logout_flow). `auth logout` closes the caller's own session, if any;
+#   `auth status` reports it, exit 4 without one (same tests).
+# - `dashboard`: shows no value, reads no keychain, records nothing; its Access Status says
+#   what the session may do (tests/test_cli_dashboard.py, "no session" and the other states).
+# - `audit bundle`: hidden, deprecated name of `audit export` (same code, which is in).
 SENIOR = "senior-engineer"
 COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
     "get": (["get", *ADDR], None, "analyst", "get"),
@@ -43,6 +61,74 @@ COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
     "audit log": (["audit", "log"], None, "analyst", "audit log"),
     "audit verify": (["audit", "verify"], None, "analyst", "audit verify"),
     "report compliance": (["report", "compliance"], None, "analyst", "report compliance"),
+    "audit replay": (["audit", "replay", "--at", "1h"], None, "analyst", "audit replay"),
+    "audit diff": (
+        ["audit", "diff", "--from", "7d", "--to", "1h"],
+        None,
+        "analyst",
+        "audit diff",
+    ),
+    "audit who-can": (["audit", "who-can", *ADDR], None, "analyst", "audit who-can"),
+    "audit hash": (["audit", "hash", *ADDR], KEY, "analyst", "audit hash"),
+    "audit pubkey": (["audit", "pubkey"], None, "analyst", "audit pubkey"),
+    "audit checkpoint": (["audit", "checkpoint"], None, "analyst", "audit checkpoint"),
+    "audit checkpoint --reset-witness": (
+        ["audit", "checkpoint", "--reset-witness"],
+        None,
+        SENIOR,
+        "audit checkpoint --reset-witness",
+    ),
+    # `audit export` signs a checkpoint first, so its refusal is recorded as that checkpoint's.
+    "audit export": (
+        ["audit", "export", "--out", "{tmp}/export"],
+        None,
+        "analyst",
+        "audit checkpoint",
+    ),
+    "metrics write": (
+        ["metrics", "write", "--textfile", "{tmp}/out/secrets.prom"],
+        None,
+        "analyst",
+        "metrics write",
+    ),
+    # The credential is checked before the server starts; an address that is not this host's
+    # makes an allowed caller stop with exit 1 ("cannot listen") instead of serving.
+    "metrics serve": (
+        ["metrics", "serve", "--bind", "192.0.2.1", "--port", "9"],
+        None,
+        "analyst",
+        "metrics serve",
+    ),
+    "projections rebuild": (["projections", "rebuild"], None, SENIOR, "projections rebuild"),
+    "ledger export-key": (["ledger", "export-key"], None, SENIOR, "export-key"),
+    # Another ledger's key: an allowed caller gets exit 5 and nothing is stored.
+    "ledger import-key": (
+        ["ledger", "import-key", "--key-stdin"],
+        "slk1.not-this-ledger." + "0" * 64,
+        SENIOR,
+        "import-key",
+    ),
+    "ledger copy": (["ledger", "copy", "--to", "{tmp}/copy"], None, SENIOR, "ledger copy"),
+    # Last, and install before remove: an installed schedule enlists the rotation-bot as a second
+    # senior-engineer, which `auth revoke --operator alice` above must not see.
+    "rotate schedule install": (
+        ["rotate", "schedule", "install", "--at", "02:30", "--via", "cron"],
+        None,
+        SENIOR,
+        "rotate-schedule-install",
+    ),
+    "rotate schedule status": (
+        ["rotate", "schedule", "status"],
+        None,
+        "analyst",
+        "rotate-schedule-status",
+    ),
+    "rotate schedule remove": (
+        ["rotate", "schedule", "remove"],
+        None,
+        SENIOR,
+        "rotate-schedule-remove",
+    ),
 }
 STATES = ["senior-engineer", "engineer", "analyst", "no session", "expired", "revoked"]
 
@@ -94,20 +180,33 @@ def as_state(ledger: Ledger, state: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def scheduler_stand_ins(tmp_path: Path) -> dict[str, str]:
+    """`rotate schedule ...` never touches this host's crontab or systemd (as in
+    tests/test_cli_schedule.py): a crontab file, a systemctl that always fails (systemd "not
+    running"), and unit files under tmp_path."""
+    return {
+        "SECRETS_LEDGER_CRONTAB": str(tmp_path / "crontab"),
+        "SECRETS_LEDGER_SYSTEMCTL": "false",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+
+
 @pytest.mark.parametrize("state", STATES)
 def test_role_matrix(ledger: Ledger, state: str, tmp_path: Path) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", KEY)
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Yy2" * 16)
-    env = as_state(ledger, state, tmp_path)
+    env = {**as_state(ledger, state, tmp_path), **scheduler_stand_ins(tmp_path)}
+    (tmp_path / "out").mkdir()
     for command, (argv, stdin, least, action) in COMMANDS.items():
         before = len(denials(ledger))
-        result = ledger.run(*argv, input=stdin, env=env)
+        args = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+        result = ledger.run(*args, input=stdin, env=env)
         rank = {"analyst": 0, "engineer": 0, SENIOR: 1}
         role = state if state in {SENIOR, "engineer", "analyst"} else None
         allowed = role is not None and rank[role] >= rank[least]
         after = denials(ledger)
         if allowed:
-            assert result.returncode != 4, (command, result.stderr)
+            assert result.returncode not in (2, 4), (command, result.returncode, result.stderr)
             assert len(after) == before, command
             continue
         assert result.returncode == 4, (state, command, result.returncode, result.stderr)
@@ -119,6 +218,9 @@ def test_role_matrix(ledger: Ledger, state: str, tmp_path: Path) -> None:
         expected_operator = state if state in {"engineer", "analyst"} else "anonymous"
         assert last["operator"] == expected_operator
         assert last["action"] == action, (command, last["action"])
+    # A refused copy or schedule install wrote nothing (and never the host's own crontab).
+    for written in ("copy", "crontab"):
+        assert (tmp_path / written).exists() == (state == SENIOR), written
 
 
 def test_deployment_check_analyst_cannot_set_or_delete(ledger: Ledger, tmp_path: Path) -> None:
@@ -227,3 +329,39 @@ def test_status_login_logout_flow(ledger: Ledger) -> None:
 def test_last_senior_engineer_cannot_be_revoked(ledger: Ledger) -> None:
     result = ledger.run("auth", "revoke", "--operator", "alice")
     assert result.returncode == 5 and "last senior-engineer" in result.stderr
+
+
+def test_commands_outside_the_matrix_need_no_session(ledger: Ledger, tmp_path: Path) -> None:
+    """What the commands left out of the matrix do for a caller with no session."""
+    nobody = {"SECRETS_LEDGER_SESSION_FILE": str(tmp_path / "none.json")}
+    events = len(recorded(ledger, ""))
+    tmux_conf = tmp_path / "tmux.conf"
+    for argv in (
+        ["audit", "codes"],
+        ["metrics", "rules"],
+        ["tmux", "snippet"],
+        ["tmux", "install", "--file", str(tmux_conf)],
+        ["tmux", "uninstall", "--file", str(tmux_conf)],
+        ["init"],  # an existing ledger: nothing changes
+        ["auth", "logout"],
+    ):
+        result = ledger.run(*argv, env=nobody)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert "PERMISSION_DENIED" not in result.stderr, argv
+    assert len(recorded(ledger, "")) == events  # none of them recorded anything
+    assert "no active session" in ledger.run("auth", "logout", env=nobody).stdout
+
+    status = ledger.run("auth", "status", env=nobody)
+    assert status.returncode == 4 and "not authenticated" in status.stdout
+    assert len(recorded(ledger, "")) == events
+
+    second = ledger.run("init", "--operator", "mallory", env=nobody)
+    assert second.returncode == 4 and "PERMISSION_DENIED" in second.stderr
+    wrong = ledger.run(
+        "auth", "login", "--operator", "alice", "--token-stdin", input="slt.alice.x\n", env=nobody
+    )
+    assert wrong.returncode == 4
+    assert [(d["operator"], d["action"]) for d in denials(ledger)[-2:]] == [
+        ("anonymous", "init"),
+        ("anonymous", "login"),
+    ]
