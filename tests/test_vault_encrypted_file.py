@@ -26,7 +26,7 @@ from ledger.errors import KeychainUnavailable
 from ledger.vault import encrypted_file as ef
 from ledger.vault.encrypted_file import EncryptedFileKeyring
 from ledger.vault.keyring_vault import KeyringVault, open_vault, select_backend
-from tests.vault_contract import PersistedVaultContract
+from tests.vault_contract import ListingContract, PersistedVaultContract
 
 PASSPHRASE = "correct horse battery staple"
 SERVICE = "secrets-ledger:test"
@@ -83,9 +83,7 @@ def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
 # -- the contract -------------------------------------------------------------------------
 
 
-class TestEncryptedFileVault(PersistedVaultContract):
-    lists_entries = True
-
+class TestEncryptedFileVault(ListingContract, PersistedVaultContract):
     @pytest.fixture(autouse=True)
     def _backend(self, tmp_path: Path) -> None:
         self.path = _vault_file(tmp_path)

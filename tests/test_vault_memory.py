@@ -6,12 +6,10 @@ import pytest
 
 from ledger.vault.keyring_vault import KeyringVault, open_vault
 from ledger.vault.memory import MemoryKeyring
-from tests.vault_contract import VaultContract
+from tests.vault_contract import ListingContract, VaultContract
 
 
-class TestMemoryVault(VaultContract):
-    lists_entries = True
-
+class TestMemoryVault(ListingContract, VaultContract):
     @pytest.fixture(autouse=True)
     def _backend(self) -> None:
         self.backend = MemoryKeyring()

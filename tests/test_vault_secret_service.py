@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ledger.vault.keyring_vault import KeyringVault, open_vault
-from tests.vault_contract import PersistedVaultContract
+from tests.vault_contract import ListingContract, PersistedVaultContract
 
 pytestmark = pytest.mark.slow
 
@@ -26,9 +26,7 @@ def _run_env(secret_service: Any) -> dict[str, str]:
     return {**os.environ, **secret_service.env}
 
 
-class TestSecretServiceVault(PersistedVaultContract):
-    lists_entries = True
-
+class TestSecretServiceVault(ListingContract, PersistedVaultContract):
     @pytest.fixture(autouse=True)
     def _backend(self, secret_service: Any) -> None:
         self.secret_service = secret_service

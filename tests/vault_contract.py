@@ -51,19 +51,8 @@ class VaultContract:
     keychain) as long as distinct names stay distinct.
     """
 
-    # Whether the adapter can list its entries (`ListableVault`); declared, not detected, so
-    # that an adapter losing the capability fails here instead of skipping the cases below.
-    lists_entries = False
-
     def make_vault(self, namespace: str = "contract") -> KeyringVault:
         raise NotImplementedError
-
-    def _listable(self, namespace: str = "contract") -> ListableVault:
-        if not self.lists_entries:
-            pytest.skip("this adapter cannot list its entries")
-        vault = self.make_vault(namespace)
-        assert isinstance(vault, ListableVault)
-        return vault
 
     # -- basic behaviour -------------------------------------------------------------------
 
@@ -155,10 +144,47 @@ class VaultContract:
         assert vault.get("a/b#c:d") is None
         assert vault.get("prod#3") == "value of prod#3"
 
-    # -- listing (adapters that can: `ListableVault`) ---------------------------------------
-
     def test_listing_capability_is_as_declared(self) -> None:
-        assert isinstance(self.make_vault(), ListableVault) is self.lists_entries
+        # Declared by inheriting ListingContract, not detected, so that an adapter that loses
+        # the capability fails here instead of quietly dropping the listing cases.
+        assert isinstance(self.make_vault(), ListableVault) is isinstance(self, ListingContract)
+
+
+class PersistedVaultContract(VaultContract):
+    """The contract plus the at-rest case, for adapters that write to disk."""
+
+    def raw_bytes(self) -> bytes:
+        """Everything the adapter has persisted."""
+        raise NotImplementedError
+
+    def test_values_are_not_readable_in_the_persisted_bytes(self) -> None:
+        value = f"plaintext-canary-{uuid.uuid4().hex} ünïcode 🐤"
+        vault = self.make_vault()
+        vault.put("canary", value)
+        raw = self.raw_bytes()
+        encoded = value.encode()
+        forms = {
+            "utf-8": encoded,
+            "utf-16": value.encode("utf-16-le"),
+            "base64": base64.b64encode(encoded),
+            "hex": encoded.hex().encode(),
+            "ascii prefix": b"plaintext-canary-",
+        }
+        leaked = [name for name, form in forms.items() if form in raw]
+        assert leaked == [], f"value readable in persisted bytes as {leaked}"
+
+
+class ListingContract:
+    """The listing cases, for adapters that can name their entries (`ListableVault`): a test
+    class inherits this beside `VaultContract` (or `PersistedVaultContract`)."""
+
+    def make_vault(self, namespace: str = "contract") -> KeyringVault:
+        raise NotImplementedError
+
+    def _listable(self, namespace: str = "contract") -> ListableVault:
+        vault = self.make_vault(namespace)
+        assert isinstance(vault, ListableVault)
+        return vault
 
     def test_entries_of_an_empty_namespace_is_empty(self) -> None:
         assert self._listable().entries() == []
@@ -186,27 +212,3 @@ class VaultContract:
         names = vault.entries()
         assert names == ["entry"]
         assert not [n for n in names if value in n]
-
-
-class PersistedVaultContract(VaultContract):
-    """The contract plus the at-rest case, for adapters that write to disk."""
-
-    def raw_bytes(self) -> bytes:
-        """Everything the adapter has persisted."""
-        raise NotImplementedError
-
-    def test_values_are_not_readable_in_the_persisted_bytes(self) -> None:
-        value = f"plaintext-canary-{uuid.uuid4().hex} ünïcode 🐤"
-        vault = self.make_vault()
-        vault.put("canary", value)
-        raw = self.raw_bytes()
-        encoded = value.encode()
-        forms = {
-            "utf-8": encoded,
-            "utf-16": value.encode("utf-16-le"),
-            "base64": base64.b64encode(encoded),
-            "hex": encoded.hex().encode(),
-            "ascii prefix": b"plaintext-canary-",
-        }
-        leaked = [name for name, form in forms.items() if form in raw]
-        assert leaked == [], f"value readable in persisted bytes as {leaked}"
