@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from importlib.metadata import version
 from typing import Any
 
@@ -59,15 +58,11 @@ def test_every_command_has_help_with_an_example() -> None:
 )
 def test_a_usage_error_is_one_line_and_exit_2(args: list[str], says: str, tmp_path: Any) -> None:
     """Errors go to stderr as one clear line (issue 2), usage errors too: no framed panel."""
-    done = subprocess.run(
-        [sys.executable, "-m", "commands", *args],
-        env={**os.environ, "SECRETS_LEDGER_HOME": str(tmp_path / "none")},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    home = tmp_path / "none"
+    nowhere = Ledger(
+        home=home, env={**os.environ, "SECRETS_LEDGER_HOME": str(home)}, backend_factory=None
     )
+    done = nowhere.run(*args)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("usage: "), done.stderr
