@@ -107,15 +107,16 @@ def check_pages(path: Path) -> None:
         raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}")
 
 
-def make_private(home: Path) -> list[str]:
+def make_private(home: Path, also: tuple[str, ...] = ()) -> list[str]:
     """Take back group/other access to the ledger home and its files; say what was changed.
 
     A world-readable ledger leaks metadata (names, operators, timing) and a readable vault
     file or session invites offline attacks, so the modes are repaired rather than trusted.
-    Files of another user are refused: chmod would fail and the owner is not us.
+    Files of another user are refused: chmod would fail and the owner is not us. `also`
+    names more files of the home (a PostgreSQL ledger's views cache has its own name).
     """
     warnings: list[str] = []
-    candidates = [home, *(home / name for name in PRIVATE_FILES)]
+    candidates = [home, *(home / name for name in (*PRIVATE_FILES, *also))]
     for path in candidates:
         try:
             info = path.stat()

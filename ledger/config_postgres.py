@@ -143,6 +143,7 @@ def open_postgres_ledger(
     from eventsourcing.persistence import PersistenceError
 
     from ledger.application import SecretsLedger
+    from ledger.config import make_private
 
     exists = probe(location, create=create)
     if not exists and not create:
@@ -154,6 +155,9 @@ def open_postgres_ledger(
         raise LedgerUnavailable(
             f"cannot create the home directory {home}: {exc.strerror}"
         ) from None
+    views_file = f"views-pg-{location.digest}.sqlite"
+    # The same repair as a SQLite home gets: the session, views and intents live here.
+    repaired = make_private(home, also=(views_file, f"{views_file}-wal", f"{views_file}-shm"))
     os.umask(0o077)
     for attempt in range(3):
         env = postgres_env(location, create_tables=not exists, idle_timeout=idle_timeout)
@@ -168,5 +172,6 @@ def open_postgres_ledger(
         except OSError as exc:  # the library reports missing settings as OSError
             raise BadConfiguration(f"PostgreSQL settings incomplete: {exc}") from None
     ledger.location = location.redacted
-    ledger.views_file = f"views-pg-{location.digest}.sqlite"
+    ledger.views_file = views_file
+    ledger.warnings.extend(repaired)
     return ledger

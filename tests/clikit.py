@@ -14,6 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 FILE_VAULT_PASSPHRASE = "correct horse battery staple for tests"
 
 
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    originator_id: str
+    topic: str
+    state: dict[str, Any]
+
+
 @dataclass
 class Ledger:
     home: Path
@@ -22,6 +30,7 @@ class Ledger:
     python: str = sys.executable
     cwd: str = str(REPO)
     token: str = ""
+    database_url: str | None = None  # the PostgreSQL store, when the ledger is on one
     _ledger: Any = field(default=None, repr=False)
 
     def run(
@@ -53,20 +62,91 @@ class Ledger:
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
 
-    def secret_events(self) -> list[tuple[int, str]]:
-        with sqlite3.connect(self.home / "ledger.sqlite") as db:
-            return list(
-                db.execute(
-                    "SELECT rowid, topic FROM stored_events WHERE topic LIKE 'ledger.secret:%' "
-                    "ORDER BY rowid"
+    @property
+    def store(self) -> str:
+        """ "postgres" or "sqlite": which event store this ledger's log is in."""
+        return "postgres" if self.database_url else "sqlite"
+
+    def events(self, topic_prefix: str = "") -> list[StoredEvent]:
+        """The stored events (whose topic starts with `topic_prefix`), in log order, read
+        straight from the store: the SQLite file or the PostgreSQL tables."""
+        if self.database_url is None:
+            with sqlite3.connect(self.home / "ledger.sqlite") as db:
+                rows = db.execute(
+                    "SELECT rowid, originator_id, topic, state FROM stored_events "
+                    "WHERE topic LIKE ? ORDER BY rowid",
+                    (topic_prefix + "%",),
+                ).fetchall()
+        else:
+            import psycopg
+
+            with psycopg.connect(self.database_url) as conn:
+                rows = conn.execute(
+                    "SELECT notification_id, originator_id, topic, state "
+                    "FROM public.secretsledger_events WHERE topic LIKE %s "
+                    "ORDER BY notification_id",
+                    (topic_prefix + "%",),
+                ).fetchall()
+        return [StoredEvent(int(n), str(o), str(t), json.loads(bytes(s))) for n, o, t, s in rows]
+
+    @property
+    def views_file(self) -> Path:
+        """This home's views cache: views.sqlite, or views-pg-<id>.sqlite for a PostgreSQL
+        store (one per database, so a home can follow more than one)."""
+        (found,) = [p for p in self.home.glob("views*.sqlite")]
+        return found
+
+    def store_contents(self) -> dict[str, bytes]:
+        """Every byte the PostgreSQL store holds for this ledger, per table (each row's columns
+        as text, bytea raw); empty for a SQLite ledger, whose store is a file in the home."""
+        if self.database_url is None:
+            return {}
+        import psycopg
+
+        contents: dict[str, bytes] = {}
+        with psycopg.connect(self.database_url) as conn:
+            tables = conn.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            ).fetchall()
+            for schema, table in tables:
+                query = f'SELECT * FROM "{schema}"."{table}"'  # noqa: S608  (names from the server)
+                rows = conn.execute(query).fetchall()
+                contents[f"postgres:{schema}.{table}"] = b"\n".join(
+                    value if isinstance(value, bytes) else str(value).encode()
+                    for row in rows
+                    for value in row
                 )
-            )
+        return contents
+
+    def break_link(self, position: int) -> None:
+        """Overwrite the hash-chain link stored for the event at `position` with zeros."""
+        if self.database_url is None:
+            with sqlite3.connect(self.home / "ledger.sqlite") as db:
+                db.execute(
+                    "UPDATE event_chain SET link = zeroblob(32) WHERE notification_id = ?",
+                    (position,),
+                )
+        else:
+            import psycopg
+
+            with psycopg.connect(self.database_url) as conn:
+                conn.execute(
+                    "UPDATE public.secretsledger_event_chain SET link = %s "
+                    "WHERE notification_id = %s",
+                    (bytes(32), position),
+                )
+
+    def secret_events(self) -> list[tuple[int, str]]:
+        return [(e.position, e.topic) for e in self.events("ledger.secret:")]
 
     def _app(self) -> Any:
         from ledger.config import open_ledger
 
         if self._ledger is None:
-            self._ledger = open_ledger(self.home, backend=self.backend_factory())
+            self._ledger = open_ledger(
+                self.home, backend=self.backend_factory(), database_url=self.database_url
+            )
         return self._ledger
 
     def _entry(self, versioned: str) -> str | None:
@@ -89,11 +169,19 @@ class Ledger:
 
 
 def start_ledger(
-    home: Path, env: dict[str, str], backend_factory: Any, operator: str = "alice"
+    home: Path,
+    env: dict[str, str],
+    backend_factory: Any,
+    operator: str = "alice",
+    database_url: str | None = None,
 ) -> Ledger:
-    ledger = Ledger(
-        home=home, env={**env, "SECRETS_LEDGER_HOME": str(home)}, backend_factory=backend_factory
-    )
+    env = {**env, "SECRETS_LEDGER_HOME": str(home)}
+    database_url = database_url or env.get("SECRETS_LEDGER_DATABASE_URL") or None
+    if database_url is None:
+        env.pop("SECRETS_LEDGER_DATABASE_URL", None)
+    else:
+        env["SECRETS_LEDGER_DATABASE_URL"] = database_url
+    ledger = Ledger(home=home, env=env, backend_factory=backend_factory, database_url=database_url)
     created = ledger.run("init", "--operator", operator)
     assert created.returncode == 0, created.stderr
     ledger.token = created.stdout.strip()

@@ -31,8 +31,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "gate"))
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The `ledger` fixture (a logged-in CLI ledger per real vault) lives in its own module.
-pytest_plugins = ["tests.ledger_fixtures"]
+# The `ledger` fixture (a logged-in CLI ledger per real vault and store) and the PostgreSQL
+# fixtures it uses live in their own modules.
+pytest_plugins = ["tests.ledger_fixtures", "tests.pg_fixtures"]
 
 # The session bus address as it was before `secret_service` pointed this process at its bus:
 # `cli_env` uses it, so a CLI test's environment does not depend on fixture order.

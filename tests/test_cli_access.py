@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
@@ -135,11 +134,7 @@ STATES = ["senior-engineer", "engineer", "analyst", "no session", "expired", "re
 
 def recorded(ledger: Ledger, topic: str) -> list[dict[str, object]]:
     """The stored events whose topic starts with `topic`, decoded, in log order."""
-    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-        rows = db.execute(
-            "SELECT state FROM stored_events WHERE topic LIKE ? ORDER BY rowid", (topic + "%",)
-        ).fetchall()
-    return [json.loads(r[0]) for r in rows]
+    return [e.state for e in ledger.events(topic)]
 
 
 def denials(ledger: Ledger) -> list[dict[str, object]]:
@@ -280,13 +275,7 @@ def test_session_file_readable_by_others_is_refused(ledger: Ledger) -> None:
 
 
 def _operators(ledger: Ledger) -> list[tuple[str, str]]:
-    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-        return list(
-            db.execute(
-                "SELECT originator_id, topic FROM stored_events "
-                "WHERE topic LIKE 'ledger.operator:%' ORDER BY rowid"
-            )
-        )
+    return [(e.originator_id, e.topic) for e in ledger.events("ledger.operator:")]
 
 
 def test_unknown_role_and_hostile_operator_names(ledger: Ledger) -> None:

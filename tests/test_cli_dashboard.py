@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -30,8 +29,7 @@ def _default_sigint() -> None:
 
 
 def event_count(ledger: Ledger) -> int:
-    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-        return int(db.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0])
+    return len(ledger.events())
 
 
 def section(text: str, title: str) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,7 @@ def _version(ledger: Ledger, service: str, name: str) -> int:
 
 
 def _events(ledger: Ledger, topic: str) -> list[dict[str, object]]:
-    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-        rows = db.execute(
-            "SELECT state FROM stored_events WHERE topic LIKE ? ORDER BY rowid", (topic + "%",)
-        ).fetchall()
-    return [json.loads(r[0]) for r in rows]
+    return [e.state for e in ledger.events(topic)]
 
 
 def _day(offset: int) -> str:

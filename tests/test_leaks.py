@@ -8,6 +8,8 @@ import secrets
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.clikit import Ledger
 
 NEXUS = ["--service", "nexus"]
@@ -63,7 +65,13 @@ def test_values_written_through_every_path_leak_nowhere(ledger: Ledger, tmp_path
     assert rejected.returncode == 5
 
     stored = {p.relative_to(ledger.home).as_posix(): p.read_bytes() for p in _files(ledger.home)}
-    assert {"ledger.sqlite", "views.sqlite", "session.json"} <= set(stored)
+    assert {ledger.views_file.name, "session.json"} <= set(stored)
+    if ledger.store == "sqlite":
+        assert "ledger.sqlite" in stored
+    else:  # the log is on the server: every table of the database, read back
+        tables = ledger.store_contents()
+        assert "postgres:public.secretsledger_events" in tables, sorted(tables)
+        stored.update(tables)
     for value in values:
         for label, raw in stored.items():
             # vault.enc holds values sealed with AES-GCM: never their plaintext either.
@@ -85,7 +93,9 @@ def test_ledger_files_are_private_from_creation(ledger: Ledger) -> None:
     assert ledger.run("list").returncode == 0  # creates views.sqlite
     home = ledger.home
     assert _mode(home) == 0o700
-    expected = ["ledger.sqlite", "views.sqlite", "session.json"]
+    expected = [ledger.views_file.name, "session.json"]
+    if ledger.store == "sqlite":
+        expected.append("ledger.sqlite")
     if (home / "vault.enc").exists():
         expected.append("vault.enc")
     for name in expected:
@@ -97,6 +107,7 @@ def test_ledger_files_are_private_from_creation(ledger: Ledger) -> None:
         assert _mode(pending) == 0o700
 
 
+@pytest.mark.sqlite_file
 def test_sqlite_side_files_are_private_under_a_loose_umask(ledger: Ledger) -> None:
     for name in ("ledger.sqlite-wal", "ledger.sqlite-shm"):
         (ledger.home / name).unlink(missing_ok=True)
@@ -110,14 +121,17 @@ def test_sqlite_side_files_are_private_under_a_loose_umask(ledger: Ledger) -> No
 
 def test_a_world_readable_ledger_is_repaired_with_a_warning(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Q7x" * 16)
+    assert ledger.run("list").returncode == 0  # creates views.sqlite
+    # On PostgreSQL the home holds no log: its views cache is the file to take back.
+    db = ledger.home / "ledger.sqlite" if ledger.store == "sqlite" else ledger.views_file
     os.chmod(ledger.home, 0o755)  # noqa: S103  (the fault under test)
-    os.chmod(ledger.home / "ledger.sqlite", 0o644)
+    os.chmod(db, 0o644)
     result = ledger.run("list")
     assert result.returncode == 0, result.stderr
     assert "warning:" in result.stderr and "accessible by group or others" in result.stderr
     assert "0755" in result.stderr and "0644" in result.stderr
     assert _mode(ledger.home) == 0o700
-    assert _mode(ledger.home / "ledger.sqlite") == 0o600
+    assert _mode(db) == 0o600
     quiet = ledger.run("list")
     assert "warning" not in quiet.stderr  # repaired once, then silent
 

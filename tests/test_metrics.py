@@ -13,7 +13,6 @@ import re
 import secrets
 import shutil
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -307,8 +306,7 @@ def test_exporter_reports_a_scripted_history_and_survives_restarts(
             labels(environment="staging", status="deleted"): 1,
             labels(environment="staging", status="destroyed"): 0,
         }
-        with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-            (events,) = db.execute("SELECT COUNT(*) FROM stored_events").fetchone()
+        events = len(ledger.events())
         assert samples[("hyperbun_ledger_events_total", labels())] == events
         assert samples[("hyperbun_ledger_integrity_ok", labels())] == 1
         assert samples[("hyperbun_projection_lag_events", labels())] == 0
@@ -333,8 +331,7 @@ def test_exporter_reports_a_scripted_history_and_survives_restarts(
         assert {k: v for k, v in rebuilt.items() if k in stable} == stable
 
         # Break one link of the hash chain: `audit verify` finds it and records HBSE-013.
-        with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-            db.execute("UPDATE event_chain SET link = zeroblob(32) WHERE notification_id = 3")
+        ledger.break_link(ledger.events()[2].position)
         verify = ledger.run("audit", "verify")
         assert verify.returncode == 6, verify.stderr
         alarmed, _ = parse(third.scrape()[1])
@@ -508,13 +505,7 @@ def test_no_value_reaches_logs_metrics_or_stderr(ledger: Ledger, tmp_path: Path)
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", line["timestamp"])
 
     # The log's correlation id is the one the command's events carry in the ledger.
-    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-        reads = [
-            json.loads(state)["correlation_id"]
-            for (state,) in db.execute(
-                "SELECT state FROM stored_events WHERE topic LIKE '%SecretRead' ORDER BY rowid"
-            )
-        ]
+    reads = [e.state["correlation_id"] for e in ledger.events() if e.topic.endswith("SecretRead")]
     assert reads == [lines[2]["correlation_id"], lines[3]["correlation_id"]]
 
 

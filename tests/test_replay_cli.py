@@ -9,9 +9,7 @@ tests/test_replay.py covers many more histories in-process, against the aggregat
 
 from __future__ import annotations
 
-import json
 import shutil
-import sqlite3
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -40,18 +38,14 @@ ACCEPTED = {0, 1, 3, 5}
 
 
 def _position(ledger: Ledger) -> int:
-    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-        found = db.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
-    return int(found or 0)
+    events = ledger.events()
+    return events[-1].position if events else 0
 
 
 def _timestamp(ledger: Ledger, position: int) -> str:
     """The recorded timestamp of the event at `position`, read from the store (no process)."""
-    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
-        (state,) = db.execute(
-            "SELECT state FROM stored_events WHERE rowid = ?", (position,)
-        ).fetchone()
-    stamped = datetime.fromisoformat(json.loads(state)["timestamp"]["_data_"])
+    (state,) = [e.state for e in ledger.events() if e.position == position]
+    stamped = datetime.fromisoformat(state["timestamp"]["_data_"])
     return iso(stamped)  # as the CLI prints times: UTC, milliseconds
 
 
