@@ -28,6 +28,7 @@ def _completer(column: str) -> Callable[[typer.Context, str], list[str]]:
                 incomplete,
                 environment=params.get("environment"),
                 service=params.get("service") if column == "name" else None,
+                database_url=params.get("database_url"),
             )
         except Exception:  # a completion must never break the user's shell
             return []

@@ -155,7 +155,7 @@ def open_postgres_ledger(
         raise LedgerUnavailable(
             f"cannot create the home directory {home}: {exc.strerror}"
         ) from None
-    views_file = f"views-pg-{location.digest}.sqlite"
+    views_file = location.views_file
     # The same repair as a SQLite home gets: the session, views and intents live here.
     repaired = make_private(home, also=(views_file, f"{views_file}-wal", f"{views_file}-shm"))
     os.umask(0o077)

@@ -49,6 +49,12 @@ class PostgresLocation:
         ident = f"{self.host}\x00{self.port}\x00{self.dbname}\x00{self.schema}"
         return hashlib.sha256(ident.encode()).hexdigest()[:12]
 
+    @property
+    def views_file(self) -> str:
+        """This database's views cache in a home: one per database, so a home can follow more
+        than one shared ledger."""
+        return f"views-pg-{self.digest}.sqlite"
+
     def connect_kwargs(self) -> dict[str, str | int]:
         return {
             "host": self.host,
@@ -72,6 +78,17 @@ def configured_url(explicit: str | None = None) -> str:
     if explicit is not None and explicit.strip():
         return explicit.strip()
     return os.environ.get(DATABASE_URL_VARIABLE, "").strip()
+
+
+def views_path(home: Path, url: str) -> Path:
+    """Where the views cache of the ledger that `url` names (or '' for the local SQLite
+    ledger) lives, with `home` as this host's home directory."""
+    if not url:
+        return home / "views.sqlite"
+    location = parse(url)
+    if isinstance(location, PostgresLocation):
+        return home / location.views_file
+    return location.home / "views.sqlite"
 
 
 def parse(url: str) -> Location:

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Final, Literal
 
+from ledger.database_url import configured_url, views_path
 from projections.views import VIEWS_FILE
 
 Column = Literal["environment", "service", "name"]
@@ -33,10 +34,15 @@ def known_values(
     *,
     environment: str | None = None,
     service: str | None = None,
+    database_url: str | None = None,
 ) -> list[str]:
-    """Known values of `column` starting with `incomplete`, narrowed by what is already typed."""
+    """Known values of `column` starting with `incomplete`, narrowed by what is already typed.
+
+    `database_url` (default: $SECRETS_LEDGER_DATABASE_URL) finds the views cache of a shared
+    PostgreSQL ledger, which has its own name in the home."""
     try:
-        path = (Path(home) / VIEWS_FILE).resolve()
+        url = configured_url(database_url)
+        path = (views_path(Path(home), url) if url else Path(home) / VIEWS_FILE).resolve()
         if not path.is_file():
             return []
         db = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=0.5)
