@@ -16,6 +16,7 @@ from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from ledger.application import SecretsLedger
     from ledger.integrity import IntegrityReport
     from projections.views import AuditRow
 
@@ -192,7 +193,9 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
             if (bundle / part).is_file():
                 shutil.copyfile(bundle / part, Path(scratch) / part)
         try:
-            ledger = open_ledger(Path(scratch), private=False)
+            # Explicitly this copy: a configured SECRETS_LEDGER_DATABASE_URL (a shared ledger)
+            # must never be verified in place of the evidence.
+            ledger = open_ledger(Path(scratch), private=False, database_url=f"sqlite://{scratch}")
         except LedgerError as exc:
             # Name the evidence, not the private copy.
             raise type(exc)(str(exc).replace(str(Path(scratch)), str(bundle))) from None
@@ -281,8 +284,6 @@ def export(
 
     Example: secrets audit export --out /media/audit/2026-q1
     """
-    import sqlite3
-
     from ledger.checkpoint import Witness, public_pem
 
     ledger = runtime.open_ledger(home)
@@ -290,16 +291,48 @@ def export(
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = out / "ledger.sqlite"
     target.unlink(missing_ok=True)
-    source = sqlite3.connect(ledger.home / "ledger.sqlite")
+    if ledger.location:
+        _copy_shared_ledger(ledger, out, target)
+    else:
+        _backup(ledger.home / "ledger.sqlite", target)
+    (out / "pubkey.pem").write_text(public_pem(signed.public_key))
+    (out / "checkpoint.json").write_text(Witness("bundle", at, signed.signature).dumps() + "\n")
+    print(f"evidence exported to {out} (checkpoint #{signed.sequence} at {at})")
+
+
+def _backup(source_path: Path, target: Path) -> None:
+    """A consistent copy of a SQLite ledger file, taken while writers may be active."""
+    import sqlite3
+
+    source = sqlite3.connect(source_path)
     copy = sqlite3.connect(target)
     try:
         source.backup(copy)
     finally:
         copy.close()
         source.close()
-    (out / "pubkey.pem").write_text(public_pem(signed.public_key))
-    (out / "checkpoint.json").write_text(Witness("bundle", at, signed.signature).dumps() + "\n")
-    print(f"evidence exported to {out} (checkpoint #{signed.sequence} at {at})")
+
+
+def _copy_shared_ledger(ledger: SecretsLedger, out: Path, target: Path) -> None:
+    """A bundle is one SQLite file: a PostgreSQL ledger's events, positions and chain are
+    copied into one (as `secrets ledger copy` does, verified before and after)."""
+    import shutil
+    import tempfile
+
+    from ledger.config import open_ledger
+    from ledger.copy import CopyableRecorder, copy_history
+
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        staged = open_ledger(work, create=True, database_url=f"sqlite://{work}")
+        try:
+            source: CopyableRecorder = ledger.recorder  # type: ignore[assignment]
+            copy_history(source, staged.recorder)  # type: ignore[arg-type]
+        finally:
+            staged.close()
+        _backup(work / "ledger.sqlite", target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @audit_app.command("bundle", hidden=True, deprecated=True)

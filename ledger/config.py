@@ -173,7 +173,9 @@ def open_ledger(
         if isinstance(location, PostgresLocation):
             from ledger.config_postgres import open_postgres_ledger
 
-            return open_postgres_ledger(location, home, create=create, backend=backend)
+            shared = open_postgres_ledger(location, home, create=create, backend=backend)
+            shared.checkpoint_every = checkpoint_interval()
+            return shared
         home = location.home
     db = home / DATABASE_FILE
     if not db.exists():

@@ -39,14 +39,7 @@ def db(ledger: Ledger) -> sqlite3.Connection:
 
 
 def checkpoints(ledger: Ledger) -> list[int]:
-    with db(ledger) as con:
-        return [
-            r[0]
-            for r in con.execute(
-                "SELECT rowid FROM stored_events WHERE topic LIKE '%CheckpointSigned' "
-                "ORDER BY rowid"
-            )
-        ]
+    return [e.position for e in ledger.events() if e.topic.endswith("CheckpointSigned")]
 
 
 def verify_fails(ledger: Ledger, kind: str, position: int) -> None:
@@ -76,6 +69,7 @@ def test_an_untouched_ledger_verifies(audit_ledger: Ledger) -> None:
     assert doc["ok"] and doc["fault"] is None
 
 
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
 def test_an_edited_byte_is_found(audit_ledger: Ledger) -> None:
     with db(audit_ledger) as con:
         state = bytearray(
@@ -92,12 +86,14 @@ def test_an_edited_byte_is_found(audit_ledger: Ledger) -> None:
     assert damaged.returncode == 6 and "audit verify" in damaged.stderr
 
 
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
 def test_a_deleted_row_is_found(audit_ledger: Ledger) -> None:
     with db(audit_ledger) as con:
         con.execute("DELETE FROM stored_events WHERE rowid = 5")
     verify_fails(audit_ledger, "deleted", 5)
 
 
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
 def test_swapped_rows_are_found(audit_ledger: Ledger) -> None:
     select = (
         "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE rowid = ?"
@@ -115,6 +111,7 @@ def test_swapped_rows_are_found(audit_ledger: Ledger) -> None:
     verify_fails(audit_ledger, "reordered", 6)
 
 
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
 def test_a_forged_row_is_found(audit_ledger: Ledger) -> None:
     with db(audit_ledger) as con:
         last = con.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
@@ -125,6 +122,7 @@ def test_a_forged_row_is_found(audit_ledger: Ledger) -> None:
     verify_fails(audit_ledger, "inserted", last + 1)
 
 
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
 def test_a_tail_cut_after_a_checkpoint_is_found(audit_ledger: Ledger) -> None:
     last_checkpoint = checkpoints(audit_ledger)[-1]
     with db(audit_ledger) as con:
@@ -134,6 +132,7 @@ def test_a_tail_cut_after_a_checkpoint_is_found(audit_ledger: Ledger) -> None:
     verify_fails(audit_ledger, "truncated", last_checkpoint - 1)
 
 
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
 def test_a_replaced_checkpoint_signature_is_found(audit_ledger: Ledger) -> None:
     target = checkpoints(audit_ledger)[0]
     with db(audit_ledger) as con:
@@ -188,6 +187,8 @@ def test_pubkey_pins_and_bundles_verify_offline(audit_ledger: Ledger, tmp_path: 
     with sqlite3.connect(bundle / "ledger.sqlite") as con:
         con.execute("DELETE FROM stored_events WHERE rowid > 10")
         con.execute("DELETE FROM event_chain WHERE notification_id > 10")
+    # On the PostgreSQL variant this runs with SECRETS_LEDGER_DATABASE_URL set: the bundle,
+    # not the configured shared ledger, is what must be verified.
     cut = audit_ledger.run("audit", "verify", "--bundle", str(bundle))
     assert cut.returncode == 6 and "FAULT truncated at position 11" in cut.stdout
 
