@@ -160,3 +160,29 @@ def cli(cli_env: dict[str, str]) -> CliRunner:
         )
 
     return run
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_for(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], str]]:
+    """Each event store for in-process ledgers: `store_for(home)` is the database URL of a new
+    ledger whose home is `home`: its SQLite file, or a fresh database (one per call) on the
+    throwaway PostgreSQL cluster, dropped after the test."""
+    if request.param == "sqlite":
+        yield lambda home: f"sqlite://{home}"
+        return
+    cluster = request.getfixturevalue("pg")
+    made: list[str] = []
+
+    def fresh(_home: Path) -> str:
+        made.append(cluster.create_database())
+        return str(cluster.url(made[-1]))
+
+    yield fresh
+    for name in made:
+        cluster.drop_database(name)
+
+
+@pytest.fixture
+def store_url(store_for: Callable[[Path], str], tmp_path: Path) -> str:
+    """The event store of an in-process ledger whose home is `tmp_path / "home"`."""
+    return store_for(tmp_path / "home")

@@ -46,8 +46,10 @@ def clock() -> Iterator[Clock]:
 
 
 @pytest.fixture()
-def ledger(tmp_path: Path, clock: Clock) -> Iterator[SecretsLedger]:
-    app = open_ledger(tmp_path / "home", create=True, backend=FlakyKeyring())
+def ledger(tmp_path: Path, clock: Clock, store_url: str) -> Iterator[SecretsLedger]:
+    app = open_ledger(
+        tmp_path / "home", create=True, backend=FlakyKeyring(), database_url=store_url
+    )
     yield app
     app.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,14 @@ def _bad_format(value: str) -> None:
     raise ValidationFailed("format", "value does not look like an API key")
 
 
-def fixed_history(home: Path) -> Any:
+def fixed_history(home: Path, url: str) -> Any:
     now = [START]
 
     def later(**delta: float) -> None:
         now[0] += timedelta(**delta)
 
     with context.frozen_clock(lambda: now[0]):
-        ledger = open_ledger(home, create=True, backend=MemoryKeyring())
+        ledger = open_ledger(home, create=True, backend=MemoryKeyring(), database_url=url)
         issued = ledger.initialize("alice")
         alice = Credential(token=issued.token)
 
@@ -88,15 +89,15 @@ def fixed_history(home: Path) -> Any:
     return ledger
 
 
-def report_bytes(home: Path, as_of: datetime | None) -> dict[str, str]:
-    ledger = fixed_history(home)
+def report_bytes(home: Path, as_of: datetime | None, url: str) -> dict[str, str]:
+    ledger = fixed_history(home, url)
     doc = build(ledger, as_of=as_of, integrity=ledger.verify_history())
     return {fmt: render(doc) for fmt, render in RENDERERS.items()}
 
 
 @pytest.mark.parametrize("fmt", ["md", "json"])
-def test_report_matches_its_golden_file(tmp_path: Path, fmt: str) -> None:
-    produced = report_bytes(tmp_path, None)[fmt]
+def test_report_matches_its_golden_file(tmp_path: Path, fmt: str, store_url: str) -> None:
+    produced = report_bytes(tmp_path / "home", None, store_url)[fmt]
     golden = GOLDEN / f"compliance.{fmt}"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.parent.mkdir(exist_ok=True)
@@ -105,9 +106,9 @@ def test_report_matches_its_golden_file(tmp_path: Path, fmt: str) -> None:
 
 
 def test_emergency_table_says_the_command_ended_not_that_the_incident_is_over(
-    tmp_path: Path,
+    tmp_path: Path, store_url: str
 ) -> None:
-    rendered = report_bytes(tmp_path, None)
+    rendered = report_bytes(tmp_path / "home", None, store_url)
     md = rendered["md"].split("## Emergency rotations", 1)[1].split("## ", 1)[0]
     heading, _, row = md.strip().splitlines()
     assert heading.split(" | ")[3:] == ["outcome", "rotated", "still need a value", "failed |"]
@@ -117,17 +118,19 @@ def test_emergency_table_says_the_command_ended_not_that_the_incident_is_over(
     assert "<th>still need a value</th>" in html and "<th>completed</th>" not in html
 
 
-def test_same_history_same_bytes_in_every_format(tmp_path: Path) -> None:
+def test_same_history_same_bytes_in_every_format(
+    tmp_path: Path, store_for: Callable[[Path], str]
+) -> None:
     as_of = START + timedelta(days=200)
-    first = report_bytes(tmp_path / "a", as_of)
-    second = report_bytes(tmp_path / "b", as_of)
+    first = report_bytes(tmp_path / "a", as_of, store_for(tmp_path / "a"))
+    second = report_bytes(tmp_path / "b", as_of, store_for(tmp_path / "b"))
     assert first == second
     for secret in ("bun-1", "bun-2", "ghp-1", "ghp-2", "db-1", "bad|value"):
         assert all(secret not in text for text in first.values())
 
 
-def test_report_content(tmp_path: Path) -> None:
-    ledger = fixed_history(tmp_path)
+def test_report_content(tmp_path: Path, store_url: str) -> None:
+    ledger = fixed_history(tmp_path / "home", store_url)
     doc = build(ledger, integrity=ledger.verify_history())
     assert doc["as_of"] == "2026-04-21T09:00:00.000Z"
     rows = {r["name"]: r for r in doc["inventory"]}

@@ -61,8 +61,10 @@ def keychain() -> FlakyKeyring:
 
 
 @pytest.fixture()
-def ledger(tmp_path: Path, keychain: FlakyKeyring, clock: Clock) -> Iterator[SecretsLedger]:
-    app = open_ledger(tmp_path / "home", create=True, backend=keychain)
+def ledger(
+    tmp_path: Path, keychain: FlakyKeyring, clock: Clock, store_url: str
+) -> Iterator[SecretsLedger]:
+    app = open_ledger(tmp_path / "home", create=True, backend=keychain, database_url=store_url)
     yield app
     app.close()
 

@@ -23,8 +23,10 @@ def _replayed(app: Any, aggregate_id: Any) -> Any:
     return aggregate
 
 
-def test_secrets_and_operators_survive_their_snapshots(tmp_path: Path) -> None:
-    app = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+def test_secrets_and_operators_survive_their_snapshots(tmp_path: Path, store_url: str) -> None:
+    app = open_ledger(
+        tmp_path / "home", create=True, backend=MemoryKeyring(), database_url=store_url
+    )
     issued = app.initialize("alice", retention=5)
     assert issued is not None
     alice = Credential(token=issued.token)
