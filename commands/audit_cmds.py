@@ -287,7 +287,7 @@ def export(
     from ledger.checkpoint import Witness, public_pem
 
     ledger = runtime.open_ledger(home)
-    at, signed = ledger.checkpoint(runtime.credential(ledger))
+    at, signed = ledger.checkpoint(runtime.credential(ledger), action="audit export")
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = out / "ledger.sqlite"
     target.unlink(missing_ok=True)

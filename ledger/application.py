@@ -948,13 +948,16 @@ class SecretsLedger(Application[UUID]):
                 "run `secrets audit checkpoint` when the keychain is back"
             )
 
-    def checkpoint(self, cred: Credential, reset_witness: bool = False) -> tuple[int, SignedHead]:
+    def checkpoint(
+        self, cred: Credential, reset_witness: bool = False, action: str = "audit checkpoint"
+    ) -> tuple[int, SignedHead]:
         """Sign the head now. `reset_witness` (senior-engineer) makes the keychain's note
         follow this checkpoint even if it had seen a longer log: after restoring a backup the
         shorter log is legitimate, and without a reset every verify would report it truncated.
-        The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed."""
+        The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed.
+        `action` names the command a refusal is recorded (and reported) for."""
         if not reset_witness:
-            principal = self.authorize(cred, Permission.AUDIT, "audit checkpoint")
+            principal = self.authorize(cred, Permission.AUDIT, action)
             with self._stamp(principal):
                 return self.write_checkpoint()
         principal = self.authorize(cred, Permission.ADMIN, "audit checkpoint --reset-witness")

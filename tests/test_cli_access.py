@@ -77,12 +77,12 @@ COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
         SENIOR,
         "audit checkpoint --reset-witness",
     ),
-    # `audit export` signs a checkpoint first, so its refusal is recorded as that checkpoint's.
+    # `audit export` signs a checkpoint first; its refusal names the command, not that step.
     "audit export": (
         ["audit", "export", "--out", "{tmp}/export"],
         None,
         "analyst",
-        "audit checkpoint",
+        "audit export",
     ),
     "metrics write": (
         ["metrics", "write", "--textfile", "{tmp}/out/secrets.prom"],
