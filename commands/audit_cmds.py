@@ -45,6 +45,24 @@ def _when(text: str | None, option: str) -> datetime | None:
         raise UsageProblem(f"{option}: {exc}") from None
 
 
+def _as_of(text: str | None) -> datetime | None:
+    """`report compliance --as-of`: a span ago (7d) is that instant; a date or date-time means
+    the end of the period it names, as `rotate-status --as-of` does, so the Q1 report
+    `--as-of 2026-03-31` includes 31 March (it used to stop at its midnight)."""
+    import re
+
+    from commands.value_input import UsageProblem
+    from ledger.errors import ValidationFailed
+    from projections.compliance import parse_as_of
+
+    if text is None or re.fullmatch(r"\s*\d{1,7}[smhdw]\s*", text):
+        return _when(text, "--as-of")
+    try:
+        return parse_as_of(text)
+    except ValidationFailed as exc:
+        raise UsageProblem(str(exc)) from None
+
+
 def _audit_code(code: str | None) -> str | None:
     """`--code` as catalogued (case-insensitive); an unknown code is a usage error, not 0 rows."""
     from commands.value_input import UsageProblem
@@ -772,7 +790,14 @@ class ReportFormat(StrEnum):
 def compliance(
     as_of: Annotated[
         str | None,
-        typer.Option("--as-of", help="Report as of this time (default: the newest event)."),
+        typer.Option(
+            "--as-of",
+            help=(
+                "Report as of this date (the end of that day, UTC), date-time (the end of "
+                "the minute, second or millisecond written) or span ago (7d). "
+                "Default: the newest event."
+            ),
+        ),
     ] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="md, json, csv or html.")] = (
         ReportFormat.md
@@ -788,7 +813,7 @@ def compliance(
     from ledger.policy import Permission
     from projections.reports import RENDERERS, build
 
-    when = _when(as_of, "--as-of")
+    when = _as_of(as_of)
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "report compliance")
     doc = build(ledger, as_of=when, integrity=ledger.verify_history())

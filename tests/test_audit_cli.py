@@ -421,6 +421,14 @@ def test_report_compliance_and_projections_rebuild(audit_ledger: Ledger, tmp_pat
     assert made.returncode == 0 and out.read_text().startswith("<!DOCTYPE html>")
     doc = json.loads(audit_ledger.run("report", "compliance", "--format", "json").stdout)
     assert doc["summary"]["secrets"] == 4 and doc["integrity"]["ok"] is True
+    # A date means the end of that day, as for rotate-status: today's report has today's events.
+    today = datetime.now(UTC).date().isoformat()
+    dated = json.loads(
+        audit_ledger.run("report", "compliance", "--as-of", today, "--format", "json").stdout
+    )
+    assert dated["summary"]["secrets"] == 4 and dated["as_of"] == f"{today}T23:59:59.999Z"
+    bad = audit_ledger.run("report", "compliance", "--as-of", "2026-02-30")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
     csv_rows = audit_ledger.run("report", "compliance", "--format", "csv").stdout.splitlines()
     assert csv_rows[0].startswith("environment,service,name") and len(csv_rows) == 5
     for text in (md.stdout, out.read_text()):
