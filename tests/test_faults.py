@@ -220,6 +220,7 @@ def _held_exclusively(db: Path) -> Iterator[None]:
         holder.close()
 
 
+@pytest.mark.sqlite_file
 def test_a_ledger_locked_past_the_timeout_is_a_clear_error(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Q7x" * 16)
     before = ledger.secret_events()
@@ -304,6 +305,7 @@ def _fill(directory: Path, leave: int) -> Path:
     return filler
 
 
+@pytest.mark.sqlite_file
 def test_a_full_disk_is_a_clear_error_and_leaves_the_ledger_whole(
     ledger: Ledger, tmp_path: Path
 ) -> None:
@@ -402,6 +404,7 @@ def test_values_written_before_the_fault_keep_their_entry_names(app: SecretsLedg
 # -- through the CLI: a damaged data page --------------------------------------------------
 
 
+@pytest.mark.sqlite_file
 def test_a_damaged_page_is_a_clear_integrity_error(ledger: Ledger) -> None:
     """Opening does not read the whole file (that costs seconds on a large ledger), so damage
     deep in the file surfaces when a command reads it: exit 6 with a clear line, never an
