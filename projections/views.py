@@ -328,6 +328,8 @@ class Views:
         replayer: replay.Replayer | None = None
         fold: replay.State | None = None
         folded_to = -1  # the position `fold` has seen every event up to
+        texts = replay.StateText()  # `fold`'s saved text, re-encoded where it changed
+        is_folded = replay.is_folded_kind
         while True:
             with self._write() as cur:
                 row = cur.execute(
@@ -346,6 +348,7 @@ class Views:
                     if start == 0 or page[-1].id // every > start // every:
                         replayer = replay.Replayer(self.ledger, self._db)
                         fold = replayer.resume(start)
+                        texts = replay.StateText()
                 # Audit rows are written with one executemany per page (nothing in `_apply`
                 # reads audit_view back): per-row execute calls were most of a rebuild's cost.
                 audit_rows: list[tuple[Any, ...]] = []
@@ -360,11 +363,20 @@ class Views:
                     audit_row = apply(cur, notification.id, event, ts)
                     add(audit_row)
                     if fold is not None and replayer is not None:
+                        # Only the kinds `replay.fold` reads more of than the position and
+                        # time are folded here; the others (reads, denials: most of a log)
+                        # set those two only where a state is saved and after the page.
                         at = notification.id
-                        kind, ts = audit_row[3], audit_row[1]
-                        replay.fold(fold, at, event, kind, event.originator_id.hex, ts)
+                        kind = audit_row[3]
+                        if is_folded(kind):
+                            oid = event.originator_id.hex
+                            replay.fold(fold, at, event, kind, oid, ts)
+                            if kind.startswith("Secret."):
+                                texts.changed(oid)
+                        else:
+                            fold["position"], fold["timestamp"] = at, ts
                         if at % every == 0:
-                            replayer.save_state(fold)
+                            replayer.save_state(fold, texts.text(fold))
                     crashpoints.reached("during-catch-up")
                 cur.executemany(AUDIT_INSERT, audit_rows)
                 self._note_times(cur, start, audit_rows)
