@@ -62,6 +62,15 @@ _READ_CODE, _READ_ACTION = EVENT_CODES.get(
     "ReadReceipt.SecretRead", ("HBSE-000", "ReadReceipt.SecretRead")
 )
 
+# A stored event as `EventReader.read_row` takes it: (id, originator id as stored, version,
+# topic, state).
+Row = tuple[int, Any, int, str, Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS secrets_view (
@@ -206,14 +215,41 @@ class EventReader:
     def read(self, notification: Notification) -> tuple[Any, str]:
         """(event, iso timestamp); MapperDeserialisationError where the mapper raises it."""
         if self.shortcut:
-            found = self._shortcut(notification)
+            found = self._shortcut(
+                notification.state,
+                notification.originator_id,
+                notification.originator_version,
+                notification.topic,
+            )
             if found is not None:
                 return found
         event: Any = self._mapper.to_domain_event(notification)
         return event, iso(event.timestamp)
 
-    def _shortcut(self, notification: Notification) -> tuple[Any, str] | None:
-        stored = notification.state
+    def read_row(self, row: Row, convert: Callable[[Any], Any]) -> tuple[Any, str]:
+        """`read` of the notification a stored row stands for: `row` is (id, originator id
+        as stored, version, topic, state), `convert` what the recorder makes of a stored
+        originator id (`select_rows`, `convert_originator_id`)."""
+        position, stored_id, version, topic, state = row
+        originator_id = convert(stored_id)
+        if self.shortcut:
+            found = self._shortcut(state, originator_id, version, topic)
+            if found is not None:
+                return found
+        event: Any = self._mapper.to_domain_event(
+            Notification(
+                id=position,
+                originator_id=originator_id,
+                originator_version=version,
+                topic=topic,
+                state=state,
+            )
+        )
+        return event, iso(event.timestamp)
+
+    def _shortcut(
+        self, stored: Any, originator_id: Any, version: Any, topic: str
+    ) -> tuple[Any, str] | None:
         if type(stored) is not bytes or stored.count(b"_type_") != 1 or b"\\" in stored:
             return None
         try:
@@ -231,10 +267,8 @@ class EventReader:
         stamped = stamp.get("_data_")
         if type(stamped) is not str or UTC_STAMP.fullmatch(stamped) is None:
             return None
-        originator_id = notification.originator_id
         if type(originator_id) is not UUID:
             return None
-        topic = notification.topic
         try:
             found = self._classes[topic]
         except KeyError:
@@ -247,7 +281,7 @@ class EventReader:
             return None
         cls, convert = found
         state["originator_id"] = convert(originator_id)
-        state["originator_version"] = notification.originator_version
+        state["originator_version"] = version
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
         return event, (stamped[:23] if len(stamped) == 32 else stamped[:19] + ".000") + "Z"
@@ -336,37 +370,36 @@ class Views:
                     "SELECT position FROM tracking WHERE name = ?", (TRACKING_NAME,)
                 ).fetchone()
                 start = int(row[0]) if row else 0
-                page = self.ledger.recorder.select_notifications(
-                    start=start, limit=PAGE, inclusive_of_start=False
-                )
+                page, convert = self._rows(start)
                 if not page:
                     return applied
+                last = page[-1][0]
                 every = replay.SAVE_EVERY
                 if folded_to != start:
                     # First page, or another process caught up in between: start again.
                     fold = None
-                    if start == 0 or page[-1].id // every > start // every:
+                    if start == 0 or last // every > start // every:
                         replayer = replay.Replayer(self.ledger, self._db)
                         fold = replayer.resume(start)
                         texts = replay.StateText()
                 # Audit rows are written with one executemany per page (nothing in `_apply`
                 # reads audit_view back): per-row execute calls were most of a rebuild's cost.
                 audit_rows: list[tuple[Any, ...]] = []
-                add, read, apply = audit_rows.append, self._reader.read, self._apply
-                for notification in page:
+                add, read, apply = audit_rows.append, self._reader.read_row, self._apply
+                for row in page:
+                    at = row[0]
                     try:
-                        event, ts = read(notification)
+                        event, ts = read(row, convert)
                     except MapperDeserialisationError:
                         # Damaged bytes must not blind the audit log: show the spot instead.
-                        add(self._unreadable(notification.id, notification.topic))
+                        add(self._unreadable(at, row[3]))
                         continue
-                    audit_row = apply(cur, notification.id, event, ts)
+                    audit_row = apply(cur, at, event, ts)
                     add(audit_row)
                     if fold is not None and replayer is not None:
                         # Only the kinds `replay.fold` reads more of than the position and
                         # time are folded here; the others (reads, denials: most of a log)
-                        # set those two only where a state is saved and after the page.
-                        at = notification.id
+                        # only move those two.
                         kind = audit_row[3]
                         if is_folded(kind):
                             oid = event.originator_id.hex
@@ -380,15 +413,30 @@ class Views:
                     crashpoints.reached("during-catch-up")
                 cur.executemany(AUDIT_INSERT, audit_rows)
                 self._note_times(cur, start, audit_rows)
-                folded_to = page[-1].id if fold is not None else -1
+                folded_to = last if fold is not None else -1
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
-                    (TRACKING_NAME, page[-1].id),
+                    (TRACKING_NAME, last),
                 )
                 applied += len(page)
             if progress is not None:
                 progress(applied)
+
+    def _rows(self, start: int) -> tuple[list[Row], Callable[[Any], Any]]:
+        """The next page of stored events after `start` as rows for `EventReader.read_row`,
+        and the conversion of their originator ids: plain tuples from a recorder that reads
+        them (`select_rows`: SQLite), else the library's notifications taken apart."""
+        recorder = self.ledger.recorder
+        select_rows = getattr(recorder, "select_rows", None)
+        if select_rows is not None:
+            rows: list[Row] = select_rows(start, PAGE)
+            convert: Callable[[Any], Any] = recorder.convert_originator_id  # type: ignore[attr-defined]
+            return rows, convert
+        page = recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False)
+        return [
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page
+        ], _same
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         # What this process remembers of the views is remembered again from the log.

@@ -118,15 +118,17 @@ def test_the_event_reader_gives_the_mappers_event_and_iso_time_for_every_stored_
     kinds: set[str] = set()
     shortcuts = 0
     notifications = ledger.recorder.select_notifications(start=1, limit=100_000)
-    for n in notifications:
+    # The same events as the catch-up reads them on SQLite: stored rows, ids as stored.
+    rows = ledger.recorder.select_rows(0, 100_000)
+    assert [r[0] for r in rows] == [n.id for n in notifications]
+    convert = ledger.recorder.convert_originator_id
+    for n, row in zip(notifications, rows, strict=True):
         expected = mapper.to_domain_event(n)
         kinds.add(type(expected).__qualname__)
-        assert _outcome(lambda n=n: reader.read(n)) == (  # type: ignore[misc]
-            type(expected),
-            vars(expected),
-            iso(expected.timestamp),  # type: ignore[attr-defined]
-        )
-        shortcuts += reader._shortcut(n) is not None
+        outcome = (type(expected), vars(expected), iso(expected.timestamp))  # type: ignore[attr-defined]
+        assert _outcome(lambda n=n: reader.read(n)) == outcome  # type: ignore[misc]
+        assert _outcome(lambda row=row: reader.read_row(row, convert)) == outcome  # type: ignore[misc]
+        shortcuts += _taken(reader, n)
     assert {
         "ReadReceipt.SecretRead",
         "Secret.VersionAdded",
@@ -145,6 +147,11 @@ def test_the_event_reader_gives_the_mappers_event_and_iso_time_for_every_stored_
     } <= kinds
     # Sessions opened carry a second datetime (their expiry) and go through the mapper.
     assert shortcuts > 0.9 * len(notifications)
+
+
+def _taken(reader: EventReader, n: Any) -> bool:
+    """Whether the reader's shortcut takes this notification (else the mapper does)."""
+    return reader._shortcut(n.state, n.originator_id, n.originator_version, n.topic) is not None
 
 
 READ_STATE = (
@@ -220,7 +227,12 @@ def test_the_event_reader_leaves_every_unusual_state_to_the_mapper(
             return event, iso(event.timestamp)
 
         assert _outcome(lambda n=n: reader.read(n)) == _outcome(reference), state  # type: ignore[misc]
-        taken = reader._shortcut(n) is not None
+        row = (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+        convert = ledger.recorder.convert_originator_id
+        assert _outcome(  # type: ignore[misc]
+            lambda row=row, convert=convert: reader.read_row(row, convert)
+        ) == _outcome(reference)
+        taken = _taken(reader, n)
         assert taken == (state is states[0] and not extra and stamp in SHORTCUT_STAMPS)
 
 
@@ -241,6 +253,13 @@ def test_rebuild_gives_the_views_of_catching_up_event_by_event(
     via_mapper._reader.shortcut = False
     via_mapper.rebuild()
     assert via_mapper.digest() == expected
+
+    # A recorder without `select_rows` (PostgreSQL): the library's notifications, same views.
+    monkeypatch.setattr(type(ledger.recorder), "select_rows", None)
+    via_notifications = Views(ledger, path=tmp_path / "notifications.sqlite")
+    via_notifications.rebuild()
+    assert via_notifications.digest() == expected
+    monkeypatch.undo()
 
     rebuilt = Views(ledger, path=tmp_path / "rebuilt.sqlite")
     rebuilt.catch_up()
