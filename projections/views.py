@@ -8,6 +8,7 @@ written in one transaction, so a view never holds half of an event nor an event 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 import sqlite3
@@ -181,6 +182,49 @@ class AuditRow:
         }
 
 
+def _parse(stored: Any) -> tuple[dict[str, Any], datetime, str] | None:
+    """(decoded state, its timestamp, the `iso()` text of it) for stored bytes the shortcut
+    takes (see `EventReader`), else None."""
+    if type(stored) is not bytes or stored.count(b"_type_") != 1 or b"\\" in stored:
+        return None
+    try:
+        text = stored.decode("utf8")
+        state, end = _SCAN_JSON(text, 0)
+    except Exception:  # StopIteration, ValueError, RecursionError: the mapper's to say
+        return None
+    if end != len(text):  # whitespace around the document: the mapper's to say
+        return None
+    if type(state) is not dict or "class_version" in state:
+        return None
+    stamp = state.get("timestamp")
+    if type(stamp) is not dict or len(stamp) != 2 or stamp.get("_type_") != "datetime_iso":
+        return None
+    stamped = stamp.get("_data_")
+    if type(stamped) is not str or UTC_STAMP.fullmatch(stamped) is None:
+        return None
+    try:
+        when = datetime.fromisoformat(stamped)  # 30 February: the mapper's to say
+    except ValueError:
+        return None
+    return state, when, (stamped[:23] if len(stamped) == 32 else stamped[:19] + ".000") + "Z"
+
+
+# The kinds `EventReader.audit_row` builds, and the attributes each audit row shows.
+_READ_KEYS = ("operator", "correlation_id", "environment", "service", "name", "version")
+_DENIAL_KEYS = ("operator", "correlation_id", "environment", "service", "name", "action", "reason")
+_REJECTION_KEYS = ("operator", "correlation_id", "environment", "service", "name", "rule")
+_AUDIT_ONLY = {
+    "ReadReceipt.SecretRead": _READ_KEYS,
+    "Denial.AccessDenied": _DENIAL_KEYS,
+    "Rejection.ValidationFailed": _REJECTION_KEYS,
+}
+# How the SQLite recorder stores an id (`UUID.hex`; or `str(UUID)`): what `UUID(text)` reads
+# back without fail.
+_CANONICAL_ID = re.compile(
+    r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
 class EventReader:
     """`mapper.to_domain_event(notification)` and the event's `iso()` timestamp, with a
     shortcut for what nearly every stored event is.
@@ -211,6 +255,8 @@ class EventReader:
         )
         # topic -> (event class, id convertor), or None where the shortcut does not apply
         self._classes: dict[str, tuple[type[Any], Callable[[Any], Any]] | None] = {}
+        # topic -> `audit_row`'s plan, or None
+        self._plans: dict[str, tuple[str, tuple[str, ...], str, str] | None] = {}
 
     def read(self, notification: Notification) -> tuple[Any, str]:
         """(event, iso timestamp); MapperDeserialisationError where the mapper raises it."""
@@ -250,23 +296,6 @@ class EventReader:
     def _shortcut(
         self, stored: Any, originator_id: Any, version: Any, topic: str
     ) -> tuple[Any, str] | None:
-        if type(stored) is not bytes or stored.count(b"_type_") != 1 or b"\\" in stored:
-            return None
-        try:
-            text = stored.decode("utf8")
-            state, end = _SCAN_JSON(text, 0)
-        except Exception:  # StopIteration, ValueError, RecursionError: the mapper's to say
-            return None
-        if end != len(text):  # whitespace around the document: the mapper's to say
-            return None
-        if type(state) is not dict or "class_version" in state:
-            return None
-        stamp = state.get("timestamp")
-        if type(stamp) is not dict or len(stamp) != 2 or stamp.get("_type_") != "datetime_iso":
-            return None
-        stamped = stamp.get("_data_")
-        if type(stamped) is not str or UTC_STAMP.fullmatch(stamped) is None:
-            return None
         if type(originator_id) is not UUID:
             return None
         try:
@@ -275,16 +304,101 @@ class EventReader:
             found = self._classes[topic] = self._class_of(topic)
         if found is None:
             return None
-        try:
-            state["timestamp"] = datetime.fromisoformat(stamped)  # 30 February: mapper
-        except ValueError:
+        parsed = _parse(stored)
+        if parsed is None:
             return None
+        state, when, ts = parsed
+        state["timestamp"] = when
         cls, convert = found
         state["originator_id"] = convert(originator_id)
         state["originator_version"] = version
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
-        return event, (stamped[:23] if len(stamped) == 32 else stamped[:19] + ".000") + "Z"
+        return event, ts
+
+    def audit_row(self, row: Row) -> tuple[Any, ...] | None:
+        """The audit row `Views._apply` gives for a stored row of a kind that changes no
+        other view and is not folded for replay (reads, denials, validation failures: 85%
+        of a busy log), built from the decoded state without making the event; None for any
+        other kind or wherever the shortcut would not take the row (the caller then reads
+        the event). Needs the row's originator id in the canonical text the recorder writes
+        (so that converting it, on the way to the event, could not fail) and every attribute
+        the row shows in the state (so that no class default stands in for one)."""
+        if not self.shortcut:
+            return None
+        position, stored_id, _, topic, stored = row
+        try:
+            plan = self._plans[topic]
+        except KeyError:
+            plan = self._plans[topic] = self._plan_of(topic)
+        if plan is None or type(stored_id) is not str or _CANONICAL_ID.fullmatch(stored_id) is None:
+            return None
+        parsed = _parse(stored)
+        if parsed is None:
+            return None
+        state, _, ts = parsed
+        kind, keys, code, action = plan
+        for key in keys:
+            if key not in state:
+                return None
+        operator, correlation_id = state["operator"], state["correlation_id"]
+        target = state["environment"], state["service"], state["name"]
+        if keys is _READ_KEYS:
+            return (
+                position,
+                ts,
+                code,
+                kind,
+                operator,
+                action,
+                *target,
+                "success",
+                correlation_id,
+                f"v{state['version']}",
+            )
+        if keys is _DENIAL_KEYS:
+            return (
+                position,
+                ts,
+                code,
+                kind,
+                operator,
+                state["action"],
+                *target,
+                "denied",
+                correlation_id,
+                state["reason"],
+            )
+        return (
+            position,
+            ts,
+            code,
+            kind,
+            operator,
+            action,
+            *target,
+            "rejected",
+            correlation_id,
+            state["rule"],
+        )
+
+    def _plan_of(self, topic: str) -> tuple[str, tuple[str, ...], str, str] | None:
+        """(kind, attributes read, code, action) for the kinds `audit_row` builds."""
+        found = self._class_of(topic)
+        if found is None:
+            return None
+        cls = found[0]
+        kind = cls.__qualname__
+        keys = _AUDIT_ONLY.get(kind)
+        if keys is None:
+            return None
+        # Instance attributes only: a descriptor on the class would answer instead.
+        if any(hasattr(inspect.getattr_static(cls, k, None), "__get__") for k in keys):
+            return None
+        code, action = _READ_CODE, _READ_ACTION
+        if keys is not _READ_KEYS:
+            code, action = EVENT_CODES.get(kind, ("HBSE-000", kind))
+        return kind, keys, code, action
 
     @staticmethod
     def _class_of(topic: str) -> tuple[type[Any], Callable[[Any], Any]] | None:
@@ -385,29 +499,35 @@ class Views:
                 # Audit rows are written with one executemany per page (nothing in `_apply`
                 # reads audit_view back): per-row execute calls were most of a rebuild's cost.
                 audit_rows: list[tuple[Any, ...]] = []
-                add, read, apply = audit_rows.append, self._reader.read_row, self._apply
+                add, apply = audit_rows.append, self._apply
+                read, quick = self._reader.read_row, self._reader.audit_row
                 for row in page:
                     at = row[0]
-                    try:
-                        event, ts = read(row, convert)
-                    except MapperDeserialisationError:
-                        # Damaged bytes must not blind the audit log: show the spot instead.
-                        add(self._unreadable(at, row[3]))
-                        continue
-                    audit_row = apply(cur, at, event, ts)
-                    add(audit_row)
-                    if fold is not None and replayer is not None:
-                        # Only the kinds `replay.fold` reads more of than the position and
-                        # time are folded here; the others (reads, denials: most of a log)
-                        # only move those two.
+                    # Reads, denials and validation failures: the audit row alone.
+                    audit_row = quick(row)
+                    folded = False
+                    if audit_row is None:
+                        try:
+                            event, ts = read(row, convert)
+                        except MapperDeserialisationError:
+                            # Damaged bytes must not blind the audit log: show the spot.
+                            add(self._unreadable(at, row[3]))
+                            continue
+                        audit_row = apply(cur, at, event, ts)
                         kind = audit_row[3]
-                        if is_folded(kind):
+                        # Only the kinds `replay.fold` reads more of than the position and
+                        # time are folded; the others (reads, denials: most of a log) only
+                        # move those two, below.
+                        if fold is not None and is_folded(kind):
                             oid = event.originator_id.hex
                             replay.fold(fold, at, event, kind, oid, ts)
                             if kind.startswith("Secret."):
                                 texts.changed(oid)
-                        else:
-                            fold["position"], fold["timestamp"] = at, ts
+                            folded = True
+                    add(audit_row)
+                    if fold is not None and replayer is not None:
+                        if not folded:
+                            fold["position"], fold["timestamp"] = at, audit_row[1]
                         if at % every == 0:
                             replayer.save_state(fold, texts.text(fold))
                     crashpoints.reached("during-catch-up")

@@ -122,6 +122,8 @@ def test_the_event_reader_gives_the_mappers_event_and_iso_time_for_every_stored_
     rows = ledger.recorder.select_rows(0, 100_000)
     assert [r[0] for r in rows] == [n.id for n in notifications]
     convert = ledger.recorder.convert_originator_id
+    views = Views(ledger)
+    audit_only: set[str] = set()
     for n, row in zip(notifications, rows, strict=True):
         expected = mapper.to_domain_event(n)
         kinds.add(type(expected).__qualname__)
@@ -129,6 +131,17 @@ def test_the_event_reader_gives_the_mappers_event_and_iso_time_for_every_stored_
         assert _outcome(lambda n=n: reader.read(n)) == outcome  # type: ignore[misc]
         assert _outcome(lambda row=row: reader.read_row(row, convert)) == outcome  # type: ignore[misc]
         shortcuts += _taken(reader, n)
+        # Reads, denials and validation failures: the same audit row, without the event.
+        quick = reader.audit_row(row)
+        if quick is not None:
+            audit_only.add(quick[3])
+            ts = iso(expected.timestamp)  # type: ignore[attr-defined]
+            assert quick == views._apply(views.db.cursor(), n.id, expected, ts)
+    assert audit_only == {
+        "ReadReceipt.SecretRead",
+        "Denial.AccessDenied",
+        "Rejection.ValidationFailed",
+    }
     assert {
         "ReadReceipt.SecretRead",
         "Secret.VersionAdded",
@@ -203,6 +216,7 @@ def test_the_event_reader_leaves_every_unusual_state_to_the_mapper(
 
     ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
     mapper, reader = ledger.mapper, EventReader(ledger.mapper)
+    views = Views(ledger)
     if "%s" in extra:
         extra = extra % uuid4().hex
     text = READ_STATE % (stamp, extra)
@@ -234,6 +248,15 @@ def test_the_event_reader_leaves_every_unusual_state_to_the_mapper(
         ) == _outcome(reference)
         taken = _taken(reader, n)
         assert taken == (state is states[0] and not extra and stamp in SHORTCUT_STAMPS)
+        # The audit row alone is built exactly where the shortcut would take the event.
+        quick = reader.audit_row(row)
+        assert (quick is not None) == taken
+        if quick is not None:
+            event, ts = reference()
+            assert quick == views._apply(views.db.cursor(), n.id, event, ts)
+        # The same row with an id not as the recorder writes it: left to reading the event.
+        for stored_id in (str(n.originator_id).upper(), "{" + str(n.originator_id) + "}"):
+            assert reader.audit_row((n.id, stored_id, *row[2:])) is None
 
 
 def test_rebuild_gives_the_views_of_catching_up_event_by_event(
@@ -273,3 +296,20 @@ def test_rebuild_gives_the_views_of_catching_up_event_by_event(
     rebuilt.db.execute("DELETE FROM operators_view")
     assert rebuilt.rebuild() == ledger.recorder.max_notification_id()
     assert rebuilt.digest() == expected
+
+
+def test_the_audit_row_alone_needs_every_attribute_it_shows(tmp_path: Path) -> None:
+    """A read whose state lacks an attribute its audit row shows is left to reading the event
+    (where a class default, or the `getattr` default, decides), never shown from a guess."""
+    from uuid import uuid4
+
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    reader = EventReader(ledger.mapper)
+    text = READ_STATE % ("2025-01-01T01:36:12.965123+00:00", "")
+    row = (1, uuid4().hex, 1, "ledger.records:ReadReceipt.SecretRead", text.encode())
+    assert reader.audit_row(row) is not None
+    for key in ('"operator":"op010",', '"correlation_id":"60313a1287f7a76e15095323bcae10ee",'):
+        assert key in text
+        assert reader.audit_row((*row[:4], text.replace(key, "").encode())) is None
+    reader.shortcut = False  # a cipher, a compressor, another transcoder: never
+    assert reader.audit_row(row) is None
