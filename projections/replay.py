@@ -71,7 +71,7 @@ def is_folded_kind(kind: str) -> bool:
 
 # A catch-up resumes its fold from a saved state at most this far behind where it starts;
 # farther (views caught up before states were saved there), it leaves states to replays.
-RESUME_WITHIN = 2 * SAVE_EVERY
+RESUME_WITHIN = 2 * SAVE_EVERY  # also the spacing of the states a rebuild saves (views.py)
 
 
 def empty() -> State:

@@ -213,9 +213,11 @@ class _Counting(Replayer):
 
 
 def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypatch: Any) -> None:
-    """A rebuild drops the saved states and its catch-up saves them again from the first event:
-    the first replay after it (a cold replay) starts from one and equals a full re-fold."""
-    from projections.views import Views
+    """A rebuild drops the saved states and its catch-up saves them again from the first event,
+    every REBUILD_SAVE_FACTOR * SAVE_EVERY positions: the first replay after it (a cold replay)
+    starts from one, folds at most that far, saves the states it passes and equals a full
+    re-fold."""
+    from projections.views import REBUILD_SAVE_FACTOR, Views
 
     monkeypatch.setattr(replay, "SAVE_EVERY", 4)
     ledger, _ = _busy_ledger(tmp_path, 12)
@@ -229,7 +231,8 @@ def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypa
     assert views.rebuild(progress=seen.append) == head and seen[-1] == head
     assert views.snapshot() == before
     saved = _saved(views.db)
-    assert sorted(saved) == list(range(4, head + 1, 4))
+    spacing = REBUILD_SAVE_FACTOR * 4
+    assert spacing > 4 and sorted(saved) == list(range(spacing, head + 1, spacing))
     for position, text in saved.items():
         # Byte for byte the text of the re-folded state (the rebuild re-encodes only the
         # secrets that changed since its last save).
@@ -239,7 +242,9 @@ def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypa
         assert _Counting(ledger, views.db).at_position(position) == Replayer(ledger).at_position(
             position
         )
-        assert _Counting.folded == position % 4, position
+        assert _Counting.folded <= position % spacing, position
+    # The replays above saved the states in between as they passed them.
+    assert sorted(_saved(views.db)) == list(range(4, head + 1, 4))
     assert Replayer(ledger, views.db).at_position(head) == expected
 
 
