@@ -3,8 +3,9 @@
 The fold state is plain JSON-able data, so that it can be saved now and then (every
 `SAVE_EVERY` positions, in views.sqlite) and a later replay can start from the nearest saved
 state instead of from the first event. States are saved by a replay at the positions it passes
-and by the views' catch-up and rebuild (projections/views.py), so the first replay after a
-rebuild or on a fresh host starts near its cut too. Saved states are a cache:
+and by the views' catch-up and rebuild (projections/views.py; a rebuild every
+`REBUILD_SAVE_FACTOR` x `SAVE_EVERY` positions), so the first replay after a rebuild or on a
+fresh host starts near its cut too. Saved states are a cache:
 `secrets projections rebuild` drops them, and a replay never trusts one beyond the position it
 was taken at. Each is bound to the ledger's chain link at its position and to a digest of its
 text: a state whose log position now holds another history (a replaced or rewritten log), or
