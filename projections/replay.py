@@ -3,8 +3,9 @@
 The fold state is plain JSON-able data, so that it can be saved now and then (every
 `SAVE_EVERY` positions, in views.sqlite) and a later replay can start from the nearest saved
 state instead of from the first event. States are saved by a replay at the positions it passes
-and by the views' catch-up and rebuild (projections/views.py), so the first replay after a
-rebuild or on a fresh host starts near its cut too. Saved states are a cache:
+and by the views' catch-up and rebuild (projections/views.py; a rebuild every
+`REBUILD_SAVE_FACTOR` x `SAVE_EVERY` positions), so the first replay after a rebuild or on a
+fresh host starts near its cut too. Saved states are a cache:
 `secrets projections rebuild` drops them, and a replay never trusts one beyond the position it
 was taken at. Each is bound to the ledger's chain link at its position and to a digest of its
 text: a state whose log position now holds another history (a replaced or rewritten log), or
@@ -63,9 +64,15 @@ def _is_folded(topic: str) -> bool:
     return found
 
 
+def is_folded_kind(kind: str) -> bool:
+    """Whether `fold` reads more of an event of this kind (qualified class name) than its
+    position and time: for any other kind, `fold` sets those two and nothing else."""
+    return kind.startswith(_FOLDED)
+
+
 # A catch-up resumes its fold from a saved state at most this far behind where it starts;
 # farther (views caught up before states were saved there), it leaves states to replays.
-RESUME_WITHIN = 2 * SAVE_EVERY
+RESUME_WITHIN = 2 * SAVE_EVERY  # also the spacing of the states a rebuild saves (views.py)
 
 
 def empty() -> State:
@@ -186,9 +193,10 @@ class Replayer:
             self.db.execute("DELETE FROM replay_checkpoints WHERE position = ?", (at,))
             position = at - 1
 
-    def save_state(self, state: State) -> None:
+    def save_state(self, state: State, text: str | None = None) -> None:
+        """Save `state`; `text` is its JSON if the caller has it (`StateText`)."""
         if self.db is not None:
-            save(self.db, state, self._link(state["position"]))
+            save(self.db, state, self._link(state["position"]), text)
 
     def events(self, start: int, stop: int | None) -> Iterator[tuple[int, Any]]:
         """(position, domain event) after `start` up to `stop` (inclusive); undecodable
@@ -279,9 +287,56 @@ def _digest(text: str, link: bytes | None) -> str:
     return hashlib.sha256((link or b"") + text.encode()).hexdigest()
 
 
-def save(db: sqlite3.Connection, state: State, link: bytes | None) -> None:
-    """Save `state` (taken at its position, whose chain link is `link`), replacing any."""
-    text = json.dumps(state, separators=(",", ":"))
+def encode(state: State) -> str:
+    """The text a state is saved as."""
+    return json.dumps(state, separators=(",", ":"))
+
+
+class StateText:
+    """`encode(state)` for one state saved again and again as it is folded on (the views'
+    catch-up saves it every `SAVE_EVERY` positions), keeping each secret's text and encoding
+    it again only when the caller says it changed (`changed`; every `Secret.*` event it
+    folds). Encoding all 5,000 secrets of a large ledger took about 70 ms a save; between two
+    saves about one secret in five changes. Secrets never leave a state, so the text of one
+    not marked is the text it had."""
+
+    def __init__(self) -> None:
+        self._secrets: dict[str, str] = {}  # oid -> '"oid":{...}'
+        self._changed: set[str] = set()
+
+    def changed(self, oid: str) -> None:
+        self._changed.add(oid)
+
+    def text(self, state: State) -> str:
+        secrets: dict[str, Any] = state["secrets"]
+        known = self._secrets
+        for oid in self._changed:
+            if oid in secrets:
+                known[oid] = _DUMPS(oid) + ":" + _DUMPS(secrets[oid])
+        self._changed.clear()
+        parts: list[str] = []
+        for key, value in state.items():
+            if key == "secrets":
+                texts: list[str] = []
+                for oid, secret in secrets.items():
+                    found = known.get(oid)
+                    if found is None:
+                        found = known[oid] = _DUMPS(oid) + ":" + _DUMPS(secret)
+                    texts.append(found)
+                parts.append(_DUMPS(key) + ":{" + ",".join(texts) + "}")
+            else:
+                parts.append(_DUMPS(key) + ":" + _DUMPS(value))
+        return "{" + ",".join(parts) + "}"
+
+
+_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def save(db: sqlite3.Connection, state: State, link: bytes | None, text: str | None = None) -> None:
+    """Save `state` (taken at its position, whose chain link is `link`), replacing any;
+    `text` is `encode(state)` if the caller has it."""
+    if text is None:
+        text = encode(state)
     db.execute(
         "INSERT OR REPLACE INTO replay_checkpoints (position, state, link, digest) "
         "VALUES (?, ?, ?, ?)",

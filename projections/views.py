@@ -8,6 +8,7 @@ written in one transaction, so a view never holds half of an event nor an event 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 import sqlite3
@@ -41,6 +42,7 @@ VIEWS_FILE = "views.sqlite"
 TRACKING_NAME = "views"
 PAGE = 2000
 REBUILD_WAL_PAGES = 16_000  # 64 MiB of 4 KiB pages: the views' WAL at most during a rebuild
+REBUILD_SAVE_FACTOR = 2  # a rebuild saves replay states every 2 * replay.SAVE_EVERY
 SNAPSHOT_ORDER = (
     ("tracking", "name"),
     ("secrets_view", "originator_id"),
@@ -61,6 +63,15 @@ _SCAN_JSON: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once
 _READ_CODE, _READ_ACTION = EVENT_CODES.get(
     "ReadReceipt.SecretRead", ("HBSE-000", "ReadReceipt.SecretRead")
 )
+
+# A stored event as `EventReader.read_row` takes it: (id, originator id as stored, version,
+# topic, state).
+Row = tuple[int, Any, int, str, Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
@@ -172,6 +183,50 @@ class AuditRow:
         }
 
 
+def _parse(stored: Any) -> tuple[dict[str, Any], datetime, str] | None:
+    """(decoded state, its timestamp, the `iso()` text of it) for stored bytes the shortcut
+    takes (see `EventReader`), else None."""
+    if type(stored) is not bytes or stored.count(b"_type_") != 1 or b"\\" in stored:
+        return None
+    try:
+        text = stored.decode("utf8")
+        state, end = _SCAN_JSON(text, 0)
+    except Exception:  # StopIteration, ValueError, RecursionError: the mapper's to say
+        return None
+    if end != len(text):  # whitespace around the document: the mapper's to say
+        return None
+    if type(state) is not dict or "class_version" in state:
+        return None
+    stamp = state.get("timestamp")
+    if type(stamp) is not dict or len(stamp) != 2 or stamp.get("_type_") != "datetime_iso":
+        return None
+    stamped = stamp.get("_data_")
+    if type(stamped) is not str or UTC_STAMP.fullmatch(stamped) is None:
+        return None
+    try:
+        when = datetime.fromisoformat(stamped)  # 30 February: the mapper's to say
+    except ValueError:
+        return None
+    return state, when, (stamped[:23] if len(stamped) == 32 else stamped[:19] + ".000") + "Z"
+
+
+# The kinds `EventReader.audit_row` builds, and the attributes each audit row shows.
+_READ_KEYS = ("operator", "correlation_id", "environment", "service", "name", "version")
+_DENIAL_KEYS = ("operator", "correlation_id", "environment", "service", "name", "action", "reason")
+_REJECTION_KEYS = ("operator", "correlation_id", "environment", "service", "name", "rule")
+_AUDIT_ONLY = {
+    "ReadReceipt.SecretRead": _READ_KEYS,
+    "Denial.AccessDenied": _DENIAL_KEYS,
+    "Rejection.ValidationFailed": _REJECTION_KEYS,
+}
+_KEY_SETS = {keys: frozenset(keys) for keys in _AUDIT_ONLY.values()}
+# How the SQLite recorder stores an id (`UUID.hex`; or `str(UUID)`): what `UUID(text)` reads
+# back without fail.
+_CANONICAL_ID = re.compile(
+    r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+
+
 class EventReader:
     """`mapper.to_domain_event(notification)` and the event's `iso()` timestamp, with a
     shortcut for what nearly every stored event is.
@@ -202,55 +257,149 @@ class EventReader:
         )
         # topic -> (event class, id convertor), or None where the shortcut does not apply
         self._classes: dict[str, tuple[type[Any], Callable[[Any], Any]] | None] = {}
+        # topic -> `audit_row`'s plan, or None
+        self._plans: dict[str, tuple[str, tuple[str, ...], str, str] | None] = {}
 
     def read(self, notification: Notification) -> tuple[Any, str]:
         """(event, iso timestamp); MapperDeserialisationError where the mapper raises it."""
         if self.shortcut:
-            found = self._shortcut(notification)
+            found = self._shortcut(
+                notification.state,
+                notification.originator_id,
+                notification.originator_version,
+                notification.topic,
+            )
             if found is not None:
                 return found
         event: Any = self._mapper.to_domain_event(notification)
         return event, iso(event.timestamp)
 
-    def _shortcut(self, notification: Notification) -> tuple[Any, str] | None:
-        stored = notification.state
-        if type(stored) is not bytes or stored.count(b"_type_") != 1 or b"\\" in stored:
-            return None
-        try:
-            text = stored.decode("utf8")
-            state, end = _SCAN_JSON(text, 0)
-        except Exception:  # StopIteration, ValueError, RecursionError: the mapper's to say
-            return None
-        if end != len(text):  # whitespace around the document: the mapper's to say
-            return None
-        if type(state) is not dict or "class_version" in state:
-            return None
-        stamp = state.get("timestamp")
-        if type(stamp) is not dict or len(stamp) != 2 or stamp.get("_type_") != "datetime_iso":
-            return None
-        stamped = stamp.get("_data_")
-        if type(stamped) is not str or UTC_STAMP.fullmatch(stamped) is None:
-            return None
-        originator_id = notification.originator_id
+    def read_row(self, row: Row, convert: Callable[[Any], Any]) -> tuple[Any, str]:
+        """`read` of the notification a stored row stands for: `row` is (id, originator id
+        as stored, version, topic, state), `convert` what the recorder makes of a stored
+        originator id (`select_rows`, `convert_originator_id`)."""
+        position, stored_id, version, topic, state = row
+        originator_id = convert(stored_id)
+        if self.shortcut:
+            found = self._shortcut(state, originator_id, version, topic)
+            if found is not None:
+                return found
+        event: Any = self._mapper.to_domain_event(
+            Notification(
+                id=position,
+                originator_id=originator_id,
+                originator_version=version,
+                topic=topic,
+                state=state,
+            )
+        )
+        return event, iso(event.timestamp)
+
+    def _shortcut(
+        self, stored: Any, originator_id: Any, version: Any, topic: str
+    ) -> tuple[Any, str] | None:
         if type(originator_id) is not UUID:
             return None
-        topic = notification.topic
         try:
             found = self._classes[topic]
         except KeyError:
             found = self._classes[topic] = self._class_of(topic)
         if found is None:
             return None
-        try:
-            state["timestamp"] = datetime.fromisoformat(stamped)  # 30 February: mapper
-        except ValueError:
+        parsed = _parse(stored)
+        if parsed is None:
             return None
+        state, when, ts = parsed
+        state["timestamp"] = when
         cls, convert = found
         state["originator_id"] = convert(originator_id)
-        state["originator_version"] = notification.originator_version
+        state["originator_version"] = version
         event = object.__new__(cls)
         object.__setattr__(event, "__dict__", state)
-        return event, (stamped[:23] if len(stamped) == 32 else stamped[:19] + ".000") + "Z"
+        return event, ts
+
+    def audit_row(self, row: Row) -> tuple[Any, ...] | None:
+        """The audit row `Views._apply` gives for a stored row of a kind that changes no
+        other view and is not folded for replay (reads, denials, validation failures: 85%
+        of a busy log), built from the decoded state without making the event; None for any
+        other kind or wherever the shortcut would not take the row (the caller then reads
+        the event). Needs the row's originator id in the canonical text the recorder writes
+        (so that converting it, on the way to the event, could not fail) and every attribute
+        the row shows in the state (so that no class default stands in for one)."""
+        if not self.shortcut:
+            return None
+        position, stored_id, _, topic, stored = row
+        try:
+            plan = self._plans[topic]
+        except KeyError:
+            plan = self._plans[topic] = self._plan_of(topic)
+        if plan is None or type(stored_id) is not str or _CANONICAL_ID.fullmatch(stored_id) is None:
+            return None
+        parsed = _parse(stored)
+        if parsed is None:
+            return None
+        state, _, ts = parsed
+        kind, keys, code, action = plan
+        if not state.keys() >= _KEY_SETS[keys]:
+            return None
+        operator, correlation_id = state["operator"], state["correlation_id"]
+        target = state["environment"], state["service"], state["name"]
+        if keys is _READ_KEYS:
+            return (
+                position,
+                ts,
+                code,
+                kind,
+                operator,
+                action,
+                *target,
+                "success",
+                correlation_id,
+                f"v{state['version']}",
+            )
+        if keys is _DENIAL_KEYS:
+            return (
+                position,
+                ts,
+                code,
+                kind,
+                operator,
+                state["action"],
+                *target,
+                "denied",
+                correlation_id,
+                state["reason"],
+            )
+        return (
+            position,
+            ts,
+            code,
+            kind,
+            operator,
+            action,
+            *target,
+            "rejected",
+            correlation_id,
+            state["rule"],
+        )
+
+    def _plan_of(self, topic: str) -> tuple[str, tuple[str, ...], str, str] | None:
+        """(kind, attributes read, code, action) for the kinds `audit_row` builds."""
+        found = self._class_of(topic)
+        if found is None:
+            return None
+        cls = found[0]
+        kind = cls.__qualname__
+        keys = _AUDIT_ONLY.get(kind)
+        if keys is None:
+            return None
+        # Instance attributes only: a descriptor on the class would answer instead.
+        if any(hasattr(inspect.getattr_static(cls, k, None), "__get__") for k in keys):
+            return None
+        code, action = _READ_CODE, _READ_ACTION
+        if keys is not _READ_KEYS:
+            code, action = EVENT_CODES.get(kind, ("HBSE-000", kind))
+        return kind, keys, code, action
 
     @staticmethod
     def _class_of(topic: str) -> tuple[type[Any], Callable[[Any], Any]] | None:
@@ -324,59 +473,94 @@ class Views:
         (even the first after a rebuild) starts near its cut. The fold is resumed only when a
         page crosses such a position, from a saved state near the start (`Replayer.resume`);
         with none near (views caught up before states were saved), replays save them."""
+        return self._catch_up(progress, replay.SAVE_EVERY)
+
+    def _catch_up(self, progress: Callable[[int], None] | None, every: int) -> int:
+        """`catch_up`, saving the replay state at every `every`-th position."""
         applied = 0
         replayer: replay.Replayer | None = None
         fold: replay.State | None = None
         folded_to = -1  # the position `fold` has seen every event up to
+        texts = replay.StateText()  # `fold`'s saved text, re-encoded where it changed
+        is_folded = replay.is_folded_kind
         while True:
             with self._write() as cur:
                 row = cur.execute(
                     "SELECT position FROM tracking WHERE name = ?", (TRACKING_NAME,)
                 ).fetchone()
                 start = int(row[0]) if row else 0
-                page = self.ledger.recorder.select_notifications(
-                    start=start, limit=PAGE, inclusive_of_start=False
-                )
+                page, convert = self._rows(start)
                 if not page:
                     return applied
-                every = replay.SAVE_EVERY
+                last = page[-1][0]
                 if folded_to != start:
                     # First page, or another process caught up in between: start again.
                     fold = None
-                    if start == 0 or page[-1].id // every > start // every:
+                    if start == 0 or last // every > start // every:
                         replayer = replay.Replayer(self.ledger, self._db)
                         fold = replayer.resume(start)
+                        texts = replay.StateText()
                 # Audit rows are written with one executemany per page (nothing in `_apply`
                 # reads audit_view back): per-row execute calls were most of a rebuild's cost.
                 audit_rows: list[tuple[Any, ...]] = []
-                add, read, apply = audit_rows.append, self._reader.read, self._apply
-                for notification in page:
-                    try:
-                        event, ts = read(notification)
-                    except MapperDeserialisationError:
-                        # Damaged bytes must not blind the audit log: show the spot instead.
-                        add(self._unreadable(notification.id, notification.topic))
-                        continue
-                    audit_row = apply(cur, notification.id, event, ts)
+                add, apply = audit_rows.append, self._apply
+                read, quick = self._reader.read_row, self._reader.audit_row
+                for row in page:
+                    at = row[0]
+                    # Reads, denials and validation failures: the audit row alone.
+                    audit_row = quick(row)
+                    folded = False
+                    if audit_row is None:
+                        try:
+                            event, ts = read(row, convert)
+                        except MapperDeserialisationError:
+                            # Damaged bytes must not blind the audit log: show the spot.
+                            add(self._unreadable(at, row[3]))
+                            continue
+                        audit_row = apply(cur, at, event, ts)
+                        kind = audit_row[3]
+                        # Only the kinds `replay.fold` reads more of than the position and
+                        # time are folded; the others (reads, denials: most of a log) only
+                        # move those two, below.
+                        if fold is not None and is_folded(kind):
+                            oid = event.originator_id.hex
+                            replay.fold(fold, at, event, kind, oid, ts)
+                            if kind.startswith("Secret."):
+                                texts.changed(oid)
+                            folded = True
                     add(audit_row)
                     if fold is not None and replayer is not None:
-                        at = notification.id
-                        kind, ts = audit_row[3], audit_row[1]
-                        replay.fold(fold, at, event, kind, event.originator_id.hex, ts)
+                        if not folded:
+                            fold["position"], fold["timestamp"] = at, audit_row[1]
                         if at % every == 0:
-                            replayer.save_state(fold)
+                            replayer.save_state(fold, texts.text(fold))
                     crashpoints.reached("during-catch-up")
                 cur.executemany(AUDIT_INSERT, audit_rows)
                 self._note_times(cur, start, audit_rows)
-                folded_to = page[-1].id if fold is not None else -1
+                folded_to = last if fold is not None else -1
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
-                    (TRACKING_NAME, page[-1].id),
+                    (TRACKING_NAME, last),
                 )
                 applied += len(page)
             if progress is not None:
                 progress(applied)
+
+    def _rows(self, start: int) -> tuple[list[Row], Callable[[Any], Any]]:
+        """The next page of stored events after `start` as rows for `EventReader.read_row`,
+        and the conversion of their originator ids: plain tuples from a recorder that reads
+        them (`select_rows`: SQLite), else the library's notifications taken apart."""
+        recorder = self.ledger.recorder
+        select_rows = getattr(recorder, "select_rows", None)
+        if select_rows is not None:
+            rows: list[Row] = select_rows(start, PAGE)
+            convert: Callable[[Any], Any] = recorder.convert_originator_id  # type: ignore[attr-defined]
+            return rows, convert
+        page = recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False)
+        return [
+            (n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page
+        ], _same
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         # What this process remembers of the views is remembered again from the log.
@@ -411,7 +595,11 @@ class Views:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(f"PRAGMA wal_autocheckpoint = {REBUILD_WAL_PAGES}")
         try:
-            return self.catch_up(progress)
+            # Replay states every REBUILD_SAVE_FACTOR * SAVE_EVERY positions: each save of a
+            # large ledger's state (3.2 MiB of JSON at 1M events, a digest, the WAL write)
+            # costs about as much as 1,000 events, and a replay starting from one folds at
+            # most that far (a replay saves the states at every SAVE_EVERY it passes).
+            return self._catch_up(progress, REBUILD_SAVE_FACTOR * replay.SAVE_EVERY)
         finally:
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
             self._db.execute(f"PRAGMA wal_autocheckpoint = {checkpoint}")

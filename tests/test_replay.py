@@ -213,9 +213,11 @@ class _Counting(Replayer):
 
 
 def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypatch: Any) -> None:
-    """A rebuild drops the saved states and its catch-up saves them again from the first event:
-    the first replay after it (a cold replay) starts from one and equals a full re-fold."""
-    from projections.views import Views
+    """A rebuild drops the saved states and its catch-up saves them again from the first event,
+    every REBUILD_SAVE_FACTOR * SAVE_EVERY positions: the first replay after it (a cold replay)
+    starts from one, folds at most that far, saves the states it passes and equals a full
+    re-fold."""
+    from projections.views import REBUILD_SAVE_FACTOR, Views
 
     monkeypatch.setattr(replay, "SAVE_EVERY", 4)
     ledger, _ = _busy_ledger(tmp_path, 12)
@@ -229,15 +231,20 @@ def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypa
     assert views.rebuild(progress=seen.append) == head and seen[-1] == head
     assert views.snapshot() == before
     saved = _saved(views.db)
-    assert sorted(saved) == list(range(4, head + 1, 4))
+    spacing = REBUILD_SAVE_FACTOR * 4
+    assert spacing > 4 and sorted(saved) == list(range(spacing, head + 1, spacing))
     for position, text in saved.items():
-        assert json.loads(text) == Replayer(ledger).at_position(position), position
+        # Byte for byte the text of the re-folded state (the rebuild re-encodes only the
+        # secrets that changed since its last save).
+        assert text == replay.encode(Replayer(ledger).at_position(position)), position
     for position in range(head + 1):
         _Counting.folded = 0
         assert _Counting(ledger, views.db).at_position(position) == Replayer(ledger).at_position(
             position
         )
-        assert _Counting.folded == position % 4, position
+        assert _Counting.folded <= position % spacing, position
+    # The replays above saved the states in between as they passed them.
+    assert sorted(_saved(views.db)) == list(range(4, head + 1, 4))
     assert Replayer(ledger, views.db).at_position(head) == expected
 
 
@@ -264,7 +271,7 @@ def test_catch_up_saves_replay_states_as_the_log_grows(tmp_path: Path, monkeypat
     saved = _saved(views.db)
     assert sorted(saved) == list(range(5, head + 1, 5))
     for position, text in saved.items():
-        assert json.loads(text) == Replayer(ledger).at_position(position), position
+        assert text == replay.encode(Replayer(ledger).at_position(position)), position
 
 
 def test_catch_up_leaves_states_to_replays_when_none_is_near(
@@ -534,3 +541,24 @@ def test_replay_skips_decoding_only_what_cannot_change_the_state(
         assert Replayer(ledger).at_position(position) == one_by_one(position), position
         assert Replayer(ledger, cache).at_position(position) == one_by_one(position), position
     assert 10 not in _saved(cache) and 5 in _saved(cache)
+
+
+def test_state_text_re_encodes_only_what_it_is_told_changed() -> None:
+    """`StateText` gives `encode(state)` as long as every changed secret is marked; a secret
+    not marked keeps the text it had (which is why the catch-up marks every `Secret.*` event)."""
+    texts = replay.StateText()
+    state = replay.empty()
+    assert texts.text(state) == replay.encode(state)
+    state["secrets"]["a"] = {"name": "x", "retained": [1], "born": {"1": "t"}}
+    state["secrets"]["b"] = {"name": 'y\u00e9"', "retained": [], "born": {}}
+    state.update(position=3, timestamp="2025-01-01T00:00:00.000Z", retention=10)
+    assert texts.text(state) == replay.encode(state)
+    state["secrets"]["a"]["retained"].append(2)
+    texts.changed("a")
+    state["operators"]["o"] = {"name": "alice", "role": None, "sessions": {"s": {}}}
+    assert texts.text(state) == replay.encode(state)
+    state["secrets"]["b"]["name"] = "z"  # not marked: the old text stays
+    assert texts.text(state) != replay.encode(state)
+    texts.changed("b")
+    texts.changed("gone")  # marked but not in the state: ignored
+    assert texts.text(state) == replay.encode(state)

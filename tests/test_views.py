@@ -118,15 +118,30 @@ def test_the_event_reader_gives_the_mappers_event_and_iso_time_for_every_stored_
     kinds: set[str] = set()
     shortcuts = 0
     notifications = ledger.recorder.select_notifications(start=1, limit=100_000)
-    for n in notifications:
+    # The same events as the catch-up reads them on SQLite: stored rows, ids as stored.
+    rows = ledger.recorder.select_rows(0, 100_000)
+    assert [r[0] for r in rows] == [n.id for n in notifications]
+    convert = ledger.recorder.convert_originator_id
+    views = Views(ledger)
+    audit_only: set[str] = set()
+    for n, row in zip(notifications, rows, strict=True):
         expected = mapper.to_domain_event(n)
         kinds.add(type(expected).__qualname__)
-        assert _outcome(lambda n=n: reader.read(n)) == (  # type: ignore[misc]
-            type(expected),
-            vars(expected),
-            iso(expected.timestamp),  # type: ignore[attr-defined]
-        )
-        shortcuts += reader._shortcut(n) is not None
+        outcome = (type(expected), vars(expected), iso(expected.timestamp))  # type: ignore[attr-defined]
+        assert _outcome(lambda n=n: reader.read(n)) == outcome  # type: ignore[misc]
+        assert _outcome(lambda row=row: reader.read_row(row, convert)) == outcome  # type: ignore[misc]
+        shortcuts += _taken(reader, n)
+        # Reads, denials and validation failures: the same audit row, without the event.
+        quick = reader.audit_row(row)
+        if quick is not None:
+            audit_only.add(quick[3])
+            ts = iso(expected.timestamp)  # type: ignore[attr-defined]
+            assert quick == views._apply(views.db.cursor(), n.id, expected, ts)
+    assert audit_only == {
+        "ReadReceipt.SecretRead",
+        "Denial.AccessDenied",
+        "Rejection.ValidationFailed",
+    }
     assert {
         "ReadReceipt.SecretRead",
         "Secret.VersionAdded",
@@ -145,6 +160,11 @@ def test_the_event_reader_gives_the_mappers_event_and_iso_time_for_every_stored_
     } <= kinds
     # Sessions opened carry a second datetime (their expiry) and go through the mapper.
     assert shortcuts > 0.9 * len(notifications)
+
+
+def _taken(reader: EventReader, n: Any) -> bool:
+    """Whether the reader's shortcut takes this notification (else the mapper does)."""
+    return reader._shortcut(n.state, n.originator_id, n.originator_version, n.topic) is not None
 
 
 READ_STATE = (
@@ -196,6 +216,7 @@ def test_the_event_reader_leaves_every_unusual_state_to_the_mapper(
 
     ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
     mapper, reader = ledger.mapper, EventReader(ledger.mapper)
+    views = Views(ledger)
     if "%s" in extra:
         extra = extra % uuid4().hex
     text = READ_STATE % (stamp, extra)
@@ -220,8 +241,22 @@ def test_the_event_reader_leaves_every_unusual_state_to_the_mapper(
             return event, iso(event.timestamp)
 
         assert _outcome(lambda n=n: reader.read(n)) == _outcome(reference), state  # type: ignore[misc]
-        taken = reader._shortcut(n) is not None
+        row = (n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+        convert = ledger.recorder.convert_originator_id
+        assert _outcome(  # type: ignore[misc]
+            lambda row=row, convert=convert: reader.read_row(row, convert)
+        ) == _outcome(reference)
+        taken = _taken(reader, n)
         assert taken == (state is states[0] and not extra and stamp in SHORTCUT_STAMPS)
+        # The audit row alone is built exactly where the shortcut would take the event.
+        quick = reader.audit_row(row)
+        assert (quick is not None) == taken
+        if quick is not None:
+            event, ts = reference()
+            assert quick == views._apply(views.db.cursor(), n.id, event, ts)
+        # The same row with an id not as the recorder writes it: left to reading the event.
+        for stored_id in (str(n.originator_id).upper(), "{" + str(n.originator_id) + "}"):
+            assert reader.audit_row((n.id, stored_id, *row[2:])) is None
 
 
 def test_rebuild_gives_the_views_of_catching_up_event_by_event(
@@ -242,6 +277,13 @@ def test_rebuild_gives_the_views_of_catching_up_event_by_event(
     via_mapper.rebuild()
     assert via_mapper.digest() == expected
 
+    # A recorder without `select_rows` (PostgreSQL): the library's notifications, same views.
+    monkeypatch.setattr(type(ledger.recorder), "select_rows", None)
+    via_notifications = Views(ledger, path=tmp_path / "notifications.sqlite")
+    via_notifications.rebuild()
+    assert via_notifications.digest() == expected
+    monkeypatch.undo()
+
     rebuilt = Views(ledger, path=tmp_path / "rebuilt.sqlite")
     rebuilt.catch_up()
     assert rebuilt.digest() == expected
@@ -254,3 +296,20 @@ def test_rebuild_gives_the_views_of_catching_up_event_by_event(
     rebuilt.db.execute("DELETE FROM operators_view")
     assert rebuilt.rebuild() == ledger.recorder.max_notification_id()
     assert rebuilt.digest() == expected
+
+
+def test_the_audit_row_alone_needs_every_attribute_it_shows(tmp_path: Path) -> None:
+    """A read whose state lacks an attribute its audit row shows is left to reading the event
+    (where a class default, or the `getattr` default, decides), never shown from a guess."""
+    from uuid import uuid4
+
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    reader = EventReader(ledger.mapper)
+    text = READ_STATE % ("2025-01-01T01:36:12.965123+00:00", "")
+    row = (1, uuid4().hex, 1, "ledger.records:ReadReceipt.SecretRead", text.encode())
+    assert reader.audit_row(row) is not None
+    for key in ('"operator":"op010",', '"correlation_id":"60313a1287f7a76e15095323bcae10ee",'):
+        assert key in text
+        assert reader.audit_row((*row[:4], text.replace(key, "").encode())) is None
+    reader.shortcut = False  # a cipher, a compressor, another transcoder: never
+    assert reader.audit_row(row) is None
