@@ -33,17 +33,8 @@ from eventsourcing.persistence import (
 
 from ledger import context, crashpoints, tokens
 from ledger.address import SecretAddress
-from ledger.checkpoint import (
-    CHECKPOINT_KEY_ENTRY,
-    CHECKPOINT_TOPIC,
-    DEFAULT_INTERVAL,
-    WITNESS_ENTRY,
-    Checkpoint,
-    SignedHead,
-    Witness,
-)
+from ledger.checkpoint_names import CHECKPOINT_KEY_ENTRY, DEFAULT_INTERVAL, WITNESS_ENTRY
 from ledger.credentials import Credential, Principal
-from ledger.doctor import DoctorReport
 from ledger.entries import entry_name
 from ledger.errors import (
     ConflictUnresolved,
@@ -75,6 +66,8 @@ if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
     from ledger.chain import ChainFault, CheckpointedRecorder, StoredRow
+    from ledger.checkpoint import SignedHead, Witness
+    from ledger.doctor import DoctorReport
     from ledger.integrity import IntegrityReport
     from ledger.vault.port import ValueVault
 
@@ -831,6 +824,8 @@ class SecretsLedger(Application[UUID]):
 
     def latest_checkpoint(self) -> tuple[int, SignedHead] | None:
         """The newest checkpoint in the log: (its position, what it signed)."""
+        from ledger.checkpoint import CHECKPOINT_TOPIC, SignedHead
+
         row = self._chained_recorder().last_with_topic(CHECKPOINT_TOPIC)
         if row is None:
             return None
@@ -857,7 +852,7 @@ class SecretsLedger(Application[UUID]):
 
     def write_checkpoint(self) -> tuple[int, SignedHead]:
         """Sign the current chain head; returns the checkpoint's position and content."""
-        from ledger.checkpoint import public_key_of, sign, signed_message
+        from ledger.checkpoint import Checkpoint, SignedHead, public_key_of, sign, signed_message
 
         recorder = self._chained_recorder()
 
@@ -927,6 +922,8 @@ class SecretsLedger(Application[UUID]):
             )
 
     def _remember_checkpoint(self, at: int, signed: SignedHead) -> None:
+        from ledger.checkpoint import Witness
+
         try:
             known = self.keychain_witness()
             if known is None or known.position < at:
@@ -953,6 +950,8 @@ class SecretsLedger(Application[UUID]):
         follow this checkpoint even if it had seen a longer log: after restoring a backup the
         shorter log is legitimate, and without a reset every verify would report it truncated.
         The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed."""
+        from ledger.checkpoint import Witness
+
         if not reset_witness:
             principal = self.authorize(cred, Permission.AUDIT, "audit checkpoint")
             with self._stamp(principal):
@@ -981,6 +980,8 @@ class SecretsLedger(Application[UUID]):
         return public_key_of(self._signing_key(None))
 
     def keychain_witness(self) -> Witness | None:
+        from ledger.checkpoint import Witness
+
         try:
             text = self.vault.get(WITNESS_ENTRY)
         except LedgerError:
