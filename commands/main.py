@@ -164,8 +164,10 @@ _PARTS: tuple[Callable[[typer.Typer], None], ...] = (
 )
 
 # The part that registers each top-level command word. A command line naming one of these
-# builds only that part, which spares importing and converting every other command (about a
-# third of a short command's start-up). `dashboard` lists every command, so it needs them all.
+# imports only that part, and of what the part registers keeps only the command (or group) it
+# names: that spares importing every other command module and converting every other command
+# to click (typer inspects each function's signature and annotations), about a third of a
+# short command's start-up. `dashboard` lists every command, so it needs them all.
 # tests/test_cli_surface.py checks this table against the whole app.
 PART_OF: dict[str, Callable[[typer.Typer], None]] = {
     **dict.fromkeys(
@@ -201,13 +203,16 @@ def full_app() -> typer.Typer:
 
 
 def app_for(args: list[str]) -> typer.Typer:
-    """The CLI for this command line: only the part its first word needs, when that is known
-    for sure; the whole CLI for anything else (help, options first, completion, typos)."""
-    part = PART_OF.get(args[0]) if args else None
+    """The CLI for this command line: only the command its first word names, when that is
+    known for sure; the whole CLI for anything else (help, options first, completion, typos)."""
+    word = args[0] if args else ""
+    part = PART_OF.get(word)
     if part is None or os.environ.get("_SECRETS_COMPLETE"):
         return full_app()
     root = _new_app()
     part(root)
+    root.registered_commands = [c for c in root.registered_commands if c.name == word]
+    root.registered_groups = [g for g in root.registered_groups if g.name == word]
     return root
 
 
