@@ -17,15 +17,17 @@ from commands.exit_codes import HELP_TEXT, ExitCode
 
 class _Group(typer.core.TyperGroup):
     """The root group: before running, plain parameters get a coercion without pydantic
-    (commands/fastparams.py; typer's own coercion still decides anything else), and a usage
-    error is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
+    (commands/fastparams.py; typer's own coercion still decides anything else), help is drawn
+    without rich's Markdown and traceback modules (commands/typerfast.py), and a usage error
+    is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         from typer._click import exceptions as click_errors
 
-        from commands import fastparams
+        from commands import fastparams, typerfast
 
         fastparams.install(self)
+        typerfast.defer_rich_in_help(self)
         if not kwargs.pop("standalone_mode", True):
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -50,6 +52,9 @@ class _Group(typer.core.TyperGroup):
 
 def _new_app() -> typer.Typer:
     """The root `secrets` app with its options and no commands yet."""
+    from commands import typerfast
+
+    typerfast.install()  # before typer converts the app to click
     root = typer.Typer(
         name="secrets",
         cls=_Group,
