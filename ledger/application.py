@@ -49,14 +49,6 @@ from ledger.errors import (
 )
 from ledger.operator import Operator, check_role, operator_id, validate_operator_name
 from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
-from ledger.records import (
-    Denial,
-    GrantRejection,
-    IntegrityAlarm,
-    ReadReceipt,
-    Rejection,
-    escaped,
-)
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
 from ledger.vault.intents import Intent, IntentJournal
@@ -292,6 +284,8 @@ class SecretsLedger(Application[UUID]):
     def _record_denial(
         self, operator: str, action: str, reason: str, address: SecretAddress | None = None
     ) -> None:
+        from ledger.records import Denial
+
         with context.acting_as(operator):
             denial = Denial(
                 action,
@@ -387,6 +381,8 @@ class SecretsLedger(Application[UUID]):
     def read(
         self, cred: Credential, address: SecretAddress, version: int | None = None
     ) -> tuple[Version, str]:
+        from ledger.records import ReadReceipt
+
         principal = self.authorize(cred, Permission.READ, "get", address)
         secret = self._existing_secret(address)
         chosen = secret.readable_version(version)
@@ -416,6 +412,8 @@ class SecretsLedger(Application[UUID]):
     # -- secrets: writes ------------------------------------------------------------------
 
     def record_rejection(self, cred: Credential, address: SecretAddress, rule: str) -> None:
+        from ledger.records import Rejection
+
         principal, actor, _ = self._identify(cred)
         with context.acting_as(principal.operator if principal else actor):
             self._save(Rejection(address.environment, address.service, address.name, rule))
@@ -700,6 +698,8 @@ class SecretsLedger(Application[UUID]):
             validate_operator_name(name)
             check_role(role)
         except ValidationFailed as failed:
+            from ledger.records import GrantRejection, escaped
+
             with self._stamp(principal):
                 self._save(GrantRejection(escaped(name), escaped(role), failed.rule))
             raise
@@ -961,6 +961,8 @@ class SecretsLedger(Application[UUID]):
             known = self.keychain_witness()
             at, signed = self.write_checkpoint()
             if known is not None and known.position >= at:
+                from ledger.records import IntegrityAlarm
+
                 detail = (
                     f"keychain checkpoint note reset from position {known.position} to {at} "
                     f"by {principal.operator}"
@@ -1064,6 +1066,8 @@ class SecretsLedger(Application[UUID]):
         )
 
     def record_alarm(self, fault: ChainFault) -> bool:
+        from ledger.records import IntegrityAlarm
+
         try:
             self._save(IntegrityAlarm(fault.position, fault.kind, fault.detail))
         except (LedgerError, PersistenceError):
