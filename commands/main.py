@@ -207,12 +207,40 @@ def full_app() -> typer.Typer:
     return root
 
 
+def listing_app() -> typer.Typer:
+    """The whole CLI as `secrets --help` lists it: every command, and every group without the
+    commands inside it (the listing shows a group's name and help, never its commands), so
+    typer does not convert the 30-odd commands of the groups to click only to list the
+    groups. The registered apps are copied, never changed."""
+    import copy
+
+    root = full_app()
+    listed = []
+    for info in root.registered_groups:
+        assert info.typer_instance is not None
+        shell = copy.copy(info.typer_instance)
+        shell.registered_commands = []
+        shell.registered_groups = []
+        group = copy.copy(info)
+        group.typer_instance = shell
+        listed.append(group)
+    root.registered_groups = listed
+    return root
+
+
 def app_for(args: list[str]) -> typer.Typer:
     """The CLI for this command line: only the command its first word names, when that is
-    known for sure; the whole CLI for anything else (help, options first, completion, typos)."""
+    known for sure; the listing of `secrets` and `secrets --help` when the root help is all
+    it can show; the whole CLI for anything else (options first, completion, typos)."""
+    if os.environ.get("_SECRETS_COMPLETE"):
+        return full_app()
     word = args[0] if args else ""
+    if word in ("", "--help"):
+        # `secrets` alone or `--help` first: click shows the root help (eager) before it looks
+        # at any command word; an unknown option is refused with the root's options alone.
+        return listing_app()
     part = PART_OF.get(word)
-    if part is None or os.environ.get("_SECRETS_COMPLETE"):
+    if part is None:
         return full_app()
     root = _new_app()
     part(root)

@@ -345,10 +345,41 @@ def test_a_command_line_builds_only_its_command_and_it_behaves_the_same() -> Non
         built = set(typer.main.get_command(part).commands)  # type: ignore[attr-defined]
         assert built == {word}, (word, built)  # its command alone, not its part's others
         assert _helps(part, [word]) == _helps(app, [word]), word
-    # Help, options first, typos and completion get the whole CLI.
-    for args in ([], ["--help"], ["--log-file", "x", "get"], ["gte"], ["dashboard"]):
+    # Options first, typos and completion get the whole CLI.
+    for args in (["--log-file", "x", "get"], ["gte"], ["dashboard"]):
         built = set(typer.main.get_command(app_for(args)).commands)  # type: ignore[attr-defined]
         assert built == top, args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--help"], ["--help", "gte"], ["--help", "--bogus"], ["--help", "audit", "log"]],
+    ids=lambda a: " ".join(a) or "no args",
+)
+def test_the_root_help_lists_the_groups_without_converting_their_commands(
+    args: list[str],
+) -> None:
+    from typer.testing import CliRunner
+
+    from commands.main import full_app
+
+    listing = app_for(args)
+    whole = typer.main.get_command(full_app())
+    listed = typer.main.get_command(listing)
+    assert set(listed.commands) == set(whole.commands)  # type: ignore[attr-defined]
+    groups = [n for n, c in whole.commands.items() if getattr(c, "commands", None)]  # type: ignore[attr-defined]
+    assert len(groups) >= 8
+    assert all(not listed.commands[n].commands for n in groups)  # type: ignore[attr-defined]
+    # The same output, exit code and errors as the whole CLI.
+    listed_run, whole_run = (
+        CliRunner().invoke(root, args, prog_name="secrets") for root in (listing, full_app())
+    )
+    assert (listed_run.exit_code, listed_run.stdout, listed_run.stderr) == (
+        whole_run.exit_code,
+        whole_run.stdout,
+        whole_run.stderr,
+    )
+    assert "Commands" in listed_run.stdout or "No such option" in listed_run.stderr
 
 
 # -- commands/typerfast.py: typer's conversion and help drawing, same results, less work ------
