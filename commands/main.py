@@ -17,15 +17,17 @@ from commands.exit_codes import HELP_TEXT, ExitCode
 
 class _Group(typer.core.TyperGroup):
     """The root group: before running, plain parameters get a coercion without pydantic
-    (commands/fastparams.py; typer's own coercion still decides anything else), and a usage
-    error is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
+    (commands/fastparams.py; typer's own coercion still decides anything else), help is drawn
+    without rich's Markdown and traceback modules (commands/typerfast.py), and a usage error
+    is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         from typer._click import exceptions as click_errors
 
-        from commands import fastparams
+        from commands import fastparams, typerfast
 
         fastparams.install(self)
+        typerfast.defer_rich_in_help(self)
         if not kwargs.pop("standalone_mode", True):
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -50,6 +52,9 @@ class _Group(typer.core.TyperGroup):
 
 def _new_app() -> typer.Typer:
     """The root `secrets` app with its options and no commands yet."""
+    from commands import typerfast
+
+    typerfast.install()  # before typer converts the app to click
     root = typer.Typer(
         name="secrets",
         cls=_Group,
@@ -164,8 +169,10 @@ _PARTS: tuple[Callable[[typer.Typer], None], ...] = (
 )
 
 # The part that registers each top-level command word. A command line naming one of these
-# builds only that part, which spares importing and converting every other command (about a
-# third of a short command's start-up). `dashboard` lists every command, so it needs them all.
+# imports only that part, and of what the part registers keeps only the command (or group) it
+# names: that spares importing every other command module and converting every other command
+# to click (typer inspects each function's signature and annotations), about a third of a
+# short command's start-up. `dashboard` lists every command, so it needs them all.
 # tests/test_cli_surface.py checks this table against the whole app.
 PART_OF: dict[str, Callable[[typer.Typer], None]] = {
     **dict.fromkeys(
@@ -200,14 +207,45 @@ def full_app() -> typer.Typer:
     return root
 
 
+def listing_app() -> typer.Typer:
+    """The whole CLI as `secrets --help` lists it: every command, and every group without the
+    commands inside it (the listing shows a group's name and help, never its commands), so
+    typer does not convert the 30-odd commands of the groups to click only to list the
+    groups. The registered apps are copied, never changed."""
+    import copy
+
+    root = full_app()
+    listed = []
+    for info in root.registered_groups:
+        assert info.typer_instance is not None
+        shell = copy.copy(info.typer_instance)
+        shell.registered_commands = []
+        shell.registered_groups = []
+        group = copy.copy(info)
+        group.typer_instance = shell
+        listed.append(group)
+    root.registered_groups = listed
+    return root
+
+
 def app_for(args: list[str]) -> typer.Typer:
-    """The CLI for this command line: only the part its first word needs, when that is known
-    for sure; the whole CLI for anything else (help, options first, completion, typos)."""
-    part = PART_OF.get(args[0]) if args else None
-    if part is None or os.environ.get("_SECRETS_COMPLETE"):
+    """The CLI for this command line: only the command its first word names, when that is
+    known for sure; the listing of `secrets` and `secrets --help` when the root help is all
+    it can show; the whole CLI for anything else (options first, completion, typos)."""
+    if os.environ.get("_SECRETS_COMPLETE"):
+        return full_app()
+    word = args[0] if args else ""
+    if word in ("", "--help"):
+        # `secrets` alone or `--help` first: click shows the root help (eager) before it looks
+        # at any command word; an unknown option is refused with the root's options alone.
+        return listing_app()
+    part = PART_OF.get(word)
+    if part is None:
         return full_app()
     root = _new_app()
     part(root)
+    root.registered_commands = [c for c in root.registered_commands if c.name == word]
+    root.registered_groups = [g for g in root.registered_groups if g.name == word]
     return root
 
 

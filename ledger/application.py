@@ -33,17 +33,8 @@ from eventsourcing.persistence import (
 
 from ledger import context, crashpoints, tokens
 from ledger.address import SecretAddress
-from ledger.checkpoint import (
-    CHECKPOINT_KEY_ENTRY,
-    CHECKPOINT_TOPIC,
-    DEFAULT_INTERVAL,
-    WITNESS_ENTRY,
-    Checkpoint,
-    SignedHead,
-    Witness,
-)
+from ledger.checkpoint_names import CHECKPOINT_KEY_ENTRY, DEFAULT_INTERVAL, WITNESS_ENTRY
 from ledger.credentials import Credential, Principal
-from ledger.doctor import DoctorReport
 from ledger.entries import entry_name
 from ledger.errors import (
     ConflictUnresolved,
@@ -58,14 +49,6 @@ from ledger.errors import (
 )
 from ledger.operator import Operator, check_role, operator_id, validate_operator_name
 from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
-from ledger.records import (
-    Denial,
-    GrantRejection,
-    IntegrityAlarm,
-    ReadReceipt,
-    Rejection,
-    escaped,
-)
 from ledger.secret import Secret, Version
 from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
 from ledger.vault.intents import Intent, IntentJournal
@@ -75,6 +58,8 @@ if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
     from ledger.chain import ChainFault, CheckpointedRecorder, StoredRow
+    from ledger.checkpoint import SignedHead, Witness
+    from ledger.doctor import DoctorReport
     from ledger.integrity import IntegrityReport
     from ledger.vault.port import ValueVault
 
@@ -299,6 +284,8 @@ class SecretsLedger(Application[UUID]):
     def _record_denial(
         self, operator: str, action: str, reason: str, address: SecretAddress | None = None
     ) -> None:
+        from ledger.records import Denial
+
         with context.acting_as(operator):
             denial = Denial(
                 action,
@@ -394,6 +381,8 @@ class SecretsLedger(Application[UUID]):
     def read(
         self, cred: Credential, address: SecretAddress, version: int | None = None
     ) -> tuple[Version, str]:
+        from ledger.records import ReadReceipt
+
         principal = self.authorize(cred, Permission.READ, "get", address)
         secret = self._existing_secret(address)
         chosen = secret.readable_version(version)
@@ -423,6 +412,8 @@ class SecretsLedger(Application[UUID]):
     # -- secrets: writes ------------------------------------------------------------------
 
     def record_rejection(self, cred: Credential, address: SecretAddress, rule: str) -> None:
+        from ledger.records import Rejection
+
         principal, actor, _ = self._identify(cred)
         with context.acting_as(principal.operator if principal else actor):
             self._save(Rejection(address.environment, address.service, address.name, rule))
@@ -707,6 +698,8 @@ class SecretsLedger(Application[UUID]):
             validate_operator_name(name)
             check_role(role)
         except ValidationFailed as failed:
+            from ledger.records import GrantRejection, escaped
+
             with self._stamp(principal):
                 self._save(GrantRejection(escaped(name), escaped(role), failed.rule))
             raise
@@ -831,6 +824,8 @@ class SecretsLedger(Application[UUID]):
 
     def latest_checkpoint(self) -> tuple[int, SignedHead] | None:
         """The newest checkpoint in the log: (its position, what it signed)."""
+        from ledger.checkpoint import CHECKPOINT_TOPIC, SignedHead
+
         row = self._chained_recorder().last_with_topic(CHECKPOINT_TOPIC)
         if row is None:
             return None
@@ -857,7 +852,7 @@ class SecretsLedger(Application[UUID]):
 
     def write_checkpoint(self) -> tuple[int, SignedHead]:
         """Sign the current chain head; returns the checkpoint's position and content."""
-        from ledger.checkpoint import public_key_of, sign, signed_message
+        from ledger.checkpoint import Checkpoint, SignedHead, public_key_of, sign, signed_message
 
         recorder = self._chained_recorder()
 
@@ -927,6 +922,8 @@ class SecretsLedger(Application[UUID]):
             )
 
     def _remember_checkpoint(self, at: int, signed: SignedHead) -> None:
+        from ledger.checkpoint import Witness
+
         try:
             known = self.keychain_witness()
             if known is None or known.position < at:
@@ -956,6 +953,8 @@ class SecretsLedger(Application[UUID]):
         shorter log is legitimate, and without a reset every verify would report it truncated.
         The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed.
         `action` names the command a refusal is recorded (and reported) for."""
+        from ledger.checkpoint import Witness
+
         if not reset_witness:
             principal = self.authorize(cred, Permission.AUDIT, action)
             with self._stamp(principal):
@@ -965,6 +964,8 @@ class SecretsLedger(Application[UUID]):
             known = self.keychain_witness()
             at, signed = self.write_checkpoint()
             if known is not None and known.position >= at:
+                from ledger.records import IntegrityAlarm
+
                 detail = (
                     f"keychain checkpoint note reset from position {known.position} to {at} "
                     f"by {principal.operator}"
@@ -984,6 +985,8 @@ class SecretsLedger(Application[UUID]):
         return public_key_of(self._signing_key(None))
 
     def keychain_witness(self) -> Witness | None:
+        from ledger.checkpoint import Witness
+
         try:
             text = self.vault.get(WITNESS_ENTRY)
         except LedgerError:
@@ -1066,6 +1069,8 @@ class SecretsLedger(Application[UUID]):
         )
 
     def record_alarm(self, fault: ChainFault) -> bool:
+        from ledger.records import IntegrityAlarm
+
         try:
             self._save(IntegrityAlarm(fault.position, fault.kind, fault.detail))
         except (LedgerError, PersistenceError):

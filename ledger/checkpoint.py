@@ -23,11 +23,7 @@ from eventsourcing.domain import event
 
 from ledger.stamping import LedgerAggregate
 
-CHECKPOINT_KEY_ENTRY = "ledger.checkpoint-key"
-# The newest checkpoint as this host's keychain knows it: evidence outside the database that
-# the log once reached that far (detects a truncated tail).
-WITNESS_ENTRY = "ledger.checkpoint-witness"
-DEFAULT_INTERVAL = 1000
+# The key entry names and the default interval are in ledger/checkpoint_names.py.
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://secrets-ledger.invalid/checkpoint")
 

@@ -203,7 +203,7 @@ def open_ledger(
 
 def checkpoint_interval() -> int:
     """Events between automatic signed checkpoints (`SECRETS_LEDGER_CHECKPOINT_EVERY`, 0 = off)."""
-    from ledger.checkpoint import DEFAULT_INTERVAL
+    from ledger.checkpoint_names import DEFAULT_INTERVAL
 
     text = os.environ.get(CHECKPOINT_VARIABLE, "").strip()
     try:

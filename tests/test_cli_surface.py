@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from importlib.metadata import version
 from typing import Any
 
@@ -152,9 +153,19 @@ import json, sys
 from typer.testing import CliRunner
 from commands.main import app
 result = CliRunner().invoke(app, sys.argv[1:], catch_exceptions=False)
-heavy = sorted({m.split('.')[0] for m in sys.modules} & set(json.loads(HEAVY)))
+loaded = set(sys.modules) | {m.split('.')[0] for m in sys.modules}
+heavy = sorted(loaded & set(json.loads(HEAVY)))
 print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
 """
+
+# Modules that only some commands need (a package name matches the package and everything in
+# it; a dotted name, that module alone). ledger.checkpoint is the Checkpoint aggregate and the
+# signing, ledger.doctor the doctor's scan, ledger.records the one-event aggregates (read
+# receipts, denials, ...: loaded when one is recorded or read back); rich.markdown (with
+# markdown_it) and rich.traceback (with pygments) are what typer's help drawing imports and
+# never uses here (commands/typerfast.py).
+NOT_FOR_READS = ("ledger.checkpoint", "ledger.doctor")
+NOT_FOR_HELP = ("rich.markdown", "markdown_it", "rich.traceback", "pygments")
 
 
 def probe(ledger: Ledger, args: list[str], heavy: tuple[str, ...]) -> dict[str, Any]:
@@ -187,6 +198,8 @@ def probe(ledger: Ledger, args: list[str], heavy: tuple[str, ...]) -> dict[str, 
         (["tmux", "snippet"], True),
         (["auth", "status"], True),
         (["--help"], True),
+        (["versions", "--help"], True),
+        (["audit", "--help"], True),
     ],
     ids=lambda a: " ".join(a[:2]) if isinstance(a, list) else ("light" if a else "catalogue"),
 )
@@ -194,7 +207,14 @@ def test_read_only_commands_never_import_keyring_or_prometheus(
     ledger: Ledger, args: list[str], light: bool
 ) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
-    report = probe(ledger, args, (*_heavy(ledger), *(NO_PYDANTIC if light else ())))
+    absent = (*_heavy(ledger), *(NO_PYDANTIC if light else ()))
+    if args[0] in ("versions", "list", "auth"):
+        absent = (*absent, *NOT_FOR_READS)
+    if args[0] in ("versions", "auth"):  # an allowed read records nothing
+        absent = (*absent, "ledger.records")
+    if "--help" in args:
+        absent = (*absent, *NOT_FOR_HELP)
+    report = probe(ledger, args, absent)
     assert report == {"exit": 0, "heavy": []}, report
 
 
@@ -206,7 +226,8 @@ def _heavy(ledger: Ledger, modules: tuple[str, ...] = HEAVY) -> tuple[str, ...]:
 def test_get_builds_no_pydantic_model(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
     args = ["get", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "1"]
-    report = probe(ledger, args, _heavy(ledger, (*NO_PYDANTIC, "prometheus_client", "psycopg")))
+    absent = _heavy(ledger, (*NO_PYDANTIC, "prometheus_client", "psycopg", *NOT_FOR_READS))
+    report = probe(ledger, args, absent)
     assert report == {"exit": 0, "heavy": []}, report
 
 
@@ -317,7 +338,7 @@ def _helps(root: Any, words: list[str]) -> dict[str, tuple[int, str]]:
     return found
 
 
-def test_a_command_line_builds_only_its_part_and_it_behaves_the_same() -> None:
+def test_a_command_line_builds_only_its_command_and_it_behaves_the_same() -> None:
     from commands.main import PART_OF
 
     whole = typer.main.get_command(app)
@@ -327,9 +348,157 @@ def test_a_command_line_builds_only_its_part_and_it_behaves_the_same() -> None:
     for word in sorted(PART_OF):
         part = app_for([word, "--help"])
         built = set(typer.main.get_command(part).commands)  # type: ignore[attr-defined]
-        assert word in built and built < top, (word, built)
+        assert built == {word}, (word, built)  # its command alone, not its part's others
         assert _helps(part, [word]) == _helps(app, [word]), word
-    # Help, options first, typos and completion get the whole CLI.
-    for args in ([], ["--help"], ["--log-file", "x", "get"], ["gte"], ["dashboard"]):
+    # Options first, typos and completion get the whole CLI.
+    for args in (["--log-file", "x", "get"], ["gte"], ["dashboard"]):
         built = set(typer.main.get_command(app_for(args)).commands)  # type: ignore[attr-defined]
         assert built == top, args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["--help"], ["--help", "gte"], ["--help", "--bogus"], ["--help", "audit", "log"]],
+    ids=lambda a: " ".join(a) or "no args",
+)
+def test_the_root_help_lists_the_groups_without_converting_their_commands(
+    args: list[str],
+) -> None:
+    from typer.testing import CliRunner
+
+    from commands.main import full_app
+
+    listing = app_for(args)
+    whole = typer.main.get_command(full_app())
+    listed = typer.main.get_command(listing)
+    assert set(listed.commands) == set(whole.commands)  # type: ignore[attr-defined]
+    groups = [n for n, c in whole.commands.items() if getattr(c, "commands", None)]  # type: ignore[attr-defined]
+    assert len(groups) >= 8
+    assert all(not listed.commands[n].commands for n in groups)  # type: ignore[attr-defined]
+    # The same output, exit code and errors as the whole CLI.
+    listed_run, whole_run = (
+        CliRunner().invoke(root, args, prog_name="secrets") for root in (listing, full_app())
+    )
+    assert (listed_run.exit_code, listed_run.stdout, listed_run.stderr) == (
+        whole_run.exit_code,
+        whole_run.stdout,
+        whole_run.stderr,
+    )
+    assert "Commands" in listed_run.stdout or "No such option" in listed_run.stderr
+
+
+# -- commands/typerfast.py: typer's conversion and help drawing, same results, less work ------
+
+
+def _click_params(command: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """What typer made of every parameter of every command, by command path."""
+    found: dict[str, list[tuple[Any, ...]]] = {}
+
+    def walk(cmd: Any, path: str) -> None:
+        found[path] = [
+            (
+                type(p).__name__,
+                p.name,
+                tuple(p.opts),
+                tuple(p.secondary_opts),
+                repr(p.default),
+                p.required,
+                repr(getattr(p, "type", None)),
+                p.nargs,
+                p.multiple,
+                p.envvar,
+                getattr(p, "help", None),
+                getattr(p, "is_flag", None),
+                getattr(p, "show_default", None),
+                p.hidden if hasattr(p, "hidden") else None,
+                p.callback is not None,
+                getattr(p, "_custom_shell_complete", None) is not None,
+                repr(getattr(p, "type_descriptor", None) and p.type_descriptor.annotation),
+            )
+            for p in cmd.params
+        ]
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            walk(sub, f"{path} {name}")
+
+    walk(command, "secrets")
+    return found
+
+
+def test_typer_inspects_each_function_once_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from commands import typerfast
+
+    assert typerfast.install()  # active on the installed typer
+    once = typer.main.get_params_from_function  # type: ignore[attr-defined]
+    assert getattr(once, "inspects_once", False)
+    converted = _click_params(typer.main.get_command(app))
+    # typer's own function, evaluating every annotation on each call
+    monkeypatch.setattr(
+        typer.main, "get_params_from_function", typer.utils.get_params_from_function
+    )
+    assert _click_params(typer.main.get_command(app)) == converted
+    assert sum(len(params) for params in converted.values()) > 150
+    # Each call returns its own ParamMeta and OptionInfo objects, as typer's function does.
+    from commands.secrets_cmds import get
+
+    first, second = once(get), once(get)
+    assert first.keys() == second.keys()
+    assert all(first[n] is not second[n] for n in first)
+    assert all(first[n].default is not second[n].default for n in first)
+
+
+HELP_PROBE = """
+import sys
+if sys.argv[1] == "plain":
+    import typer.rich_utils  # the real Markdown and Traceback, imported the usual way
+from commands.main import run
+sys.argv = ["secrets", *sys.argv[2:]]
+try:
+    run()
+finally:
+    print("rich.markdown" in sys.modules, "markdown_it" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["get", "--help"], ["audit"], ["audit", "log", "--help"], ["rotate", "--help"]],
+    ids=" ".join,
+)
+def test_help_is_drawn_the_same_without_rich_markdown(args: list[str]) -> None:
+    """Colours forced: the same escape sequences too, byte for byte."""
+    env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "100", "PYTHONPATH": str(REPO)}
+    done = {
+        how: subprocess.run(
+            [sys.executable, "-c", HELP_PROBE, how, *args],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        for how in ("plain", "deferred")
+    }
+    plain, deferred = done["plain"], done["deferred"]
+    assert "\x1b[" in deferred.stdout and "Usage" in deferred.stdout + deferred.stderr
+    assert (deferred.returncode, deferred.stdout) == (plain.returncode, plain.stdout)
+    assert plain.stderr.splitlines()[-1] == "True True"
+    assert deferred.stderr.splitlines()[-1] == "False False"
+    assert deferred.stderr.splitlines()[:-1] == plain.stderr.splitlines()[:-1]
+
+
+def test_the_rich_stand_ins_hand_over_to_the_real_classes() -> None:
+    from rich.markdown import Markdown
+    from rich.traceback import Traceback
+
+    from commands.typerfast import _Deferred
+
+    stand_in = _Deferred("Markdown", (), {"_source": "rich.markdown"})
+    made = stand_in("*hi*", style="bold")
+    assert type(made) is Markdown and made.markup == "*hi*"
+    assert isinstance(made, stand_in) and issubclass(Markdown, stand_in)
+    assert stand_in.elements is Markdown.elements  # class attributes too
+    traceback = _Deferred("Traceback", (), {"_source": "rich.traceback"})
+    assert traceback.from_exception == Traceback.from_exception

@@ -29,9 +29,10 @@ from typing import Any
 import pytest
 
 from ledger.address import SecretAddress
-from ledger.application import DoctorReport, SecretsLedger, entry_name
+from ledger.application import SecretsLedger, entry_name
 from ledger.chain import verify
 from ledger.credentials import Credential
+from ledger.doctor import DoctorReport
 from projections.views import Views
 from tests.clikit import Ledger
 

@@ -2,13 +2,16 @@
 
 Not a pytest module (pytest collects test_*.py only). Run from the repository root:
 
-    python tests/benchmarks/bench_startup.py [--runs 21]
+    python tests/benchmarks/bench_startup.py [--runs 21] [--no-pyc]
 
 It re-runs itself inside a private D-Bus session with its own unlocked gnome-keyring (a
 throwaway HOME, as docs in /work/shared/field-notes.md describe), creates a ledger on that
 Secret Service, a keyring entry for `keyring get` and a throwaway GnuPG key and password store
 for `pass show`, then times every command round-robin (so drift hits all of them alike) and
-prints a markdown table of medians and ratios to the baselines.
+prints a markdown table of medians and ratios to the baselines. It times this checkout's code
+(it checks that the `secrets` console script imports it through PYTHONPATH) with its bytecode
+cache written by the warm-up runs, as a user's installed or once-run copy has it; `--no-pyc`
+times it compiled from source on every run instead.
 
 Needs: dbus-run-session, gnome-keyring-daemon, gpg, pass.
 """
@@ -68,6 +71,10 @@ def _relaunch_in_private_session(argv: list[str]) -> int:
         shutil.rmtree(home, ignore_errors=True)
 
 
+# What `secrets` (the console script: `from commands.main import run`) imports.
+_WHERE = "import commands.main; print(commands.main.__file__)"
+
+
 def _run(cmd: list[str], env: dict[str, str], stdin: str | None = None) -> str:
     done = subprocess.run(
         cmd, env=env, input=stdin, capture_output=True, text=True, cwd=REPO, check=False
@@ -77,7 +84,7 @@ def _run(cmd: list[str], env: dict[str, str], stdin: str | None = None) -> str:
     return done.stdout
 
 
-def _prepare(home: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+def _prepare(home: Path, no_pyc: bool) -> tuple[dict[str, str], dict[str, list[str]]]:
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
@@ -87,8 +94,22 @@ def _prepare(home: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
         "PASSWORD_STORE_DIR": str(home / "password-store"),
     }
     env.pop("SECRETS_LEDGER_VAULT", None)
+    # Python writes the bytecode cache (.pyc) of the code it imports, as it does for a user;
+    # with PYTHONDONTWRITEBYTECODE set (some shells and CI images set it) every `secrets`
+    # command would compile this repository's modules from source on every run while the
+    # baselines (typer, keyring: installed, compiled by pip) would not.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if no_pyc:  # --no-pyc: as such a shell does, for comparison
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        for cache in _checkout_caches():
+            shutil.rmtree(cache)
     Path(env["GNUPGHOME"]).mkdir(mode=0o700)
     secrets = [str(BIN / "secrets")]
+    # The console script is an editable install of some checkout: PYTHONPATH must win, so that
+    # what is timed is this checkout's code.
+    where = _run([sys.executable, "-c", _WHERE], env).strip()
+    if Path(where).resolve() != (REPO / "commands" / "main.py").resolve():
+        sys.exit(f"bench_startup: `secrets` would run {where}, not this checkout's code")
     token = _run([*secrets, "init", "--operator", "bench"], env).strip()
     _run([*secrets, "auth", "login", "--operator", "bench", "--token-stdin"], env, token + "\n")
     address = ["--service", "nexus", "--name", "mcp.bun.apiKey"]
@@ -153,20 +174,42 @@ def _table(times: dict[str, list[float]], runs: int) -> str:
     lines.append("")
     lines.append(
         f"{runs} runs each, round-robin, on {cpu} CPUs; Python {sys.version.split()[0]}; "
-        "whole processes including interpreter start-up."
+        "whole processes including interpreter start-up; "
+        f"code from {REPO} ({_cached_modules()} of its modules compiled in __pycache__)."
     )
     return "\n".join(lines)
+
+
+def _sources() -> list[Path]:
+    return [p for d in ("commands", "ledger", "projections") for p in (REPO / d).rglob("*.py")]
+
+
+def _checkout_caches() -> set[Path]:
+    return {p.parent / "__pycache__" for p in _sources() if (p.parent / "__pycache__").is_dir()}
+
+
+def _cached_modules() -> str:
+    sources = _sources()
+    tag = sys.implementation.cache_tag
+    cached = [p for p in sources if (p.parent / "__pycache__" / f"{p.stem}.{tag}.pyc").exists()]
+    return f"{len(cached)}/{len(sources)}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument(
+        "--no-pyc",
+        action="store_true",
+        help="time this checkout's modules compiled from source on every run "
+        "(PYTHONDONTWRITEBYTECODE=1, its __pycache__ removed); installed packages keep theirs",
+    )
     args = parser.parse_args()
     home = os.environ.get(INSIDE)
     if not home:
         return _relaunch_in_private_session([str(Path(__file__).resolve()), *sys.argv[1:]])
-    env, commands = _prepare(Path(home))
-    _measure(commands, env, 2)  # warm the page cache and .pyc files
+    env, commands = _prepare(Path(home), args.no_pyc)
+    _measure(commands, env, 2)  # warm the page cache and write the .pyc files
     print(_table(_measure(commands, env, args.runs), args.runs))
     return 0
 
