@@ -345,43 +345,12 @@ class EventReader:
         operator, correlation_id = state["operator"], state["correlation_id"]
         target = state["environment"], state["service"], state["name"]
         if keys is _READ_KEYS:
-            return (
-                position,
-                ts,
-                code,
-                kind,
-                operator,
-                action,
-                *target,
-                "success",
-                correlation_id,
-                f"v{state['version']}",
-            )
-        if keys is _DENIAL_KEYS:
-            return (
-                position,
-                ts,
-                code,
-                kind,
-                operator,
-                state["action"],
-                *target,
-                "denied",
-                correlation_id,
-                state["reason"],
-            )
-        return (
-            position,
-            ts,
-            code,
-            kind,
-            operator,
-            action,
-            *target,
-            "rejected",
-            correlation_id,
-            state["rule"],
-        )
+            done, outcome, detail = action, "success", f"v{state['version']}"
+        elif keys is _DENIAL_KEYS:
+            done, outcome, detail = state["action"], "denied", state["reason"]
+        else:
+            done, outcome, detail = action, "rejected", state["rule"]
+        return (position, ts, code, kind, operator, done, *target, outcome, correlation_id, detail)
 
     def _plan_of(self, topic: str) -> tuple[str, tuple[str, ...], str, str] | None:
         """(kind, attributes read, code, action) for the kinds `audit_row` builds."""
