@@ -18,18 +18,32 @@ from pathlib import Path
 INNER = "SECRETS_LEDGER_BENCH_INNER"
 
 
-def reexec_in_private_keyring(argv: list[str], prefix: str) -> int:
-    """Run `python argv...` inside the private session; return its exit status."""
+#: Where gnome-keyring keeps its keyring files under a HOME.
+KEYRINGS_DIR = Path(".local", "share", "keyrings")
+
+
+def reexec_in_private_keyring(
+    argv: list[str], prefix: str, *, seed: Path | None = None, password: str | None = None
+) -> int:
+    """Run `python argv...` inside the private session; return its exit status.
+
+    `seed`: a keyrings directory saved from an earlier private session (`KEYRINGS_DIR` of its
+    HOME), copied into the new HOME before the daemon starts, so the daemon starts holding its
+    items; `password` must then be the one that session used.
+    """
     if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
         sys.exit(f"{prefix}: needs dbus-run-session and gnome-keyring-daemon")
     home = tempfile.mkdtemp(prefix=f"{prefix}-")
     run = Path(home) / "run"
     run.mkdir(mode=0o700)
+    if seed is not None:
+        (Path(home) / KEYRINGS_DIR).parent.mkdir(mode=0o700, parents=True)
+        shutil.copytree(seed, Path(home) / KEYRINGS_DIR)
     env = {
         **os.environ,
         "HOME": home,
         "XDG_RUNTIME_DIR": str(run),
-        "KEYRING_PASSWORD": secrets.token_hex(16),
+        "KEYRING_PASSWORD": password or secrets.token_hex(16),
         INNER: home,
     }
     script = (
