@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Final, Literal
 
 from ledger.database_url import configured_url, views_path
-from projections.views import VIEWS_FILE
 
 Column = Literal["environment", "service", "name"]
 
@@ -42,7 +41,7 @@ def known_values(
     PostgreSQL ledger, which has its own name in the home."""
     try:
         url = configured_url(database_url)
-        path = (views_path(Path(home), url) if url else Path(home) / VIEWS_FILE).resolve()
+        path = views_path(Path(home), url).resolve()
         if not path.is_file():
             return []
         db = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=0.5)

@@ -78,6 +78,13 @@ def test_version(ledger: Ledger) -> None:
     )
 
 
+def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A Python process of this checkout, its output captured as text."""
+    return subprocess.run(
+        argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def complete(ledger: Ledger, line: str, program: list[str] | None = None) -> list[str]:
     words = line.split(" ")
     env = {
@@ -86,15 +93,7 @@ def complete(ledger: Ledger, line: str, program: list[str] | None = None) -> lis
         "COMP_WORDS": line,
         "COMP_CWORD": str(len(words) - 1),
     }
-    done = subprocess.run(
-        program or [ledger.python, "-m", "commands"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run(program or [ledger.python, "-m", "commands"], env)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
@@ -172,15 +171,7 @@ def probe(ledger: Ledger, args: list[str], heavy: tuple[str, ...]) -> dict[str, 
     code = PROBE.replace(
         "json.loads(HEAVY)", repr(json.dumps(list(heavy))).join(["json.loads(", ")"])
     )
-    done = subprocess.run(
-        [ledger.python, "-c", code, *args],
-        env=ledger.env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _run([ledger.python, "-c", code, *args], ledger.env)
     assert done.returncode == 0, done.stderr
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return report
@@ -470,15 +461,7 @@ def test_help_is_drawn_the_same_without_rich_markdown(args: list[str]) -> None:
     """Colours forced: the same escape sequences too, byte for byte."""
     env = {**os.environ, "FORCE_COLOR": "1", "COLUMNS": "100", "PYTHONPATH": str(REPO)}
     done = {
-        how: subprocess.run(
-            [sys.executable, "-c", HELP_PROBE, how, *args],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        how: _run([sys.executable, "-c", HELP_PROBE, how, *args], env)
         for how in ("plain", "deferred")
     }
     plain, deferred = done["plain"], done["deferred"]
