@@ -1,3 +1,3 @@
-from commands.main import run
+from commands.launch import run
 
 run()

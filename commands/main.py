@@ -156,6 +156,12 @@ def _ledger(root: typer.Typer) -> None:
     root.add_typer(ledger_app, name="ledger")
 
 
+def _agent(root: typer.Typer) -> None:
+    from commands.agent_cmds import agent_app
+
+    root.add_typer(agent_app, name="agent")
+
+
 # In the order of `secrets --help`.
 _PARTS: tuple[Callable[[typer.Typer], None], ...] = (
     _secrets_commands,
@@ -166,6 +172,7 @@ _PARTS: tuple[Callable[[typer.Typer], None], ...] = (
     _tmux,
     _metrics,
     _ledger,
+    _agent,
 )
 
 # The part that registers each top-level command word. A command line naming one of these
@@ -196,6 +203,7 @@ PART_OF: dict[str, Callable[[typer.Typer], None]] = {
     "tmux": _tmux,
     "metrics": _metrics,
     "ledger": _ledger,
+    "agent": _agent,
 }
 
 

@@ -51,7 +51,7 @@ def test_every_command_has_help_with_an_example() -> None:
     ("args", "says"),
     [
         (["get", "--nope"], "No such option: --nope"),
-        (["gett"], "Did you mean 'get'?"),
+        (["gett"], "Did you mean 'get'"),
         (["get", "--service", "nexus"], "Missing option '--name'"),
         (["get", "--service", "nexus", "--name", "k", "--version", "x"], "--version"),
         (["audit", "replay", "--position", "1", "--at", "2026-01-01"], "exactly one of"),

@@ -1,0 +1,198 @@
+"""The client side of `secrets agent`: hand a read command to a running agent, or say why not.
+
+Imported by the `secrets` entry point before anything else, so it uses only what the
+interpreter has loaded at start-up; `socket` and `json` are imported only once an agent's
+socket exists. Whatever goes wrong before the agent has accepted the command, the caller runs
+the command itself: the agent only ever makes a command faster, never different.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+AGENT_VARIABLE = "SECRETS_LEDGER_AGENT"  # "off": never hand a command to an agent
+SOCKET_VARIABLE = "SECRETS_LEDGER_AGENT_SOCKET"
+PROTOCOL = 1
+# Read commands that never prompt: the agent's children have no terminal of their own.
+SERVED = frozenset({"get", "versions", "list"})
+# Variables that may differ between the client and the agent: the shell's and the terminal's
+# bookkeeping, which nothing here reads, and two of ours that are read only while a command
+# runs (the agent's child runs with the client's whole environment). Every other variable must
+# be the same in both: a module may read one when it is imported, and the agent imported it.
+SHELL_VARIABLES = frozenset(
+    {
+        "SECRETS_LEDGER_DEBUG",
+        "SECRETS_LEDGER_TOKEN",
+        "_",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "COLUMNS",
+        "LINES",
+        "WINDOWID",
+        "TMUX_PANE",
+        "TERM_SESSION_ID",
+        "GNOME_TERMINAL_SCREEN",
+        "ITERM_SESSION_ID",
+        "KONSOLE_DBUS_WINDOW",
+        "KONSOLE_DBUS_SESSION",
+        "SSH_CLIENT",
+        "SSH_CONNECTION",
+        "SSH_TTY",
+    }
+)
+MAX_REQUEST = 1 << 20
+
+
+class AgentLost(Exception):
+    """The agent accepted a command and went away before saying how it ended."""
+
+
+def socket_path(env: Any = os.environ) -> str:
+    """Where a user's agent listens: $SECRETS_LEDGER_AGENT_SOCKET, else a directory of the
+    user's own under $XDG_RUNTIME_DIR, else under /tmp."""
+    explicit = str(env.get(SOCKET_VARIABLE, "")).strip()
+    if explicit:
+        return explicit
+    runtime = str(env.get("XDG_RUNTIME_DIR", "")).strip()
+    if runtime:
+        return os.path.join(runtime, "secrets-ledger", "agent.sock")
+    # Used only once private_directory_problem finds it this user's own and closed to others.
+    return os.path.join("/tmp", f"secrets-ledger-{os.getuid()}", "agent.sock")  # noqa: S108
+
+
+def private_directory_problem(directory: str) -> str | None:
+    """Why the socket's directory cannot be trusted (another user's, or open to others)."""
+    try:
+        found = os.stat(directory)
+    except OSError as exc:
+        return f"{directory}: {exc.strerror}"
+    if found.st_uid != os.getuid():
+        return f"{directory} belongs to another user"
+    if found.st_mode & 0o077:
+        return f"{directory} is open to other users (mode {found.st_mode & 0o777:o})"
+    return None
+
+
+def shared_environment(env: Any) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k not in SHELL_VARIABLES}
+
+
+def identity() -> dict[str, Any]:
+    """What must match between a client and the agent for the agent to run its command as
+    the client would: the interpreter, its flags, its import path and the environment."""
+    return {
+        "executable": sys.executable,
+        "flags": list(sys.flags),
+        "path": list(sys.path),
+        "env": dict(os.environ),
+    }
+
+
+def connect(path: str) -> Any:
+    """A connection to the agent at `path`, after checking that it runs as this user."""
+    import socket
+    import struct
+
+    problem = private_directory_problem(os.path.dirname(path) or ".")
+    if problem is not None:
+        raise OSError(problem)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid != os.getuid():
+            raise OSError(f"the agent at {path} runs as another user")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def send(conn: Any, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    import json
+    import socket
+
+    body = json.dumps(message).encode()
+    head = len(body).to_bytes(4, "big")
+    # The length goes with the descriptors, so the agent gets both in one message.
+    socket.send_fds(conn, [head], fds or [])
+    conn.sendall(body)
+
+
+def replies(conn: Any) -> Any:
+    """The agent's answers, one JSON document a line, until it closes the connection."""
+    import json
+
+    with conn.makefile("rb") as stream:
+        for line in stream:
+            yield json.loads(line)
+
+
+def control(kind: str) -> dict[str, Any] | None:
+    """Ask the agent for `status` or to `stop`; None when no agent answers."""
+    try:
+        conn = connect(socket_path())
+    except OSError:
+        return None
+    with conn:
+        send(conn, {"protocol": PROTOCOL, "control": kind})
+        for reply in replies(conn):
+            return dict(reply)
+    return None
+
+
+def run_by_agent(argv: list[str]) -> int | None:
+    """The exit status of `argv` run by the agent, or None when the caller must run it
+    itself (no agent, another environment, a command it does not serve, ...). Raises
+    AgentLost when the agent accepted the command and vanished: it may have run."""
+    if not argv or argv[0] not in SERVED or os.environ.get(AGENT_VARIABLE, "") == "off":
+        return None
+    path = socket_path()
+    if not os.path.exists(path):
+        return None
+    try:
+        conn = connect(path)
+    except OSError as exc:
+        _explain(str(exc))
+        return None
+    with conn:
+        request = {
+            "protocol": PROTOCOL,
+            "argv": [sys.argv[0], *argv],
+            "cwd": os.getcwd(),
+            "umask": _umask(),
+            **identity(),
+        }
+        try:
+            send(conn, request, [0, 1, 2])
+            answers = replies(conn)
+            first = next(answers, None)
+        except (OSError, ValueError) as exc:
+            _explain(f"no answer ({exc})")
+            return None
+        if first is None or "refused" in first:
+            _explain(first["refused"] if first else "no answer")
+            return None
+        try:
+            last = next(answers, None)
+        except (OSError, ValueError):
+            last = None
+        if last is None or not isinstance(last.get("exit"), int):
+            raise AgentLost(path)
+        status: int = last["exit"]
+        return status
+
+
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _explain(reason: str) -> None:
+    if os.environ.get("SECRETS_LEDGER_DEBUG") == "1":
+        print(f"agent not used: {reason}", file=sys.stderr)

@@ -1,0 +1,30 @@
+"""The `secrets` entry point: a read command goes to a running `secrets agent` when there is
+one for this user and environment, else (and for everything else) to the CLI in this process.
+
+Kept to what the interpreter has loaded at start-up: the point of the agent is to spare a
+short command the import of typer, eventsourcing and keyring."""
+
+from __future__ import annotations
+
+import sys
+
+
+def run() -> None:
+    from commands import agent_client
+
+    try:
+        status = agent_client.run_by_agent(sys.argv[1:])
+    except agent_client.AgentLost as lost:
+        from commands.exit_codes import ExitCode
+
+        print(
+            f"error: the agent at {lost} stopped before the command finished; it may have run "
+            "(see `secrets audit log`)",
+            file=sys.stderr,
+        )
+        sys.exit(ExitCode.ERROR)
+    if status is not None:
+        sys.exit(status)
+    from commands.main import run as run_here
+
+    run_here()

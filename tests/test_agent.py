@@ -1,0 +1,237 @@
+"""`secrets agent`: read commands handed to a running agent behave exactly as when the CLI runs
+them itself (output, exit status, recorded events), on every vault and store; the agent is
+not used, and the command still runs, whenever it cannot be trusted to run it the same way."""
+
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clikit import REPO, Ledger
+
+SERVICE, NAME = "nexus", "mcp.bun.apiKey"
+VALUE = "sk-agent0test0value0" + "Q" * 24
+
+
+@pytest.fixture
+def agent(ledger: Ledger) -> Iterator[Ledger]:
+    """`ledger` with an agent of its own (a private socket), stopped afterwards."""
+    # Short: a Unix socket's path has at most 107 bytes; pytest's tmp_path can be longer.
+    directory = tempfile.mkdtemp(prefix="sla-")
+    ledger.env["SECRETS_LEDGER_AGENT_SOCKET"] = os.path.join(directory, "agent.sock")
+    ledger.set(SERVICE, NAME, VALUE)
+    started = ledger.run("agent", "start")
+    assert started.returncode == 0, started.stderr
+    try:
+        yield ledger
+    finally:
+        pid = _agent_pid(ledger)
+        ledger.run("agent", "stop")
+        if pid is not None:
+            _wait_gone(pid)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _agent_pid(ledger: Ledger) -> int | None:
+    found = ledger.run("agent", "status")
+    if found.returncode != 0:
+        return None
+    return int(found.stdout.split()[2])
+
+
+def _served(ledger: Ledger) -> int:
+    found = ledger.run("agent", "status")
+    assert found.returncode == 0, found.stderr
+    return int(found.stdout.split("started ")[1].split(", ")[1].split()[0])
+
+
+def _wait_gone(pid: int, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError(f"agent {pid} still running")
+
+
+def _reads(ledger: Ledger) -> int:
+    return len(ledger.events("ledger.records:ReadReceipt"))
+
+
+COMMANDS = [
+    ("get", "--service", SERVICE, "--name", NAME),
+    ("get", "--service", SERVICE, "--name", NAME, "--output", "json"),
+    ("get", "--service", SERVICE, "--name", "missing.apiKey"),
+    ("get", "--service", SERVICE, "--name", "bad name!"),
+    ("get", "--service", SERVICE),
+    ("get", "--service", SERVICE, "--name", NAME, "--version", "9"),
+    ("versions", "--service", SERVICE, "--name", NAME),
+    ("list",),
+    ("list", "--output", "json"),
+]
+
+
+def test_read_commands_run_by_the_agent_answer_as_the_cli_does(agent: Ledger) -> None:
+    for args in COMMANDS:
+        served = _served(agent)
+        by_agent = agent.run(*args)
+        assert _served(agent) == served + 1, args  # the agent did run it
+        direct = agent.run(*args, env={"SECRETS_LEDGER_AGENT": "off"})
+        assert (by_agent.returncode, by_agent.stdout, by_agent.stderr) == (
+            direct.returncode,
+            direct.stdout,
+            direct.stderr,
+        ), args
+    assert agent.run(*COMMANDS[0]).stdout == VALUE
+
+
+def test_a_read_by_the_agent_is_recorded_and_a_refusal_too(agent: Ledger) -> None:
+    before = _reads(agent)
+    assert agent.run("get", "--service", SERVICE, "--name", NAME).stdout == VALUE
+    assert _reads(agent) == before + 1
+    denials = len(agent.events("ledger.records:Denial"))
+    assert agent.run("auth", "logout").returncode == 0
+    refused = agent.run("get", "--service", SERVICE, "--name", NAME)
+    assert refused.returncode == 4, refused.stderr
+    assert refused.stdout == ""
+    assert len(agent.events("ledger.records:Denial")) == denials + 1
+    assert _reads(agent) == before + 1
+    # The token variable is the caller's own, read when the command runs.
+    with_token = agent.run(
+        "get", "--service", SERVICE, "--name", NAME, env={"SECRETS_LEDGER_TOKEN": agent.token}
+    )
+    assert (with_token.returncode, with_token.stdout) == (0, VALUE), with_token.stderr
+    assert _served(agent) == 3
+
+
+def test_the_value_reaches_the_callers_own_terminal(agent: Ledger) -> None:
+    """The agent writes into the caller's standard output itself: on a terminal `get` adds
+    the newline it adds for people, and nothing else is in between."""
+    outputs = []
+    for extra in ({}, {"SECRETS_LEDGER_AGENT": "off"}):
+        leader, follower = pty.openpty()
+        try:
+            done = subprocess.run(
+                [agent.python, "-m", "commands", "get", "--service", SERVICE, "--name", NAME],
+                env={**agent.env, **extra},
+                cwd=agent.cwd,
+                stdout=follower,
+                stderr=subprocess.PIPE,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            os.close(follower)
+            follower = -1
+            outputs.append(_read_all(leader))
+        finally:
+            os.close(leader)
+            if follower != -1:
+                os.close(follower)
+    assert outputs[0] == outputs[1] == (VALUE + "\r\n").encode()
+    assert _served(agent) == 1
+
+
+def _read_all(fd: int) -> bytes:
+    found = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the other side of the terminal is closed
+            return found
+        if not chunk:
+            return found
+        found += chunk
+
+
+def test_another_environment_runs_the_command_itself(agent: Ledger) -> None:
+    other = agent.run(
+        "get",
+        "--service",
+        SERVICE,
+        "--name",
+        NAME,
+        env={"SOME_OTHER_SETTING": "1", "SECRETS_LEDGER_DEBUG": "1"},
+    )
+    assert (other.returncode, other.stdout) == (0, VALUE)
+    assert "agent not used: another environment than the agent's: SOME_OTHER_SETTING" in (
+        other.stderr
+    )
+    assert "Q" * 24 not in other.stderr
+    assert _served(agent) == 0
+    # A command it does not serve is never sent.
+    assert (
+        agent.run(
+            "set", "--service", SERVICE, "--name", NAME, "--value-stdin", input=VALUE + "2"
+        ).returncode
+        == 0
+    )
+    assert _served(agent) == 0
+
+
+def test_the_agent_stops_when_its_code_changes_on_disk(agent: Ledger) -> None:
+    pid = _agent_pid(agent)
+    assert pid is not None
+    source = REPO / "commands" / "agent_client.py"
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    try:
+        found = agent.run("get", "--service", SERVICE, "--name", NAME)
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (found.returncode, found.stdout) == (0, VALUE)
+    _wait_gone(pid)
+    assert not Path(agent.env["SECRETS_LEDGER_AGENT_SOCKET"]).exists()
+    assert agent.run("agent", "status").returncode == 3
+
+
+def test_a_dead_agents_socket_is_no_obstacle(agent: Ledger) -> None:
+    pid = _agent_pid(agent)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid)
+    assert Path(agent.env["SECRETS_LEDGER_AGENT_SOCKET"]).exists()
+    found = agent.run("get", "--service", SERVICE, "--name", NAME)
+    assert (found.returncode, found.stdout) == (0, VALUE), found.stderr
+    again = agent.run("agent", "start")
+    assert again.returncode == 0, again.stderr
+    assert agent.run("get", "--service", SERVICE, "--name", NAME).stdout == VALUE
+    assert _served(agent) == 1
+
+
+def test_one_agent_at_a_time_and_it_stops_when_idle(agent: Ledger) -> None:
+    second = agent.run("agent", "start")
+    assert second.returncode == 1
+    assert "already listening" in second.stderr
+    assert agent.run("agent", "stop").returncode == 0
+    short = agent.run("agent", "start", "--idle-minutes", "0.05")
+    assert short.returncode == 0, short.stderr
+    pid = _agent_pid(agent)
+    assert pid is not None
+    _wait_gone(pid, seconds=20)
+    assert not Path(agent.env["SECRETS_LEDGER_AGENT_SOCKET"]).exists()
+
+
+def test_a_socket_directory_open_to_others_is_refused(ledger: Ledger) -> None:
+    directory = tempfile.mkdtemp(prefix="sla-")
+    try:
+        os.chmod(directory, 0o755)  # noqa: S103 - the mistake under test
+        ledger.env["SECRETS_LEDGER_AGENT_SOCKET"] = os.path.join(directory, "agent.sock")
+        refused = ledger.run("agent", "start")
+        assert refused.returncode == 1
+        assert "open to other users" in refused.stderr
+        assert not Path(ledger.env["SECRETS_LEDGER_AGENT_SOCKET"]).exists()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
