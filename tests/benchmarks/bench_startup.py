@@ -7,7 +7,8 @@ Not a pytest module (pytest collects test_*.py only). Run from the repository ro
 It re-runs itself inside a private D-Bus session with its own unlocked gnome-keyring (a
 throwaway HOME, as docs in /work/shared/field-notes.md describe), creates a ledger on that
 Secret Service, a keyring entry for `keyring get` and a throwaway GnuPG key and password store
-for `pass show`, then times every command round-robin (so drift hits all of them alike) and
+for `pass show`, starts a `secrets agent` for the rows marked "agent", then times every
+command round-robin (so drift hits all of them alike) and
 prints a markdown table of medians and ratios to the baselines. It times this checkout's code
 (it checks that the `secrets` console script imports it through PYTHONPATH) with its bytecode
 cache written by the warm-up runs, as a user's installed or once-run copy has it; `--no-pyc`
@@ -71,7 +72,7 @@ def _relaunch_in_private_session(argv: list[str]) -> int:
         shutil.rmtree(home, ignore_errors=True)
 
 
-# What `secrets` (the console script: `from commands.main import run`) imports.
+# What `secrets` (the console script: `commands.launch`, then `commands.main`) imports.
 _WHERE = "import commands.main; print(commands.main.__file__)"
 
 
@@ -139,22 +140,45 @@ def _prepare(home: Path, no_pyc: bool) -> tuple[dict[str, str], dict[str, list[s
         "secrets dashboard": [*secrets, "dashboard"],
         "secrets get (Secret Service)": [*secrets, "get", *address],
     }
+    # The same reads handed to a running `secrets agent` (its own socket, so the rows above
+    # run the CLI in their own process: no agent answers at the default path).
+    agent_env = {**env, "SECRETS_LEDGER_AGENT_SOCKET": str(home / "agent" / "agent.sock")}
+    Path(agent_env["SECRETS_LEDGER_AGENT_SOCKET"]).parent.mkdir(mode=0o700)
+    _run([*secrets, "agent", "start", "--idle-minutes", "60"], agent_env)
+    agent_rows = {
+        "secrets versions (agent)": [*secrets, "versions", *address],
+        "secrets list (agent)": [*secrets, "list"],
+        "secrets get (Secret Service, agent)": [*secrets, "get", *address],
+    }
+    commands.update(agent_rows)
+    envs = {name: agent_env for name in agent_rows}
     # Every command must work (and the reads must return the value) before it is timed.
+    served = _agent_served(secrets, agent_env)
     for name, cmd in commands.items():
-        out = _run(cmd, env)
+        out = _run(cmd, envs.get(name, env))
         if ("get" in name or name == "pass show") and out.strip() != SECRET:
             sys.exit(f"bench_startup: {name} did not return the stored value")
-    return env, commands
+    if _agent_served(secrets, agent_env) != served + len(agent_rows):
+        sys.exit("bench_startup: the agent did not run the agent rows")
+    return env, commands, envs
+
+
+def _agent_served(secrets: list[str], env: dict[str, str]) -> int:
+    status = _run([*secrets, "agent", "status"], env)
+    return int(status.split(", ")[1].split()[0])
 
 
 def _measure(
-    commands: dict[str, list[str]], env: dict[str, str], runs: int
+    commands: dict[str, list[str]],
+    env: dict[str, str],
+    envs: dict[str, dict[str, str]],
+    runs: int,
 ) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, cmd in commands.items():
             start = time.perf_counter()
-            subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, check=True)
+            subprocess.run(cmd, env=envs.get(name, env), cwd=REPO, capture_output=True, check=True)
             times[name].append((time.perf_counter() - start) * 1000)
     return times
 
@@ -208,9 +232,14 @@ def main() -> int:
     home = os.environ.get(INSIDE)
     if not home:
         return _relaunch_in_private_session([str(Path(__file__).resolve()), *sys.argv[1:]])
-    env, commands = _prepare(Path(home), args.no_pyc)
-    _measure(commands, env, 2)  # warm the page cache and write the .pyc files
-    print(_table(_measure(commands, env, args.runs), args.runs))
+    env, commands, envs = _prepare(Path(home), args.no_pyc)
+    try:
+        _measure(commands, env, envs, 2)  # warm the page cache and write the .pyc files
+        print(_table(_measure(commands, env, envs, args.runs), args.runs))
+    finally:
+        # It runs in a session of its own: the private D-Bus session ending does not stop it.
+        agent_env = next(iter(envs.values()))
+        _run([str(BIN / "secrets"), "agent", "stop"], agent_env)
     return 0
 
 
