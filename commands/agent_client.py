@@ -2,15 +2,19 @@
 
 Imported by the `secrets` entry point before anything else, so it uses only what the
 interpreter has loaded at start-up; `socket` and `json` are imported only once an agent's
-socket exists. Whatever goes wrong before the agent has accepted the command, the caller runs
-the command itself: the agent only ever makes a command faster, never different.
+socket exists. Whatever goes wrong before this process tells the agent to go ahead, the caller
+runs the command itself: the agent only ever makes a command faster, never different.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+# Not `typing.TYPE_CHECKING`: importing typing costs this module's whole budget again.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 AGENT_VARIABLE = "SECRETS_LEDGER_AGENT"  # "off": never hand a command to an agent
 SOCKET_VARIABLE = "SECRETS_LEDGER_AGENT_SOCKET"
@@ -44,6 +48,10 @@ SHELL_VARIABLES = frozenset(
     }
 )
 MAX_REQUEST = 1 << 20
+# How long a client waits for the agent to take its command (the agent runs one at a time),
+# and the agent for the rest of a request: past it, each goes on without the other.
+WAIT_SECONDS = 5.0
+GO = b"go\n"
 
 
 class AgentLost(Exception):
@@ -148,7 +156,7 @@ def control(kind: str) -> dict[str, Any] | None:
 def run_by_agent(argv: list[str]) -> int | None:
     """The exit status of `argv` run by the agent, or None when the caller must run it
     itself (no agent, another environment, a command it does not serve, ...). Raises
-    AgentLost when the agent accepted the command and vanished: it may have run."""
+    AgentLost when the agent was told to go ahead and vanished: the command may have run."""
     if not argv or argv[0] not in SERVED or os.environ.get(AGENT_VARIABLE, "") == "off":
         return None
     path = socket_path()
@@ -160,24 +168,29 @@ def run_by_agent(argv: list[str]) -> int | None:
         _explain(str(exc))
         return None
     with conn:
-        request = {
-            "protocol": PROTOCOL,
-            "argv": [sys.argv[0], *argv],
-            "cwd": os.getcwd(),
-            "umask": _umask(),
-            **identity(),
-        }
         try:
+            request = {
+                "protocol": PROTOCOL,
+                "argv": [sys.argv[0], *argv],
+                "cwd": os.getcwd(),
+                "umask": _umask(),
+                **identity(),
+            }
+            conn.settimeout(WAIT_SECONDS)
             send(conn, request, [0, 1, 2])
             answers = replies(conn)
             first = next(answers, None)
+            if first is None or first.get("ready") is not True:
+                _explain(first.get("refused", "no answer") if first else "no answer")
+                return None
+            # The point of no return: the agent runs the command only once it reads this,
+            # and from here this process never runs it itself.
+            conn.sendall(GO)
         except (OSError, ValueError) as exc:
             _explain(f"no answer ({exc})")
             return None
-        if first is None or "refused" in first:
-            _explain(first["refused"] if first else "no answer")
-            return None
         try:
+            conn.settimeout(None)
             last = next(answers, None)
         except (OSError, ValueError):
             last = None

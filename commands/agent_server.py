@@ -120,7 +120,7 @@ def serve(agent: Agent) -> None:
             except TimeoutError:
                 return
             with conn:
-                conn.settimeout(None)
+                conn.settimeout(agent_client.WAIT_SECONDS)
                 if not _answer(agent, conn):
                     return
     except _Stopping:
@@ -160,7 +160,10 @@ def _answer(agent: Agent, conn: socket.socket) -> bool:
         if refusal is not None:
             _reply(conn, {"refused": refusal})
             return True
-        _reply(conn, {"accepted": True})
+        _reply(conn, {"ready": True})
+        if _read_exactly(conn, len(agent_client.GO)) != agent_client.GO:
+            return True  # the client gave up waiting and runs the command itself
+        conn.settimeout(None)
         status = _run_forked(agent, conn, request, fds)
         agent.served += 1
         with contextlib.suppress(OSError):
@@ -181,16 +184,20 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
     size = int.from_bytes(head, "big") if len(head) == 4 else -1
     if not 0 <= size <= agent_client.MAX_REQUEST:
         raise ValueError("bad request length")
-    body = b""
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            raise ValueError("short request")
-        body += chunk
-    request = json.loads(body)
+    request = json.loads(_read_exactly(conn, size))
     if not isinstance(request, dict):
         raise ValueError("bad request")
     return request, list(fds)
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes:
+    found = b""
+    while len(found) < size:
+        chunk = conn.recv(size - len(found))
+        if not chunk:
+            raise ValueError("short read")
+        found += chunk
+    return found
 
 
 def _reply(conn: socket.socket, message: dict[str, Any]) -> None:

@@ -23,6 +23,13 @@ def run() -> None:
             file=sys.stderr,
         )
         sys.exit(ExitCode.ERROR)
+    except KeyboardInterrupt:
+        from commands.exit_codes import ExitCode
+
+        # The agent's child finishes the command (it is not in this terminal's foreground
+        # process group); a get's value may still be printed.
+        print("interrupted", file=sys.stderr)
+        sys.exit(ExitCode.INTERRUPTED)
     if status is not None:
         sys.exit(status)
     from commands.main import run as run_here

@@ -235,3 +235,22 @@ def test_a_socket_directory_open_to_others_is_refused(ledger: Ledger) -> None:
         assert not Path(ledger.env["SECRETS_LEDGER_AGENT_SOCKET"]).exists()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_stalled_connection_does_not_stall_the_agent(agent: Ledger) -> None:
+    """A client that connects and sends nothing holds the agent for at most its wait; a
+    command meanwhile still gets its answer, run by whichever side, and never twice."""
+    import socket
+
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stalled.connect(agent.env["SECRETS_LEDGER_AGENT_SOCKET"])
+    try:
+        before = _reads(agent)
+        meanwhile = agent.run("get", "--service", SERVICE, "--name", NAME)
+        assert (meanwhile.returncode, meanwhile.stdout) == (0, VALUE), meanwhile.stderr
+        assert _reads(agent) == before + 1
+    finally:
+        stalled.close()
+    served = _served(agent)
+    assert agent.run("get", "--service", SERVICE, "--name", NAME).stdout == VALUE
+    assert _served(agent) == served + 1
