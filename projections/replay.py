@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import MapperDeserialisationError
+from eventsourcing.persistence import MapperDeserialisationError, Notification
 from eventsourcing.utils import resolve_topic
 
 from projections.timefmt import iso, parse_iso
@@ -37,6 +37,33 @@ if TYPE_CHECKING:
 State = dict[str, Any]
 SAVE_EVERY = 10_000
 PAGE = 2000
+# A stored event as a recorder's `select_rows` gives it: (id, originator id as stored,
+# version, topic, state).
+Row = tuple[int, Any, int, str, Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def read_rows(
+    recorder: Any, start: int, limit: int, stop: int | None = None
+) -> tuple[list[Row], Callable[[Any], Any]]:
+    """The stored events after `start` (at most `limit`; a recorder without `select_rows`
+    stops at `stop`) as rows, and the conversion of their originator ids: plain tuples from
+    a recorder that reads them (`select_rows`: SQLite), else the library's notifications
+    taken apart. A `sqlite3.Row`, a `UUID` and a frozen `Notification` per event cost more
+    than decoding it, and most events are never decoded (`_is_folded`)."""
+    select_rows = getattr(recorder, "select_rows", None)
+    if select_rows is not None:
+        rows: list[Row] = select_rows(start, limit)
+        convert: Callable[[Any], Any] = recorder.convert_originator_id
+        return rows, convert
+    page = recorder.select_notifications(
+        start=start, limit=limit, stop=stop, inclusive_of_start=False
+    )
+    return [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page], _same
+
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS replay_checkpoints "
@@ -238,29 +265,56 @@ class Replayer:
         if state is None:
             state = self._nearest(position)
         every = SAVE_EVERY
-        mapper = self.ledger.mapper
-        tail: list[Any] = []  # notifications not decoded since the last event applied
-        for n in self.notifications(state["position"], position):
-            at = n.id
-            if at % every and not _is_folded(n.topic):
-                tail.append(n)
+        tail: list[Row] = []  # rows not decoded since the last event applied
+        convert: Callable[[Any], Any] = _same
+        for row, convert in self.rows(state["position"], position):
+            at = row[0]
+            if at % every and not _is_folded(row[3]):
+                tail.append(row)
                 continue
-            try:
-                event = mapper.to_domain_event(n)
-            except MapperDeserialisationError:
+            event = self._decode(row, convert)
+            if event is None:
                 continue
             apply(state, at, event)
             tail.clear()
             if at % every == 0:
                 self.save_state(state)
-        for n in reversed(tail):
-            try:
-                event = mapper.to_domain_event(n)
-            except MapperDeserialisationError:
-                continue
-            apply(state, n.id, event)
-            break
+        for row in reversed(tail):
+            event = self._decode(row, convert)
+            if event is not None:
+                apply(state, row[0], event)
+                break
         return state
+
+    def rows(self, start: int, stop: int) -> Iterator[tuple[Row, Callable[[Any], Any]]]:
+        """The stored rows after `start` up to `stop` (inclusive), each with the conversion
+        of its originator id (`read_rows`), in pages."""
+        recorder = self.ledger.recorder
+        while start < stop:
+            page, convert = read_rows(recorder, start, PAGE, stop)
+            for row in page:
+                if row[0] > stop:
+                    return
+                yield row, convert
+            if not page or page[-1][0] >= stop:
+                return
+            start = page[-1][0]
+
+    def _decode(self, row: Row, convert: Callable[[Any], Any]) -> Any:
+        """The domain event of a stored row; None where it cannot be decoded."""
+        at, stored_id, version, topic, stored = row
+        try:
+            return self.ledger.mapper.to_domain_event(
+                Notification(
+                    id=at,
+                    originator_id=convert(stored_id),
+                    originator_version=version,
+                    topic=topic,
+                    state=stored,
+                )
+            )
+        except MapperDeserialisationError:
+            return None
 
     def position_at(self, when: datetime) -> int:
         """The last position whose event timestamp is at or before `when` (0 if none)."""

@@ -64,13 +64,8 @@ _READ_CODE, _READ_ACTION = EVENT_CODES.get(
     "ReadReceipt.SecretRead", ("HBSE-000", "ReadReceipt.SecretRead")
 )
 
-# A stored event as `EventReader.read_row` takes it: (id, originator id as stored, version,
-# topic, state).
-Row = tuple[int, Any, int, str, Any]
-
-
-def _same(value: Any) -> Any:
-    return value
+# A stored event as `EventReader.read_row` takes it.
+Row = replay.Row
 
 
 SCHEMA = """
@@ -458,7 +453,7 @@ class Views:
                     "SELECT position FROM tracking WHERE name = ?", (TRACKING_NAME,)
                 ).fetchone()
                 start = int(row[0]) if row else 0
-                page, convert = self._rows(start)
+                page, convert = replay.read_rows(self.ledger.recorder, start, PAGE)
                 if not page:
                     return applied
                 last = page[-1][0]
@@ -515,21 +510,6 @@ class Views:
                 applied += len(page)
             if progress is not None:
                 progress(applied)
-
-    def _rows(self, start: int) -> tuple[list[Row], Callable[[Any], Any]]:
-        """The next page of stored events after `start` as rows for `EventReader.read_row`,
-        and the conversion of their originator ids: plain tuples from a recorder that reads
-        them (`select_rows`: SQLite), else the library's notifications taken apart."""
-        recorder = self.ledger.recorder
-        select_rows = getattr(recorder, "select_rows", None)
-        if select_rows is not None:
-            rows: list[Row] = select_rows(start, PAGE)
-            convert: Callable[[Any], Any] = recorder.convert_originator_id  # type: ignore[attr-defined]
-            return rows, convert
-        page = recorder.select_notifications(start=start, limit=PAGE, inclusive_of_start=False)
-        return [
-            (n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page
-        ], _same
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         # What this process remembers of the views is remembered again from the log.

@@ -168,8 +168,8 @@ def test_replay_resumes_from_a_saved_state(tmp_path: Path, monkeypatch: Any) -> 
     class Counting(Replayer):
         folded = 0
 
-        def notifications(self, start: int, stop: int | None) -> Any:
-            for item in super().notifications(start, stop):
+        def rows(self, start: int, stop: int) -> Any:
+            for item in super().rows(start, stop):
                 Counting.folded += 1
                 yield item
 
@@ -206,8 +206,8 @@ def _saved(db: sqlite3.Connection) -> dict[int, str]:
 class _Counting(Replayer):
     folded = 0
 
-    def notifications(self, start: int, stop: int | None) -> Any:
-        for item in super().notifications(start, stop):
+    def rows(self, start: int, stop: int) -> Any:
+        for item in super().rows(start, stop):
             _Counting.folded += 1
             yield item
 
