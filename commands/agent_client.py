@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 AGENT_VARIABLE = "SECRETS_LEDGER_AGENT"  # "off": never hand a command to an agent
 SOCKET_VARIABLE = "SECRETS_LEDGER_AGENT_SOCKET"
-PROTOCOL = 1
+PROTOCOL = 2
 # Read commands that never prompt: the agent's children have no terminal of their own.
 SERVED = frozenset({"get", "versions", "list"})
 # Variables that may differ between the client and the agent: the shell's and the terminal's
@@ -73,10 +73,14 @@ def socket_path(env: Any = os.environ) -> str:
 
 def private_directory_problem(directory: str) -> str | None:
     """Why the socket's directory cannot be trusted (another user's, or open to others)."""
+    import stat
+
     try:
-        found = os.stat(directory)
+        found = os.lstat(directory)  # a link planted by someone else is not the directory
     except OSError as exc:
         return f"{directory}: {exc.strerror}"
+    if not stat.S_ISDIR(found.st_mode):
+        return f"{directory} is not a directory"
     if found.st_uid != os.getuid():
         return f"{directory} belongs to another user"
     if found.st_mode & 0o077:
@@ -88,13 +92,19 @@ def shared_environment(env: Any) -> dict[str, str]:
     return {k: v for k, v in env.items() if k not in SHELL_VARIABLES}
 
 
+IDENTITY_KEYS = ("executable", "flags", "options", "path", "groups", "env")
+
+
 def identity() -> dict[str, Any]:
     """What must match between a client and the agent for the agent to run its command as
-    the client would: the interpreter, its flags, its import path and the environment."""
+    the client would: the interpreter, its flags and options, its import path, the groups
+    the process runs with, and the environment (`shared_environment` of it)."""
     return {
         "executable": sys.executable,
         "flags": list(sys.flags),
+        "options": [list(sys.warnoptions), sorted(map(str, sys._xoptions.items()))],
         "path": list(sys.path),
+        "groups": [os.getgid(), os.getegid(), sorted(os.getgroups())],
         "env": dict(os.environ),
     }
 
@@ -120,15 +130,11 @@ def connect(path: str) -> Any:
     return conn
 
 
-def send(conn: Any, message: dict[str, Any], fds: list[int] | None = None) -> None:
+def send(conn: Any, message: dict[str, Any]) -> None:
     import json
-    import socket
 
     body = json.dumps(message).encode()
-    head = len(body).to_bytes(4, "big")
-    # The length goes with the descriptors, so the agent gets both in one message.
-    socket.send_fds(conn, [head], fds or [])
-    conn.sendall(body)
+    conn.sendall(len(body).to_bytes(4, "big") + body)
 
 
 def replies(conn: Any) -> Any:
@@ -163,6 +169,14 @@ def run_by_agent(argv: list[str]) -> int | None:
     if not os.path.exists(path):
         return None
     try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        # A closed standard stream: the socket would take its number and be handed over
+        # as, say, stdout. Runs as `secrets` itself would, closed stream and all.
+        _explain("a standard stream is closed")
+        return None
+    try:
         conn = connect(path)
     except OSError as exc:
         _explain(str(exc))
@@ -177,15 +191,18 @@ def run_by_agent(argv: list[str]) -> int | None:
                 **identity(),
             }
             conn.settimeout(WAIT_SECONDS)
-            send(conn, request, [0, 1, 2])
+            send(conn, request)
             answers = replies(conn)
             first = next(answers, None)
             if first is None or first.get("ready") is not True:
                 _explain(first.get("refused", "no answer") if first else "no answer")
                 return None
             # The point of no return: the agent runs the command only once it reads this,
-            # and from here this process never runs it itself.
-            conn.sendall(GO)
+            # and from here this process never runs it itself. The standard streams go with
+            # it: a request waiting in the agent's queue holds none of them open.
+            import socket
+
+            socket.send_fds(conn, [GO], [0, 1, 2])
         except (OSError, ValueError) as exc:
             _explain(f"no answer ({exc})")
             return None

@@ -50,6 +50,10 @@ PRELOAD = (
 )
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+KILL_AFTER = 2.0  # seconds between the SIGINT and the SIGKILL of an abandoned command
+
+
 class AgentProblem(Exception):
     """The agent cannot start (say so, exit non-zero)."""
 
@@ -63,6 +67,8 @@ class Agent:
     served: int = 0
     sources: dict[str, int] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
+    busy: bool = False  # a command is running
+    stopping: bool = False  # a stop signal came while it ran
 
 
 def prepare(path: str, idle_seconds: float) -> Agent:
@@ -85,19 +91,28 @@ def prepare(path: str, idle_seconds: float) -> Agent:
         raise AgentProblem(problem)
     if len(os.fsencode(path)) >= 107:
         raise AgentProblem(f"socket path too long for a Unix socket: {path}")
-    if os.path.lexists(path):
-        try:
-            agent_client.connect(path).close()
-        except OSError:
-            os.unlink(path)  # left by an agent that died
-        else:
-            raise AgentProblem(f"an agent is already listening at {path}")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    mask = os.umask(0o177)
+    import fcntl
+
+    # Two `agent start` at once: one checks, clears and binds while the other waits, then
+    # finds the first one listening.
+    lock = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        listener.bind(path)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.lexists(path):
+            try:
+                agent_client.connect(path).close()
+            except OSError:
+                os.unlink(path)  # left by an agent that died
+            else:
+                raise AgentProblem(f"an agent is already listening at {path}")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mask = os.umask(0o177)
+        try:
+            listener.bind(path)
+        finally:
+            os.umask(mask)
     finally:
-        os.umask(mask)
+        os.close(lock)
     listener.listen(16)
     agent = Agent(listener, path, idle_seconds)
     agent.sources = _sources()
@@ -106,15 +121,20 @@ def prepare(path: str, idle_seconds: float) -> Agent:
 
 
 def serve(agent: Agent) -> None:
-    """Answer until idle for `idle_seconds`, told to stop, SIGTERM, or the code changed."""
+    """Answer until idle for `idle_seconds`, told to stop, SIGTERM/SIGINT, or the code
+    changed. A signal that comes while a command runs stops the agent once it has ended."""
 
-    def on_term(_signum: int, _frame: Any) -> None:
-        raise _Stopping
+    def on_signal(_signum: int, _frame: Any) -> None:
+        if agent.busy:
+            agent.stopping = True
+        else:
+            raise _Stopping
 
-    signal.signal(signal.SIGTERM, on_term)
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
     agent.listener.settimeout(agent.idle_seconds)
     try:
-        while True:
+        while not agent.stopping:
             try:
                 conn, _ = agent.listener.accept()
             except TimeoutError:
@@ -126,7 +146,8 @@ def serve(agent: Agent) -> None:
     except _Stopping:
         return
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
         _remove_socket(agent)
 
 
@@ -139,9 +160,8 @@ def _answer(agent: Agent, conn: socket.socket) -> bool:
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     if struct.unpack("3i", creds)[1] != os.getuid():
         return True  # another user's process: no answer at all
-    fds: list[int] = []
     try:
-        request, fds = _receive(conn)
+        request = _receive(conn)
         if request.get("protocol") != agent_client.PROTOCOL:
             _reply(conn, {"refused": "another version of the agent protocol"})
             return True
@@ -156,38 +176,57 @@ def _answer(agent: Agent, conn: socket.socket) -> bool:
         if changed is not None:
             _reply(conn, {"refused": f"the agent's code changed on disk ({changed}); it stops"})
             return False
-        refusal = _refusal(agent, request, fds)
+        refusal = _refusal(agent, request)
         if refusal is not None:
             _reply(conn, {"refused": refusal})
             return True
         _reply(conn, {"ready": True})
-        if _read_exactly(conn, len(agent_client.GO)) != agent_client.GO:
+        # The caller's standard streams come with its go-ahead, never before: a request
+        # that waits in the queue must not hold the caller's pipes open.
+        fds = _receive_go(conn)
+        if fds is None:
             return True  # the client gave up waiting and runs the command itself
-        conn.settimeout(None)
-        status = _run_forked(agent, conn, request, fds)
+        try:
+            conn.settimeout(None)
+            status = _run_forked(agent, conn, request, fds)
+        finally:
+            _close(fds)
         agent.served += 1
         with contextlib.suppress(OSError):
             _reply(conn, {"exit": status})
         return True
     except (OSError, ValueError, KeyError, TypeError):
         return True  # a client that went away or sent nonsense: it runs the command itself
-    finally:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
-def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _receive(conn: socket.socket) -> dict[str, Any]:
     import json
 
-    head, fds, _flags, _addr = socket.recv_fds(conn, 4, 3)
-    size = int.from_bytes(head, "big") if len(head) == 4 else -1
-    if not 0 <= size <= agent_client.MAX_REQUEST:
-        raise ValueError("bad request length")
+    size = int.from_bytes(_read_exactly(conn, 4), "big")
+    if size > agent_client.MAX_REQUEST:
+        raise ValueError("request too long")
     request = json.loads(_read_exactly(conn, size))
     if not isinstance(request, dict):
         raise ValueError("bad request")
-    return request, list(fds)
+    return request
+
+
+def _receive_go(conn: socket.socket) -> list[int] | None:
+    """The client's go-ahead with its three standard streams, or None (nothing to run)."""
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(conn, len(agent_client.GO), 3)
+    except OSError:
+        return None
+    if data != agent_client.GO or len(fds) != 3:
+        _close(list(fds))
+        return None
+    return list(fds)
 
 
 def _read_exactly(conn: socket.socket, size: int) -> bytes:
@@ -206,16 +245,14 @@ def _reply(conn: socket.socket, message: dict[str, Any]) -> None:
     conn.sendall(json.dumps(message).encode() + b"\n")
 
 
-def _refusal(agent: Agent, request: dict[str, Any], fds: list[int]) -> str | None:
+def _refusal(agent: Agent, request: dict[str, Any]) -> str | None:
     argv = request.get("argv")
     if not isinstance(argv, list) or len(argv) < 2 or not all(isinstance(a, str) for a in argv):
         return "no command"
     if argv[1] not in agent_client.SERVED:
         return f"the agent does not run `{argv[1]}`"
-    if len(fds) != 3:
-        return "the client's standard streams did not arrive"
-    for key in ("executable", "flags", "path"):
-        if request.get(key) != agent.identity[key]:
+    for key in agent_client.IDENTITY_KEYS:
+        if key != "env" and request.get(key) != agent.identity[key]:
             return f"another {key} than the agent's"
     theirs = request.get("env")
     if not isinstance(theirs, dict) or not all(
@@ -237,21 +274,79 @@ def _refusal(agent: Agent, request: dict[str, Any], fds: list[int]) -> str | Non
 
 
 def _run_forked(agent: Agent, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
-    pid = os.fork()
-    if pid == 0:
-        agent.listener.close()
-        conn.close()
-        _child(request, fds)  # never returns
-    _, wait_status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(wait_status)
-    return code if code >= 0 else 128 - code  # killed by signal N: 128 + N, as a shell says
+    """Run the command in a fork; the exit status it ends with. Should the client go away
+    first (Ctrl-C, killed), the command is interrupted as it would have been in the
+    client's own process: SIGINT, then SIGKILL after KILL_AFTER seconds."""
+    # Blocked across fork(): a stop signal must neither make the child run the agent's own
+    # handler (and clean up the agent's socket) nor be lost to the parent.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    agent.busy = True
+    try:
+        pid = os.fork()
+        if pid == 0:
+            agent.listener.close()
+            conn.close()
+            _child(request, fds)  # never returns
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    try:
+        return _wait(pid, conn)
+    finally:
+        agent.busy = False
+
+
+def _wait(pid: int, conn: socket.socket) -> int:
+    import select
+
+    try:
+        ended: Any = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        ended = None  # no pidfd here: look every 50 ms
+    try:
+        interrupted_at: float | None = None
+        while True:
+            done, wait_status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                code = os.waitstatus_to_exitcode(wait_status)
+                return code if code >= 0 else 128 - code  # signal N: 128 + N, as a shell says
+            if interrupted_at is not None:
+                left = interrupted_at + KILL_AFTER - time.monotonic()
+                if left <= 0:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                    _, wait_status = os.waitpid(pid, 0)
+                    return 128 + signal.SIGKILL
+                select.select([ended] if ended is not None else [], [], [], min(left, 0.05))
+                continue
+            watch = [conn] if ended is None else [conn, ended]
+            readable, _, _ = select.select(watch, [], [], 0.05 if ended is None else None)
+            if conn in readable and not _client_still_there(conn):
+                # The client went away (Ctrl-C, killed): as in its own process, SIGINT.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT)
+                interrupted_at = time.monotonic()
+    finally:
+        if ended is not None:
+            os.close(ended)
+
+
+def _client_still_there(conn: socket.socket) -> bool:
+    try:
+        # A client sends nothing after its go-ahead: anything else is read and dropped.
+        return conn.recv(4096, socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
 
 
 def _child(request: dict[str, Any], fds: list[int]) -> None:
     code = 1
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
@@ -270,9 +365,17 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
-    except BaseException:  # never a traceback: it could show a value
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:
+        # As `secrets` itself: a traceback only when asked for (it could show a value).
         with contextlib.suppress(BaseException):
-            print("internal error in the agent's child", file=sys.stderr)
+            if os.environ.get("SECRETS_LEDGER_DEBUG") == "1":
+                import traceback
+
+                traceback.print_exc()
+            else:
+                print("internal error in the agent's child", file=sys.stderr)
     finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(BaseException):
@@ -331,11 +434,18 @@ def command_line(idle_seconds: float, *, foreground: bool) -> list[str]:
     import subprocess
 
     flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    # Not `-m`: that would find `commands` on the new process's own path before this one's
+    # is in place, and could load it from elsewhere than the `ledger` it then imports.
+    start = (
+        "import json, runpy, sys; options = json.loads(sys.argv[1]); "
+        "sys.path[:] = options['path']; "
+        "runpy.run_module('commands.agent_server', run_name='__main__', alter_sys=True)"
+    )
     return [
         sys.executable,
         *flags,
-        "-m",
-        "commands.agent_server",
+        "-c",
+        start,
         json.dumps({"idle_seconds": idle_seconds, "path": sys.path, "foreground": foreground}),
     ]
 
@@ -344,8 +454,10 @@ def main(argv: list[str]) -> int:
     import json
 
     options = json.loads(argv[0])
-    # The import path of the `secrets` that started it, so the agent loads what it would.
-    sys.path[:] = options["path"]
+    # The import path of the `secrets` that started it (set before this module was found).
+    if sys.path != options["path"]:
+        print("error: the agent's import path is not its starter's", file=sys.stderr)
+        return 1
     path = agent_client.socket_path()
     try:
         agent = prepare(path, float(options["idle_seconds"]))

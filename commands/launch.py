@@ -26,9 +26,8 @@ def run() -> None:
     except KeyboardInterrupt:
         from commands.exit_codes import ExitCode
 
-        # The agent's child finishes the command (it is not in this terminal's foreground
-        # process group); a get's value may still be printed.
-        print("interrupted", file=sys.stderr)
+        # Leaving closes the connection: the agent interrupts the command (SIGINT), which
+        # says "interrupted" itself, as it would have in this process.
         sys.exit(ExitCode.INTERRUPTED)
     if status is not None:
         sys.exit(status)

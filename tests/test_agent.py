@@ -254,3 +254,77 @@ def test_a_stalled_connection_does_not_stall_the_agent(agent: Ledger) -> None:
     served = _served(agent)
     assert agent.run("get", "--service", SERVICE, "--name", NAME).stdout == VALUE
     assert _served(agent) == served + 1
+
+
+@pytest.mark.sqlite_file
+def test_an_abandoned_command_is_interrupted_as_in_the_callers_own_process(
+    agent: Ledger,
+) -> None:
+    """Ctrl-C on a `get` waiting for the ledger's write lock: the caller leaves at once
+    (130), the agent interrupts the command (nothing recorded, no value printed later) and
+    goes on serving."""
+    import sqlite3
+
+    holder = sqlite3.connect(agent.home / "ledger.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock a read receipt needs
+    try:
+        before = _reads(agent)
+        served = _served(agent)
+        caller = subprocess.Popen(
+            [agent.python, "-m", "commands", "get", "--service", SERVICE, "--name", NAME],
+            env=agent.env,
+            cwd=agent.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(2.0)  # handed over, waiting for the lock
+        caller.send_signal(signal.SIGINT)
+        assert caller.wait(timeout=10) == 130
+        # The pipe ends when the interrupted command has ended: it holds the other copy.
+        out, err = caller.communicate(timeout=10)
+        assert VALUE.encode() not in out
+        assert b"Traceback" not in err
+        assert _served(agent) == served + 1
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert _reads(agent) == before
+    assert agent.run("get", "--service", SERVICE, "--name", NAME).stdout == VALUE
+
+
+def test_a_closed_standard_stream_is_not_handed_to_the_agent(agent: Ledger) -> None:
+    args = ["get", "--service", SERVICE, "--name", NAME]
+    for env in ({}, {"SECRETS_LEDGER_AGENT": "off"}):
+        done = subprocess.run(
+            [agent.python, "-m", "commands", *args],
+            env={**agent.env, **env},
+            cwd=agent.cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+            pass_fds=(),
+            preexec_fn=lambda: os.close(1),  # the closed stdout under test
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode != 0
+        assert VALUE.encode() not in done.stderr
+    assert _served(agent) == 0
+
+
+def test_nonsense_on_the_socket_leaves_nothing_behind(agent: Ledger) -> None:
+    import socket
+
+    pid = _agent_pid(agent)
+    assert pid is not None
+    open_fds = len(os.listdir(f"/proc/{pid}/fd"))
+    for junk in (b"", b"\x00\x00", b"\x00\x00\x00\x05{}", b"\x00\x00\x00\x02[]", b"\xff" * 8):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(agent.env["SECRETS_LEDGER_AGENT_SOCKET"])
+            socket.send_fds(conn, [junk or b" "], [0, 1, 2])
+    assert agent.run("get", "--service", SERVICE, "--name", NAME).stdout == VALUE
+    assert len(os.listdir(f"/proc/{pid}/fd")) == open_fds
+    os.kill(pid, signal.SIGTERM)
+    _wait_gone(pid)
+    assert not Path(agent.env["SECRETS_LEDGER_AGENT_SOCKET"]).exists()
