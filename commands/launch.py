@@ -6,10 +6,21 @@ short command the import of typer, eventsourcing and keyring."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def run() -> None:
+    if sys.stdout is None or sys.stderr is None:
+        from commands.exit_codes import ExitCode
+
+        # Started with a standard stream closed (`>&-`): Python leaves it None, and every
+        # write would be an internal error. Nothing is run.
+        if sys.stderr is not None:
+            print("error: standard output is closed", file=sys.stderr)
+        sys.exit(ExitCode.ERROR)
+    if sys.stdin is None:
+        sys.stdin = open(os.devnull)  # noqa: SIM115 - a closed stdin reads as empty
     from commands import agent_client
 
     try:
