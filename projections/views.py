@@ -43,6 +43,19 @@ TRACKING_NAME = "views"
 PAGE = 2000
 REBUILD_WAL_PAGES = 16_000  # 64 MiB of 4 KiB pages: the views' WAL at most during a rebuild
 REBUILD_SAVE_FACTOR = 2  # a rebuild saves replay states every 2 * replay.SAVE_EVERY
+# What a view row holds. Raise it with any change to what `_apply` writes: views of another
+# format are emptied on open and caught up again from the log (`Views._upgrade`).
+# 2: a refused grant's detail shows the recorded (already escaped) name and role as they are.
+VIEWS_FORMAT = 2
+VIEW_TABLES = (
+    "tracking",
+    "secrets_view",
+    "version_rotations",
+    "audit_view",
+    "operators_view",
+    "audit_time_blocks",
+    "audit_time_coverage",
+)
 SNAPSHOT_ORDER = (
     ("tracking", "name"),
     ("secrets_view", "originator_id"),
@@ -390,6 +403,20 @@ class Views:
         # operator originator id -> name: the id is derived from the name (ledger.operator).
         self._operator_names: dict[str, str] = {}
         self._reader = EventReader(ledger.mapper)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Empty views of another `VIEWS_FORMAT` (written by another version of this code),
+        in one transaction with the new format number: the next catch-up applies the log
+        again, so no view ever holds rows of two formats. Fresh views only take the number."""
+        if self._db.execute("PRAGMA user_version").fetchone()[0] == VIEWS_FORMAT:
+            return
+        with self._write() as cur:
+            if cur.execute("PRAGMA user_version").fetchone()[0] == VIEWS_FORMAT:
+                return  # another process upgraded them meanwhile
+            for table in VIEW_TABLES:
+                cur.execute(f"DELETE FROM {table}")
+            cur.execute(f"PRAGMA user_version = {VIEWS_FORMAT}")
 
     def close(self) -> None:
         self._db.close()
@@ -516,15 +543,7 @@ class Views:
         self._addresses.clear()
         self._operator_names.clear()
         with self._write() as cur:
-            for table in (
-                "tracking",
-                "secrets_view",
-                "version_rotations",
-                "audit_view",
-                "operators_view",
-                "audit_time_blocks",
-                "audit_time_coverage",
-            ):
+            for table in VIEW_TABLES:
                 cur.execute(f"DELETE FROM {table}")
             # Saved replay states are a cache of the same log (projections/replay.py); the
             # catch-up below saves them again as it folds from the first event.
@@ -736,7 +755,8 @@ class Views:
                 outcome, detail = "rejected", event.rule
             elif kind == "GrantRejection.GrantRefused":
                 outcome = "rejected"
-                detail = f"{event.rule}: operator {event.name!r} role {event.role!r}"
+                # Recorded escaped (ledger.records.escaped): shown as recorded, not escaped twice.
+                detail = f"{event.rule}: operator '{event.name}' role '{event.role}'"
             elif kind == "IntegrityAlarm.IntegrityCheckFailed":
                 outcome, detail = "failed", f"{event.fault} at position {event.position}"
             elif kind == "Checkpoint.CheckpointSigned":

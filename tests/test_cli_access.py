@@ -295,6 +295,10 @@ def test_unknown_role_and_hostile_operator_names(ledger: Ledger) -> None:
     log = ledger.json("audit", "log")
     rows = [e for e in log["events"] if e["code"] == "HBSE-007" and e["action"] == "grant"]
     assert len(rows) == 2 and {e["outcome"] for e in rows} == {"rejected"}
+    assert [e["detail"] for e in rows] == [
+        "role: operator 'eve' role 'root'",
+        "control-characters: operator 'ev\\x1b[31me' role 'analyst'",  # escaped once
+    ]
     assert "\x1b" not in ledger.run("audit", "log").stdout  # no raw escape reaches a terminal
 
 

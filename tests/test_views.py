@@ -313,3 +313,34 @@ def test_the_audit_row_alone_needs_every_attribute_it_shows(tmp_path: Path) -> N
         assert reader.audit_row((*row[:4], text.replace(key, "").encode())) is None
     reader.shortcut = False  # a cipher, a compressor, another transcoder: never
     assert reader.audit_row(row) is None
+
+
+def test_views_of_another_format_are_caught_up_again_from_the_log(tmp_path: Path) -> None:
+    """Views left by another version of the code (another VIEWS_FORMAT, or none) hold rows
+    of that version: they are emptied on open and caught up again, never mixed with rows of
+    this one; views of this format are kept as they are."""
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    issued = ledger.initialize("alice")
+    assert issued is not None
+    alice = Credential(token=issued.token)
+    ledger.write(alice, ADDR, _key(1))
+    ledger.read(alice, ADDR)
+    views = Views(ledger)
+    views.catch_up()
+    expected = views.digest()
+    assert views.db.execute("PRAGMA user_version").fetchone()[0] == views_module.VIEWS_FORMAT
+    # What an older version would have left: its own detail text, no format number.
+    views.db.execute("UPDATE audit_view SET detail = 'older text' WHERE position = 1")
+    views.db.execute("PRAGMA user_version = 0")
+    views.close()
+    reopened = Views(ledger)
+    assert reopened.position() == 0  # emptied, to be caught up from the first event
+    reopened.catch_up()
+    assert reopened.digest() == expected
+    reopened.db.execute("UPDATE audit_view SET detail = 'kept' WHERE position = 1")
+    reopened.close()
+    same_format = Views(ledger)
+    assert same_format.position() > 0
+    assert same_format.db.execute(
+        "SELECT detail FROM audit_view WHERE position = 1"
+    ).fetchone() == ("kept",)
