@@ -76,9 +76,10 @@ def status() -> None:
     Example: secrets agent status
     """
     found = agent_client.control("status")
-    if found is None or "pid" not in found:
+    if found is None:
         runtime.info(f"no agent is running at {agent_client.socket_path()}")
         raise typer.Exit(ExitCode.NOT_FOUND)
+    _refused(found)
     from datetime import UTC, datetime
 
     from projections.timefmt import iso
@@ -98,7 +99,19 @@ def stop() -> None:
     Example: secrets agent stop
     """
     found = agent_client.control("stop")
-    if found is None or "stopped" not in found:
+    if found is None:
         runtime.info("no agent is running")
         return
+    _refused(found)
     runtime.info(f"agent stopped (pid {found['stopped']})")
+
+
+def _refused(reply: dict[str, object]) -> None:
+    """An answer that is not what this version asked for: an agent of another version."""
+    if "refused" in reply or not ({"pid", "stopped"} & set(reply)):
+        pid = reply.get("pid", "?")
+        runtime.info(
+            f"error: the agent at {agent_client.socket_path()} (pid {pid}) is of another "
+            f"version and answered: {reply.get('refused', reply)}; stop it with `kill {pid}`"
+        )
+        raise typer.Exit(ExitCode.ERROR)

@@ -24,6 +24,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,8 +68,6 @@ class Agent:
     served: int = 0
     sources: dict[str, int] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
-    busy: bool = False  # a command is running
-    stopping: bool = False  # a stop signal came while it ran
 
 
 def prepare(path: str, idle_seconds: float) -> Agent:
@@ -91,13 +90,9 @@ def prepare(path: str, idle_seconds: float) -> Agent:
         raise AgentProblem(problem)
     if len(os.fsencode(path)) >= 107:
         raise AgentProblem(f"socket path too long for a Unix socket: {path}")
-    import fcntl
-
-    # Two `agent start` at once: one checks, clears and binds while the other waits, then
-    # finds the first one listening.
-    lock = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    # Two `agent start` at once: one checks, clears, binds and listens while the other
+    # waits, then finds the first one listening.
+    with _socket_lock(path):
         if os.path.lexists(path):
             try:
                 agent_client.connect(path).close()
@@ -111,9 +106,7 @@ def prepare(path: str, idle_seconds: float) -> Agent:
             listener.bind(path)
         finally:
             os.umask(mask)
-    finally:
-        os.close(lock)
-    listener.listen(16)
+        listener.listen(16)
     agent = Agent(listener, path, idle_seconds)
     agent.sources = _sources()
     agent.identity = identity
@@ -122,27 +115,30 @@ def prepare(path: str, idle_seconds: float) -> Agent:
 
 def serve(agent: Agent) -> None:
     """Answer until idle for `idle_seconds`, told to stop, SIGTERM/SIGINT, or the code
-    changed. A signal that comes while a command runs stops the agent once it has ended."""
+    changed. A stop signal is taken only between connections: one that comes while a
+    connection is answered waits (blocked) until the answer is complete, so a client never
+    hears of a command that did not run, nor misses the end of one that did."""
 
     def on_signal(_signum: int, _frame: Any) -> None:
-        if agent.busy:
-            agent.stopping = True
-        else:
-            raise _Stopping
+        raise _Stopping
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, on_signal)
     agent.listener.settimeout(agent.idle_seconds)
     try:
-        while not agent.stopping:
+        while True:
             try:
                 conn, _ = agent.listener.accept()
             except TimeoutError:
                 return
-            with conn:
-                conn.settimeout(agent_client.WAIT_SECONDS)
-                if not _answer(agent, conn):
-                    return
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                with conn:
+                    conn.settimeout(agent_client.WAIT_SECONDS)
+                    if not _answer(agent, conn):
+                        return
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     except _Stopping:
         return
     finally:
@@ -162,20 +158,22 @@ def _answer(agent: Agent, conn: socket.socket) -> bool:
         return True  # another user's process: no answer at all
     try:
         request = _receive(conn)
-        if request.get("protocol") != agent_client.PROTOCOL:
-            _reply(conn, {"refused": "another version of the agent protocol"})
-            return True
+        # Stop and status first, from a client of any protocol version: an agent older or
+        # newer than the `secrets` asking can still be told to stop.
         kind = request.get("control")
-        if kind == "status":
-            _reply(conn, _status(agent))
-            return True
         if kind == "stop":
             _reply(conn, {"stopped": os.getpid()})
             return False
+        if kind == "status":
+            _reply(conn, _status(agent))
+            return True
         changed = _changed_source(agent)
         if changed is not None:
             _reply(conn, {"refused": f"the agent's code changed on disk ({changed}); it stops"})
             return False
+        if request.get("protocol") != agent_client.PROTOCOL:
+            _reply(conn, {"refused": "another version of the agent protocol", "pid": os.getpid()})
+            return True
         refusal = _refusal(agent, request)
         if refusal is not None:
             _reply(conn, {"refused": refusal})
@@ -277,22 +275,14 @@ def _run_forked(agent: Agent, conn: socket.socket, request: dict[str, Any], fds:
     """Run the command in a fork; the exit status it ends with. Should the client go away
     first (Ctrl-C, killed), the command is interrupted as it would have been in the
     client's own process: SIGINT, then SIGKILL after KILL_AFTER seconds."""
-    # Blocked across fork(): a stop signal must neither make the child run the agent's own
-    # handler (and clean up the agent's socket) nor be lost to the parent.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    agent.busy = True
-    try:
-        pid = os.fork()
-        if pid == 0:
-            agent.listener.close()
-            conn.close()
-            _child(request, fds)  # never returns
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-    try:
-        return _wait(pid, conn)
-    finally:
-        agent.busy = False
+    # The stop signals are blocked here (`serve`): the child resets the agent's handlers
+    # before it unblocks them, so it never runs them (nor cleans up the agent's socket).
+    pid = os.fork()
+    if pid == 0:
+        agent.listener.close()
+        conn.close()
+        _child(request, fds)  # never returns
+    return _wait(pid, conn)
 
 
 def _wait(pid: int, conn: socket.socket) -> int:
@@ -406,6 +396,7 @@ def _changed_source(agent: Agent) -> str | None:
 
 def _status(agent: Agent) -> dict[str, Any]:
     return {
+        "protocol": agent_client.PROTOCOL,
         "pid": os.getpid(),
         "socket": agent.path,
         "started": agent.started,
@@ -414,13 +405,26 @@ def _status(agent: Agent) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _socket_lock(path: str) -> Iterator[None]:
+    """Held while a socket file is checked, cleared, bound or removed."""
+    import fcntl
+
+    lock = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)
+
+
 def _remove_socket(agent: Agent) -> None:
     """Remove the socket file, unless another agent listens there since."""
     agent.listener.close()
-    try:
-        agent_client.connect(agent.path).close()
-    except OSError:
-        with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError), _socket_lock(agent.path):
+        try:
+            agent_client.connect(agent.path).close()
+        except OSError:
             os.unlink(agent.path)
 
 

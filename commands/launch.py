@@ -11,16 +11,15 @@ import sys
 
 
 def run() -> None:
-    if sys.stdout is None or sys.stderr is None:
-        from commands.exit_codes import ExitCode
-
-        # Started with a standard stream closed (`>&-`): Python leaves it None, and every
-        # write would be an internal error. Nothing is run.
-        if sys.stderr is not None:
-            print("error: standard output is closed", file=sys.stderr)
-        sys.exit(ExitCode.ERROR)
+    # Started with a standard stream closed (`<&-`, `>&-`): Python leaves it None and every
+    # use would be an internal error. It reads and writes as /dev/null, as `>/dev/null`
+    # would have it; each open takes the lowest free descriptor, the closed stream's own.
     if sys.stdin is None:
-        sys.stdin = open(os.devnull)  # noqa: SIM115 - a closed stdin reads as empty
+        sys.stdin = open(os.devnull)  # noqa: SIM115
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
     from commands import agent_client
 
     try:

@@ -42,7 +42,11 @@ VIEWS_FILE = "views.sqlite"
 TRACKING_NAME = "views"
 PAGE = 2000
 REBUILD_WAL_PAGES = 16_000  # 64 MiB of 4 KiB pages: the views' WAL at most during a rebuild
-REBUILD_SAVE_FACTOR = 2  # a rebuild saves replay states every 2 * replay.SAVE_EVERY
+# A rebuild saves replay states every REBUILD_SAVE_FACTOR * replay.SAVE_EVERY positions. 2
+# halved the saves' cost to the rebuild (about 1 s of 25 at 1M events) and doubled how far
+# the first replay after it folds: measured on a quiet host, the rebuild missed its target
+# either way (0.38-0.42x) and the cold replay went from 31x to 13.5x (docs/performance.md).
+REBUILD_SAVE_FACTOR = 1
 # What a view row holds. Raise it with any change to what `_apply` writes: views of another
 # format are emptied on open and caught up again from the log (`Views._upgrade`).
 # 2: a refused grant's detail shows the recorded (already escaped) name and role as they are.
@@ -566,7 +570,7 @@ class Views:
             # Replay states every REBUILD_SAVE_FACTOR * SAVE_EVERY positions: each save of a
             # large ledger's state (3.2 MiB of JSON at 1M events, a digest, the WAL write)
             # costs about as much as 1,000 events, and a replay starting from one folds at
-            # most that far (a replay saves the states at every SAVE_EVERY it passes).
+            # most that far.
             return self._catch_up(progress, REBUILD_SAVE_FACTOR * replay.SAVE_EVERY)
         finally:
             self._db.execute(f"PRAGMA synchronous = {synchronous}")

