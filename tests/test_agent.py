@@ -4,6 +4,7 @@ not used, and the command still runs, whenever it cannot be trusted to run it th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import shutil
@@ -260,22 +261,15 @@ def test_a_stalled_connection_does_not_stall_the_agent(agent: Ledger) -> None:
     assert _served(agent) == served + 1
 
 
-@pytest.mark.sqlite_file
-def test_an_abandoned_command_is_interrupted_as_in_the_callers_own_process(
-    agent: Ledger,
-) -> None:
-    """Ctrl-C on a `get` waiting for the ledger's write lock: the caller leaves at once
-    (130), the agent interrupts the command (nothing recorded, no value printed later) and
-    goes on serving."""
+@contextlib.contextmanager
+def _get_waiting_for_the_lock(agent: Ledger, pid: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A `get` handed to the agent `pid` and held there: the ledger's write lock, which its
+    read receipt needs, is taken until the block ends."""
     import sqlite3
 
-    pid = _agent_pid(agent)
-    assert pid is not None
     holder = sqlite3.connect(agent.home / "ledger.sqlite", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # the write lock a read receipt needs
+    holder.execute("BEGIN IMMEDIATE")
     try:
-        before = _reads(agent)
-        served = _served(agent)
         caller = subprocess.Popen(
             [agent.python, "-m", "commands", "get", "--service", SERVICE, "--name", NAME],
             env=agent.env,
@@ -284,9 +278,27 @@ def test_an_abandoned_command_is_interrupted_as_in_the_callers_own_process(
             stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 30
-        while not _children(pid):  # handed over: the agent's fork runs it, waiting for the lock
+        while not _children(pid):  # handed over: the agent's fork runs it
             assert time.monotonic() < deadline and caller.poll() is None
             time.sleep(0.05)
+        yield caller
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+@pytest.mark.sqlite_file
+def test_an_abandoned_command_is_interrupted_as_in_the_callers_own_process(
+    agent: Ledger,
+) -> None:
+    """Ctrl-C on a `get` waiting for the ledger's write lock: the caller leaves at once
+    (130), the agent interrupts the command (nothing recorded, no value printed later) and
+    goes on serving."""
+    pid = _agent_pid(agent)
+    assert pid is not None
+    before = _reads(agent)
+    served = _served(agent)
+    with _get_waiting_for_the_lock(agent, pid) as caller:
         caller.send_signal(signal.SIGINT)
         assert caller.wait(timeout=10) == 130
         # The pipe ends when the interrupted command has ended: it holds the other copy.
@@ -295,9 +307,6 @@ def test_an_abandoned_command_is_interrupted_as_in_the_callers_own_process(
         assert b"Traceback" not in err
         assert _served(agent) == served + 1
         assert _children(pid) == []  # nothing left running
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     assert _reads(agent) == before
     assert agent.run("get", "--service", SERVICE, "--name", NAME).stdout == VALUE
 
@@ -343,30 +352,12 @@ def test_nonsense_on_the_socket_leaves_nothing_behind(agent: Ledger) -> None:
 def test_a_stop_signal_waits_for_the_command_in_hand(agent: Ledger) -> None:
     """SIGTERM to the agent while it runs a command: the command finishes and its caller
     gets its exit status, then the agent stops."""
-    import sqlite3
-
     pid = _agent_pid(agent)
     assert pid is not None
-    holder = sqlite3.connect(agent.home / "ledger.sqlite", isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        caller = subprocess.Popen(
-            [agent.python, "-m", "commands", "get", "--service", SERVICE, "--name", NAME],
-            env=agent.env,
-            cwd=agent.cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 30
-        while not _children(pid):
-            assert time.monotonic() < deadline and caller.poll() is None
-            time.sleep(0.05)
+    with _get_waiting_for_the_lock(agent, pid) as caller:
         os.kill(pid, signal.SIGTERM)
         time.sleep(0.5)
         assert caller.poll() is None  # still waiting for the lock, agent still there
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     out, err = caller.communicate(timeout=30)
     assert (caller.returncode, out) == (0, VALUE.encode()), err
     _wait_gone(pid)
