@@ -49,6 +49,9 @@ PRELOAD = (
     "eventsourcing.sqlite",
     "projections.views",
 )
+# Loaded as well when the environment names a shared ledger (psycopg alone takes longer to
+# import than a whole `get` through the agent).
+POSTGRES_PRELOAD = ("ledger.config_postgres", "ledger.store_postgres", "eventsourcing.postgres")
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -73,7 +76,10 @@ class Agent:
 def prepare(path: str, idle_seconds: float) -> Agent:
     """Load the CLI, then listen at `path` (0600, in a 0700 directory of this user's)."""
     identity = agent_client.identity()  # before any import could change the environment
-    for name in PRELOAD:
+    from ledger.database_url import DATABASE_URL_VARIABLE
+
+    shared = bool(os.environ.get(DATABASE_URL_VARIABLE, "").strip())
+    for name in PRELOAD + (POSTGRES_PRELOAD if shared else ()):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     if threading.active_count() != 1:

@@ -362,3 +362,13 @@ def test_a_stop_signal_waits_for_the_command_in_hand(agent: Ledger) -> None:
     assert (caller.returncode, out) == (0, VALUE.encode()), err
     _wait_gone(pid)
     assert not Path(agent.env["SECRETS_LEDGER_AGENT_SOCKET"]).exists()
+
+
+def test_the_agent_has_loaded_what_the_ledgers_store_needs(agent: Ledger) -> None:
+    """On a shared ledger (SECRETS_LEDGER_DATABASE_URL), the PostgreSQL driver too: each
+    command would otherwise import it again in its fork."""
+    pid = _agent_pid(agent)
+    assert pid is not None
+    mapped = Path(f"/proc/{pid}/maps").read_text()
+    assert ("psycopg" in mapped) == (agent.store == "postgres")
+    assert "_sqlite3" in mapped
