@@ -276,6 +276,9 @@ def _get_waiting_for_the_lock(agent: Ledger, pid: int) -> Iterator[subprocess.Po
             cwd=agent.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            # As on a terminal: a background job of a script (CI's, say) inherits SIGINT
+            # ignored, and Python then never turns it into KeyboardInterrupt.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         deadline = time.monotonic() + 30
         while not _children(pid):  # handed over: the agent's fork runs it
