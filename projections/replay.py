@@ -25,9 +25,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import MapperDeserialisationError, Notification
+from eventsourcing.persistence import MapperDeserialisationError
 from eventsourcing.utils import resolve_topic
 
+from projections.event_reader import EventReader, Row, read_rows, same_id
 from projections.timefmt import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -37,33 +38,6 @@ if TYPE_CHECKING:
 State = dict[str, Any]
 SAVE_EVERY = 10_000
 PAGE = 2000
-# A stored event as a recorder's `select_rows` gives it: (id, originator id as stored,
-# version, topic, state).
-Row = tuple[int, Any, int, str, Any]
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def read_rows(
-    recorder: Any, start: int, limit: int, stop: int | None = None
-) -> tuple[list[Row], Callable[[Any], Any]]:
-    """The stored events after `start` (at most `limit`; a recorder without `select_rows`
-    stops at `stop`) as rows, and the conversion of their originator ids: plain tuples from
-    a recorder that reads them (`select_rows`: SQLite), else the library's notifications
-    taken apart. A `sqlite3.Row`, a `UUID` and a frozen `Notification` per event cost more
-    than decoding it, and most events are never decoded (`_is_folded`)."""
-    select_rows = getattr(recorder, "select_rows", None)
-    if select_rows is not None:
-        rows: list[Row] = select_rows(start, limit)
-        convert: Callable[[Any], Any] = recorder.convert_originator_id
-        return rows, convert
-    page = recorder.select_notifications(
-        start=start, limit=limit, stop=stop, inclusive_of_start=False
-    )
-    return [(n.id, n.originator_id, n.originator_version, n.topic, n.state) for n in page], _same
-
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS replay_checkpoints "
@@ -193,6 +167,7 @@ class Replayer:
     def __init__(self, ledger: SecretsLedger, db: sqlite3.Connection | None = None) -> None:
         self.ledger = ledger
         self.db = db
+        self._reader = EventReader(ledger.mapper)
         if db is not None:
             prepare(db)
 
@@ -266,7 +241,7 @@ class Replayer:
             state = self._nearest(position)
         every = SAVE_EVERY
         tail: list[Row] = []  # rows not decoded since the last event applied
-        convert: Callable[[Any], Any] = _same
+        convert: Callable[[Any], Any] = same_id
         for row, convert in self.rows(state["position"], position):
             at = row[0]
             if at % every and not _is_folded(row[3]):
@@ -302,17 +277,8 @@ class Replayer:
 
     def _decode(self, row: Row, convert: Callable[[Any], Any]) -> Any:
         """The domain event of a stored row; None where it cannot be decoded."""
-        at, stored_id, version, topic, stored = row
         try:
-            return self.ledger.mapper.to_domain_event(
-                Notification(
-                    id=at,
-                    originator_id=convert(stored_id),
-                    originator_version=version,
-                    topic=topic,
-                    state=stored,
-                )
-            )
+            return self._reader.read_row(row, convert)[0]
         except MapperDeserialisationError:
             return None
 

@@ -17,8 +17,9 @@ from ledger.credentials import Credential
 from ledger.errors import PermissionDenied
 from ledger.vault.memory import MemoryKeyring
 from projections import views as views_module
+from projections.event_reader import EventReader
 from projections.timefmt import iso
-from projections.views import EventReader, Views
+from projections.views import Views
 
 ADDR = SecretAddress("production", "nexus", "mcp.bun.apiKey")
 
