@@ -58,6 +58,11 @@ class AgentLost(Exception):
     """The agent accepted a command and went away before saying how it ended."""
 
 
+class AgentTrouble(Exception):
+    """`status` or `stop` found an agent's socket it cannot use: one that does not answer,
+    or one in a place it does not trust."""
+
+
 def socket_path(env: Any = os.environ) -> str:
     """Where a user's agent listens: $SECRETS_LEDGER_AGENT_SOCKET, else a directory of the
     user's own under $XDG_RUNTIME_DIR, else under /tmp."""
@@ -147,15 +152,36 @@ def replies(conn: Any) -> Any:
 
 
 def control(kind: str) -> dict[str, Any] | None:
-    """Ask the agent for `status` or to `stop`; None when no agent answers."""
-    try:
-        conn = connect(socket_path())
-    except OSError:
+    """Ask the agent for `status` or to `stop`; None when no agent is there. Raises
+    AgentTrouble for a socket in an untrusted place or an agent silent for WAIT_SECONDS (it
+    runs one command at a time: a long one holds the answer back)."""
+    import socket
+    import struct
+
+    path = socket_path()
+    if not os.path.exists(path):
         return None
+    try:
+        conn = connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None  # an agent that died and left its socket behind
+    except OSError as exc:
+        raise AgentTrouble(f"cannot use the agent socket {path}: {exc}") from None
     with conn:
-        send(conn, {"protocol": PROTOCOL, "control": kind})
-        for reply in replies(conn):
-            return dict(reply)
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid = struct.unpack("3i", creds)[0]
+        conn.settimeout(WAIT_SECONDS)
+        try:
+            send(conn, {"protocol": PROTOCOL, "control": kind})
+            for reply in replies(conn):
+                return dict(reply)
+        except TimeoutError:
+            raise AgentTrouble(
+                f"the agent at {path} (pid {pid}) did not answer within {WAIT_SECONDS:g} s "
+                f"(it may be running a long command); try again, or stop it with `kill {pid}`"
+            ) from None
+        except (OSError, ValueError):
+            return None  # it went away meanwhile
     return None
 
 

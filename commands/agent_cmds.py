@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -75,7 +75,7 @@ def status() -> None:
 
     Example: secrets agent status
     """
-    found = agent_client.control("status")
+    found = _control("status")
     if found is None:
         runtime.info(f"no agent is running at {agent_client.socket_path()}")
         raise typer.Exit(ExitCode.NOT_FOUND)
@@ -98,12 +98,20 @@ def stop() -> None:
 
     Example: secrets agent stop
     """
-    found = agent_client.control("stop")
+    found = _control("stop")
     if found is None:
         runtime.info("no agent is running")
         return
     _refused(found)
     runtime.info(f"agent stopped (pid {found['stopped']})")
+
+
+def _control(kind: str) -> dict[str, Any] | None:
+    try:
+        return agent_client.control(kind)
+    except agent_client.AgentTrouble as exc:
+        runtime.info(f"error: {exc}")
+        raise typer.Exit(ExitCode.ERROR) from None
 
 
 def _refused(reply: dict[str, object]) -> None:

@@ -242,6 +242,37 @@ def test_a_socket_directory_open_to_others_is_refused(ledger: Ledger) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def test_status_and_stop_say_when_an_agent_does_not_answer(ledger: Ledger) -> None:
+    """An agent that holds the connection without answering (busy with a long command, or
+    wedged) makes `status` and `stop` fail after the wait, naming its pid; a socket in a
+    directory open to others is reported, not taken for "no agent"."""
+    import socket
+
+    directory = tempfile.mkdtemp(prefix="sla-")
+    path = os.path.join(directory, "agent.sock")
+    ledger.env["SECRETS_LEDGER_AGENT_SOCKET"] = path
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        silent.bind(path)
+        silent.listen(4)  # connections queue; none is ever answered
+        for kind in ("status", "stop"):
+            started = time.monotonic()
+            found = ledger.run("agent", kind)
+            assert found.returncode == 1, (kind, found.stdout, found.stderr)
+            assert "did not answer within 5 s" in found.stderr
+            assert f"pid {os.getpid()}" in found.stderr
+            assert 4.5 < time.monotonic() - started < 30
+        os.chmod(directory, 0o755)  # noqa: S103 - the mistake under test
+        exposed = ledger.run("agent", "status")
+        assert exposed.returncode == 1
+        assert "open to other users" in exposed.stderr
+    finally:
+        silent.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    gone = ledger.run("agent", "status")
+    assert gone.returncode != 0 and "no agent is running" in gone.stderr
+
+
 def test_a_stalled_connection_does_not_stall_the_agent(agent: Ledger) -> None:
     """A client that connects and sends nothing holds the agent for at most its wait; a
     command meanwhile still gets its answer, run by whichever side, and never twice."""
