@@ -408,8 +408,8 @@ def doctor(
         bool,
         typer.Option(
             "--repair",
-            help="Remove orphaned and leftover keychain entries, and drop stored snapshots "
-            "that differ from their events.",
+            help="Remove orphaned and leftover keychain entries, drop stored snapshots "
+            "that differ from their events, and rebuild damaged indexes of the ledger file.",
         ),
     ] = False,
     home: HomeOpt = None,
@@ -424,7 +424,8 @@ def doctor(
     Service, the encrypted file vault); a keychain that cannot list (macOS, Windows) is
     checked through the pending-write journal only, and the report says so. A write still
     running in another process is shown as in progress and never repaired. On a shared
-    ledger only this host's versions are checked; the others are listed per host.
+    ledger only this host's versions are checked; the others are listed per host. A SQLite
+    ledger file is read whole first, its indexes checked against its rows.
 
     Example: secrets doctor --repair
     """

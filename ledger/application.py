@@ -595,13 +595,24 @@ class SecretsLedger(Application[UUID]):
                 yield n.originator_id  # type: ignore[misc]
             start = page[-1].id
 
-    def check_pages(self) -> None:
-        """Read every page of an embedded (SQLite) store: damage is IntegrityFailure."""
+    def reindex(self) -> list[str]:
+        """Rebuild the indexes of an embedded store when they are all that is damaged
+        (`config.reindex`); the names rebuilt."""
+        from ledger.config import DATABASE_FILE, reindex
+        from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+
+        if isinstance(self.recorder, ChainedSQLiteApplicationRecorder):
+            return reindex(self.home / DATABASE_FILE)
+        return []
+
+    def check_pages(self, deep: bool = False) -> None:
+        """Read every page of an embedded (SQLite) store, and with `deep` check its indexes
+        against its rows (`config.check_pages`): damage is IntegrityFailure."""
         from ledger.config import DATABASE_FILE, check_pages
         from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
 
         if isinstance(self.recorder, ChainedSQLiteApplicationRecorder):
-            check_pages(self.home / DATABASE_FILE)
+            check_pages(self.home / DATABASE_FILE, deep)
 
     def doctor(self, cred: Credential, repair: bool = False) -> DoctorReport:
         """Keychain against ledger on this host (ledger/doctor.py); senior-engineer only."""

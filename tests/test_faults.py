@@ -430,3 +430,53 @@ def test_a_damaged_page_is_a_clear_integrity_error(ledger: Ledger) -> None:
         assert result.returncode == 6, (argv, result.stderr)
         assert "damaged" in result.stderr and "internal error" not in result.stderr, argv
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.sqlite_file
+def test_a_damaged_index_is_found_by_doctor_and_rebuilt_by_repair(ledger: Ledger) -> None:
+    """An index entry naming the wrong row reads fine page by page, so every command and
+    `audit verify` (the chain covers the rows, not the indexes) pass, yet "every secret" (the
+    topic index: rotate --all, compliance, doctor's own scan) misses one. `doctor` checks the
+    indexes against the rows and says so (exit 6); `doctor --repair` rebuilds the index."""
+    for name in ("a.apiKey", "b.apiKey", "c.apiKey"):
+        ledger.set("nexus", name, "sk-" + f"{name[0]}Ix" * 16)
+    path = ledger.home / "ledger.sqlite"
+    registered = "ledger.secret:Secret.Registered"
+    query = "SELECT count(*) FROM stored_events INDEXED BY stored_events_topic WHERE topic = ?"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        rowid = db.execute(
+            "SELECT rowid FROM stored_events WHERE topic = ? ORDER BY rowid LIMIT 1 OFFSET 1",
+            (registered,),
+        ).fetchone()[0]
+        sql, root = db.execute(
+            "SELECT sql, rootpage FROM sqlite_master WHERE name = 'stored_events_topic'"
+        ).fetchone()
+        # The index follows the row to another topic; then, with the index hidden from
+        # SQLite, the row alone goes back: the rows are as written, the index is not.
+        db.execute("UPDATE stored_events SET topic = 'x' WHERE rowid = ?", (rowid,))
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("DELETE FROM sqlite_master WHERE name = 'stored_events_topic'")
+        db.execute("PRAGMA writable_schema = RESET")
+        db.execute("UPDATE stored_events SET topic = ? WHERE rowid = ?", (registered, rowid))
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute(
+            "INSERT INTO sqlite_master VALUES ('index', 'stored_events_topic', "
+            "'stored_events', ?, ?)",
+            (root, sql),
+        )
+        db.execute("PRAGMA writable_schema = RESET")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute(query, (registered,)).fetchone()[0] == 2  # one secret hidden
+    assert ledger.run("audit", "verify").returncode == 0
+    found = ledger.run("doctor")
+    assert found.returncode == 6, found.stderr
+    assert "missing from index stored_events_topic" in found.stderr
+    assert "doctor --repair" in found.stderr and "internal error" not in found.stderr
+    repaired = ledger.run("doctor", "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert "repaired: index stored_events_topic" in repaired.stdout
+    assert ledger.run("doctor").returncode == 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute(query, (registered,)).fetchone()[0] == 3
+    assert ledger.run("audit", "verify").returncode == 0
