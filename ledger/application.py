@@ -33,7 +33,7 @@ from eventsourcing.persistence import (
 
 from ledger import context, crashpoints, tokens
 from ledger.address import SecretAddress
-from ledger.checkpoint_names import CHECKPOINT_KEY_ENTRY, DEFAULT_INTERVAL, WITNESS_ENTRY
+from ledger.checkpoint_names import DEFAULT_INTERVAL
 from ledger.credentials import Credential, Principal
 from ledger.entries import entry_name
 from ledger.errors import (
@@ -835,112 +835,16 @@ class SecretsLedger(Application[UUID]):
 
     def latest_checkpoint(self) -> tuple[int, SignedHead] | None:
         """The newest checkpoint in the log: (its position, what it signed)."""
-        from ledger.checkpoint import CHECKPOINT_TOPIC, SignedHead
+        from ledger import checkpoint_writer
 
-        row = self._chained_recorder().last_with_topic(CHECKPOINT_TOPIC)
-        if row is None:
-            return None
-        return row.notification_id, SignedHead.from_state(self._decode_row(row))
-
-    def _signing_key(self, expected_public: str | None) -> str:
-        from ledger.checkpoint import new_private_key, public_key_of
-
-        private = self.vault.get(CHECKPOINT_KEY_ENTRY)
-        if private is None and expected_public is None:
-            self.vault.put(CHECKPOINT_KEY_ENTRY, new_private_key())
-            # Read back: of two first checkpoints racing, both then sign with the stored key.
-            private = self.vault.get(CHECKPOINT_KEY_ENTRY)
-        if private is None:
-            raise KeychainUnavailable(
-                f"the checkpoint signing key is not in this keychain ({self.vault.description})"
-            )
-        if expected_public is not None and public_key_of(private) != expected_public:
-            raise IntegrityFailure(
-                "the checkpoint key in this keychain is not the key this ledger's checkpoints "
-                "were signed with"
-            )
-        return private
+        return checkpoint_writer.latest(self)
 
     def write_checkpoint(self) -> tuple[int, SignedHead]:
-        """Sign the current chain head; returns the checkpoint's position and content."""
-        from ledger.checkpoint import Checkpoint, SignedHead, public_key_of, sign, signed_message
+        """Sign the current chain head (ledger/checkpoint_writer.py); returns the
+        checkpoint's position and content."""
+        from ledger import checkpoint_writer
 
-        recorder = self._chained_recorder()
-
-        def attempt() -> tuple[int, SignedHead]:
-            latest = self.latest_checkpoint()
-            previous = latest[1] if latest else None
-            private = self._signing_key(previous.public_key if previous else None)
-            position, head = recorder.chain_head()
-            self._verify_since(previous)
-            sequence = previous.sequence + 1 if previous else 1
-            previous_signature = previous.signature if previous else ""
-            signature = sign(
-                private, signed_message(sequence, position, head.hex(), previous_signature)
-            )
-            signed = SignedHead(
-                sequence,
-                position,
-                head.hex(),
-                previous_signature,
-                public_key_of(private),
-                signature,
-            )
-            checkpoint = Checkpoint(
-                signed.sequence,
-                signed.position,
-                signed.head,
-                signed.previous_signature,
-                signed.public_key,
-                signed.signature,
-            )
-            recordings = self._save(checkpoint)
-            return recordings[-1].notification.id, signed
-
-        self._checkpointing = True
-        try:
-            at, signed = self._retrying(attempt)
-        finally:
-            self._checkpointing = False
-        self._remember_checkpoint(at, signed)
-        return at, signed
-
-    def _verify_since(self, previous: SignedHead | None) -> None:
-        """Refuse to sign a chain that is already broken since the last checkpoint: a
-        signature must never vouch for tampered history."""
-        from ledger.chain import GENESIS, verify
-
-        recorder = self._chained_recorder()
-        after = (0, GENESIS)
-        if previous is not None and previous.position:
-            stored = recorder.link_at(previous.position)
-            if stored is None or stored.hex() != previous.head:
-                raise IntegrityFailure(
-                    f"the chain no longer matches checkpoint {previous.sequence}; "
-                    "run `secrets audit verify`"
-                )
-            after = (previous.position, stored)
-        report, _ = verify(
-            recorder.iter_rows(after[0]),
-            recorder.iter_links(after[0]),
-            keep_verified=False,
-            after=after,
-        )
-        if report.fault is not None:
-            raise IntegrityFailure(
-                f"refusing to sign: {report.fault.kind} at position {report.fault.position}; "
-                "run `secrets audit verify`"
-            )
-
-    def _remember_checkpoint(self, at: int, signed: SignedHead) -> None:
-        from ledger.checkpoint import Witness
-
-        try:
-            known = self.keychain_witness()
-            if known is None or known.position < at:
-                self.vault.put(WITNESS_ENTRY, Witness("keychain", at, signed.signature).dumps())
-        except LedgerError:
-            pass  # the checkpoint stands in the log; the witness is extra evidence only
+        return checkpoint_writer.write(self)
 
     def _auto_checkpoint(self) -> None:
         try:
@@ -964,7 +868,7 @@ class SecretsLedger(Application[UUID]):
         shorter log is legitimate, and without a reset every verify would report it truncated.
         The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed.
         `action` names the command a refusal is recorded (and reported) for."""
-        from ledger.checkpoint import Witness
+        from ledger import checkpoint_writer
 
         if not reset_witness:
             principal = self.authorize(cred, Permission.AUDIT, action)
@@ -982,27 +886,24 @@ class SecretsLedger(Application[UUID]):
                     f"by {principal.operator}"
                 )
                 self._save(IntegrityAlarm(at, "witness-reset", detail))
-            self.vault.put(WITNESS_ENTRY, Witness("keychain", at, signed.signature).dumps())
+            checkpoint_writer.note(self, at, signed)
         return at, signed
 
     def checkpoint_public_key(self, cred: Credential) -> str:
         """The checkpoint public key (hex): as recorded in the log, else this keychain's."""
+        from ledger import checkpoint_writer
         from ledger.checkpoint import public_key_of
 
         self.authorize(cred, Permission.AUDIT, "audit pubkey")
         latest = self.latest_checkpoint()
         if latest is not None:
             return latest[1].public_key
-        return public_key_of(self._signing_key(None))
+        return public_key_of(checkpoint_writer.signing_key(self, None))
 
     def keychain_witness(self) -> Witness | None:
-        from ledger.checkpoint import Witness
+        from ledger import checkpoint_writer
 
-        try:
-            text = self.vault.get(WITNESS_ENTRY)
-        except LedgerError:
-            return None
-        return Witness.loads("this keychain", text) if text else None
+        return checkpoint_writer.keychain_witness(self)
 
     def verify_history(
         self,
