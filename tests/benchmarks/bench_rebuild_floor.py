@@ -111,15 +111,11 @@ scale.CHILDREN["floor"] = child_floor
 
 
 def main() -> int:
-    from generate_ledger import DEFAULT_OUT, generate  # type: ignore[import-not-found]
+    from generate_ledger import add_ledger_arguments, generate  # type: ignore[import-not-found]
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--secrets", type=int, default=5000)
-    parser.add_argument("--operators", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=1)
+    add_ledger_arguments(parser, 1_000_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
     directory, _meta = generate(args.out, args.events, args.secrets, args.operators, args.seed)

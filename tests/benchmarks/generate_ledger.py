@@ -282,14 +282,20 @@ def generate(
     return directory, meta
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+def add_ledger_arguments(parser: argparse.ArgumentParser, events: int) -> None:
+    """The options that name a generated ledger (and its cache directory), for every script
+    that generates or reads one; `events` is the script's default size."""
+    parser.add_argument("--events", type=int, default=events)
     parser.add_argument("--secrets", type=int, default=5000)
     parser.add_argument("--operators", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=1000, help="events per save (transaction)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_ledger_arguments(parser, 200_000)
+    parser.add_argument("--batch", type=int, default=1000, help="events per save (transaction)")
     args = parser.parse_args()
     directory, meta = generate(
         args.out, args.events, args.secrets, args.operators, args.seed, args.batch
