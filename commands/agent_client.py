@@ -117,7 +117,6 @@ def identity() -> dict[str, Any]:
 def connect(path: str) -> Any:
     """A connection to the agent at `path`, after checking that it runs as this user."""
     import socket
-    import struct
 
     problem = private_directory_problem(os.path.dirname(path) or ".")
     if problem is not None:
@@ -125,14 +124,22 @@ def connect(path: str) -> Any:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        _pid, uid, _gid = struct.unpack("3i", creds)
-        if uid != os.getuid():
+        if peer(conn)[1] != os.getuid():
             raise OSError(f"the agent at {path} runs as another user")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def peer(conn: Any) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    import socket
+    import struct
+
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return int(pid), int(uid)
 
 
 def send(conn: Any, message: dict[str, Any]) -> None:
@@ -155,10 +162,13 @@ def control(kind: str) -> dict[str, Any] | None:
     """Ask the agent for `status` or to `stop`; None when no agent is there. Raises
     AgentTrouble for a socket in an untrusted place or an agent silent for WAIT_SECONDS (it
     runs one command at a time: a long one holds the answer back)."""
-    import socket
-    import struct
-
     path = socket_path()
+    directory = os.path.dirname(path) or "."
+    # Before looking for the socket: a directory this user cannot search hides it.
+    if os.path.lexists(directory):
+        problem = private_directory_problem(directory)
+        if problem is not None:
+            raise AgentTrouble(f"cannot use the agent socket {path}: {problem}")
     if not os.path.exists(path):
         return None
     try:
@@ -168,8 +178,7 @@ def control(kind: str) -> dict[str, Any] | None:
     except OSError as exc:
         raise AgentTrouble(f"cannot use the agent socket {path}: {exc}") from None
     with conn:
-        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        pid = struct.unpack("3i", creds)[0]
+        pid = peer(conn)[0]
         conn.settimeout(WAIT_SECONDS)
         try:
             send(conn, {"protocol": PROTOCOL, "control": kind})

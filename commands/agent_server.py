@@ -20,7 +20,6 @@ import importlib
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -159,8 +158,7 @@ class _Stopping(Exception):
 
 def _answer(agent: Agent, conn: socket.socket) -> bool:
     """Answer one connection; False when the agent must stop."""
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    if struct.unpack("3i", creds)[1] != os.getuid():
+    if agent_client.peer(conn)[1] != os.getuid():
         return True  # another user's process: no answer at all
     try:
         request = _receive(conn)

@@ -595,15 +595,22 @@ class SecretsLedger(Application[UUID]):
                 yield n.originator_id  # type: ignore[misc]
             start = page[-1].id
 
-    def reindex(self) -> list[str]:
-        """Rebuild the indexes of an embedded store when they are all that is damaged
-        (`config.reindex`); the names rebuilt."""
-        from ledger.config import DATABASE_FILE, reindex
+    def repair_indexes(self) -> list[str]:
+        """Rebuild the indexes of an embedded store when they are all that is damaged and
+        the rows match the hash chain (`config.repair_indexes`); the names rebuilt."""
+        from ledger.chain import verify_store
+        from ledger.config import DATABASE_FILE, repair_indexes
         from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
 
-        if isinstance(self.recorder, ChainedSQLiteApplicationRecorder):
-            return reindex(self.home / DATABASE_FILE)
-        return []
+        recorder = self.recorder
+        if not isinstance(recorder, ChainedSQLiteApplicationRecorder):
+            return []
+
+        def rows_fault() -> str | None:
+            fault = verify_store(recorder).fault
+            return None if fault is None else f"{fault.kind} at position {fault.position}"
+
+        return repair_indexes(self.home / DATABASE_FILE, rows_fault)
 
     def check_pages(self, deep: bool = False) -> None:
         """Read every page of an embedded (SQLite) store, and with `deep` check its indexes

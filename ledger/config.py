@@ -6,6 +6,7 @@ import os
 import re
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,7 +112,7 @@ def check_pages(path: Path, deep: bool = False) -> None:
     if problems != ["ok"]:
         hint = ""
         if damaged_indexes(problems):
-            hint = " (an index only: `secrets doctor --repair` rebuilds it from the rows)"
+            hint = " (an index: `secrets doctor --repair` rebuilds it if the rows are intact)"
         raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}{hint}")
 
 
@@ -123,8 +124,9 @@ _INDEX_PROBLEM = re.compile(
 
 
 def damaged_indexes(problems: list[str]) -> list[str]:
-    """The indexes `problems` (integrity_check's lines) name, when an index is all they name
-    (REINDEX then restores it from the rows); [] when anything else is damaged too."""
+    """The indexes `problems` (integrity_check's lines) name, when indexes are all they name;
+    [] when anything else is damaged too. Such a line can also mean an edited row (the index
+    keeps the old value), so `repair_indexes` checks the rows before it rebuilds."""
     names: list[str] = []
     for line in problems:
         found = _INDEX_PROBLEM.fullmatch(line)
@@ -135,24 +137,58 @@ def damaged_indexes(problems: list[str]) -> list[str]:
     return names
 
 
-def reindex(path: Path) -> list[str]:
-    """Rebuild the damaged indexes of a SQLite ledger from its rows when an index is all that
-    is damaged; the names rebuilt ([] if none was damaged). Anything else damaged: the
-    IntegrityFailure of `check_pages(deep=True)`, and nothing is written."""
-    names = damaged_indexes(_read_only_query(path, "PRAGMA integrity_check"))
-    if not names:
-        check_pages(path, deep=True)
-        return []
-    con = sqlite3.connect(path, timeout=30, isolation_level=None)
+# integrity_check stops at this many lines: a repair that saw them all knows everything that
+# is damaged (100, SQLite's default, can hide row damage behind many index lines).
+CHECK_LINES = 10_000
+
+
+def repair_indexes(path: Path, rows_fault: Callable[[], str | None]) -> list[str]:
+    """Rebuild the damaged indexes of a SQLite ledger from its rows (REINDEX), when indexes
+    are all that integrity_check finds damaged and `rows_fault()` (the hash chain walked in
+    position order, which uses no index) finds the rows as written; returns the names rebuilt
+    ([] when nothing is damaged). An edited row looks to integrity_check like a damaged index
+    entry: rebuilding from it would erase the last trace of the original, so any other damage
+    or a chain fault is IntegrityFailure and nothing is written. All of it happens under the
+    write lock, so no writer changes the file between the check and the rebuild."""
     try:
-        con.execute("BEGIN IMMEDIATE")  # writers wait; each index is rebuilt whole or not at all
+        con = sqlite3.connect(path, timeout=int(lock_timeout()), isolation_level=None)
+    except sqlite3.Error as exc:
+        raise LedgerUnavailable(f"cannot open the ledger at {path}: {exc}") from None
+    try:
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise LedgerUnavailable(
+                f"the ledger at {path} is locked by another writer ({exc}); nothing was "
+                "repaired, try again"
+            ) from None
+        problems = [str(r[0]) for r in con.execute(f"PRAGMA integrity_check({CHECK_LINES})")]
+        if problems == ["ok"]:
+            return []
+        names = damaged_indexes(problems) if len(problems) < CHECK_LINES else []
+        if not names:
+            raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}")
+        fault = rows_fault()
+        if fault is not None:
+            raise IntegrityFailure(
+                f"{path}: refusing to rebuild index {', '.join(names)}: the rows differ from "
+                f"the hash chain ({fault}); run `secrets audit verify`"
+            )
         for name in names:
             con.execute(f'REINDEX "{name}"')
+        after = [str(r[0]) for r in con.execute(f"PRAGMA integrity_check({CHECK_LINES})")]
+        if after != ["ok"]:
+            raise IntegrityFailure(f"{path} is damaged: {after[0][:200]}")
         con.execute("COMMIT")
+        return names
+    except sqlite3.DatabaseError as exc:
+        raise IntegrityFailure(f"{path} is damaged: {exc}") from None
+    except UnicodeDecodeError:
+        raise IntegrityFailure(f"{path} is damaged: stored text is not valid UTF-8") from None
     finally:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
         con.close()
-    check_pages(path, deep=True)
-    return names
 
 
 def make_private(home: Path, also: tuple[str, ...] = ()) -> list[str]:

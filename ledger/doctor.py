@@ -49,8 +49,11 @@ class DoctorReport:
 def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
     """The checks behind `secrets doctor` (the caller has authorised it)."""
     # Its secrets come from the topic index (`secret_ids`): a damaged entry would hide one.
-    reindexed = [f"index {name}" for name in app.reindex()] if repair else []
-    app.check_pages(deep=True)
+    if repair:
+        reindexed = [f"index {name}" for name in app.repair_indexes()]
+    else:
+        reindexed = []
+        app.check_pages(deep=True)
     # First: the scan below loads aggregates, which starts from their snapshots.
     bad_snapshots, repaired = _check_snapshots(app, repair)
     # The keychain is listed first, then the events, then the intent journal: the order

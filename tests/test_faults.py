@@ -432,6 +432,48 @@ def test_a_damaged_page_is_a_clear_integrity_error(ledger: Ledger) -> None:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+REGISTERED = "ledger.secret:Secret.Registered"
+BY_TOPIC = "SELECT count(*) FROM stored_events INDEXED BY stored_events_topic WHERE topic = ?"
+
+
+def _stale_topic_index(path: Path, row_moves: bool) -> None:
+    """Leave the topic index naming the second registered secret under another topic. With
+    `row_moves`, the row itself is edited and the index keeps what it said (an edited row);
+    without, the row is as written and only the index entry is wrong (a damaged index)."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        rowid = db.execute(
+            "SELECT rowid FROM stored_events WHERE topic = ? ORDER BY rowid LIMIT 1 OFFSET 1",
+            (REGISTERED,),
+        ).fetchone()[0]
+        sql, root = db.execute(
+            "SELECT sql, rootpage FROM sqlite_master WHERE name = 'stored_events_topic'"
+        ).fetchone()
+        if not row_moves:  # the index follows the row to another topic first
+            db.execute("UPDATE stored_events SET topic = 'x' WHERE rowid = ?", (rowid,))
+        # With the index hidden from SQLite, the row alone changes.
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("DELETE FROM sqlite_master WHERE name = 'stored_events_topic'")
+        db.execute("PRAGMA writable_schema = RESET")
+        db.execute(
+            "UPDATE stored_events SET topic = ? WHERE rowid = ?",
+            ("x" if row_moves else REGISTERED, rowid),
+        )
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute(
+            "INSERT INTO sqlite_master VALUES ('index', 'stored_events_topic', "
+            "'stored_events', ?, ?)",
+            (root, sql),
+        )
+        db.execute("PRAGMA writable_schema = RESET")
+
+
+def _registered_by_index(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        found: int = db.execute(BY_TOPIC, (REGISTERED,)).fetchone()[0]
+        return found
+
+
 @pytest.mark.sqlite_file
 def test_a_damaged_index_is_found_by_doctor_and_rebuilt_by_repair(ledger: Ledger) -> None:
     """An index entry naming the wrong row reads fine page by page, so every command and
@@ -441,33 +483,8 @@ def test_a_damaged_index_is_found_by_doctor_and_rebuilt_by_repair(ledger: Ledger
     for name in ("a.apiKey", "b.apiKey", "c.apiKey"):
         ledger.set("nexus", name, "sk-" + f"{name[0]}Ix" * 16)
     path = ledger.home / "ledger.sqlite"
-    registered = "ledger.secret:Secret.Registered"
-    query = "SELECT count(*) FROM stored_events INDEXED BY stored_events_topic WHERE topic = ?"
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        rowid = db.execute(
-            "SELECT rowid FROM stored_events WHERE topic = ? ORDER BY rowid LIMIT 1 OFFSET 1",
-            (registered,),
-        ).fetchone()[0]
-        sql, root = db.execute(
-            "SELECT sql, rootpage FROM sqlite_master WHERE name = 'stored_events_topic'"
-        ).fetchone()
-        # The index follows the row to another topic; then, with the index hidden from
-        # SQLite, the row alone goes back: the rows are as written, the index is not.
-        db.execute("UPDATE stored_events SET topic = 'x' WHERE rowid = ?", (rowid,))
-        db.execute("PRAGMA writable_schema = ON")
-        db.execute("DELETE FROM sqlite_master WHERE name = 'stored_events_topic'")
-        db.execute("PRAGMA writable_schema = RESET")
-        db.execute("UPDATE stored_events SET topic = ? WHERE rowid = ?", (registered, rowid))
-        db.execute("PRAGMA writable_schema = ON")
-        db.execute(
-            "INSERT INTO sqlite_master VALUES ('index', 'stored_events_topic', "
-            "'stored_events', ?, ?)",
-            (root, sql),
-        )
-        db.execute("PRAGMA writable_schema = RESET")
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        assert db.execute(query, (registered,)).fetchone()[0] == 2  # one secret hidden
+    _stale_topic_index(path, row_moves=False)
+    assert _registered_by_index(path) == 2  # one secret hidden
     assert ledger.run("audit", "verify").returncode == 0
     found = ledger.run("doctor")
     assert found.returncode == 6, found.stderr
@@ -477,6 +494,24 @@ def test_a_damaged_index_is_found_by_doctor_and_rebuilt_by_repair(ledger: Ledger
     assert repaired.returncode == 0, repaired.stderr
     assert "repaired: index stored_events_topic" in repaired.stdout
     assert ledger.run("doctor").returncode == 0
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        assert db.execute(query, (registered,)).fetchone()[0] == 3
+    assert _registered_by_index(path) == 3
     assert ledger.run("audit", "verify").returncode == 0
+
+
+@pytest.mark.sqlite_file
+def test_repair_does_not_rebuild_an_index_over_an_edited_row(ledger: Ledger) -> None:
+    """An edited row shows as the same missing index entry; rebuilding the index from it
+    would erase the index's copy of the original. `doctor --repair` walks the hash chain
+    first, refuses (exit 6, pointing at `audit verify`) and writes nothing."""
+    for name in ("a.apiKey", "b.apiKey", "c.apiKey"):
+        ledger.set("nexus", name, "sk-" + f"{name[0]}Ex" * 16)
+    path = ledger.home / "ledger.sqlite"
+    _stale_topic_index(path, row_moves=True)
+    before = path.read_bytes()
+    refused = ledger.run("doctor", "--repair")
+    assert refused.returncode == 6, refused.stderr
+    assert "refusing to rebuild index stored_events_topic" in refused.stderr
+    assert "audit verify" in refused.stderr and "internal error" not in refused.stderr
+    assert path.read_bytes() == before
+    assert _registered_by_index(path) == 3  # the index still names the original topic
+    assert ledger.run("audit", "verify").returncode == 6

@@ -194,9 +194,12 @@ CHILDREN = {
 # -- the parent ---------------------------------------------------------------------------
 
 
-def measure(mode: str, home: Path, arg: str, env: dict[str, str]) -> dict[str, Any]:
-    """One child measurement: its own timing and peak RSS (`ru_maxrss` of RUSAGE_SELF)."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, str(home), arg]
+def measure(
+    mode: str, home: Path, arg: str, env: dict[str, str], script: str = __file__
+) -> dict[str, Any]:
+    """One child measurement: its own timing and peak RSS (`ru_maxrss` of RUSAGE_SELF).
+    `script` runs the child: another benchmark that adds children of its own."""
+    cmd = [sys.executable, str(Path(script).resolve()), "--child", mode, str(home), arg]
     started = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
     if done.returncode != 0:

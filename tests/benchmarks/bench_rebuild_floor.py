@@ -125,7 +125,7 @@ def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {"raw-read": [], "rebuild": [], "floor": []}
     for _ in range(args.runs):
         for mode in runs:  # the floor copies the audit rows this round's rebuild wrote
-            runs[mode].append(_measure(mode, home, env))
+            runs[mode].append(scale.measure(mode, home, "-", env, __file__))
     load_after = os.getloadavg()
 
     def med(mode: str, key: str = "seconds") -> float:
@@ -166,19 +166,6 @@ def main() -> int:
         f"Python {sys.version.split()[0]}; SQLite {sqlite3.sqlite_version}"
     )
     return 0
-
-
-def _measure(mode: str, home: Path, env: dict[str, str]) -> dict[str, Any]:
-    """One child of this script (so that `floor` is registered in it too)."""
-    import json
-    import subprocess
-
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", mode, str(home), "-"]
-    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        sys.exit(f"bench_rebuild_floor: child {mode} failed: {done.stderr.strip()[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 if __name__ == "__main__":
