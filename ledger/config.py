@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -149,7 +150,10 @@ def repair_indexes(path: Path, rows_fault: Callable[[], str | None]) -> list[str
     ([] when nothing is damaged). An edited row looks to integrity_check like a damaged index
     entry: rebuilding from it would erase the last trace of the original, so any other damage
     or a chain fault is IntegrityFailure and nothing is written. All of it happens under the
-    write lock, so no writer changes the file between the check and the rebuild."""
+    write lock, so no writer changes the file between the check and the rebuild; a healthy
+    file is checked without it (writers would wait seconds on a large ledger)."""
+    if _read_only_query(path, "PRAGMA integrity_check") == ["ok"]:
+        return []
     try:
         con = sqlite3.connect(path, timeout=int(lock_timeout()), isolation_level=None)
     except sqlite3.Error as exc:
@@ -186,8 +190,9 @@ def repair_indexes(path: Path, rows_fault: Callable[[], str | None]) -> list[str
     except UnicodeDecodeError:
         raise IntegrityFailure(f"{path} is damaged: stored text is not valid UTF-8") from None
     finally:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):
+            if con.in_transaction:
+                con.execute("ROLLBACK")
         con.close()
 
 
