@@ -113,7 +113,11 @@ def check_pages(path: Path, deep: bool = False) -> None:
     if problems != ["ok"]:
         hint = ""
         if damaged_indexes(problems):
-            hint = " (an index: `secrets doctor --repair` rebuilds it if the rows are intact)"
+            # An edited row reads the same way: only the chain can tell which it is.
+            hint = (
+                " (an index, or an edited row: if `secrets audit verify` passes, "
+                "`secrets doctor --repair` rebuilds the index)"
+            )
         raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}{hint}")
 
 
