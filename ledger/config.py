@@ -7,7 +7,7 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,20 +87,28 @@ def _check_sqlite_file(path: Path) -> None:
     _read_only_query(path, "SELECT count(*) FROM sqlite_master")
 
 
+@contextlib.contextmanager
+def _damage_reported(path: Path) -> Iterator[None]:
+    """SQLite's errors from reading `path` as IntegrityFailure, including text that is no
+    longer UTF-8 (SQLite's own message can quote a damaged name, and then cannot be decoded
+    either)."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise IntegrityFailure(f"{path} is damaged: {exc}") from None
+    except UnicodeDecodeError:
+        raise IntegrityFailure(f"{path} is damaged: stored text is not valid UTF-8") from None
+
+
 def _read_only_query(path: Path, sql: str) -> list[str]:
     """The first column of `sql`'s rows over a read-only connection; damage is
-    IntegrityFailure, including text that is no longer UTF-8 (SQLite's own message can quote
-    a damaged name, and then cannot be decoded either)."""
-    try:
+    IntegrityFailure (`_damage_reported`)."""
+    with _damage_reported(path):
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             return [str(r[0]) for r in con.execute(sql).fetchall()]
         finally:
             con.close()
-    except sqlite3.DatabaseError as exc:
-        raise IntegrityFailure(f"{path} is damaged: {exc}") from None
-    except UnicodeDecodeError:
-        raise IntegrityFailure(f"{path} is damaged: stored text is not valid UTF-8") from None
 
 
 def check_pages(path: Path, deep: bool = False) -> None:
@@ -163,36 +171,33 @@ def repair_indexes(path: Path, rows_fault: Callable[[], str | None]) -> list[str
     except sqlite3.Error as exc:
         raise LedgerUnavailable(f"cannot open the ledger at {path}: {exc}") from None
     try:
-        try:
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise LedgerUnavailable(
-                f"the ledger at {path} is locked by another writer ({exc}); nothing was "
-                "repaired, try again"
-            ) from None
-        problems = [str(r[0]) for r in con.execute(f"PRAGMA integrity_check({CHECK_LINES})")]
-        if problems == ["ok"]:
-            return []
-        names = damaged_indexes(problems) if len(problems) < CHECK_LINES else []
-        if not names:
-            raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}")
-        fault = rows_fault()
-        if fault is not None:
-            raise IntegrityFailure(
-                f"{path}: refusing to rebuild index {', '.join(names)}: the rows differ from "
-                f"the hash chain ({fault}); run `secrets audit verify`"
-            )
-        for name in names:
-            con.execute(f'REINDEX "{name}"')
-        after = [str(r[0]) for r in con.execute(f"PRAGMA integrity_check({CHECK_LINES})")]
-        if after != ["ok"]:
-            raise IntegrityFailure(f"{path} is damaged: {after[0][:200]}")
-        con.execute("COMMIT")
-        return names
-    except sqlite3.DatabaseError as exc:
-        raise IntegrityFailure(f"{path} is damaged: {exc}") from None
-    except UnicodeDecodeError:
-        raise IntegrityFailure(f"{path} is damaged: stored text is not valid UTF-8") from None
+        with _damage_reported(path):
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise LedgerUnavailable(
+                    f"the ledger at {path} is locked by another writer ({exc}); nothing was "
+                    "repaired, try again"
+                ) from None
+            problems = [str(r[0]) for r in con.execute(f"PRAGMA integrity_check({CHECK_LINES})")]
+            if problems == ["ok"]:
+                return []
+            names = damaged_indexes(problems) if len(problems) < CHECK_LINES else []
+            if not names:
+                raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}")
+            fault = rows_fault()
+            if fault is not None:
+                raise IntegrityFailure(
+                    f"{path}: refusing to rebuild index {', '.join(names)}: the rows differ from "
+                    f"the hash chain ({fault}); run `secrets audit verify`"
+                )
+            for name in names:
+                con.execute(f'REINDEX "{name}"')
+            after = [str(r[0]) for r in con.execute(f"PRAGMA integrity_check({CHECK_LINES})")]
+            if after != ["ok"]:
+                raise IntegrityFailure(f"{path} is damaged: {after[0][:200]}")
+            con.execute("COMMIT")
+            return names
     finally:
         with contextlib.suppress(sqlite3.Error):
             if con.in_transaction:
