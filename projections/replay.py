@@ -8,8 +8,9 @@ and by the views' catch-up and rebuild (projections/views.py; a rebuild every
 fresh host starts near its cut too. Saved states are a cache:
 `secrets projections rebuild` drops them, and a replay never trusts one beyond the position it
 was taken at. Each is bound to the ledger's chain link at its position and to a digest of its
-text: a state whose log position now holds another history (a replaced or rewritten log), or
-whose text was damaged or edited, is deleted and the replay starts from an earlier one.
+parts (projections/replay_states.py, where states share the parts of secrets that did not
+change): a state whose log position now holds another history (a replaced or rewritten log),
+or whose text was damaged or edited, is deleted and the replay starts from an earlier one.
 
 "As of T" means every event up to the last position whose timestamp is at or before T. Events
 carry the writer's clock, so on hosts with skewed clocks timestamps need not rise with positions;
@@ -18,8 +19,6 @@ positions are the ledger's own order and are what a replay is cut at.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -29,6 +28,7 @@ from eventsourcing.persistence import MapperDeserialisationError
 from eventsourcing.utils import resolve_topic
 
 from projections.event_reader import EventReader, Row, read_rows, same_id
+from projections.replay_states import SavedStates
 from projections.timefmt import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -39,10 +39,6 @@ State = dict[str, Any]
 SAVE_EVERY = 10_000
 PAGE = 2000
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS replay_checkpoints "
-    "(position INTEGER PRIMARY KEY, state TEXT NOT NULL, link BLOB, digest TEXT NOT NULL)"
-)
 # The event kinds `fold` reads more of than their position and time. Every other event (reads,
 # denials, rejections: nine in ten on a busy ledger) only moves the state's position and
 # time, so a replay does not decode it unless it is the last one of its cut.
@@ -168,8 +164,7 @@ class Replayer:
         self.ledger = ledger
         self.db = db
         self._reader = EventReader(ledger.mapper)
-        if db is not None:
-            prepare(db)
+        self._saved = SavedStates(db) if db is not None else None
 
     def _link(self, position: int) -> bytes | None:
         link_at = getattr(self.ledger.recorder, "link_at", None)
@@ -177,28 +172,23 @@ class Replayer:
         return found
 
     def _nearest(self, position: int) -> State:
-        if self.db is None:
+        if self._saved is None:
             return empty()
-        while True:
-            row = self.db.execute(
-                "SELECT position, state, link, digest FROM replay_checkpoints "
-                "WHERE position <= ? ORDER BY position DESC LIMIT 1",
-                (position,),
-            ).fetchone()
-            if row is None:
-                return empty()
-            at, text, link, digest = row
-            loaded = _trusted(text, link, digest, at, self._link(at))
-            if loaded is not None:
-                return loaded
-            # Stale (the log there is another history) or damaged: never use it again.
-            self.db.execute("DELETE FROM replay_checkpoints WHERE position = ?", (at,))
-            position = at - 1
+        state = self._saved.nearest(position, self._link)
+        if state is None:
+            state = empty()
+            self._saved.track(state)
+        return state
 
-    def save_state(self, state: State, text: str | None = None) -> None:
-        """Save `state`; `text` is its JSON if the caller has it (`StateText`)."""
-        if self.db is not None:
-            save(self.db, state, self._link(state["position"]), text)
+    def changed(self, oid: str) -> None:
+        """Mark a secret of the state being folded as changed since its last save (every
+        `Secret.*` event): only those are encoded again (`SavedStates`)."""
+        if self._saved is not None:
+            self._saved.changed(oid)
+
+    def save_state(self, state: State) -> None:
+        if self._saved is not None:
+            self._saved.save(state, self._link(state["position"]))
 
     def events(self, start: int, stop: int | None) -> Iterator[tuple[int, Any]]:
         """(position, domain event) after `start` up to `stop` (inclusive); undecodable
@@ -250,7 +240,10 @@ class Replayer:
             event = self._decode(row, convert)
             if event is None:
                 continue
-            apply(state, at, event)
+            kind, oid = type(event).__qualname__, event.originator_id.hex
+            fold(state, at, event, kind, oid)
+            if kind.startswith("Secret."):
+                self.changed(oid)
             tail.clear()
             if at % every == 0:
                 self.save_state(state)
@@ -292,92 +285,6 @@ class Replayer:
 
     def at_time(self, when: datetime) -> State:
         return self.at_position(self.position_at(when))
-
-
-def prepare(db: sqlite3.Connection) -> None:
-    """Create the saved-state table; one from before states were bound to the log (no link
-    column) is dropped: its states are a cache that cannot be checked."""
-    columns = [r[1] for r in db.execute("PRAGMA table_info(replay_checkpoints)")]
-    if columns and "digest" not in columns:
-        db.execute("DROP TABLE replay_checkpoints")
-    db.execute(SCHEMA)
-
-
-def _digest(text: str, link: bytes | None) -> str:
-    return hashlib.sha256((link or b"") + text.encode()).hexdigest()
-
-
-def encode(state: State) -> str:
-    """The text a state is saved as."""
-    return json.dumps(state, separators=(",", ":"))
-
-
-class StateText:
-    """`encode(state)` for one state saved again and again as it is folded on (the views'
-    catch-up saves it every `SAVE_EVERY` positions), keeping each secret's text and encoding
-    it again only when the caller says it changed (`changed`; every `Secret.*` event it
-    folds). Encoding all 5,000 secrets of a large ledger took about 70 ms a save; between two
-    saves about one secret in five changes. Secrets never leave a state, so the text of one
-    not marked is the text it had."""
-
-    def __init__(self) -> None:
-        self._secrets: dict[str, str] = {}  # oid -> '"oid":{...}'
-        self._changed: set[str] = set()
-
-    def changed(self, oid: str) -> None:
-        self._changed.add(oid)
-
-    def text(self, state: State) -> str:
-        secrets: dict[str, Any] = state["secrets"]
-        known = self._secrets
-        for oid in self._changed:
-            if oid in secrets:
-                known[oid] = _DUMPS(oid) + ":" + _DUMPS(secrets[oid])
-        self._changed.clear()
-        parts: list[str] = []
-        for key, value in state.items():
-            if key == "secrets":
-                texts: list[str] = []
-                for oid, secret in secrets.items():
-                    found = known.get(oid)
-                    if found is None:
-                        found = known[oid] = _DUMPS(oid) + ":" + _DUMPS(secret)
-                    texts.append(found)
-                parts.append(_DUMPS(key) + ":{" + ",".join(texts) + "}")
-            else:
-                parts.append(_DUMPS(key) + ":" + _DUMPS(value))
-        return "{" + ",".join(parts) + "}"
-
-
-_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def save(db: sqlite3.Connection, state: State, link: bytes | None, text: str | None = None) -> None:
-    """Save `state` (taken at its position, whose chain link is `link`), replacing any;
-    `text` is `encode(state)` if the caller has it."""
-    if text is None:
-        text = encode(state)
-    db.execute(
-        "INSERT OR REPLACE INTO replay_checkpoints (position, state, link, digest) "
-        "VALUES (?, ?, ?, ?)",
-        (state["position"], text, link, _digest(text, link)),
-    )
-
-
-def _trusted(
-    text: str, link: bytes | None, digest: str, position: int, current: bytes | None
-) -> State | None:
-    """A saved state, if it still belongs to this log at `position` and is as it was saved."""
-    if link != current or digest != _digest(text, link):
-        return None
-    try:
-        loaded = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(loaded, dict) or loaded.get("position") != position:
-        return None
-    state: State = loaded
-    return state
 
 
 def snapshot(state: State, as_of: datetime | None = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from eventsourcing.persistence import (
 )
 
 from ledger import crashpoints
-from projections import event_reader, replay
+from projections import event_reader, replay, replay_states
 from projections.audit_codes import EVENT_CODES, REASON_CODES
 from projections.event_reader import READ_ACTION, READ_CODE, EventReader
 
@@ -33,9 +33,8 @@ TRACKING_NAME = "views"
 PAGE = 2000
 REBUILD_WAL_PAGES = 16_000  # 64 MiB of 4 KiB pages: the views' WAL at most during a rebuild
 # A rebuild saves replay states every REBUILD_SAVE_FACTOR * replay.SAVE_EVERY positions. 2
-# halved the saves' cost to the rebuild (about 1 s of 25 at 1M events) and doubled how far
-# the first replay after it folds: measured on a quiet host, the rebuild missed its target
-# either way (0.38-0.42x) and the cold replay went from 31x to 13.5x (docs/performance.md).
+# (when states were saved whole) halved the saves' cost to the rebuild and doubled how far the
+# first replay after it folds: the cold replay went from 31x to 13.5x (docs/performance.md).
 REBUILD_SAVE_FACTOR = 1
 # What a view row holds. Raise it with any change to what `_apply` writes: views of another
 # format are emptied on open and caught up again from the log (`Views._upgrade`).
@@ -177,7 +176,7 @@ class Views:
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
-        replay.prepare(self._db)
+        replay_states.prepare(self._db)
         # originator id -> (environment, service, name): a secret's id is derived from its
         # address, so an entry never goes stale; saves a query per secret event.
         self._addresses: dict[str, tuple[str, str, str]] = {}
@@ -253,7 +252,6 @@ class Views:
         replayer: replay.Replayer | None = None
         fold: replay.State | None = None
         folded_to = -1  # the position `fold` has seen every event up to
-        texts = replay.StateText()  # `fold`'s saved text, re-encoded where it changed
         is_folded = replay.is_folded_kind
         while True:
             with self._write() as cur:
@@ -271,7 +269,6 @@ class Views:
                     if start == 0 or last // every > start // every:
                         replayer = replay.Replayer(self.ledger, self._db)
                         fold = replayer.resume(start)
-                        texts = replay.StateText()
                 # Audit rows are written with one executemany per page (nothing in `_apply`
                 # reads audit_view back): per-row execute calls were most of a rebuild's cost.
                 audit_rows: list[tuple[Any, ...]] = []
@@ -297,15 +294,15 @@ class Views:
                         if fold is not None and is_folded(kind):
                             oid = event.originator_id.hex
                             replay.fold(fold, at, event, kind, oid, ts)
-                            if kind.startswith("Secret."):
-                                texts.changed(oid)
+                            if kind.startswith("Secret.") and replayer is not None:
+                                replayer.changed(oid)
                             folded = True
                     add(audit_row)
                     if fold is not None and replayer is not None:
                         if not folded:
                             fold["position"], fold["timestamp"] = at, audit_row[1]
                         if at % every == 0:
-                            replayer.save_state(fold, texts.text(fold))
+                            replayer.save_state(fold)
                     crashpoints.reached("during-catch-up")
                 cur.executemany(AUDIT_INSERT, audit_rows)
                 self._note_times(cur, start, audit_rows)
@@ -326,9 +323,9 @@ class Views:
         with self._write() as cur:
             for table in VIEW_TABLES:
                 cur.execute(f"DELETE FROM {table}")
-            # Saved replay states are a cache of the same log (projections/replay.py); the
+            # Saved replay states are a cache of the same log (projections/replay_states.py); the
             # catch-up below saves them again as it folds from the first event.
-            cur.execute("DELETE FROM replay_checkpoints")
+            replay_states.clear(cur)
             # The audit log's secondary indexes are built once at the end: kept up to date
             # row by row they cost as much as the rows themselves on a large log. Every open
             # (SCHEMA) creates them again should the rebuild be interrupted.
@@ -344,10 +341,9 @@ class Views:
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute(f"PRAGMA wal_autocheckpoint = {REBUILD_WAL_PAGES}")
         try:
-            # Replay states every REBUILD_SAVE_FACTOR * SAVE_EVERY positions: each save of a
-            # large ledger's state (3.2 MiB of JSON at 1M events, a digest, the WAL write)
-            # costs about as much as 1,000 events, and a replay starting from one folds at
-            # most that far.
+            # Replay states every REBUILD_SAVE_FACTOR * SAVE_EVERY positions: a replay starting
+            # from one folds at most that far. Each save writes only the secrets changed since
+            # the last (projections/replay_states.py): about 14 ms at 1M events.
             return self._catch_up(progress, REBUILD_SAVE_FACTOR * replay.SAVE_EVERY)
         finally:
             self._db.execute(f"PRAGMA synchronous = {synchronous}")

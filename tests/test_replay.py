@@ -21,8 +21,9 @@ from ledger.credentials import Credential
 from ledger.errors import LedgerError
 from ledger.secret import Secret
 from ledger.vault.memory import MemoryKeyring
-from projections import replay
+from projections import replay, replay_states
 from projections.replay import Replayer, snapshot
+from projections.replay_states import SavedStates
 from projections.timefmt import iso
 
 ADDRESSES = [
@@ -200,7 +201,14 @@ def _busy_ledger(home: Path, writes: int) -> tuple[Any, Credential]:
 
 
 def _saved(db: sqlite3.Connection) -> dict[int, str]:
-    return dict(db.execute("SELECT position, state FROM replay_checkpoints ORDER BY position"))
+    """position -> the text of the state saved there, as it loads (its digest checked; a
+    state that would not load maps to "")."""
+    states = SavedStates(db)
+    found: dict[int, str] = {}
+    for (position,) in db.execute("SELECT position FROM replay_checkpoints ORDER BY position"):
+        state = states.read(position)
+        found[position] = "" if state is None else replay_states.encode(state)
+    return found
 
 
 class _Counting(Replayer):
@@ -225,7 +233,7 @@ def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypa
     views.catch_up()
     head = ledger.recorder.max_notification_id()
     expected = Replayer(ledger, views.db).at_position(head)
-    views.db.execute("UPDATE replay_checkpoints SET state = '{}'")  # wrong: rebuild drops it
+    views.db.execute("UPDATE replay_checkpoints SET head = '{}'")  # wrong: rebuild drops it
     seen: list[int] = []
     before = views.snapshot()
     assert views.rebuild(progress=seen.append) == head and seen[-1] == head
@@ -236,7 +244,7 @@ def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypa
     for position, text in saved.items():
         # Byte for byte the text of the re-folded state (the rebuild re-encodes only the
         # secrets that changed since its last save).
-        assert text == replay.encode(Replayer(ledger).at_position(position)), position
+        assert text == replay_states.encode(Replayer(ledger).at_position(position)), position
     for position in range(head + 1):
         _Counting.folded = 0
         assert _Counting(ledger, views.db).at_position(position) == Replayer(ledger).at_position(
@@ -271,7 +279,7 @@ def test_catch_up_saves_replay_states_as_the_log_grows(tmp_path: Path, monkeypat
     saved = _saved(views.db)
     assert sorted(saved) == list(range(5, head + 1, 5))
     for position, text in saved.items():
-        assert text == replay.encode(Replayer(ledger).at_position(position)), position
+        assert text == replay_states.encode(Replayer(ledger).at_position(position)), position
 
 
 def test_catch_up_leaves_states_to_replays_when_none_is_near(
@@ -299,8 +307,9 @@ def test_catch_up_leaves_states_to_replays_when_none_is_near(
 
 
 def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatch: Any) -> None:
-    """A saved state is bound to the chain link at its position and to a digest of its text:
-    one edited, damaged, or from another history is deleted and the replay starts earlier."""
+    """A saved state is bound to the chain link at its position and to a digest of its head
+    and parts: one with a part edited or missing, a damaged head, or from another history is
+    deleted and the replay starts earlier."""
     from projections.views import Views
 
     monkeypatch.setattr(replay, "SAVE_EVERY", 3)
@@ -311,35 +320,126 @@ def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatc
     head = ledger.recorder.max_notification_id() or 0
     full = Replayer(ledger).at_position(head)
     last = max(_saved(db))
-    edited = json.loads(_saved(db)[last])
-    for secret in edited["secrets"].values():
-        secret["fingerprint"] = "0" * 64
+
+    def parts_of(position: int) -> list[int]:
+        row = db.execute("SELECT parts FROM replay_checkpoints WHERE position = ?", (position,))
+        listed: list[int] = json.loads(row.fetchone()[0])
+        return listed
+
+    # One secret's part edited (its fingerprint), in place: every state sharing it is refused.
+    part = parts_of(last)[0]
+    text = db.execute("SELECT text FROM replay_parts WHERE id = ?", (part,)).fetchone()[0]
+    oid, _, body = text.partition(":")
+    edited = json.loads(body)
+    edited["fingerprint"] = "0" * 64
     db.execute(
-        "UPDATE replay_checkpoints SET state = ? WHERE position = ?", (json.dumps(edited), last)
+        "UPDATE replay_parts SET text = ? WHERE id = ?", (oid + ":" + json.dumps(edited), part)
     )
+    assert _saved(db)[last] == ""  # no longer loads
+    _Counting.folded = 0
+    assert _Counting(ledger, db).at_position(head) == full
+    assert _Counting.folded > head - last  # started before the edited state
+    assert _saved(db)[last] == replay_states.encode(Replayer(ledger).at_position(last))
+    # A part missing.
+    db.execute("DELETE FROM replay_parts WHERE id = ?", (parts_of(last)[-1],))
+    assert _saved(db)[last] == ""
     assert Replayer(ledger, db).at_position(head) == full
-    assert last in _saved(db)  # the replay saved the right one again on its way
-    db.execute("UPDATE replay_checkpoints SET state = 'not json' WHERE position = ?", (last,))
+    assert _saved(db)[last] == replay_states.encode(Replayer(ledger).at_position(last))
+    # A damaged head, and a list of parts that is not one.
+    db.execute("UPDATE replay_checkpoints SET head = 'not json' WHERE position = ?", (last,))
+    assert Replayer(ledger, db).at_position(head) == full
+    db.execute("UPDATE replay_checkpoints SET parts = '{\"a\":1}' WHERE position = ?", (last,))
     assert Replayer(ledger, db).at_position(head) == full
     # Another history at those positions (a replaced log): its chain links differ.
     db.execute("UPDATE replay_checkpoints SET link = ?", (b"\x01" * 32,))
     _Counting.folded = 0
     assert _Counting(ledger, db).at_position(head) == full
     assert _Counting.folded == head  # every state was stale: a full re-fold
-    assert all(
-        json.loads(text) == Replayer(ledger).at_position(p) for p, text in _saved(db).items()
+    saved = _saved(db)
+    assert saved and all(
+        text == replay_states.encode(Replayer(ledger).at_position(p)) for p, text in saved.items()
     )
-    # States saved before they were bound to the log cannot be checked: dropped on open.
+    # States of older layouts (whole texts; before that, not bound to the log) are dropped on
+    # open: a cache, saved again by the next replay.
     views.close()
-    old = sqlite3.connect(tmp_path / "views.sqlite")
-    old.execute("DROP TABLE replay_checkpoints")
-    old.execute(
-        "CREATE TABLE replay_checkpoints (position INTEGER PRIMARY KEY, state TEXT NOT NULL)"
-    )
-    old.execute("INSERT INTO replay_checkpoints VALUES (3, '{}')")
-    old.commit()
-    old.close()
-    assert _saved(Views(ledger).db) == {}
+    for columns in ("state TEXT NOT NULL", "state TEXT NOT NULL, link BLOB, digest TEXT"):
+        old = sqlite3.connect(tmp_path / "views.sqlite")
+        old.execute("DROP TABLE replay_checkpoints")
+        old.execute(f"CREATE TABLE replay_checkpoints (position INTEGER PRIMARY KEY, {columns})")
+        old.execute("INSERT INTO replay_checkpoints (position, state) VALUES (3, '{}')")
+        old.commit()
+        old.close()
+        reopened = Views(ledger)
+        assert _saved(reopened.db) == {}
+        assert Replayer(ledger, reopened.db).at_position(head) == full
+        reopened.close()
+
+
+def test_saved_states_share_the_parts_of_secrets_that_did_not_change(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Each save stores only the secrets whose text changed since the state it folded on from
+    (the point of the layout: a large ledger's rebuild wrote 4 MiB a state before)."""
+    from projections.views import Views
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 5)
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    ledger.checkpoint_every = 0
+    cred = Credential(token=ledger.initialize("alice").token)
+    for n in range(3):
+        ledger.write(cred, ADDRESSES[n], f"value-{n}-xxxxxxxx", spec_check=_no_spec)
+    for _ in range(12):  # reads: no secret changes
+        ledger.read(cred, ADDRESSES[0])
+    ledger.write(cred, ADDRESSES[1], "value-new-xxxxxxxx", spec_check=_no_spec)
+    views = Views(ledger)
+    views.rebuild()
+    db = views.db
+    head = ledger.recorder.max_notification_id() or 0
+    saved = _saved(db)
+    assert len(saved) >= 3
+    for position, text in saved.items():
+        assert text == replay_states.encode(Replayer(ledger).at_position(position)), position
+    # Three secrets, one of them written again: at most one part each before the first save
+    # that holds all three, and the second value's part once; the other states share them.
+    parts = db.execute("SELECT count(*) FROM replay_parts").fetchone()[0]
+    listed = [json.loads(r[0]) for r in db.execute("SELECT parts FROM replay_checkpoints")]
+    assert sum(len(p) for p in listed) > parts
+    assert parts <= 3 + 2 + 1
+    assert Replayer(ledger, db).at_position(head) == Replayer(ledger).at_position(head)
+
+
+def test_a_state_folded_on_is_saved_with_only_its_marked_secrets_encoded_again(
+    tmp_path: Path,
+) -> None:
+    """`SavedStates` encodes again only the secrets marked changed in the state it tracks (so
+    the fold marks every `Secret.*` event); a state it does not track is encoded whole."""
+    db = sqlite3.connect(tmp_path / "states.sqlite", isolation_level=None)
+    states = SavedStates(db)
+    state = replay.empty()
+    state["secrets"]["a"] = {"name": "x", "retained": [1], "born": {"1": "t"}}
+    state["secrets"]["b"] = {"name": 'y\u00e9"', "retained": [], "born": {}}
+    state.update(position=3, timestamp="2025-01-01T00:00:00.000Z", retention=10)
+    states.save(state, b"L" * 32)
+    assert _saved(db)[3] == replay_states.encode(state)
+    state["position"] = 6
+    state["secrets"]["a"]["retained"].append(2)
+    states.changed("a")
+    state["operators"]["o"] = {"name": "alice", "role": None, "sessions": {"s": {}}}
+    state["secrets"]["b"]["name"] = "z"  # not marked: its old part stays
+    states.save(state, None)
+    assert _saved(db)[6] != replay_states.encode(state)
+    assert json.loads(_saved(db)[6])["secrets"]["b"]["name"] == 'y\u00e9"'
+    assert json.loads(_saved(db)[6])["secrets"]["a"]["retained"] == [1, 2]
+    copy = json.loads(replay_states.encode(state))  # not the tracked state: encoded whole
+    copy["position"] = 9
+    states.changed("gone")  # marked but not in the state: ignored
+    states.save(copy, None)
+    assert _saved(db)[9] == replay_states.encode(copy)
+    loaded = SavedStates(db).nearest(9, lambda _at: None)
+    assert loaded == copy and loaded is not None
+    assert replay_states.encode(loaded) == replay_states.encode(copy)
+    assert SavedStates(db).nearest(8, lambda _at: b"M" * 32) is None  # other links: deleted
+    assert _saved(db) == {9: replay_states.encode(copy)}
 
 
 def test_replay_gives_each_secret_its_compliance_as_it_was_then(tmp_path: Path) -> None:
@@ -542,24 +642,3 @@ def test_replay_skips_decoding_only_what_cannot_change_the_state(
         assert Replayer(ledger).at_position(position) == one_by_one(position), position
         assert Replayer(ledger, cache).at_position(position) == one_by_one(position), position
     assert 10 not in _saved(cache) and 5 in _saved(cache)
-
-
-def test_state_text_re_encodes_only_what_it_is_told_changed() -> None:
-    """`StateText` gives `encode(state)` as long as every changed secret is marked; a secret
-    not marked keeps the text it had (which is why the catch-up marks every `Secret.*` event)."""
-    texts = replay.StateText()
-    state = replay.empty()
-    assert texts.text(state) == replay.encode(state)
-    state["secrets"]["a"] = {"name": "x", "retained": [1], "born": {"1": "t"}}
-    state["secrets"]["b"] = {"name": 'y\u00e9"', "retained": [], "born": {}}
-    state.update(position=3, timestamp="2025-01-01T00:00:00.000Z", retention=10)
-    assert texts.text(state) == replay.encode(state)
-    state["secrets"]["a"]["retained"].append(2)
-    texts.changed("a")
-    state["operators"]["o"] = {"name": "alice", "role": None, "sessions": {"s": {}}}
-    assert texts.text(state) == replay.encode(state)
-    state["secrets"]["b"]["name"] = "z"  # not marked: the old text stays
-    assert texts.text(state) != replay.encode(state)
-    texts.changed("b")
-    texts.changed("gone")  # marked but not in the state: ignored
-    assert texts.text(state) == replay.encode(state)

@@ -1,0 +1,221 @@
+"""Saved replay states (in views.sqlite), each stored as a small head and its secrets' parts,
+parts shared between states.
+
+A state of a large ledger is about 4 MiB of JSON (1M events, 5,000 secrets), and between two
+saves 10,000 positions apart about one secret in five changes. Saved whole, a rebuild wrote
+420 MiB of states, three quarters of views.sqlite, twice (WAL, then the file). Saved as parts,
+a save writes only the secrets whose text changed plus the list of its parts; a load still
+reads one state's parts directly (no chain of deltas to apply, which halved the speed of a
+cold replay in a prototype: docs/performance.md).
+
+A state is trusted only as it was saved: bound to the ledger's chain link at its position and
+to a digest over its head and the SHA-256 of each of its parts in order. A part missing,
+edited or shared by mistake fails the digest, and the state is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from typing import Any
+
+State = dict[str, Any]
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS replay_checkpoints (position INTEGER PRIMARY KEY, "
+    "head TEXT NOT NULL, parts TEXT NOT NULL, link BLOB, digest TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS replay_parts (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",
+)
+
+_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+# A secret's part as known to this process: (its text, SHA-256 of the text, its row id once
+# stored).
+Part = tuple[str, bytes, int | None]
+
+
+def prepare(db: sqlite3.Connection) -> None:
+    """Create the tables. Saved states of an older layout (whole texts; before them, states
+    not bound to the log) are dropped: they are a cache, saved again by the next replay."""
+    columns = [r[1] for r in db.execute("PRAGMA table_info(replay_checkpoints)")]
+    if columns and "parts" not in columns:
+        db.execute("DROP TABLE replay_checkpoints")
+    for statement in SCHEMA:
+        db.execute(statement)
+
+
+def clear(cur: sqlite3.Cursor) -> None:
+    """Drop every saved state (a rebuild saves them again)."""
+    cur.execute("DELETE FROM replay_checkpoints")
+    cur.execute("DELETE FROM replay_parts")
+
+
+def encode(state: State) -> str:
+    """The state as one JSON text: what a loaded state encodes to, key for key."""
+    return _DUMPS(state)
+
+
+def _part_text(oid: str, secret: Any) -> str:
+    return _DUMPS(oid) + ":" + _DUMPS(secret)
+
+
+def _hash(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def _head(state: State) -> str:
+    # "secrets" stays in its place (as null) so that a loaded state keeps the key order.
+    return _DUMPS({k: (None if k == "secrets" else v) for k, v in state.items()})
+
+
+def _digest(link: bytes | None, head: str, hashes: list[bytes]) -> str:
+    found = hashlib.sha256(link or b"")
+    encoded = head.encode()
+    found.update(len(encoded).to_bytes(8, "big"))
+    found.update(encoded)
+    found.update(b"".join(hashes))
+    return found.hexdigest()
+
+
+class SavedStates:
+    """The saved states of one connection, and the parts of the one state this process folds
+    and saves again and again (`track`: the state it loaded or started from).
+
+    Only the secrets marked `changed` since the last save are encoded again (every `Secret.*`
+    event folded; a marked secret whose text is unchanged keeps its part). A state saved that
+    is not the tracked one is encoded whole, so a missed mark can only come from a caller
+    that folds the tracked state without marking."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        prepare(db)
+        self._state: State | None = None
+        self._parts: dict[str, Part] = {}
+        self._changed: set[str] = set()
+
+    def track(self, state: State, parts: dict[str, Part] | None = None) -> None:
+        self._state, self._parts, self._changed = state, parts or {}, set()
+
+    def changed(self, oid: str) -> None:
+        self._changed.add(oid)
+
+    def save(self, state: State, link: bytes | None) -> None:
+        """Save `state` (taken at its position, whose chain link is `link`), replacing any
+        state saved there, in one transaction (a savepoint inside the caller's)."""
+        if state is not self._state:
+            self.track(state)
+        secrets: dict[str, Any] = state["secrets"]
+        parts = self._parts
+        for oid in self._changed:
+            secret = secrets.get(oid)
+            if secret is not None:
+                text = _part_text(oid, secret)
+                known = parts.get(oid)
+                if known is None or known[0] != text:
+                    parts[oid] = (text, _hash(text), None)
+        self._changed.clear()
+        cur = self.db.cursor()
+        cur.execute("SAVEPOINT replay_state")
+        try:
+            ids: list[int] = []
+            hashes: list[bytes] = []
+            for oid, secret in secrets.items():
+                known = parts.get(oid)
+                if known is None:
+                    text = _part_text(oid, secret)
+                    known = (text, _hash(text), None)
+                stored = known[2]
+                if stored is None:
+                    cur.execute("INSERT INTO replay_parts (text) VALUES (?)", (known[0],))
+                    stored = cur.lastrowid
+                    assert stored is not None
+                    parts[oid] = (known[0], known[1], stored)
+                ids.append(stored)
+                hashes.append(known[1])
+            head = _head(state)
+            cur.execute(
+                "INSERT OR REPLACE INTO replay_checkpoints (position, head, parts, link, digest) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (state["position"], head, _DUMPS(ids), link, _digest(link, head, hashes)),
+            )
+        except BaseException:
+            cur.execute("ROLLBACK TO replay_state")
+            cur.execute("RELEASE replay_state")
+            # The ids just given to parts are gone with the savepoint: know nothing stored.
+            self._state, self._parts = None, {}
+            raise
+        cur.execute("RELEASE replay_state")
+
+    def nearest(self, position: int, link_at: Any) -> State | None:
+        """The saved state nearest at or before `position` that is as it was saved and
+        belongs to this log (`link_at(p)`: the chain link at p now), tracked; None if none.
+        Those that are not (another history, damaged, edited) are deleted on the way."""
+        while True:
+            row = self.db.execute(
+                "SELECT position, head, parts, link, digest FROM replay_checkpoints "
+                "WHERE position <= ? ORDER BY position DESC LIMIT 1",
+                (position,),
+            ).fetchone()
+            if row is None:
+                return None
+            at, head, listed, link, digest = row
+            state = self._load(at, head, listed, link, digest, link_at(at))
+            if state is not None:
+                return state
+            self.db.execute("DELETE FROM replay_checkpoints WHERE position = ?", (at,))
+            position = at - 1
+
+    def read(self, position: int) -> State | None:
+        """The state saved at `position` if it is as it was saved (its chain link is not
+        compared with the log's: `nearest` does that), else None; nothing is deleted."""
+        row = self.db.execute(
+            "SELECT position, head, parts, link, digest FROM replay_checkpoints WHERE position = ?",
+            (position,),
+        ).fetchone()
+        if row is None:
+            return None
+        at, head, listed, link, digest = row
+        return self._load(at, head, listed, link, digest, link)
+
+    def _load(
+        self, at: int, head: Any, listed: Any, link: Any, digest: Any, current: bytes | None
+    ) -> State | None:
+        if link != current or type(head) is not str or type(listed) is not str:
+            return None
+        try:
+            ids = json.loads(listed)
+        except ValueError:
+            return None
+        if type(ids) is not list or any(type(i) is not int for i in ids):
+            return None
+        # The list drives the loop (CROSS JOIN), so rows come in its order; checked below.
+        rows = self.db.execute(
+            "SELECT j.value, p.text FROM json_each(?) AS j "
+            "CROSS JOIN replay_parts AS p ON p.id = j.value",
+            (listed,),
+        ).fetchall()
+        if [r[0] for r in rows] != ids:
+            return None  # a part missing
+        texts: list[str] = [r[1] for r in rows]
+        if any(type(t) is not str for t in texts):
+            return None
+        hashes = [_hash(t) for t in texts]
+        if digest != _digest(link, head, hashes):
+            return None
+        try:
+            state = json.loads(head)
+            secrets = json.loads("{" + ",".join(texts) + "}")
+        except ValueError:
+            return None
+        if (
+            type(state) is not dict
+            or state.get("position") != at
+            or "secrets" not in state
+            or type(secrets) is not dict
+            or len(secrets) != len(ids)
+        ):
+            return None
+        state["secrets"] = secrets
+        parts = zip(texts, hashes, ids, strict=True)
+        self.track(state, dict(zip(secrets, parts, strict=True)))
+        return state
