@@ -122,6 +122,12 @@ def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) 
         )
         if fault is not None:
             print(f"FAULT {fault.kind} at position {fault.position}: {fault.detail}")
+            if report.events_valid < report.events_checked:
+                # The counts above stop there too: they read like a total otherwise.
+                print(
+                    f"the walk stops at the first fault: events after position "
+                    f"{fault.position} were not checked"
+                )
     if fault is not None:
         if alarm is False:
             runtime.info("warning: the integrity alarm could not be recorded in the ledger")

@@ -46,6 +46,13 @@ def verify_fails(ledger: Ledger, kind: str, position: int) -> None:
     result = ledger.run("audit", "verify")
     assert result.returncode == 6, result.stdout + result.stderr
     assert f"FAULT {kind} at position {position}:" in result.stdout, result.stdout
+    # A fault in the chain ends the walk, and the counts with it: the output says so. One
+    # found after a whole walk (a signature, a witness that saw more) does not.
+    valid, checked = map(int, result.stdout.split(" ", 1)[0].split("/"))
+    stop = f"events after position {position} were not checked"
+    assert (stop in result.stdout) == (valid < checked), result.stdout
+    if kind in ("edited", "deleted", "reordered", "inserted"):
+        assert valid < checked, result.stdout
     assert "Traceback" not in result.stderr
     alarms = ledger.run("audit", "log", "--code", "HBSE-013", "-o", "jsonl")
     assert alarms.returncode == 0, alarms.stderr
