@@ -69,7 +69,7 @@ def is_folded_kind(kind: str) -> bool:
 
 # A catch-up resumes its fold from a saved state at most this far behind where it starts;
 # farther (views caught up before states were saved there), it leaves states to replays.
-RESUME_WITHIN = 2 * SAVE_EVERY  # also the spacing of the states a rebuild saves (views.py)
+RESUME_WITHIN = 2 * SAVE_EVERY
 
 
 def empty() -> State:
@@ -162,7 +162,6 @@ class Replayer:
 
     def __init__(self, ledger: SecretsLedger, db: sqlite3.Connection | None = None) -> None:
         self.ledger = ledger
-        self.db = db
         self._reader = EventReader(ledger.mapper)
         self._saved = SavedStates(db) if db is not None else None
 
@@ -456,7 +455,10 @@ def window(replayer: Replayer, state: State, stop: int) -> dict[str, Any]:
                     "at": iso(event.timestamp),
                 }
             )
-        apply(state, at, event)
+        kind, oid = type(event).__qualname__, event.originator_id.hex
+        fold(state, at, event, kind, oid)
+        if kind.startswith("Secret."):
+            replayer.changed(oid)  # `state` may be the one its saved states track
     return {"secrets": secrets, "role_changes": roles, "denials": denials}
 
 

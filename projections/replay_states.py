@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 State = dict[str, Any]
@@ -28,6 +30,10 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS replay_parts (id INTEGER PRIMARY KEY, text TEXT NOT NULL)",
 )
 
+_COLUMNS = {
+    "replay_checkpoints": ["position", "head", "parts", "link", "digest"],
+    "replay_parts": ["id", "text"],
+}
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 # A secret's part as known to this process: (its text, SHA-256 of the text, its row id once
 # stored).
@@ -36,10 +42,12 @@ Part = tuple[str, bytes, int | None]
 
 def prepare(db: sqlite3.Connection) -> None:
     """Create the tables. Saved states of an older layout (whole texts; before them, states
-    not bound to the log) are dropped: they are a cache, saved again by the next replay."""
-    columns = [r[1] for r in db.execute("PRAGMA table_info(replay_checkpoints)")]
-    if columns and "parts" not in columns:
-        db.execute("DROP TABLE replay_checkpoints")
+    not bound to the log), or tables not as created here, are dropped: they are a cache,
+    saved again by the next replay."""
+    for table, expected in _COLUMNS.items():
+        columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+        if columns and columns != expected:
+            db.execute(f"DROP TABLE {table}")
     for statement in SCHEMA:
         db.execute(statement)
 
@@ -100,8 +108,11 @@ class SavedStates:
         self._changed.add(oid)
 
     def save(self, state: State, link: bytes | None) -> None:
-        """Save `state` (taken at its position, whose chain link is `link`), replacing any
-        state saved there, in one transaction (a savepoint inside the caller's)."""
+        """Save `state` (taken at its position, whose chain link is `link`) in one transaction
+        (a savepoint inside the caller's), unless a state is saved there already: a good one
+        is as good, and a bad one is deleted by the first load that meets it, before the
+        replay that loaded it saves again. So a process whose ids went stale (another one
+        rebuilt) cannot overwrite a good state, and no overwritten state leaves parts behind."""
         if state is not self._state:
             self.track(state)
         secrets: dict[str, Any] = state["secrets"]
@@ -117,27 +128,31 @@ class SavedStates:
         cur = self.db.cursor()
         cur.execute("SAVEPOINT replay_state")
         try:
-            ids: list[int] = []
-            hashes: list[bytes] = []
-            for oid, secret in secrets.items():
-                known = parts.get(oid)
-                if known is None:
-                    text = _part_text(oid, secret)
-                    known = (text, _hash(text), None)
-                stored = known[2]
-                if stored is None:
-                    cur.execute("INSERT INTO replay_parts (text) VALUES (?)", (known[0],))
-                    stored = cur.lastrowid
-                    assert stored is not None
-                    parts[oid] = (known[0], known[1], stored)
-                ids.append(stored)
-                hashes.append(known[1])
-            head = _head(state)
-            cur.execute(
-                "INSERT OR REPLACE INTO replay_checkpoints (position, head, parts, link, digest) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (state["position"], head, _DUMPS(ids), link, _digest(link, head, hashes)),
-            )
+            taken = cur.execute(
+                "SELECT 1 FROM replay_checkpoints WHERE position = ?", (state["position"],)
+            ).fetchone()
+            if taken is None:
+                ids: list[int] = []
+                hashes: list[bytes] = []
+                for oid, secret in secrets.items():
+                    known = parts.get(oid)
+                    if known is None:
+                        text = _part_text(oid, secret)
+                        known = (text, _hash(text), None)
+                    stored = known[2]
+                    if stored is None:
+                        cur.execute("INSERT INTO replay_parts (text) VALUES (?)", (known[0],))
+                        stored = cur.lastrowid
+                        assert stored is not None
+                        parts[oid] = (known[0], known[1], stored)
+                    ids.append(stored)
+                    hashes.append(known[1])
+                head = _head(state)
+                cur.execute(
+                    "INSERT INTO replay_checkpoints (position, head, parts, link, digest) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (state["position"], head, _DUMPS(ids), link, _digest(link, head, hashes)),
+                )
         except BaseException:
             cur.execute("ROLLBACK TO replay_state")
             cur.execute("RELEASE replay_state")
@@ -146,54 +161,72 @@ class SavedStates:
             raise
         cur.execute("RELEASE replay_state")
 
-    def nearest(self, position: int, link_at: Any) -> State | None:
+    def nearest(self, position: int, link_at: Callable[[int], bytes | None]) -> State | None:
         """The saved state nearest at or before `position` that is as it was saved and
         belongs to this log (`link_at(p)`: the chain link at p now), tracked; None if none.
-        Those that are not (another history, damaged, edited) are deleted on the way."""
-        while True:
-            row = self.db.execute(
-                "SELECT position, head, parts, link, digest FROM replay_checkpoints "
-                "WHERE position <= ? ORDER BY position DESC LIMIT 1",
-                (position,),
-            ).fetchone()
-            if row is None:
-                return None
-            at, head, listed, link, digest = row
-            state = self._load(at, head, listed, link, digest, link_at(at))
-            if state is not None:
-                return state
-            self.db.execute("DELETE FROM replay_checkpoints WHERE position = ?", (at,))
-            position = at - 1
+        Those that are not (another history, damaged, edited) are deleted on the way, and
+        then the parts no state lists."""
+        deleted = False
+        try:
+            while True:
+                row = self.db.execute(
+                    _SELECT_STATE + "WHERE position <= ? ORDER BY position DESC LIMIT 1",
+                    (position,),
+                ).fetchone()
+                if row is None:
+                    return None
+                at = row[0]
+                state = self._load(row, link_at(at))
+                if state is not None:
+                    return state
+                # Only the row as read: a good one saved there meanwhile stays.
+                self.db.execute(
+                    "DELETE FROM replay_checkpoints WHERE position = ? "
+                    "AND CAST(digest AS BLOB) IS ?",
+                    (at, row[4]),
+                )
+                deleted = True
+                position = at - 1
+        finally:
+            if deleted:
+                self._collect()
+
+    def _collect(self) -> None:
+        # Lists that are not JSON belong to states no load will accept: their parts go too.
+        self.db.execute(
+            "DELETE FROM replay_parts WHERE id NOT IN (SELECT j.value FROM replay_checkpoints "
+            "AS c, json_each(CASE WHEN json_valid(c.parts) THEN c.parts ELSE '[]' END) AS j)"
+        )
 
     def read(self, position: int) -> State | None:
         """The state saved at `position` if it is as it was saved (its chain link is not
         compared with the log's: `nearest` does that), else None; nothing is deleted."""
-        row = self.db.execute(
-            "SELECT position, head, parts, link, digest FROM replay_checkpoints WHERE position = ?",
-            (position,),
-        ).fetchone()
-        if row is None:
-            return None
-        at, head, listed, link, digest = row
-        return self._load(at, head, listed, link, digest, link)
+        row = self.db.execute(_SELECT_STATE + "WHERE position = ?", (position,)).fetchone()
+        return None if row is None else self._load(row, row[3])
 
-    def _load(
-        self, at: int, head: Any, listed: Any, link: Any, digest: Any, current: bytes | None
-    ) -> State | None:
-        if link != current or type(head) is not str or type(listed) is not str:
+    def _load(self, row: tuple[Any, ...], current: bytes | None) -> State | None:
+        """The state of a `_SELECT_STATE` row if it is as it was saved and its link is
+        `current`, tracked; None for anything else, however the row was damaged."""
+        at, raw_head, raw_listed, link, raw_digest = row
+        head, listed, digest = _text(raw_head), _text(raw_listed), _text(raw_digest)
+        if link != current or head is None or listed is None or digest is None:
             return None
+        # Checked before parsing: the list is not under the digest, and a deep nesting of
+        # brackets would raise RecursionError out of `json.loads`.
+        if _ID_LIST.fullmatch(listed) is None:
+            return None
+        ids = json.loads(listed)
+        if len(set(ids)) != len(ids):
+            return None  # a save lists each part once; a repeated id could make a load huge
         try:
-            ids = json.loads(listed)
-        except ValueError:
+            # The list drives the loop (CROSS JOIN), so rows come in its order; checked below.
+            rows = self.db.execute(
+                "SELECT j.value, p.text FROM json_each(?) AS j "
+                "CROSS JOIN replay_parts AS p ON p.id = j.value",
+                (listed,),
+            ).fetchall()
+        except sqlite3.Error:  # a damaged byte in a part: "Could not decode to UTF-8"
             return None
-        if type(ids) is not list or any(type(i) is not int for i in ids):
-            return None
-        # The list drives the loop (CROSS JOIN), so rows come in its order; checked below.
-        rows = self.db.execute(
-            "SELECT j.value, p.text FROM json_each(?) AS j "
-            "CROSS JOIN replay_parts AS p ON p.id = j.value",
-            (listed,),
-        ).fetchall()
         if [r[0] for r in rows] != ids:
             return None  # a part missing
         texts: list[str] = [r[1] for r in rows]
@@ -205,7 +238,7 @@ class SavedStates:
         try:
             state = json.loads(head)
             secrets = json.loads("{" + ",".join(texts) + "}")
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if (
             type(state) is not dict
@@ -219,3 +252,21 @@ class SavedStates:
         parts = zip(texts, hashes, ids, strict=True)
         self.track(state, dict(zip(secrets, parts, strict=True)))
         return state
+
+
+# Text columns are read as bytes and decoded here: a damaged byte would otherwise raise out
+# of the fetch (sqlite3 decodes TEXT as UTF-8).
+_SELECT_STATE = (
+    "SELECT position, CAST(head AS BLOB), CAST(parts AS BLOB), link, CAST(digest AS BLOB) "
+    "FROM replay_checkpoints "
+)
+_ID_LIST = re.compile(r"\[(?:[0-9]{1,18}(?:,[0-9]{1,18})*)?\]")
+
+
+def _text(value: Any) -> str | None:
+    if type(value) is not bytes:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None

@@ -32,9 +32,9 @@ VIEWS_FILE = "views.sqlite"
 TRACKING_NAME = "views"
 PAGE = 2000
 REBUILD_WAL_PAGES = 16_000  # 64 MiB of 4 KiB pages: the views' WAL at most during a rebuild
-# A rebuild saves replay states every REBUILD_SAVE_FACTOR * replay.SAVE_EVERY positions. 2
-# (when states were saved whole) halved the saves' cost to the rebuild and doubled how far the
-# first replay after it folds: the cold replay went from 31x to 13.5x (docs/performance.md).
+# A rebuild saves replay states every REBUILD_SAVE_FACTOR * replay.SAVE_EVERY positions. Not
+# 2: when states were saved whole, 2 halved their cost to the rebuild but doubled how far the
+# first replay after it folds, and the cold replay fell from 31x to 13.5x (docs/performance.md).
 REBUILD_SAVE_FACTOR = 1
 # What a view row holds. Raise it with any change to what `_apply` writes: views of another
 # format are emptied on open and caught up again from the log (`Views._upgrade`).

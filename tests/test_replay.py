@@ -642,3 +642,87 @@ def test_replay_skips_decoding_only_what_cannot_change_the_state(
         assert Replayer(ledger).at_position(position) == one_by_one(position), position
         assert Replayer(ledger, cache).at_position(position) == one_by_one(position), position
     assert 10 not in _saved(cache) and 5 in _saved(cache)
+
+
+def test_hostile_saved_state_rows_never_break_a_replay(tmp_path: Path, monkeypatch: Any) -> None:
+    """views.sqlite is a cache anyone with the file can damage: lists of parts that are deeply
+    nested, repeated or reordered, bytes that are not UTF-8, tables of another shape. Each
+    state so damaged is refused, the replay equals a re-fold, and the parts no state lists
+    are deleted with the states."""
+    from projections.views import Views
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 3)
+    ledger, _ = _busy_ledger(tmp_path, 9)
+    views = Views(ledger)
+    views.catch_up()
+    db = views.db
+    head = ledger.recorder.max_notification_id() or 0
+    full = Replayer(ledger).at_position(head)
+    last = max(_saved(db))
+    listed: list[int] = json.loads(
+        db.execute("SELECT parts FROM replay_checkpoints WHERE position = ?", (last,)).fetchone()[0]
+    )
+    assert len(listed) >= 2
+    set_parts = "UPDATE replay_checkpoints SET parts = ? WHERE position = ?"
+    damage = [
+        (set_parts, ("[" * 200_000, last)),
+        (set_parts, (json.dumps(listed * 3), last)),
+        (set_parts, (json.dumps([listed[1], listed[0], *listed[2:]]), last)),
+        ("UPDATE replay_checkpoints SET head = CAST(X'80FF' AS TEXT) WHERE position = ?", (last,)),
+        ("UPDATE replay_parts SET text = CAST(X'80FF' AS TEXT) WHERE id = ?", (listed[0],)),
+    ]
+    for statement, parameters in damage:
+        db.execute(statement, parameters)
+        assert _saved(db).get(last) == ""  # refused, not raised
+        assert Replayer(ledger, db).at_position(head) == full
+        assert _saved(db)[last] == replay_states.encode(Replayer(ledger).at_position(last))
+        listed = json.loads(
+            db.execute(
+                "SELECT parts FROM replay_checkpoints WHERE position = ?", (last,)
+            ).fetchone()[0]
+        )
+
+    def unlisted() -> int:
+        return int(
+            db.execute(
+                "SELECT count(*) FROM replay_parts WHERE id NOT IN (SELECT j.value FROM "
+                "replay_checkpoints AS c, json_each(c.parts) AS j)"
+            ).fetchone()[0]
+        )
+
+    assert unlisted() == 0  # each refused state's own parts went with it
+    # Another history at every position: all states deleted, their parts too, new ones saved.
+    db.execute("UPDATE replay_checkpoints SET link = ?", (b"\x01" * 32,))
+    assert Replayer(ledger, db).at_position(head) == full
+    assert unlisted() == 0 and len(_saved(db)) == head // 3
+    # A parts table of another shape is dropped on open, and the states with it refused.
+    views.close()
+    other = sqlite3.connect(tmp_path / "views.sqlite")
+    other.execute("DROP TABLE replay_parts")
+    other.execute("CREATE TABLE replay_parts (id INTEGER PRIMARY KEY, body BLOB)")
+    other.commit()
+    other.close()
+    reopened = Views(ledger)
+    assert Replayer(ledger, reopened.db).at_position(head) == full
+    assert all(text for text in _saved(reopened.db).values())
+    reopened.close()
+
+
+def test_a_window_marks_what_it_folds_for_the_next_save(tmp_path: Path, monkeypatch: Any) -> None:
+    """`window` folds on from a state that saved states may track: a save after it must hold
+    the secrets it changed (a missed mark would save their old text under a valid digest)."""
+    from projections.replay import window
+    from projections.views import Views
+
+    monkeypatch.setattr(replay, "SAVE_EVERY", 1_000)
+    ledger, _ = _busy_ledger(tmp_path, 9)
+    views = Views(ledger)
+    views.catch_up()
+    head = ledger.recorder.max_notification_id() or 0
+    replayer = Replayer(ledger, views.db)
+    state = replayer.at_position(head // 2)
+    replayer.save_state(state)  # its secrets' parts are now known as of head // 2
+    window(replayer, state, head)
+    replayer.save_state(state)
+    assert state["position"] == head
+    assert _saved(views.db)[head] == replay_states.encode(Replayer(ledger).at_position(head))
