@@ -92,7 +92,8 @@ def prepare(path: str, idle_seconds: float) -> Agent:
             raise AgentProblem(f"cannot create {directory}: {exc.strerror}") from exc
     problem = agent_client.private_directory_problem(directory)
     if problem is not None:
-        raise AgentProblem(problem)
+        # Worded as `status` and `stop` word it (agent_client.control).
+        raise AgentProblem(f"cannot use the agent socket {path}: {problem}")
     if len(os.fsencode(path)) >= 107:
         raise AgentProblem(f"socket path too long for a Unix socket: {path}")
     # Two `agent start` at once: one checks, clears, binds and listens while the other

@@ -263,9 +263,11 @@ def test_status_and_stop_say_when_an_agent_does_not_answer(ledger: Ledger) -> No
             assert f"pid {os.getpid()}" in found.stderr
             assert 4.5 < time.monotonic() - started < 30
         os.chmod(directory, 0o755)  # noqa: S103 - the mistake under test
-        exposed = ledger.run("agent", "status")
-        assert exposed.returncode == 1
-        assert "open to other users" in exposed.stderr
+        for kind in ("status", "start"):  # the same words from each
+            exposed = ledger.run("agent", kind)
+            assert exposed.returncode == 1, (kind, exposed.stderr)
+            assert f"cannot use the agent socket {path}:" in exposed.stderr, kind
+            assert "open to other users" in exposed.stderr, kind
     finally:
         silent.close()
         shutil.rmtree(directory, ignore_errors=True)

@@ -306,20 +306,27 @@ def test_catch_up_leaves_states_to_replays_when_none_is_near(
     assert len(_saved(views.db)) == head // 2
 
 
-def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatch: Any) -> None:
-    """A saved state is bound to the chain link at its position and to a digest of its head
-    and parts: one with a part edited or missing, a damaged head, or from another history is
-    deleted and the replay starts earlier."""
+def _saved_every_3(tmp_path: Path, monkeypatch: Any) -> tuple[Any, Any, replay.State, int]:
+    """A busy ledger with views caught up and states saved every 3 positions: (ledger, views,
+    the state re-folded at the head, the last position a state was saved at)."""
     from projections.views import Views
 
     monkeypatch.setattr(replay, "SAVE_EVERY", 3)
     ledger, _ = _busy_ledger(tmp_path, 9)
     views = Views(ledger)
     views.catch_up()
-    db = views.db
-    head = ledger.recorder.max_notification_id() or 0
-    full = Replayer(ledger).at_position(head)
-    last = max(_saved(db))
+    full = Replayer(ledger).at_position(ledger.recorder.max_notification_id() or 0)
+    return ledger, views, full, max(_saved(views.db))
+
+
+def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatch: Any) -> None:
+    """A saved state is bound to the chain link at its position and to a digest of its head
+    and parts: one with a part edited or missing, a damaged head, or from another history is
+    deleted and the replay starts earlier."""
+    from projections.views import Views
+
+    ledger, views, full, last = _saved_every_3(tmp_path, monkeypatch)
+    db, head = views.db, full["position"]
 
     def parts_of(position: int) -> list[int]:
         row = db.execute("SELECT parts FROM replay_checkpoints WHERE position = ?", (position,))
@@ -651,14 +658,8 @@ def test_hostile_saved_state_rows_never_break_a_replay(tmp_path: Path, monkeypat
     are deleted with the states."""
     from projections.views import Views
 
-    monkeypatch.setattr(replay, "SAVE_EVERY", 3)
-    ledger, _ = _busy_ledger(tmp_path, 9)
-    views = Views(ledger)
-    views.catch_up()
-    db = views.db
-    head = ledger.recorder.max_notification_id() or 0
-    full = Replayer(ledger).at_position(head)
-    last = max(_saved(db))
+    ledger, views, full, last = _saved_every_3(tmp_path, monkeypatch)
+    db, head = views.db, full["position"]
     listed: list[int] = json.loads(
         db.execute("SELECT parts FROM replay_checkpoints WHERE position = ?", (last,)).fetchone()[0]
     )
