@@ -432,7 +432,14 @@ def doctor(
     from ledger.errors import IntegrityFailure
 
     ledger = runtime.open_ledger(home)
-    report = ledger.doctor(runtime.credential(ledger), repair=repair)
+    try:
+        report = ledger.doctor(runtime.credential(ledger), repair=repair)
+    except IntegrityFailure as exc:
+        if output is Output.json:
+            # A monitor reading stdout gets a document for a damaged ledger file too; the
+            # error and its hint still go to stderr, exit 6.
+            runtime.emit_json({"host": ledger.host, "healthy": False, "damaged": str(exc)})
+        raise
     unresolved = (
         [s for s in report.bad_snapshots if f"snapshot {s}" not in report.repaired]
         + report.missing_values

@@ -5,6 +5,7 @@ exit code, with nothing half-written and the chain intact."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -490,6 +491,10 @@ def test_a_damaged_index_is_found_by_doctor_and_rebuilt_by_repair(ledger: Ledger
     assert found.returncode == 6, found.stderr
     assert "missing from index stored_events_topic" in found.stderr
     assert "doctor --repair" in found.stderr and "internal error" not in found.stderr
+    as_json = ledger.run("doctor", "-o", "json")
+    assert as_json.returncode == 6, as_json.stderr
+    doc = json.loads(as_json.stdout)
+    assert doc["healthy"] is False and "stored_events_topic" in doc["damaged"]
     repaired = ledger.run("doctor", "--repair")
     assert repaired.returncode == 0, repaired.stderr
     assert "repaired: index stored_events_topic" in repaired.stdout
