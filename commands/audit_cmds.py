@@ -91,6 +91,11 @@ def _pinned_key(pubkey: Path | None, label: str = "--pubkey") -> str | None:
         raise UsageProblem(f"{label} {pubkey}: not a readable Ed25519 PEM key ({exc})") from None
 
 
+def _shown(value: Any) -> str:
+    """A field's value in a table: "-" for none (a secret that did not exist yet)."""
+    return "-" if value is None else str(value)
+
+
 def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) -> None:
     from ledger.errors import IntegrityFailure
 
@@ -125,9 +130,11 @@ def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) 
             if report.events_valid < report.events_checked:
                 # The counts above stop there too: they read like a total otherwise.
                 print(
-                    f"the walk stops at the first fault: events after position "
-                    f"{fault.position} were not checked"
+                    f"the walk stops at the first fault: events and checkpoints after "
+                    f"position {fault.position} were not checked"
                 )
+            if alarm:
+                print("an integrity alarm (HBSE-013) was recorded in the ledger")
     if fault is not None:
         if alarm is False:
             runtime.info("warning: the integrity alarm could not be recorded in the ledger")
@@ -670,7 +677,9 @@ def diff(
         happened = ", ".join(
             f"{e['change']} v{e['version']}" if "version" in e else e["change"] for e in s["events"]
         )
-        fields = ", ".join(f"{k} {v['from']} -> {v['to']}" for k, v in s["fields"].items())
+        fields = ", ".join(
+            f"{k} {_shown(v['from'])} -> {_shown(v['to'])}" for k, v in s["fields"].items()
+        )
         print(
             f"  secret   {s['secret']}: {happened or s['change']}"
             + (f"; {fields}" if fields else "")

@@ -182,7 +182,13 @@ def repair_indexes(path: Path, rows_fault: Callable[[], str | None]) -> list[str
             problems = [str(r[0]) for r in con.execute(f"PRAGMA integrity_check({CHECK_LINES})")]
             if problems == ["ok"]:
                 return []
-            names = damaged_indexes(problems) if len(problems) < CHECK_LINES else []
+            if len(problems) >= CHECK_LINES:
+                raise IntegrityFailure(
+                    f"{path}: refusing to rebuild indexes: the check reports {CHECK_LINES:,} "
+                    "problems or more, too many to be sure that indexes are all that is "
+                    f"damaged (the first: {problems[0][:200]}); restore the file from a backup"
+                )
+            names = damaged_indexes(problems)
             if not names:
                 raise IntegrityFailure(f"{path} is damaged: {problems[0][:200]}")
             fault = rows_fault()

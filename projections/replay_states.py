@@ -15,6 +15,7 @@ edited or shared by mistake fails the digest, and the state is never used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -193,10 +194,13 @@ class SavedStates:
 
     def _collect(self) -> None:
         # Lists that are not JSON belong to states no load will accept: their parts go too.
-        self.db.execute(
-            "DELETE FROM replay_parts WHERE id NOT IN (SELECT j.value FROM replay_checkpoints "
-            "AS c, json_each(CASE WHEN json_valid(c.parts) THEN c.parts ELSE '[]' END) AS j)"
-        )
+        # Parts left behind only take space, so a SQLite without its JSON functions (built
+        # in since 3.38; loads then refuse every state) keeps them rather than failing.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.db.execute(
+                "DELETE FROM replay_parts WHERE id NOT IN (SELECT j.value FROM replay_checkpoints "
+                "AS c, json_each(CASE WHEN json_valid(c.parts) THEN c.parts ELSE '[]' END) AS j)"
+            )
 
     def read(self, position: int) -> State | None:
         """The state saved at `position` if it is as it was saved (its chain link is not

@@ -49,8 +49,9 @@ def verify_fails(ledger: Ledger, kind: str, position: int) -> None:
     # A fault in the chain ends the walk, and the counts with it: the output says so. One
     # found after a whole walk (a signature, a witness that saw more) does not.
     valid, checked = map(int, result.stdout.split(" ", 1)[0].split("/"))
-    stop = f"events after position {position} were not checked"
+    stop = f"events and checkpoints after position {position} were not checked"
     assert (stop in result.stdout) == (valid < checked), result.stdout
+    assert "an integrity alarm (HBSE-013) was recorded" in result.stdout, result.stdout
     if kind in ("edited", "deleted", "reordered", "inserted"):
         assert valid < checked, result.stdout
     assert "Traceback" not in result.stderr

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from ledger.application import SecretsLedger, entry_name
 from ledger.chain import verify
 from ledger.config import open_ledger
 from ledger.credentials import Credential
-from ledger.errors import KeychainUnavailable, LedgerUnavailable
+from ledger.errors import IntegrityFailure, KeychainUnavailable, LedgerUnavailable
 from ledger.operator import Operator, operator_id
 from ledger.secret import Secret
 from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger
@@ -501,6 +502,24 @@ def test_a_damaged_index_is_found_by_doctor_and_rebuilt_by_repair(ledger: Ledger
     assert ledger.run("doctor").returncode == 0
     assert _registered_by_index(path) == 3
     assert ledger.run("audit", "verify").returncode == 0
+
+
+@pytest.mark.sqlite_file
+def test_repair_refuses_damage_too_large_to_see_whole(ledger: Ledger, monkeypatch: Any) -> None:
+    """Past `CHECK_LINES` problems the check cannot tell that indexes are all that is
+    damaged: the repair refuses, says why (not just "damaged") and writes nothing."""
+    from ledger import config
+
+    for name in ("a.apiKey", "b.apiKey", "c.apiKey"):
+        ledger.set("nexus", name, "sk-" + f"{name[0]}Lx" * 16)
+    path = ledger.home / "ledger.sqlite"
+    _stale_topic_index(path, row_moves=False)
+    before = path.read_bytes()
+    monkeypatch.setattr(config, "CHECK_LINES", 1)
+    with pytest.raises(IntegrityFailure, match="too many to be sure") as refused:
+        config.repair_indexes(path, lambda: None)
+    assert "restore the file from a backup" in str(refused.value)
+    assert path.read_bytes() == before
 
 
 @pytest.mark.sqlite_file
