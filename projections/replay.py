@@ -28,14 +28,13 @@ from eventsourcing.persistence import MapperDeserialisationError
 from eventsourcing.utils import resolve_topic
 
 from projections.event_reader import EventReader, Row, read_rows, same_id
-from projections.replay_states import SavedStates
+from projections.replay_states import SavedStates, State
 from projections.timefmt import iso, parse_iso
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
     from ledger.catalogue import Catalogue
 
-State = dict[str, Any]
 SAVE_EVERY = 10_000
 PAGE = 2000
 
@@ -185,6 +184,14 @@ class Replayer:
         if self._saved is not None:
             self._saved.changed(oid)
 
+    def apply(self, state: State, position: int, event: Any) -> None:
+        """`apply` for a state this replayer may save: the secret an event changes is marked
+        (`changed`), so that its saved part is encoded again."""
+        kind, oid = type(event).__qualname__, event.originator_id.hex
+        fold(state, position, event, kind, oid)
+        if kind.startswith("Secret."):
+            self.changed(oid)
+
     def save_state(self, state: State) -> None:
         if self._saved is not None:
             self._saved.save(state, self._link(state["position"]))
@@ -239,10 +246,7 @@ class Replayer:
             event = self._decode(row, convert)
             if event is None:
                 continue
-            kind, oid = type(event).__qualname__, event.originator_id.hex
-            fold(state, at, event, kind, oid)
-            if kind.startswith("Secret."):
-                self.changed(oid)
+            self.apply(state, at, event)
             tail.clear()
             if at % every == 0:
                 self.save_state(state)
@@ -455,10 +459,7 @@ def window(replayer: Replayer, state: State, stop: int) -> dict[str, Any]:
                     "at": iso(event.timestamp),
                 }
             )
-        kind, oid = type(event).__qualname__, event.originator_id.hex
-        fold(state, at, event, kind, oid)
-        if kind.startswith("Secret."):
-            replayer.changed(oid)  # `state` may be the one its saved states track
+        replayer.apply(state, at, event)
     return {"secrets": secrets, "role_changes": roles, "denials": denials}
 
 

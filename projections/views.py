@@ -250,7 +250,7 @@ class Views:
         """`catch_up`, saving the replay state at every `every`-th position."""
         applied = 0
         replayer: replay.Replayer | None = None
-        fold: replay.State | None = None
+        fold: replay_states.State | None = None
         folded_to = -1  # the position `fold` has seen every event up to
         is_folded = replay.is_folded_kind
         while True:

@@ -306,7 +306,7 @@ def test_catch_up_leaves_states_to_replays_when_none_is_near(
     assert len(_saved(views.db)) == head // 2
 
 
-def _saved_every_3(tmp_path: Path, monkeypatch: Any) -> tuple[Any, Any, replay.State, int]:
+def _saved_every_3(tmp_path: Path, monkeypatch: Any) -> tuple[Any, Any, replay_states.State, int]:
     """A busy ledger with views caught up and states saved every 3 positions: (ledger, views,
     the state re-folded at the head, the last position a state was saved at)."""
     from projections.views import Views
@@ -637,7 +637,7 @@ def test_replay_skips_decoding_only_what_cannot_change_the_state(
     con.commit()
     con.close()
 
-    def one_by_one(position: int) -> replay.State:
+    def one_by_one(position: int) -> replay_states.State:
         state = replay.empty()
         for at, event in Replayer(ledger).events(0, position):
             replay.apply(state, at, event)
