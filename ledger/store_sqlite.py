@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -15,6 +16,8 @@ from ledger.errors import BadConfiguration
 CHAIN_TABLE = "event_chain"
 SNAPSHOTS_TABLE = "stored_snapshots"  # the library's fixed name on SQLite
 PAGE = 5000
+# (id, originator id as stored, version, topic, state): a stored event as `select_rows` reads it.
+RawRow = tuple[int, str, int, str, bytes]
 
 
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
@@ -57,7 +60,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             )
         return ids
 
-    def select_rows(self, start: int, limit: int) -> list[tuple[int, str, int, str, bytes]]:
+    def select_rows(self, start: int, limit: int) -> list[RawRow]:
         """(id, originator id as stored, version, topic, state) of the events after `start`,
         at most `limit`: what `select_notifications` reads, as plain tuples. The views'
         catch-up reads a rebuild's million events this way: a `sqlite3.Row`, a `UUID` and a
@@ -69,8 +72,32 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
                 (start, limit),
             )
-            rows: list[tuple[int, str, int, str, bytes]] = c.fetchall()
+            rows: list[RawRow] = c.fetchall()
             return rows
+
+    def row_opener(self) -> Callable[[], Callable[[int, int], list[RawRow]]] | None:
+        """For a process forked from this one: what opens, there, a `select_rows` on a
+        connection of its own (a SQLite connection must not be used across a fork). None for
+        an in-memory database, which no other process sees."""
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            return None
+        name, timeout = pool.db_name, pool.lock_timeout or 5
+        query = (
+            f"SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        )
+
+        def open_select() -> Callable[[int, int], list[RawRow]]:
+            db = sqlite3.connect(name, uri=True, timeout=timeout, isolation_level=None)
+
+            def select(start: int, limit: int) -> list[RawRow]:
+                rows: list[RawRow] = db.execute(query, (start, limit)).fetchall()
+                return rows
+
+            return select
+
+        return open_select
 
     # -- reading for verification ---------------------------------------------------------
 
