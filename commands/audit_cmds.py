@@ -14,6 +14,7 @@ from commands import runtime
 from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from ledger.application import SecretsLedger
@@ -544,15 +545,35 @@ def _one_cut(at: str | None, position: int | None) -> datetime | None:
     return _when(at, "--at")
 
 
-def _replay_state(ledger: Any, views: Any, at: datetime | None, position: int | None) -> Any:
+def _replay_state(
+    ledger: Any, views: Any, at: datetime | None, position: int | None
+) -> tuple[Any, Callable[[], None]]:
+    """The replayed snapshot, and what to call once it is shown: `_left_out`."""
     from projections.replay import Replayer, snapshot
     from projections.timefmt import iso
 
     if at is not None:
         position = views.position_at(iso(at))
     assert position is not None
-    state = Replayer(ledger, views.db).at_position(position)
-    return snapshot(state, at)
+    replayer = Replayer(ledger, views.db)
+    state = replayer.at_position(position)
+    cut = position
+    return snapshot(state, at), lambda: _left_out(views, replayer, cut)
+
+
+def _left_out(views: Any, replayer: Any, upto: int) -> None:
+    """Fail (exit 6, after the answer is shown) if an event up to `upto` could not be
+    decoded: by the views when they applied it, or by this replay. Such an event is missing
+    from the answer, which must not then pass for a clean one."""
+    from ledger.errors import IntegrityFailure
+
+    bad = sorted(set(replayer.skipped) | set(views.unreadable(upto)))
+    if bad:
+        shown = ", ".join(str(p) for p in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise IntegrityFailure(
+            f"{len(bad)} event(s) up to position {upto} cannot be decoded and are left out "
+            f"of this answer (position {shown}); run `secrets audit verify`"
+        )
 
 
 @audit_app.command("replay")
@@ -586,10 +607,16 @@ def replay(
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit replay")
     views = runtime.views(ledger)
-    doc = with_compliance(_replay_state(ledger, views, when, position), ledger, spec)
+    replayed, check = _replay_state(ledger, views, when, position)
+    doc = with_compliance(replayed, ledger, spec)
     if output is Output.json:
         runtime.emit_json(doc)
-        return
+    else:
+        _print_replay(doc)
+    check()
+
+
+def _print_replay(doc: dict[str, Any]) -> None:
     print(f"As of position {doc['position']} ({doc['timestamp'] or 'empty ledger'})")
     print()
     print(
@@ -667,11 +694,17 @@ def diff(
     replayer = Replayer(ledger, views.db)
     state = replayer.at_position(views.position_at(iso(start)))
     before = snapshot(state, start)
-    between = window(replayer, state, views.position_at(iso(end)))
+    cut = views.position_at(iso(end))
+    between = window(replayer, state, cut)
     doc = compare(before, snapshot(state, end), between)
     if output is Output.json:
         runtime.emit_json(doc)
-        return
+    else:
+        _print_diff(doc)
+    _left_out(views, replayer, cut)
+
+
+def _print_diff(doc: dict[str, Any]) -> None:
     print(f"from position {doc['from']['position']} to {doc['to']['position']}")
     for s in doc["secrets"]:
         happened = ", ".join(
@@ -731,18 +764,20 @@ def who_can(
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit who-can")
     views = runtime.views(ledger)
     position = None if when is not None else views.position()
-    doc = holders(_replay_state(ledger, views, when, position), environment, service, name)
+    replayed, check = _replay_state(ledger, views, when, position)
+    doc = holders(replayed, environment, service, name)
     if output is Output.json:
         runtime.emit_json(doc)
-        return
-    state = doc["status"] or "does not exist"
-    print(f"{doc['secret']} as of position {doc['position']}: {state}")
-    print(
-        runtime.table(
-            ["OPERATOR", "ROLE", "CAN"],
-            [[o["operator"], o["role"], ", ".join(o["can"])] for o in doc["operators"]],
+    else:
+        state = doc["status"] or "does not exist"
+        print(f"{doc['secret']} as of position {doc['position']}: {state}")
+        print(
+            runtime.table(
+                ["OPERATOR", "ROLE", "CAN"],
+                [[o["operator"], o["role"], ", ".join(o["can"])] for o in doc["operators"]],
+            )
         )
-    )
+    check()
 
 
 @audit_app.command("hash")

@@ -163,6 +163,9 @@ class Replayer:
         self.ledger = ledger
         self._reader = EventReader(ledger.mapper)
         self._saved = SavedStates(db) if db is not None else None
+        # Positions of the events this replayer could not decode, and so left out of what it
+        # folded: the caller says so (a damaged log must not read as a clean answer).
+        self.skipped: list[int] = []
 
     def _link(self, position: int) -> bytes | None:
         link_at = getattr(self.ledger.recorder, "link_at", None)
@@ -198,12 +201,12 @@ class Replayer:
 
     def events(self, start: int, stop: int | None) -> Iterator[tuple[int, Any]]:
         """(position, domain event) after `start` up to `stop` (inclusive); undecodable
-        events are skipped (`secrets audit verify` reports them)."""
+        events are skipped, noted in `skipped` (`secrets audit verify` reports them)."""
         for n in self.notifications(start, stop):
             try:
                 yield n.id, self.ledger.mapper.to_domain_event(n)
             except MapperDeserialisationError:
-                continue
+                self.skipped.append(n.id)
 
     def notifications(self, start: int, stop: int | None) -> Iterator[Any]:
         """The stored notifications after `start` up to `stop` (inclusive), in pages."""
@@ -276,6 +279,7 @@ class Replayer:
         try:
             return self._reader.read_row(row, convert)[0]
         except MapperDeserialisationError:
+            self.skipped.append(row[0])
             return None
 
     def position_at(self, when: datetime) -> int:

@@ -741,6 +741,15 @@ class Views:
         ).fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
+    def unreadable(self, upto: int) -> list[int]:
+        """Positions up to `upto` whose event could not be decoded when the views applied it."""
+        rows = self._db.execute(
+            "SELECT position FROM audit_view WHERE code = 'HBSE-013' AND action = 'unreadable' "
+            "AND position <= ? ORDER BY position",
+            (upto,),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
     def event_count(self, event: str | None = None) -> int:
         """How many events of one kind (qualified class name) were applied; all if None."""
         if event is None:

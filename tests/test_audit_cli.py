@@ -419,6 +419,51 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
     assert anonymous.returncode == 4
 
 
+@pytest.mark.sqlite_file  # edits the SQLite file
+def test_an_event_that_cannot_be_decoded_fails_the_replay_after_its_answer(
+    audit_ledger: Ledger,
+) -> None:
+    """`audit replay`, `diff` and `who-can` leave out an event they cannot decode: they still
+    answer, then say which positions are missing, with exit 6, whether the views found the
+    damage (a read receipt damaged before they applied it) or the replay did (a version
+    damaged after the views had applied it)."""
+    got = audit_ledger.run("get", "--service", "nexus", "--name", "svc3.apiKey")
+    assert got.returncode == 0, got.stderr
+    events = audit_ledger.events()
+    (read,) = [e.position for e in events if e.topic.endswith("SecretRead")]
+    stamp = audit_ledger.json("audit", "log", "--limit", "1")["events"][-1]["timestamp"]
+    with db(audit_ledger) as con:
+        con.execute("UPDATE stored_events SET state = x'7b22ff' WHERE rowid = ?", (read,))
+    assert audit_ledger.run("audit", "log").returncode == 0  # the views apply the damage
+    added = [e.position for e in events if e.topic.endswith("VersionAdded")]
+    with db(audit_ledger) as con:
+        con.execute("UPDATE stored_events SET state = x'7b22ff' WHERE rowid = ?", (added[1],))
+    head = audit_ledger.json("audit", "log", "--limit", "1")["events"][-1]["position"]
+
+    commands = {
+        "replay": ("audit", "replay", "--position", str(head)),
+        "diff": ("audit", "diff", "--from", "2000-01-01", "--to", "0s"),
+        "who-can": ("audit", "who-can", "--service", "nexus", "--name", "svc1.apiKey"),
+    }
+    for command in commands.values():
+        for output in ("table", "json"):
+            done = audit_ledger.run(*command, "-o", output)
+            assert done.returncode == 6, (command, done.stdout, done.stderr)
+            assert done.stdout, command  # the answer is still shown
+            if output == "json":
+                json.loads(done.stdout)
+            assert (
+                f"2 event(s) up to position {head} cannot be decoded and are left out of this "
+                f"answer (position {min(read, added[1])}, {max(read, added[1])}); run "
+                "`secrets audit verify`"
+            ) in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr
+    # Before the damage, the same questions pass (an earlier cut holds neither event).
+    early = audit_ledger.run("audit", "replay", "--position", str(min(read, added[1]) - 1))
+    assert early.returncode == 0, early.stderr
+    assert audit_ledger.run("audit", "replay", "--at", stamp).returncode == 6
+
+
 def test_report_compliance_and_projections_rebuild(audit_ledger: Ledger, tmp_path: Path) -> None:
     md = audit_ledger.run("report", "compliance")
     assert md.returncode == 0, md.stderr
