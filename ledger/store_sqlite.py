@@ -8,7 +8,11 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.sqlite import (
+    SQLITE3_DEFAULT_LOCK_TIMEOUT,
+    SQLiteApplicationRecorder,
+    SQLiteCursor,
+)
 
 from ledger.chain import GENESIS, JoinedPage, StoredRow, link
 from ledger.errors import BadConfiguration
@@ -67,29 +71,38 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         frozen `Notification` per event cost more than decoding it."""
         with self.datastore.transaction(commit=False) as c:
             c.sqlite_cursor.row_factory = None
-            c.execute(
-                f"SELECT rowid, originator_id, originator_version, topic, state "
-                f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                (start, limit),
-            )
+            c.execute(self._rows_after, (start, limit))
             rows: list[RawRow] = c.fetchall()
             return rows
 
-    def row_opener(self) -> Callable[[], Callable[[int, int], list[RawRow]]] | None:
-        """For a process forked from this one: what opens, there, a `select_rows` on a
-        connection of its own (a SQLite connection must not be used across a fork). None for
-        an in-memory database, which no other process sees."""
-        pool = self.datastore.pool
-        if pool.is_sqlite_memory_mode:
-            return None
-        name, timeout = pool.db_name, pool.lock_timeout or 5
-        query = (
+    @property
+    def _rows_after(self) -> str:
+        """The query of `select_rows`: (start, limit)."""
+        return (
             f"SELECT rowid, originator_id, originator_version, topic, state "
             f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
         )
 
+    def row_opener(self) -> Callable[[], Callable[[int, int], list[RawRow]]] | None:
+        """For a process forked from this one: what opens, there, a read-only `select_rows`
+        on a connection of its own (a connection must not be used across a fork). None for an
+        in-memory database, which no other process sees.
+
+        SQLite keeps, per process, which files it holds open and locked; a forked child
+        inherits that record, so its new connection borrows the parent's shared lock on the
+        WAL index instead of taking one (seen in /proc/locks). That holds while the parent
+        lives; a child whose parent died may read an inconsistent page, which nobody then
+        receives (the rebuild's reader, projections/rebuild_feed.py, stops at its next send).
+        It never writes (`query_only`)."""
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            return None
+        name, timeout = pool.db_name, pool.lock_timeout or SQLITE3_DEFAULT_LOCK_TIMEOUT
+        query = self._rows_after
+
         def open_select() -> Callable[[int, int], list[RawRow]]:
             db = sqlite3.connect(name, uri=True, timeout=timeout, isolation_level=None)
+            db.execute("PRAGMA query_only = 1")
 
             def select(start: int, limit: int) -> list[RawRow]:
                 rows: list[RawRow] = db.execute(query, (start, limit)).fetchall()

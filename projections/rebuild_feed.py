@@ -53,7 +53,9 @@ def _produce(
     pages are in flight. Ctrl-C is the parent's to handle (it stops this process); a parent
     gone or anything else going wrong ends this one quietly: the parent, if any, reads the
     rest itself."""
+    # SIGINT was blocked before the fork (`PageFeed.__init__`): ignored from here on.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     # The parent's end, inherited by the fork: held open here, a send to a parent that died
     # would wait for this process itself to read it, for ever.
     inbox.close()
@@ -76,6 +78,14 @@ class PageFeed:
     """Pages of items up to `head`, prepared by a forked child process; `convert` is what the
     recorder makes of a stored originator id (for the rows the parent decodes)."""
 
+    @staticmethod
+    def useful(reader: EventReader) -> bool:
+        """Whether a feed can help: the child builds audit rows only through the reader's
+        shortcut (without it every row would cross the pipe as it is), and needs fork."""
+        import multiprocessing  # here: every catch-up imports this module, few rebuild
+
+        return reader.shortcut and "fork" in multiprocessing.get_all_start_methods()
+
     def __init__(
         self,
         reader: EventReader,
@@ -86,7 +96,7 @@ class PageFeed:
         start: int = 0,
     ) -> None:
         self.convert = convert
-        import multiprocessing  # here: every catch-up imports this module, few rebuild
+        import multiprocessing
 
         context = multiprocessing.get_context("fork")
         self._pipe: Connection | None
@@ -97,13 +107,15 @@ class PageFeed:
             name="secrets-rebuild-feed",
             daemon=True,
         )
-        self._child.start()
-        out.close()
+        # Ctrl-C between the fork and the child's SIG_IGN would print the child's traceback;
+        # held back here, it reaches this process once the child is running.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._child.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            out.close()
         self._next = start
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid
 
     def take(self, start: int) -> list[Item] | None:
         """The page after `start`; None, for good, once the feed cannot give that one."""

@@ -366,7 +366,11 @@ class Views:
             opener = getattr(recorder, "row_opener", None)  # SQLite files only
             open_select = opener() if opener is not None else None
             head = recorder.max_notification_id() or 0
-            if open_select is not None and head >= feed_from:
+            if (
+                open_select is not None
+                and head >= feed_from
+                and rebuild_feed.PageFeed.useful(self._reader)
+            ):
                 feed = rebuild_feed.PageFeed(
                     self._reader, open_select, recorder.convert_originator_id, head, PAGE
                 )

@@ -130,6 +130,20 @@ def test_events_recorded_during_a_fed_rebuild_are_applied_after_the_feed_ends(
     assert views.digest() == _one_process_digest(ledger, tmp_path / "one.sqlite")
 
 
+def test_no_feed_is_started_where_the_child_could_build_no_audit_row(
+    tmp_path: Path, small_pages: None
+) -> None:
+    """Without the reader's shortcut (a cipher, a compressor, another transcoder) every row
+    would cross the pipe as it is: the rebuild reads in one process."""
+    ledger = _generated_history(tmp_path)
+    views = Views(ledger, path=tmp_path / "fed.sqlite")
+    views._reader.shortcut = False
+    seen: list[object] = []
+    assert views.rebuild(lambda applied: seen.extend(_feeds()), feed_from=0) > 0
+    assert seen == []
+    assert views.digest() == _one_process_digest(ledger, tmp_path / "one.sqlite")
+
+
 def test_the_feed_gives_only_the_page_asked_for_and_then_stops(tmp_path: Path) -> None:
     ledger = _generated_history(tmp_path)
     recorder = ledger.recorder
