@@ -107,15 +107,20 @@ class PageFeed:
             name="secrets-rebuild-feed",
             daemon=True,
         )
-        # Ctrl-C between the fork and the child's SIG_IGN would print the child's traceback;
-        # held back here, it reaches this process once the child is running.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            self._child.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-            out.close()
         self._next = start
+        try:
+            # Ctrl-C between the fork and the child's SIG_IGN would print the child's
+            # traceback; held back here, it reaches this process once the child runs.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                self._child.start()
+            finally:
+                out.close()
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        except BaseException:
+            # The caller never gets this feed to close: a child started is stopped here.
+            self.close()
+            raise
 
     def take(self, start: int) -> list[Item] | None:
         """The page after `start`; None, for good, once the feed cannot give that one."""
@@ -139,6 +144,8 @@ class PageFeed:
         if self._pipe is not None:
             self._pipe.close()
             self._pipe = None
+        if self._child.pid is None:
+            return  # never started
         if self._child.is_alive():
             self._child.kill()
         self._child.join()
