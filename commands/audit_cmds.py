@@ -555,6 +555,12 @@ def _replay_state(
     if at is not None:
         position = views.position_at(iso(at))
     assert position is not None
+    if position > views.position():
+        from commands.value_input import UsageProblem
+
+        raise UsageProblem(
+            f"--position {position} is past the last event of the log ({views.position()})"
+        )
     replayer = Replayer(ledger, views.db)
     state = replayer.at_position(position)
     cut = position

@@ -21,12 +21,14 @@ _AGO_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """An instant given as ISO 8601 (a bare date means its midnight UTC) or as a span ago
-    (`30m`, `24h`, `7d`, `2w`). ValueError with a readable message otherwise."""
+    """An instant given as ISO 8601 (a bare date means its midnight UTC), as a span ago
+    (`30m`, `24h`, `7d`, `2w`) or as `now`. ValueError with a readable message otherwise."""
     import re
     from datetime import timedelta
 
     cleaned = text.strip()
+    if cleaned.lower() == "now":
+        return now if now is not None else datetime.now(UTC)
     match = re.fullmatch(r"(\d{1,7})([smhdw])", cleaned)
     try:
         if match:
@@ -39,5 +41,5 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
         raise ValueError(f"{text[:40]!r} is too far in the past or future") from None
     except ValueError:
         raise ValueError(
-            f"{text[:40]!r} is not a time: use ISO 8601 (2026-01-31T12:00:00Z) or 30m, 24h, 7d"
+            f"{text[:40]!r} is not a time: use ISO 8601 (2026-01-31T12:00:00Z), 30m, 24h, 7d or now"
         ) from None

@@ -358,6 +358,10 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
     table = audit_ledger.run("audit", "replay", "--position", "9").stdout
     assert "svc0.apiKey" in table and "COMPLIANCE" in table
     assert audit_ledger.run("audit", "replay").returncode == 2
+    head = audit_ledger.json("audit", "log", "--limit", "1")["events"][-1]["position"]
+    beyond = audit_ledger.run("audit", "replay", "--position", str(head + 1))
+    assert beyond.returncode == 2 and beyond.stdout == "", beyond.stdout
+    assert f"--position {head + 1} is past the last event of the log ({head})" in beyond.stderr
 
     changes = audit_ledger.json("audit", "diff", "--from", stamp, "--to", "0s")
     assert [(c["secret"], c["fields"]["current_version"]) for c in changes["secrets"]] == [
@@ -371,6 +375,9 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
     assert [(d["operator"], d["secret"]) for d in changes["denials"]] == [
         ("anonymous", "default/nexus/svc2.apiKey")
     ]
+    until_now = audit_ledger.json("audit", "diff", "--from", stamp, "--to", "now")
+    assert until_now["to"]["position"] == changes["to"]["position"]
+    assert {**until_now, "to": None} == {**changes, "to": None}
     text = audit_ledger.run("audit", "diff", "--from", stamp, "--to", "0s").stdout
     assert "secret   default/nexus/svc0.apiKey: set v2" in text, text
     assert "role     bob: granted analyst (by alice)" in text, text
