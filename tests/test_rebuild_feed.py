@@ -163,30 +163,16 @@ def test_a_crash_during_a_fed_rebuild_leaves_no_reader_behind(tmp_path: Path) ->
     """The parent killed mid-rebuild (a power cut, an OOM kill): its child stops too, and the
     next catch-up completes the views."""
     ledger = _generated_history(tmp_path)
-    script = textwrap.dedent(
-        f"""
-        import multiprocessing, sys
-        from pathlib import Path
-        from ledger.config import open_ledger
-        from ledger.vault.memory import MemoryKeyring
-        from projections import views as views_module
-        from projections.views import Views
-        views_module.PAGE = 100
-        ledger = open_ledger(Path({str(ledger.home)!r}), backend=MemoryKeyring())
+    done = _rebuild_elsewhere(
+        ledger,
+        tmp_path / "fed.sqlite",
+        """
         def progress(applied):
             for child in multiprocessing.active_children():
                 print(child.pid, flush=True)
-        Views(ledger, path=Path({str(tmp_path / "fed.sqlite")!r})).rebuild(progress, feed_from=0)
-        """
-    )
-    env = {**os.environ, "SECRETS_LEDGER_CRASHPOINT": "during-catch-up@1500"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        views.rebuild(progress, feed_from=0)
+        """,
+        SECRETS_LEDGER_CRASHPOINT="during-catch-up@1500",
     )
     assert done.returncode == -signal.SIGKILL, done.stderr
     pids = {int(line) for line in done.stdout.split()}
@@ -202,6 +188,36 @@ def test_a_crash_during_a_fed_rebuild_leaves_no_reader_behind(tmp_path: Path) ->
     assert views.digest() == _one_process_digest(ledger, tmp_path / "one.sqlite")
 
 
+def _rebuild_elsewhere(
+    ledger: SecretsLedger, views_path: Path, body: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `body` in a Python process of its own, in a session of its own (so that a signal to
+    its process group reaches it and its feed only), with `views` open on `views_path` and
+    pages of 100 events."""
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing, os, signal
+        from pathlib import Path
+        from ledger.config import open_ledger
+        from ledger.vault.memory import MemoryKeyring
+        from projections import views as views_module
+        from projections.views import Views
+        views_module.PAGE = 100
+        ledger = open_ledger(Path({str(ledger.home)!r}), backend=MemoryKeyring())
+        views = Views(ledger, path=Path({str(views_path)!r}))
+        """
+    ) + textwrap.dedent(body)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+
+
 def _running(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -215,34 +231,19 @@ def test_ctrl_c_during_a_fed_rebuild_stops_both_processes_quietly(tmp_path: Path
     rebuild stops with KeyboardInterrupt, the child is gone without a word, and the views
     catch up from where the rebuild stopped."""
     ledger = _generated_history(tmp_path)
-    script = textwrap.dedent(
-        f"""
-        import multiprocessing, os, signal
-        from pathlib import Path
-        from ledger.config import open_ledger
-        from ledger.vault.memory import MemoryKeyring
-        from projections import views as views_module
-        from projections.views import Views
-        views_module.PAGE = 100
-        ledger = open_ledger(Path({str(ledger.home)!r}), backend=MemoryKeyring())
+    done = _rebuild_elsewhere(
+        ledger,
+        tmp_path / "fed.sqlite",
+        """
         def progress(applied):
             if applied == 1000:
                 assert multiprocessing.active_children()
                 os.killpg(0, signal.SIGINT)  # what a terminal sends on Ctrl-C
-        views = Views(ledger, path=Path({str(tmp_path / "fed.sqlite")!r}))
         try:
             views.rebuild(progress, feed_from=0)
         except KeyboardInterrupt:
             print("interrupted", len(multiprocessing.active_children()), flush=True)
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        start_new_session=True,
+        """,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "interrupted 0\n", "")
     views = Views(ledger, path=tmp_path / "fed.sqlite")
