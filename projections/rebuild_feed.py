@@ -26,8 +26,8 @@ from projections.event_reader import EventReader, Row
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-# A page item: an audit row `EventReader.audit_row` built (AUDIT_WIDTH values), or the stored
-# row itself (ROW_WIDTH values) for the parent to decode and apply.
+# A page item: an audit row `EventReader.audit_row` built (audit_view's 12 values), or the
+# stored row itself (ROW_WIDTH values) for the parent to decode and apply.
 Item = tuple[Any, ...]
 ROW_WIDTH = 5
 RowSelect = Callable[[int, int], list[Row]]
