@@ -14,7 +14,6 @@ from commands import runtime
 from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from datetime import datetime
 
     from ledger.application import SecretsLedger
@@ -547,8 +546,8 @@ def _one_cut(at: str | None, position: int | None) -> datetime | None:
 
 def _replay_state(
     ledger: Any, views: Any, at: datetime | None, position: int | None
-) -> tuple[Any, Callable[[], None]]:
-    """The replayed snapshot, and what to call once it is shown: `_left_out`."""
+) -> tuple[Any, list[int], int]:
+    """The replayed snapshot, the positions left out of it (`_left_out`) and its cut."""
     from projections.replay import Replayer, snapshot
     from projections.timefmt import iso
 
@@ -563,17 +562,20 @@ def _replay_state(
         )
     replayer = Replayer(ledger, views.db)
     state = replayer.at_position(position)
-    cut = position
-    return snapshot(state, at), lambda: _left_out(views, replayer, cut)
+    return snapshot(state, at), _left_out(views, replayer, position), position
 
 
-def _left_out(views: Any, replayer: Any, upto: int) -> None:
-    """Fail (exit 6, after the answer is shown) if an event up to `upto` could not be
-    decoded: by the views when they applied it, or by this replay. Such an event is missing
-    from the answer, which must not then pass for a clean one."""
+def _left_out(views: Any, replayer: Any, upto: int) -> list[int]:
+    """Positions up to `upto` whose event could not be decoded, by the views when they
+    applied it or by this replay: missing from the answer (JSON `left_out`)."""
+    return sorted(set(replayer.skipped) | set(views.unreadable(upto)))
+
+
+def _fail_if_left_out(bad: list[int], upto: int) -> None:
+    """Once the answer is shown: exit 6 if events are missing from it, so that it does not
+    pass for a clean one."""
     from ledger.errors import IntegrityFailure
 
-    bad = sorted(set(replayer.skipped) | set(views.unreadable(upto)))
     if bad:
         shown = ", ".join(str(p) for p in bad[:5]) + (", ..." if len(bad) > 5 else "")
         raise IntegrityFailure(
@@ -613,13 +615,13 @@ def replay(
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit replay")
     views = runtime.views(ledger)
-    replayed, check = _replay_state(ledger, views, when, position)
+    replayed, left_out, cut = _replay_state(ledger, views, when, position)
     doc = with_compliance(replayed, ledger, spec)
     if output is Output.json:
-        runtime.emit_json(doc)
+        runtime.emit_json({**doc, "left_out": left_out} if left_out else doc)
     else:
         _print_replay(doc)
-    check()
+    _fail_if_left_out(left_out, cut)
 
 
 def _print_replay(doc: dict[str, Any]) -> None:
@@ -703,11 +705,12 @@ def diff(
     cut = views.position_at(iso(end))
     between = window(replayer, state, cut)
     doc = compare(before, snapshot(state, end), between)
+    left_out = _left_out(views, replayer, cut)
     if output is Output.json:
-        runtime.emit_json(doc)
+        runtime.emit_json({**doc, "left_out": left_out} if left_out else doc)
     else:
         _print_diff(doc)
-    _left_out(views, replayer, cut)
+    _fail_if_left_out(left_out, cut)
 
 
 def _print_diff(doc: dict[str, Any]) -> None:
@@ -770,10 +773,14 @@ def who_can(
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit who-can")
     views = runtime.views(ledger)
     position = None if when is not None else views.position()
-    replayed, check = _replay_state(ledger, views, when, position)
+    replayed, left_out, cut = _replay_state(ledger, views, when, position)
     doc = holders(replayed, environment, service, name)
+    if not doc["exists"] and not left_out:
+        from ledger.errors import NotFound
+
+        raise NotFound(f"{doc['secret']} does not exist as of position {doc['position']}")
     if output is Output.json:
-        runtime.emit_json(doc)
+        runtime.emit_json({**doc, "left_out": left_out} if left_out else doc)
     else:
         state = doc["status"] or "does not exist"
         print(f"{doc['secret']} as of position {doc['position']}: {state}")
@@ -783,7 +790,7 @@ def who_can(
                 [[o["operator"], o["role"], ", ".join(o["can"])] for o in doc["operators"]],
             )
         )
-    check()
+    _fail_if_left_out(left_out, cut)
 
 
 @audit_app.command("hash")
@@ -907,6 +914,8 @@ def rebuild(home: HomeOpt = None) -> None:
     print(file=sys.stderr)
     if views.digest() != before:
         raise IntegrityFailure(
-            "the rebuilt views differ from the incrementally built ones; please report this"
+            "the views rebuilt from the log differ from the ones built event by event: the "
+            "log may have been altered since they were (run `secrets audit verify`); if it "
+            "verifies, please report this"
         )
     print(f"rebuilt views from {applied} events in {time.monotonic() - started:.1f}s; identical")

@@ -50,6 +50,13 @@ class _Group(typer.core.TyperGroup):
         sys.exit(returned if isinstance(returned, int) else ExitCode.OK)
 
 
+# What a command says when the library cannot decode a recorded event (exit 6).
+UNDECODABLE = (
+    "a recorded event cannot be decoded (the ledger file was altered or damaged); "
+    "run `secrets audit verify`"
+)
+
+
 def _new_app() -> typer.Typer:
     """The root `secrets` app with its options and no commands yet."""
     from commands import typerfast
@@ -327,11 +334,7 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
             raise
         if type(exc).__name__ == "MapperDeserialisationError":
             # Matched by name: importing the library here would slow every command's start.
-            print(
-                "error: a recorded event cannot be decoded (the ledger file was altered or "
-                "damaged); run `secrets audit verify`",
-                file=sys.stderr,
-            )
+            print(f"error: {UNDECODABLE}", file=sys.stderr)
             sys.exit(ExitCode.INTEGRITY_FAILURE)
         print(
             f"internal error ({type(exc).__name__}); rerun with SECRETS_LEDGER_DEBUG=1 "

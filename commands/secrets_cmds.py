@@ -429,17 +429,23 @@ def doctor(
 
     Example: secrets doctor --repair
     """
+    from eventsourcing.persistence import MapperDeserialisationError
+
+    from commands.main import UNDECODABLE
     from ledger.errors import IntegrityFailure
 
     ledger = runtime.open_ledger(home)
     try:
         report = ledger.doctor(runtime.credential(ledger), repair=repair)
-    except IntegrityFailure as exc:
+    except (IntegrityFailure, MapperDeserialisationError) as exc:
+        damaged = str(exc) if isinstance(exc, IntegrityFailure) else UNDECODABLE
         if output is Output.json:
-            # A monitor reading stdout gets a document for a damaged ledger file too; the
-            # error and its hint still go to stderr, exit 6.
-            runtime.emit_json({"host": ledger.host, "healthy": False, "damaged": str(exc)})
-        raise
+            # A monitor reading stdout gets a document for a damaged ledger file or event
+            # too; the error and its hint still go to stderr, exit 6.
+            runtime.emit_json({"host": ledger.host, "healthy": False, "damaged": damaged})
+        if isinstance(exc, IntegrityFailure):
+            raise
+        raise IntegrityFailure(damaged) from None
     unresolved = (
         [s for s in report.bad_snapshots if f"snapshot {s}" not in report.repaired]
         + report.missing_values

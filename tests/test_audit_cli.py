@@ -389,6 +389,9 @@ def test_replay_diff_who_can_and_hash(audit_ledger: Ledger) -> None:
         "audit", "who-can", "--service", "nexus", "--name", "svc0.apiKey", "--at", stamp
     )
     assert [o["operator"] for o in before["operators"]] == ["alice"]
+    missing = audit_ledger.run("audit", "who-can", "--service", "nexus", "--name", "nosuch.key")
+    assert missing.returncode == 3 and missing.stdout == "", missing.stdout
+    assert "default/nexus/nosuch.key does not exist as of position" in missing.stderr
     now = audit_ledger.json("audit", "who-can", "--service", "nexus", "--name", "svc0.apiKey")
     assert {o["operator"]: o["can"] for o in now["operators"]} == {
         "alice": ["read", "manage"],
@@ -458,7 +461,7 @@ def test_an_event_that_cannot_be_decoded_fails_the_replay_after_its_answer(
             assert done.returncode == 6, (command, done.stdout, done.stderr)
             assert done.stdout, command  # the answer is still shown
             if output == "json":
-                json.loads(done.stdout)
+                assert json.loads(done.stdout)["left_out"] == sorted([read, added[1]])
             assert (
                 f"2 event(s) up to position {head} cannot be decoded and are left out of this "
                 f"answer (position {min(read, added[1])}, {max(read, added[1])}); run "
@@ -469,6 +472,17 @@ def test_an_event_that_cannot_be_decoded_fails_the_replay_after_its_answer(
     early = audit_ledger.run("audit", "replay", "--position", str(min(read, added[1]) - 1))
     assert early.returncode == 0, early.stderr
     assert audit_ledger.run("audit", "replay", "--at", stamp).returncode == 6
+    doctor = audit_ledger.run("doctor", "-o", "json")
+    assert doctor.returncode == 6, doctor.stderr
+    assert json.loads(doctor.stdout)["healthy"] is False
+    assert "a recorded event cannot be decoded" in doctor.stderr
+    # The views rebuilt from the damaged log differ from those built before the damage: the
+    # rebuild says where to look.
+    rebuilt = audit_ledger.run("projections", "rebuild")
+    assert rebuilt.returncode == 6, rebuilt.stderr
+    assert "the log may have been altered since they were (run `secrets audit verify`)" in (
+        rebuilt.stderr
+    )
 
 
 def test_report_compliance_and_projections_rebuild(audit_ledger: Ledger, tmp_path: Path) -> None:
