@@ -197,6 +197,9 @@ def _rebuild_elsewhere(
     script = textwrap.dedent(
         f"""
         import multiprocessing, os, signal
+        # As in a terminal: a process started in the background of a script (CI) inherits
+        # SIGINT ignored, and Python then raises no KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from pathlib import Path
         from ledger.config import open_ledger
         from ledger.vault.memory import MemoryKeyring
