@@ -24,8 +24,10 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import (
+    EventStore,
     IntegrityError,
     JSONTranscoder,
+    Mapper,
     PersistenceError,
     Recording,
     StoredEvent,
@@ -95,6 +97,12 @@ class SecretsLedger(Application[UUID]):
         home: Path,
         backend: KeyringBackend | Callable[[], KeyringBackend] | None = None,
     ) -> None:
+        # Read by the snapshot store, which the library's __init__ builds.
+        self._seal_key: bytes | None = None
+        self._seal_key_state = "unread"  # "reading" while looked up, "missing" if none
+        # A command that must never open the keychain (the dashboard) sets this False: its
+        # loads then fold events instead of using snapshots.
+        self.snapshot_key_allowed = True
         super().__init__(env=env)
         self.home = home
         self.host = socket.gethostname()
@@ -110,6 +118,45 @@ class SecretsLedger(Application[UUID]):
         # Work after a commit that failed without undoing it (a snapshot, an automatic
         # checkpoint): the command succeeded; the edge reports these as warnings.
         self.post_commit_problems: list[str] = []
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        from ledger.decoding import AllowListMapper
+
+        return self.factory.mapper(
+            transcoder=self.construct_transcoder(), mapper_class=AllowListMapper
+        )
+
+    def construct_snapshot_store(self) -> EventStore[UUID]:
+        from ledger.decoding import SealedSnapshotStore
+
+        return SealedSnapshotStore(
+            mapper=self.mapper,
+            recorder=self.factory.aggregate_recorder(purpose="snapshots"),
+            key=self.snapshot_seal_key,
+            ignored=self._snapshot_ignored,
+            # The settings are never snapshotted, and are what finding the key needs.
+            skip=lambda oid: oid == SETTINGS_ID or self._seal_key_state == "reading",
+        )
+
+    def snapshot_seal_key(self) -> bytes | None:
+        """The key that seals snapshots (from the fingerprint key), or None where it cannot
+        be had: then no snapshot is written or used, and loads fold the events."""
+        if self._seal_key_state == "unread" and self.snapshot_key_allowed:
+            from ledger.decoding import seal_key
+
+            self._seal_key_state = "reading"
+            try:
+                self._seal_key = seal_key(self._fingerprint_key())
+            except Exception:  # no keychain, locked, no key on this host: fold instead
+                self._seal_key_state = "missing"
+            else:
+                self._seal_key_state = "read"
+        return self._seal_key
+
+    def _snapshot_ignored(self, detail: str) -> None:
+        note = f"{detail}: ignored, the events were folded instead (run `secrets doctor`)"
+        if note not in self.post_commit_problems:
+            self.post_commit_problems.append(note)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         from ledger.transcodings import ALL

@@ -151,11 +151,15 @@ def _entry_recorded(app: SecretsLedger, entry: str) -> bool:
 def _check_snapshots(app: SecretsLedger, repair: bool) -> tuple[list[str], list[str]]:
     from ledger.snapshot_check import verify_snapshots
 
-    bad = [f"{f.originator_id}@{f.version}" for f in verify_snapshots(app).faults]
-    if not repair or not bad:
+    checked = verify_snapshots(app)
+    bad = [f"{f.originator_id}@{f.version}" for f in checked.faults]
+    # Unsealed snapshots that match their events are no fault (loads never use them), but a
+    # repair clears them out with the bad ones.
+    drop = bad + [f"{f.originator_id}@{f.version}" for f in checked.unsealed]
+    if not repair or not drop:
         return bad, []
     recorder = app._chained_recorder()
-    for item in bad:
+    for item in drop:
         oid, version = item.split("@")
         recorder.delete_snapshot(UUID(oid), int(version))
-    return bad, [f"snapshot {item}" for item in bad]
+    return bad, [f"snapshot {item}" for item in drop]

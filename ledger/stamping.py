@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate, Snapshot
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic
 
-from ledger import context
+from ledger import context, topics
 
 _PACKED = "__dataclass_map__"
 
@@ -33,8 +33,19 @@ def _pack(value: Any) -> Any:
 
 
 def _unpack(value: Any) -> Any:
+    """The dict `_pack` wrote. The classes come from the fixed list of packed value types
+    (ledger/topics.py), never from the stored text: a snapshot is data."""
     if isinstance(value, dict) and set(value) == {_PACKED}:
-        return {k: resolve_topic(topic)(**fields) for k, topic, fields in value[_PACKED]}
+        packed = value[_PACKED]
+        if not isinstance(packed, list):
+            raise topics.UnknownTopic("a snapshot holds a malformed packed map")
+        unpacked = {}
+        for item in packed:
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[2], dict)):
+                raise topics.UnknownTopic("a snapshot holds a malformed packed map")
+            key, topic, fields = item
+            unpacked[key] = topics.value_class(topic)(**fields)
+        return unpacked
     return value
 
 

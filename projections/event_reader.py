@@ -5,6 +5,7 @@ replay fold (projections/replay.py), the two places that read the whole log.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import re
@@ -20,8 +21,9 @@ from eventsourcing.persistence import (
     Notification,
     find_id_convertor,
 )
-from eventsourcing.utils import resolve_topic
 
+from ledger import topics
+from ledger.decoding import AllowListMapper
 from projections.audit_codes import EVENT_CODES
 from projections.timefmt import iso
 
@@ -103,7 +105,6 @@ _AUDIT_ONLY = {
     "Denial.AccessDenied": _DENIAL_KEYS,
     "Rejection.ValidationFailed": _REJECTION_KEYS,
 }
-_KEY_SETS = {keys: frozenset(keys) for keys in _AUDIT_ONLY.values()}
 # How the SQLite recorder stores an id (`UUID.hex`; or `str(UUID)`): what `UUID(text)` reads
 # back without fail.
 _CANONICAL_ID = re.compile(
@@ -131,7 +132,8 @@ class EventReader:
         self._mapper = mapper
         transcoder = mapper.transcoder
         self.shortcut = (
-            type(mapper).to_domain_event is Mapper.to_domain_event
+            type(mapper).to_domain_event
+            in (Mapper.to_domain_event, AllowListMapper.to_domain_event)
             and mapper.cipher is None
             and mapper.compressor is None
             and isinstance(transcoder, JSONTranscoder)
@@ -139,8 +141,9 @@ class EventReader:
             and type(transcoder)._decode_obj is JSONTranscoder._decode_obj
             and type(transcoder.names.get("datetime_iso")) is DatetimeAsISO
         )
-        # topic -> (event class, id convertor), or None where the shortcut does not apply
-        self._classes: dict[str, tuple[type[Any], Callable[[Any], Any]] | None] = {}
+        # topic -> (event class, id convertor, the state's keys, the aggregate it may name),
+        # or None where the shortcut does not apply
+        self._classes: dict[str, _Found | None] = {}
         # topic -> `audit_row`'s plan, or None
         self._plans: dict[str, tuple[str, tuple[str, ...], str, str] | None] = {}
 
@@ -194,8 +197,10 @@ class EventReader:
         if parsed is None:
             return None
         state, when, ts = parsed
+        cls, convert, keys, owner = found
+        if not _fits(state, keys, owner):  # the mapper's to refuse
+            return None
         state["timestamp"] = when
-        cls, convert = found
         state["originator_id"] = convert(originator_id)
         state["originator_version"] = version
         event = object.__new__(cls)
@@ -224,7 +229,8 @@ class EventReader:
             return None
         state, _, ts = parsed
         kind, keys, code, action = plan
-        if not state.keys() >= _KEY_SETS[keys]:
+        found = self._classes.get(topic) or self._class_of(topic)
+        if found is None or not _fits(state, found[2], found[3]):
             return None
         operator, correlation_id = state["operator"], state["correlation_id"]
         target = state["environment"], state["service"], state["name"]
@@ -255,11 +261,27 @@ class EventReader:
         return kind, keys, code, action
 
     @staticmethod
-    def _class_of(topic: str) -> tuple[type[Any], Callable[[Any], Any]] | None:
+    def _class_of(topic: str) -> _Found | None:
         try:
-            cls = resolve_topic(topic)
-            if getattr(cls, "class_version", 1) != 1:
+            cls = topics.stored_class(topic)  # never an import chosen by the stored topic
+            if getattr(cls, "class_version", 1) != 1 or topic not in topics.EVENT_OWNERS:
                 return None
-            return cls, find_id_convertor(cls, UUID)
-        except Exception:  # the mapper raises it again, as before
+            keys = frozenset(f.name for f in dataclasses.fields(cls)) - _NOT_IN_STATE
+            convert = find_id_convertor(cls, UUID)  # type: ignore[arg-type]
+            return cls, convert, keys, topics.EVENT_OWNERS[topic]
+        except Exception:  # the mapper raises it again
             return None
+
+
+# (event class, id convertor, the keys its stored state has, the aggregate topic it may name)
+_Found = tuple[type[Any], Callable[[Any], Any], frozenset[str], str]
+_NOT_IN_STATE = frozenset({"originator_id", "originator_version"})
+
+
+def _fits(state: dict[str, Any], keys: frozenset[str], owner: str) -> bool:
+    """Whether the mapper would build this state's event without a complaint: exactly the
+    class's fields (the mapper's `cls(**state)` refuses any other), and a created event's
+    `originator_topic` naming the aggregate that owns the class (AllowListMapper)."""
+    if state.keys() != keys:
+        return False
+    return "originator_topic" not in keys or state["originator_topic"] == owner

@@ -25,8 +25,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import MapperDeserialisationError
-from eventsourcing.utils import resolve_topic
 
+from ledger import topics
 from projections.event_reader import EventReader, Row, read_rows, same_id
 from projections.replay_states import SavedStates, State
 from projections.timefmt import iso, parse_iso
@@ -51,7 +51,7 @@ def _is_folded(topic: str) -> bool:
     found = _folded_topics.get(topic)
     if found is None:
         try:
-            kind = resolve_topic(topic).__qualname__
+            kind = topics.stored_class(topic).__qualname__
         except Exception:
             found = True
         else:

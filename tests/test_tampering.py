@@ -210,8 +210,15 @@ def test_an_edited_snapshot_escapes_the_chain_but_not_the_snapshot_check(
     assert _chain(home, original[1]).ok  # the gap: snapshots are not chained
     app = _snapshot_ledger(home, original[1])
     report = verify_snapshots(app)
-    assert [f.detail for f in report.faults] == ["state differs from its events"]
+    assert [f.detail for f in report.faults] == ["its seal does not verify (edited or forged)"]
     app.close()
+    # Without the ledger's key (an auditor holding only a bundle) the seal cannot be checked,
+    # but the contents are still compared with the events.
+    keyless = open_ledger(home, backend=MemoryKeyring())
+    report = verify_snapshots(keyless)
+    assert not report.seals_checked
+    assert [f.detail for f in report.faults] == ["state differs from its events"]
+    keyless.close()
 
 
 def test_a_forged_operator_snapshot_is_found(
@@ -254,9 +261,12 @@ def test_a_forged_operator_snapshot_is_found(
     recorder = reopened._chained_recorder()
     assert audited.fault.position == recorder.position_of(operator_id("bob"), 50)
     assert alarmed
-    # The forgery works until it is repaired: loads start from the snapshot.
-    reopened.write(bob, SecretAddress("production", "nexus", "busy.key"), "forged-write-12345")
-    # doctor names it; --repair drops the cache entry, and the role comes from events again.
+    # Loads never believe it: its seal does not verify, so bob's role is folded from events,
+    # and the command says it passed a snapshot over.
+    with pytest.raises(PermissionDenied):
+        reopened.write(bob, SecretAddress("production", "nexus", "busy.key"), "forged-write-1234")
+    assert any("does not authenticate" in p for p in reopened.post_commit_problems)
+    # doctor names it; --repair drops the cache entry.
     assert reopened.doctor(alice).bad_snapshots == [f"{operator_id('bob').hex}@50"]
     repaired = reopened.doctor(alice, repair=True)
     assert repaired.repaired == [f"snapshot {operator_id('bob').hex}@50"]

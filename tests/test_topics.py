@@ -1,0 +1,99 @@
+"""The allow-list of stored types (ledger/topics.py) against the classes the code defines, and
+the mapper's refusals, without any service."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from eventsourcing.domain import DomainEvent
+from eventsourcing.persistence import JSONTranscoder, MapperDeserialisationError, StoredEvent
+from eventsourcing.utils import get_topic
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ledger.application
+import ledger.checkpoint
+import ledger.records
+import ledger.rotation_records
+from ledger import topics
+from ledger.decoding import AllowListMapper, UndecodableData, is_sealed, seal, unseal
+from ledger.errors import IntegrityFailure
+from ledger.stamping import LedgerAggregate, LedgerSnapshot
+
+
+def _subclasses(cls: type[Any]) -> Iterator[type[Any]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _defined() -> tuple[set[str], set[str]]:
+    aggregates = {a for a in _subclasses(LedgerAggregate) if not a.__module__.startswith("tests")}
+    events = {
+        get_topic(v)
+        for a in aggregates
+        for k, v in vars(a).items()
+        if isinstance(v, type) and issubclass(v, DomainEvent) and k not in ("Event", "Created")
+    }
+    return {get_topic(a) for a in aggregates}, events
+
+
+def test_every_aggregate_and_event_class_is_listed_and_nothing_else() -> None:
+    aggregates, events = _defined()
+    assert aggregates == topics.AGGREGATE_TOPICS
+    assert set(topics.EVENT_OWNERS) == events
+    assert get_topic(LedgerSnapshot) == topics.SNAPSHOT_TOPIC
+    snapshotted = {get_topic(c) for c in ledger.application.SecretsLedger.snapshotting_intervals}
+    assert snapshotted == topics.SNAPSHOTTED_AGGREGATES
+
+
+def _mapper() -> AllowListMapper:
+    from eventsourcing.persistence import DatetimeAsISO, UUIDAsHex
+
+    from ledger.transcodings import ALL
+
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), *ALL):
+        transcoder.register(transcoding)
+    return AllowListMapper(transcoder=transcoder)
+
+
+@pytest.mark.parametrize(
+    "topic", ["os:system", "this:s", "ledger.secret:Secret", "ledger.secret:Secret.Event", ""]
+)
+def test_an_unlisted_topic_is_an_integrity_failure_before_any_import(topic: str) -> None:
+    stored = StoredEvent(uuid4(), 1, topic, b"{}")
+    with pytest.raises(UndecodableData) as raised:
+        _mapper().to_domain_event(stored)
+    assert isinstance(raised.value, IntegrityFailure)
+    assert isinstance(raised.value, MapperDeserialisationError)
+
+
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=12) | st.integers(), max_size=6))
+def test_any_state_of_a_listed_topic_decodes_or_fails_as_damage(state: dict[str, Any]) -> None:
+    stored = StoredEvent(
+        uuid4(), 1, "ledger.records:Denial.AccessDenied", json.dumps(state).encode()
+    )
+    with contextlib.suppress(UndecodableData):
+        _mapper().to_domain_event(stored)
+
+
+def test_a_seal_binds_the_snapshot_to_its_aggregate_version_and_bytes() -> None:
+    key, other = bytes(range(32)), bytes(32)
+    oid = uuid4()
+    sealed = seal(key, StoredEvent(oid, 50, topics.SNAPSHOT_TOPIC, b'{"a":1}'))
+    assert is_sealed(sealed)
+    opened = unseal(key, StoredEvent(oid.hex, 50, sealed.topic, sealed.state))  # type: ignore[arg-type]
+    assert opened is not None and opened.state == b'{"a":1}'
+    assert unseal(other, sealed) is None
+    assert unseal(key, StoredEvent(uuid4(), 50, sealed.topic, sealed.state)) is None
+    assert unseal(key, StoredEvent(oid, 51, sealed.topic, sealed.state)) is None
+    flipped = bytearray(sealed.state)
+    flipped[-2] ^= 1
+    assert unseal(key, StoredEvent(oid, 50, sealed.topic, bytes(flipped))) is None
+    assert unseal(key, StoredEvent(oid, 50, sealed.topic, b'{"a":1}')) is None
