@@ -56,7 +56,6 @@ def dashboard(
     from projections.views import Views
 
     ledger = runtime.open_ledger(home)
-    ledger.snapshot_key_allowed = False  # it never opens the keychain, not even for that
     views = Views(ledger)  # `snapshot` catches it up before every look
     known = load_catalogue(catalogue)
     commands = command_reference(ctx)

@@ -85,7 +85,10 @@ class OpenedSession:
 
 class SecretsLedger(Application[UUID]):
     name = "SecretsLedger"
-    snapshotting_intervals = {Secret: 50, Operator: 50}  # noqa: RUF012  (library API)
+    # Only secrets: a snapshot is written and used only where the command has the keychain
+    # open (it is sealed under a keychain key), and authorising happens before that; an
+    # operator's events (grants, tokens, sessions) are few enough to fold on every load.
+    snapshotting_intervals = {Secret: 50}  # noqa: RUF012  (library API)
     # Where the event store is, for messages ("" = the SQLite file in `home`), and the name of
     # this host's read-model cache in `home` (one per store: see ledger/config_postgres.py).
     location = ""
@@ -100,9 +103,6 @@ class SecretsLedger(Application[UUID]):
         # Read by the snapshot store, which the library's __init__ builds.
         self._seal_key: bytes | None = None
         self._seal_key_state = "unread"  # "reading" while looked up, "missing" if none
-        # A command that must never open the keychain (the dashboard) sets this False: its
-        # loads then fold events instead of using snapshots.
-        self.snapshot_key_allowed = True
         super().__init__(env=env)
         self.home = home
         self.host = socket.gethostname()
@@ -138,10 +138,14 @@ class SecretsLedger(Application[UUID]):
             skip=lambda oid: oid == SETTINGS_ID or self._seal_key_state == "reading",
         )
 
-    def snapshot_seal_key(self) -> bytes | None:
+    def snapshot_seal_key(self, open_vault: bool = False) -> bytes | None:
         """The key that seals snapshots (from the fingerprint key), or None where it cannot
-        be had: then no snapshot is written or used, and loads fold the events."""
-        if self._seal_key_state == "unread" and self.snapshot_key_allowed:
+        be had: then no snapshot is written or used, and loads fold the events.
+
+        Only from a vault the command has opened for its own work (or with `open_vault`):
+        a command that needs no keychain (`versions`, `list`, the dashboard) never opens it
+        for a snapshot, which on the file vault would cost a passphrase and a key derivation."""
+        if self._seal_key_state == "unread" and (open_vault or self._vault is not None):
             from ledger.decoding import seal_key
 
             self._seal_key_state = "reading"
@@ -431,6 +435,7 @@ class SecretsLedger(Application[UUID]):
         from ledger.records import ReadReceipt
 
         principal = self.authorize(cred, Permission.READ, "get", address)
+        _ = self.vault  # needed next; open now so that the load can use a sealed snapshot
         secret = self._existing_secret(address)
         chosen = secret.readable_version(version)
         value = self.vault.get(entry_name(address, chosen.number, chosen.fingerprint))

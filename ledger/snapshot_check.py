@@ -69,7 +69,7 @@ def verify_snapshots(app: SecretsLedger) -> SnapshotReport:
     checked = 0
     faults: list[SnapshotFault] = []
     unsealed: list[SnapshotFault] = []
-    key = app.snapshot_seal_key() if by_aggregate else None
+    key = app.snapshot_seal_key(open_vault=True) if by_aggregate else None
     for oid, snapshots in by_aggregate.items():
         checked += len(snapshots)
         for fault in _check_aggregate(app, oid, snapshots, key):

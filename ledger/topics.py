@@ -63,7 +63,7 @@ EVENT_OWNERS: dict[str, str] = {
 SNAPSHOT_TOPIC = "ledger.stamping:LedgerSnapshot"
 # The aggregates that take snapshots (SecretsLedger.snapshotting_intervals): a snapshot naming
 # any other aggregate was not written by this code.
-SNAPSHOTTED_AGGREGATES = frozenset({"ledger.operator:Operator", "ledger.secret:Secret"})
+SNAPSHOTTED_AGGREGATES = frozenset({"ledger.secret:Secret"})
 # The frozen dataclasses a snapshot packs (ledger/stamping.py).
 VALUE_TOPICS = frozenset({"ledger.operator:Session", "ledger.secret:Version"})
 STORED_TOPICS = frozenset(EVENT_OWNERS) | {SNAPSHOT_TOPIC}

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,27 +225,29 @@ def test_an_edited_snapshot_escapes_the_chain_but_not_the_snapshot_check(
 def test_a_forged_operator_snapshot_is_found(
     original: tuple[Path, MemoryKeyring], tmp_path: Path
 ) -> None:
-    """The dangerous case: an analyst promoted by editing a snapshot, not by an event."""
+    """The dangerous case: an analyst promoted by a snapshot, not by an event. Operators are
+    not snapshotted, so the attacker writes one: the real code's own snapshot of bob, with
+    the role edited, sealed with a made-up key."""
+    from ledger.decoding import seal
     from ledger.operator import operator_id
 
     home = _copy(original, tmp_path)
     app = _snapshot_ledger(home, original[1])
     bob_token = app.grant(Credential(token=ALICE_TOKEN), "bob", "analyst").token
-    for _ in range(50):  # an Operator snapshot every 50 events
+    for _ in range(50):
         app.login("bob", bob_token)
     bob = Credential(token=bob_token)
     with pytest.raises(PermissionDenied):
         app.write(bob, SecretAddress("production", "nexus", "busy.key"), "bobs-own-value-123")
+    bob_now: Any = app.repository.get(operator_id("bob"))
+    stored = app.mapper.to_stored_event(type(bob_now).Snapshot.take(bob_now))
+    forged = seal(bytes(32), stored)
+    edited = bytes(forged.state).replace(b'"analyst"', b'"senior-engineer"', 1)
+    assert edited != bytes(forged.state)
     with sqlite3.connect(home / "ledger.sqlite") as db:
-        (state,) = db.execute(
-            "SELECT state FROM stored_snapshots WHERE originator_id = ?",
-            (operator_id("bob").hex,),
-        ).fetchone()
-        edited = bytes(state).replace(b'"analyst"', b'"senior-engineer"', 1)
-        assert edited != bytes(state)
         db.execute(
-            "UPDATE stored_snapshots SET state = ? WHERE originator_id = ?",
-            (edited, operator_id("bob").hex),
+            "INSERT INTO stored_snapshots VALUES (?, ?, ?, ?)",
+            (operator_id("bob").hex, bob_now.version, stored.topic, edited),
         )
     reopened = _snapshot_ledger(home, original[1])
     report = verify_snapshots(reopened)
@@ -259,17 +262,16 @@ def test_a_forged_operator_snapshot_is_found(
     assert audited.fault is not None and audited.fault.kind == "snapshot", audited
     assert audited.snapshots_valid == audited.snapshots_checked - 1
     recorder = reopened._chained_recorder()
-    assert audited.fault.position == recorder.position_of(operator_id("bob"), 50)
+    assert audited.fault.position == recorder.position_of(operator_id("bob"), bob_now.version)
     assert alarmed
-    # Loads never believe it: its seal does not verify, so bob's role is folded from events,
-    # and the command says it passed a snapshot over.
+    # Loads never believe it: bob's role is folded from his events.
     with pytest.raises(PermissionDenied):
         reopened.write(bob, SecretAddress("production", "nexus", "busy.key"), "forged-write-1234")
-    assert any("does not authenticate" in p for p in reopened.post_commit_problems)
-    # doctor names it; --repair drops the cache entry.
-    assert reopened.doctor(alice).bad_snapshots == [f"{operator_id('bob').hex}@50"]
+    # doctor names it; --repair drops it.
+    bad = f"{operator_id('bob').hex}@{bob_now.version}"
+    assert reopened.doctor(alice).bad_snapshots == [bad]
     repaired = reopened.doctor(alice, repair=True)
-    assert repaired.repaired == [f"snapshot {operator_id('bob').hex}@50"]
+    assert repaired.repaired == [f"snapshot {bad}"]
     assert reopened.doctor(alice).bad_snapshots == []
     with pytest.raises(PermissionDenied):
         reopened.write(bob, SecretAddress("production", "nexus", "busy.key"), "bobs-own-value-1")
