@@ -85,9 +85,11 @@ def _pinned_key(pubkey: Path | None, label: str = "--pubkey") -> str | None:
 
     if pubkey is None:
         return None
+    from cryptography.exceptions import UnsupportedAlgorithm
+
     try:
         return public_hex_from_pem(pubkey.read_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, UnsupportedAlgorithm) as exc:
         raise UsageProblem(f"{label} {pubkey}: not a readable Ed25519 PEM key ({exc})") from None
 
 

@@ -178,7 +178,11 @@ class SecretsLedger(Application[UUID]):
                 found: Any = self.repository.get(SETTINGS_ID)
             except AggregateNotFoundError:
                 raise NotInitialized("no ledger here yet; run `secrets init`") from None
-            assert isinstance(found, LedgerSettings)
+            if not isinstance(found, LedgerSettings):
+                raise IntegrityFailure(
+                    "the ledger's settings are recorded as another kind of record: the ledger "
+                    "was altered or damaged: run `secrets audit verify`"
+                )
             self._settings = found
         return self._settings
 
@@ -329,7 +333,11 @@ class SecretsLedger(Application[UUID]):
             found: Any = self.repository.get(operator_id(name))
         except AggregateNotFoundError:
             return None
-        assert isinstance(found, Operator)
+        if not isinstance(found, Operator):
+            raise IntegrityFailure(
+                f"operator {name!r} is recorded as another kind of record: the ledger was "
+                "altered or damaged: run `secrets audit verify`"
+            )
         return found
 
     def _record_denial(
@@ -416,7 +424,11 @@ class SecretsLedger(Application[UUID]):
             found: Any = self.repository.get(address.id)
         except AggregateNotFoundError:
             return None
-        assert isinstance(found, Secret)
+        if not isinstance(found, Secret):
+            raise IntegrityFailure(
+                f"{address} is recorded as another kind of record: the ledger was altered or "
+                "damaged: run `secrets audit verify`"
+            )
         return found
 
     def _existing_secret(self, address: SecretAddress) -> Secret:
@@ -1024,7 +1036,10 @@ class SecretsLedger(Application[UUID]):
         fault = None
         if checked.faults:
             first = checked.faults[0]
-            at = self._chained_recorder().position_of(UUID(first.originator_id), first.version)
+            try:
+                at = self._chained_recorder().position_of(UUID(first.originator_id), first.version)
+            except (ValueError, TypeError):  # a forged row that names no aggregate
+                at = None
             fault = ChainFault(
                 at or 0,
                 "snapshot",

@@ -110,7 +110,7 @@ class Witness:
         try:
             data = json.loads(text)
             return cls(source, int(data["position"]), data.get("signature"))
-        except (ValueError, KeyError, TypeError, OverflowError):  # OverflowError: 1e999
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError, AttributeError):
             return None
 
 

@@ -32,6 +32,7 @@ from eventsourcing.persistence import (
 
 from ledger import topics
 from ledger.errors import IntegrityFailure
+from ledger.state_shapes import checks_for, conforms
 
 MAGIC = b"slsnap1:"
 _MAC_SIZE = 32
@@ -55,6 +56,9 @@ def _damaged(stored: StoredEvent, why: str) -> UndecodableData:
     )
 
 
+_POSITION_FIELDS = ("originator_id", "originator_version")
+
+
 class AllowListMapper(Mapper[UUID]):
     def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[UUID]:
         try:
@@ -65,6 +69,11 @@ class AllowListMapper(Mapper[UUID]):
             event: Any = super().to_domain_event(stored_event)
         except Exception as exc:
             raise _damaged(stored_event, f"its state does not fit ({type(exc).__name__})") from None
+        names, checks = checks_for(type(event))
+        state = {k: v for k, v in vars(event).items() if k not in _POSITION_FIELDS}
+        problem = conforms(state, names, checks)
+        if problem:
+            raise _damaged(stored_event, problem)
         self._check_named_classes(stored_event, event)
         return event  # type: ignore[no-any-return]
 
@@ -133,6 +142,8 @@ def unseal(key: bytes, stored: StoredEvent) -> StoredEvent | None:
         return None
     body = bytes(stored.state)[len(MAGIC) :]
     mac, state = body[:_MAC_SIZE], body[_MAC_SIZE:]
+    if type(stored.topic) is not str or type(stored.originator_version) is not int:
+        return None
     try:
         expected = _mac(key, stored.originator_id, stored.originator_version, stored.topic, state)
     except (UnicodeError, TypeError, ValueError):

@@ -78,5 +78,5 @@ def credential(home: Path) -> Credential:
             session_id=str(data["session_id"]),
             session_secret=str(data["session_secret"]),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return Credential(problem=f"session file {path} is malformed; log in again")

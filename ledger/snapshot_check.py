@@ -97,7 +97,16 @@ def _opened(stored: StoredEvent, key: bytes | None) -> tuple[StoredEvent | None,
 def _check_aggregate(
     app: SecretsLedger, oid: str, snapshots: list[StoredEvent], key: bytes | None
 ) -> Iterator[SnapshotFault]:
-    events = iter(app.events.get(UUID(oid), lte=snapshots[-1].originator_version))
+    versions = [s.originator_version for s in snapshots]
+    try:
+        aggregate_id = UUID(oid)
+    except ValueError:
+        aggregate_id = None
+    if aggregate_id is None or not all(type(v) is int for v in versions):
+        for version in versions:
+            yield SnapshotFault(oid, version, "names no aggregate version (forged)")
+        return
+    events = iter(app.events.get(aggregate_id, lte=max(versions)))
     folded: Any = None
     for stored in snapshots:
         version = stored.originator_version

@@ -5,7 +5,6 @@ replay fold (projections/replay.py), the two places that read the whole log.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import re
@@ -24,6 +23,7 @@ from eventsourcing.persistence import (
 
 from ledger import topics
 from ledger.decoding import AllowListMapper
+from ledger.state_shapes import checks_for, conforms
 from projections.audit_codes import EVENT_CODES
 from projections.timefmt import iso
 
@@ -141,7 +141,7 @@ class EventReader:
             and type(transcoder)._decode_obj is JSONTranscoder._decode_obj
             and type(transcoder.names.get("datetime_iso")) is DatetimeAsISO
         )
-        # topic -> (event class, id convertor, the state's keys, the aggregate it may name),
+        # topic -> (event class, id convertor, the aggregate it may name),
         # or None where the shortcut does not apply
         self._classes: dict[str, _Found | None] = {}
         # topic -> `audit_row`'s plan, or None
@@ -197,10 +197,10 @@ class EventReader:
         if parsed is None:
             return None
         state, when, ts = parsed
-        cls, convert, keys, owner = found
-        if not _fits(state, keys, owner):  # the mapper's to refuse
-            return None
+        cls, convert, owner = found
         state["timestamp"] = when
+        if not _fits(state, cls, owner):  # the mapper's to refuse
+            return None
         state["originator_id"] = convert(originator_id)
         state["originator_version"] = version
         event = object.__new__(cls)
@@ -227,10 +227,11 @@ class EventReader:
         parsed = _parse(stored)
         if parsed is None:
             return None
-        state, _, ts = parsed
+        state, when, ts = parsed
         kind, keys, code, action = plan
         found = self._classes.get(topic) or self._class_of(topic)
-        if found is None or not _fits(state, found[2], found[3]):
+        state["timestamp"] = when
+        if found is None or not _fits(state, found[0], found[2]):
             return None
         operator, correlation_id = state["operator"], state["correlation_id"]
         target = state["environment"], state["service"], state["name"]
@@ -266,22 +267,21 @@ class EventReader:
             cls = topics.stored_class(topic)  # never an import chosen by the stored topic
             if getattr(cls, "class_version", 1) != 1 or topic not in topics.EVENT_OWNERS:
                 return None
-            keys = frozenset(f.name for f in dataclasses.fields(cls)) - _NOT_IN_STATE
             convert = find_id_convertor(cls, UUID)  # type: ignore[arg-type]
-            return cls, convert, keys, topics.EVENT_OWNERS[topic]
+            return cls, convert, topics.EVENT_OWNERS[topic]
         except Exception:  # the mapper raises it again
             return None
 
 
-# (event class, id convertor, the keys its stored state has, the aggregate topic it may name)
-_Found = tuple[type[Any], Callable[[Any], Any], frozenset[str], str]
-_NOT_IN_STATE = frozenset({"originator_id", "originator_version"})
+# (event class, id convertor, the aggregate topic it may name)
+_Found = tuple[type[Any], Callable[[Any], Any], str]
 
 
-def _fits(state: dict[str, Any], keys: frozenset[str], owner: str) -> bool:
-    """Whether the mapper would build this state's event without a complaint: exactly the
-    class's fields (the mapper's `cls(**state)` refuses any other), and a created event's
-    `originator_topic` naming the aggregate that owns the class (AllowListMapper)."""
-    if state.keys() != keys:
+def _fits(state: dict[str, Any], cls: type[Any], owner: str) -> bool:
+    """Whether AllowListMapper would build this state's event without a complaint: exactly the
+    class's fields, each of its type (ledger/state_shapes.py), and a created event's
+    `originator_topic` naming the aggregate that owns the class."""
+    names, checks = checks_for(cls)
+    if conforms(state, names, checks):
         return False
-    return "originator_topic" not in keys or state["originator_topic"] == owner
+    return "originator_topic" not in names or state["originator_topic"] == owner

@@ -97,3 +97,50 @@ def test_a_seal_binds_the_snapshot_to_its_aggregate_version_and_bytes() -> None:
     flipped[-2] ^= 1
     assert unseal(key, StoredEvent(oid, 50, sealed.topic, bytes(flipped))) is None
     assert unseal(key, StoredEvent(oid, 50, sealed.topic, b'{"a":1}')) is None
+
+
+def _denial(**changes: Any) -> StoredEvent:
+    state: dict[str, Any] = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"},
+        "originator_topic": "ledger.records:Denial",
+        "operator": "anonymous",
+        "correlation_id": "c",
+        "action": "get",
+        "reason": "no session",
+        "environment": None,
+        "service": None,
+        "name": None,
+    }
+    state.update(changes)
+    state = {k: v for k, v in state.items() if v is not _DROP}
+    return StoredEvent(uuid4(), 1, "ledger.records:Denial.AccessDenied", json.dumps(state).encode())
+
+
+_DROP = object()
+
+
+def test_a_well_formed_state_decodes() -> None:
+    event: Any = _mapper().to_domain_event(_denial())
+    assert event.action == "get" and event.environment is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"mutate": "x"},  # an extra key would shadow the event's method
+        {"apply": 1},
+        {"reason": _DROP},
+        {"action": ["get"]},
+        {"operator": None},
+        {"environment": 7},
+        {"environment": True},
+        {"reason": "\ud800"},  # a lone surrogate cannot be printed
+        {"originator_topic": "ledger.records:Rejection"},
+        {"timestamp": "2026-01-01"},
+        {"timestamp": {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00"}},
+    ],
+    ids=lambda c: ",".join(c),
+)
+def test_a_state_that_does_not_fit_its_class_is_damage(changes: dict[str, Any]) -> None:
+    with pytest.raises(UndecodableData):
+        _mapper().to_domain_event(_denial(**changes))

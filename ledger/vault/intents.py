@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ledger.entries import parse_entry_name
 from ledger.errors import LedgerUnavailable
 
 # A torn intent (empty or half-written JSON) this young may be one a writer is writing now.
@@ -132,12 +133,20 @@ class IntentJournal:
                         started if isinstance(started, int) else None,
                     )
                 )
-            except (OSError, ValueError, KeyError, AttributeError):
+            except (OSError, ValueError, KeyError, AttributeError, RecursionError):
                 # A torn intent file (crash mid-write) names nothing recoverable, unless a
                 # writer is writing it right now: leave a young one alone.
                 if not _young(path):
                     found.append(Intent(path, namespace, ""))
-        return [i for i in found if i.namespace == namespace]
+        # Only a write of a version journals an intent: one naming any other entry (the
+        # ledger's own keys) was not written here, and `doctor --repair` must never act on it.
+        return [
+            i
+            if not i.entry or parse_entry_name(i.entry) is not None
+            else Intent(i.path, namespace, "")
+            for i in found
+            if i.namespace == namespace
+        ]
 
 
 def _young(path: Path) -> bool:

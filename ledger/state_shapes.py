@@ -1,0 +1,113 @@
+"""What a stored event's state must look like to become its class: exactly the class's fields,
+each of its declared type.
+
+The library's mapper sets an event's `__dict__` to the decoded state as it is: an extra key
+(`apply`, `mutate`) shadows a method, a missing one or a list where a name belongs breaks the
+first code that reads it, far from the row that caused it. Checked once here, on decoding,
+such a row is damage (exit 6) named at its position. The check is per field's exact type
+(bool is not an int; text must be encodable: no lone surrogates), cheap enough for the views'
+rebuild, which applies it to every event it takes by its shortcut (projections/event_reader.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from datetime import datetime
+from typing import Any
+
+# (field, the exact types its value may have, the exact types of its items (list) or values
+# (dict), or None for no check)
+FieldCheck = tuple[str, frozenset[type], frozenset[type] | None]
+
+_NONE = type(None)
+
+
+def _exact(hint: Any) -> frozenset[type] | None:
+    """The exact types a value of `hint` may have; None where it is not checked."""
+    if isinstance(hint, typing.TypeVar) or hint is Any:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        found: set[type] = set()
+        for arg in typing.get_args(hint):
+            part = _exact(arg)
+            if part is None:
+                return None
+            found |= part
+        return frozenset(found)
+    if hint is None or hint is _NONE:
+        return frozenset({_NONE})
+    if origin is not None:
+        return frozenset({origin}) if isinstance(origin, type) else None
+    return frozenset({hint}) if isinstance(hint, type) else None
+
+
+def _items(hint: Any) -> frozenset[type] | None:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is list and len(args) == 1:
+        return _exact(args[0])
+    if origin is dict and len(args) == 2 and args[0] is str:
+        return _exact(args[1])
+    return None
+
+
+_checks: dict[type[Any], tuple[frozenset[str], tuple[FieldCheck, ...]]] = {}
+
+
+def checks_for(cls: type[Any]) -> tuple[frozenset[str], tuple[FieldCheck, ...]]:
+    """(the keys a stored state of `cls` has, the checks of their values)."""
+    found = _checks.get(cls)
+    if found is None:
+        found = _checks[cls] = _make_checks(cls)
+    return found
+
+
+def _make_checks(cls: type[Any]) -> tuple[frozenset[str], tuple[FieldCheck, ...]]:
+    hints = typing.get_type_hints(cls)
+    names = frozenset(f.name for f in dataclasses.fields(cls)) - {
+        "originator_id",
+        "originator_version",
+    }
+    checks = []
+    for name in sorted(names):
+        allowed = _exact(hints[name])
+        if allowed is not None:
+            checks.append((name, allowed, _items(hints[name])))
+    return names, tuple(checks)
+
+
+def _text_ok(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def conforms(state: dict[str, Any], names: frozenset[str], checks: tuple[FieldCheck, ...]) -> str:
+    """ "" when `state` fits, else what does not (a field name, never a value)."""
+    if state.keys() != names:
+        return "its fields are not its class's"
+    for name, allowed, items in checks:
+        value = state[name]
+        kind = type(value)
+        if kind not in allowed and not (datetime in allowed and isinstance(value, datetime)):
+            return f"field {name!r} has the wrong type"
+        if kind is str and not _text_ok(value):
+            return f"field {name!r} is not text"
+        if items is not None:
+            inner = value.values() if kind is dict else value
+            for item in inner:
+                if type(item) not in items or (type(item) is str and not _text_ok(item)):
+                    return f"field {name!r} holds an item of the wrong type"
+            if kind is dict and not all(type(k) is str and _text_ok(k) for k in value):
+                return f"field {name!r} has a key of the wrong type"
+    stamp = state.get("timestamp")
+    if isinstance(stamp, datetime) and stamp.tzinfo is None:
+        return "its timestamp has no time zone"
+    return ""

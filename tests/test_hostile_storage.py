@@ -1,0 +1,221 @@
+"""Attacks of the hostile-storage review: what a writer of the ledger's home (ledger.sqlite,
+session.json, pending/*.intent, an evidence bundle) could write, run through the real CLI as
+the victim would. Each failed on the first allow-list commit (2c74fd2): a forged intent made
+`doctor --repair` delete the ledger's own keys, and damaged rows gave exit 1 instead of 6.
+SQLite-only (`sqlite_file`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ledger.operator import operator_id
+from ledger.settings import SETTINGS_ID
+from tests.clikit import Ledger
+
+pytestmark = pytest.mark.sqlite_file
+ADDRESS = ("--service", "nexus", "--name", "mcp.bun.apiKey")
+VALUE = "sk-live-value-0001-abcdefghij"
+MAGIC = b"slsnap1:"
+
+
+def _db(ledger: Ledger, name: str = "ledger.sqlite") -> sqlite3.Connection:
+    return sqlite3.connect(ledger.home / name)
+
+
+def _rechain(ledger: Ledger) -> None:
+    """Recompute the unkeyed chain, as anyone can before the first signed checkpoint."""
+    from ledger.chain import GENESIS, link
+
+    previous = GENESIS
+    with _db(ledger) as db:
+        rows = db.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+            "ORDER BY rowid"
+        ).fetchall()
+        db.execute("DELETE FROM event_chain")
+        for position, oid, version, topic, state in rows:
+            previous = link(previous, position, oid, version, topic, bytes(state))
+            db.execute("INSERT INTO event_chain VALUES (?, ?)", (position, previous))
+
+
+def _not_internal(result: object) -> None:
+    rc = result.returncode  # type: ignore[attr-defined]
+    err = result.stderr  # type: ignore[attr-defined]
+    assert rc != 1 and "internal error" not in err and "Traceback" not in err, (rc, err)
+
+
+# -- doctor --repair believes what storage says -------------------------------------------
+
+
+def test_forged_intent_cannot_make_doctor_repair_delete_the_fingerprint_key(
+    ledger: Ledger,
+) -> None:
+    ledger.set(*ADDRESS[1::2], VALUE)
+    uid = ledger.events("ledger.settings:")[0].state["ledger_uid"]
+    pending = ledger.home / "pending"
+    pending.mkdir(mode=0o700, exist_ok=True)
+    intent = pending / f"{'0' * 32}.intent"
+    intent.write_text(
+        json.dumps({"namespace": f"secrets-ledger:{uid}", "entry": "ledger.fingerprint-key"})
+    )
+    os.utime(intent, (0, 0))  # older than the torn-intent grace period
+    ledger.run("doctor", "--repair")
+    after = ledger.run("set", *ADDRESS, "--value-stdin", input=VALUE + "-2")
+    assert after.returncode == 0, after.stderr  # 2c74fd2: exit 8, the key is gone for good
+
+
+# -- views.sqlite: saved replay states are checked with an unkeyed digest ------------------
+
+
+# -- snapshot rows that crash the seal check ------------------------------------------------
+
+
+def test_snapshot_with_a_blob_topic_is_not_an_internal_error(ledger: Ledger) -> None:
+    with _db(ledger) as db:
+        db.execute(
+            "INSERT INTO stored_snapshots VALUES (?, 2, ?, ?)",
+            (operator_id("alice").hex, b"ledger.operator:Operator", MAGIC + bytes(32) + b"{}"),
+        )
+    for args in (("list",), ("audit", "verify"), ("doctor", "--repair")):
+        _not_internal(ledger.run(*args))
+
+
+def test_snapshot_with_a_bad_id_is_not_an_internal_error(ledger: Ledger) -> None:
+    with _db(ledger) as db:
+        db.execute(
+            "INSERT INTO stored_snapshots VALUES ('zzz', 2, 'ledger.stamping:LedgerSnapshot', ?)",
+            (MAGIC + bytes(32) + b"{}",),
+        )
+    for args in (("audit", "verify"), ("doctor", "--repair")):
+        _not_internal(ledger.run(*args))
+
+
+# -- events that decode but do not fit ------------------------------------------------------
+
+
+def test_an_operator_event_under_the_settings_id_is_an_integrity_failure(ledger: Ledger) -> None:
+    with _db(ledger) as db:
+        state = json.loads(
+            db.execute("SELECT state FROM stored_events WHERE rowid = 1").fetchone()[0]
+        )
+        forged = {
+            "timestamp": state["timestamp"],
+            "originator_topic": "ledger.operator:Operator",
+            "operator": "alice",
+            "correlation_id": state["correlation_id"],
+            "name": "x",
+            "role": "senior-engineer",
+        }
+        db.execute(
+            "UPDATE stored_events SET topic = 'ledger.operator:Operator.Registered', state = ? "
+            "WHERE originator_id = ?",
+            (json.dumps(forged).encode(), SETTINGS_ID.hex),
+        )
+    _rechain(ledger)
+    for args in (("list",), ("audit", "verify")):
+        _not_internal(ledger.run(*args))
+
+
+@pytest.mark.parametrize("key", ["mutate", "apply"])
+def test_a_state_key_that_shadows_a_method_is_an_integrity_failure(
+    ledger: Ledger, key: str
+) -> None:
+    with _db(ledger) as db:
+        state = json.loads(
+            db.execute("SELECT state FROM stored_events WHERE rowid = 1").fetchone()[0]
+        )
+        state[key] = "x"
+        db.execute(
+            "UPDATE stored_events SET state = ? WHERE rowid = 1", (json.dumps(state).encode(),)
+        )
+    _rechain(ledger)
+    for args in (("list",), ("audit", "verify")):
+        _not_internal(ledger.run(*args))
+
+
+def test_a_timestamp_of_the_wrong_type_is_an_integrity_failure(ledger: Ledger) -> None:
+    with _db(ledger) as db:
+        state = json.loads(
+            db.execute("SELECT state FROM stored_events WHERE rowid = 1").fetchone()[0]
+        )
+        state["timestamp"] = "x"
+        db.execute(
+            "UPDATE stored_events SET state = ? WHERE rowid = 1", (json.dumps(state).encode(),)
+        )
+    _rechain(ledger)
+    for args in (("audit", "replay", "--position", "2"), ("projections", "rebuild")):
+        _not_internal(ledger.run(*args))
+
+
+def test_an_operator_of_the_wrong_type_is_an_integrity_failure(ledger: Ledger) -> None:
+    with _db(ledger) as db:
+        state = json.loads(
+            db.execute("SELECT state FROM stored_events WHERE rowid = 1").fetchone()[0]
+        )
+        state["operator"] = {}
+        db.execute(
+            "UPDATE stored_events SET state = ? WHERE rowid = 1", (json.dumps(state).encode(),)
+        )
+    _rechain(ledger)
+    result = ledger.run("projections", "rebuild")
+    assert result.returncode == 6, result.stderr  # 2c74fd2: 1, "the event store failed"
+
+
+# -- files beside the store -----------------------------------------------------------------
+
+
+def test_a_deeply_nested_session_file_is_not_an_internal_error(ledger: Ledger) -> None:
+    session = ledger.home / "session.json"
+    session.write_text("[" * 100_000)
+    os.chmod(session, 0o600)
+    _not_internal(ledger.run("auth", "status", env={"SECRETS_LEDGER_TOKEN": ""}))
+
+
+def test_a_deeply_nested_intent_is_not_an_internal_error(ledger: Ledger) -> None:
+    pending = ledger.home / "pending"
+    pending.mkdir(mode=0o700, exist_ok=True)
+    intent = pending / f"{'1' * 32}.intent"
+    intent.write_text("[" * 100_000)
+    os.utime(intent, (0, 0))
+    _not_internal(ledger.run("doctor"))
+
+
+def _bundle(ledger: Ledger, tmp_path: Path) -> Path:
+    out = tmp_path / "bundle"
+    exported = ledger.run("audit", "export", "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    return out
+
+
+def test_a_deeply_nested_bundle_witness_is_not_an_internal_error(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    bundle = _bundle(ledger, tmp_path)
+    (bundle / "checkpoint.json").write_text("[" * 100_000)
+    _not_internal(ledger.run("audit", "verify", "--bundle", str(bundle)))
+
+
+def test_a_bundle_key_of_an_unknown_algorithm_is_not_an_internal_error(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    bundle = _bundle(ledger, tmp_path)
+
+    def tlv(tag: int, value: bytes) -> bytes:
+        return bytes([tag, len(value)]) + value
+
+    spki = tlv(0x30, tlv(0x30, tlv(0x06, b"\x2a\x03\x04")) + tlv(0x03, b"\x00\x01\x02"))
+    pem = base64.b64encode(spki).decode()
+    (bundle / "pubkey.pem").write_text(
+        f"-----BEGIN PUBLIC KEY-----\n{pem}\n-----END PUBLIC KEY-----\n"
+    )
+    _not_internal(ledger.run("audit", "verify", "--bundle", str(bundle)))
+
+
+# -- row shapes that crash the chain walk and the views -------------------------------------
