@@ -72,6 +72,49 @@ MAX_ATTEMPTS = 60
 MAX_RETRY_SECONDS = 30.0
 
 
+# What an unauthenticated caller can make the ledger store in a denial, and print: a name
+# taken from a token or session file is escaped and cut (docs/security.md).
+MAX_SHOWN_NAME = 80
+MAX_REASON = 300
+
+
+def _bounded(text: str, limit: int) -> str:
+    """`text` escaped (`unicode_escape`: no control character, no lone surrogate) and cut
+    to about `limit` characters, marked with "..." when cut."""
+    from ledger.records import escaped
+
+    shown = escaped(text[: limit + 1], limit + 1)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _shown(name: str) -> str:
+    return f"'{_bounded(name, MAX_SHOWN_NAME)}'"
+
+
+def _unusable_credential(cred: Credential) -> str:
+    """Why a credential cannot even be looked up ("" if it can): text that is not UTF-8
+    (undecodable bytes in the token variable or session file, or a lone surrogate escaped
+    in its JSON) would fail in hashing, not as a refusal; an operator name that breaks the
+    name rule can name no operator."""
+    for text in (cred.token, cred.operator, cred.session_id, cred.session_secret):
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "credential is not valid UTF-8 text"
+    name = cred.operator
+    if cred.token:
+        parsed = tokens.parse(cred.token)
+        name = parsed[0] if parsed else None
+    if name is not None:
+        try:
+            validate_operator_name(name)
+        except ValidationFailed:
+            return f"credential names no valid operator ({_shown(name)})"
+    return ""
+
+
 @dataclass(frozen=True)
 class OpenedSession:
     operator: str
@@ -265,7 +308,7 @@ class SecretsLedger(Application[UUID]):
         return issued
 
     def refuse_second_init(self, claimed: str) -> PermissionDenied:
-        self._record_denial(context.ANONYMOUS, "init", f"ledger exists; {claimed!r} not created")
+        self._record_denial(context.ANONYMOUS, "init", f"ledger exists; {_shown(claimed)} not created")
         return PermissionDenied(
             "PERMISSION_DENIED: the ledger already has operators; "
             "ask a senior-engineer to run `secrets auth grant`"
@@ -299,7 +342,10 @@ class SecretsLedger(Application[UUID]):
     def _identify(self, cred: Credential) -> tuple[Principal | None, str, str]:
         """(principal, actor for the record, reason) — principal None when unproven."""
         if cred.problem:
-            return None, context.ANONYMOUS, cred.problem
+            return None, context.ANONYMOUS, _bounded(cred.problem, MAX_REASON)
+        unusable = _unusable_credential(cred)
+        if unusable:
+            return None, context.ANONYMOUS, unusable
         if cred.token:
             parsed = tokens.parse(cred.token)
             if parsed is None:
@@ -307,9 +353,9 @@ class SecretsLedger(Application[UUID]):
             name, secret_part = parsed
             operator = self._load_operator(name)
             if operator is None or not operator.token_matches(tokens.digest(secret_part)):
-                return None, context.ANONYMOUS, f"invalid token for operator {name!r}"
+                return None, context.ANONYMOUS, f"invalid token for operator {_shown(name)}"
             if operator.role is None:
-                return None, context.ANONYMOUS, f"operator {name!r} is revoked"
+                return None, context.ANONYMOUS, f"operator {_shown(name)} is revoked"
             return Principal(name, operator.role, None, None), name, ""
         if cred.operator and cred.session_id and cred.session_secret:
             operator = self._load_operator(cred.operator)
@@ -325,8 +371,8 @@ class SecretsLedger(Application[UUID]):
                     None,
                     context.ANONYMOUS,
                     (
-                        f"no valid session for {cred.operator!r} (expired, closed or revoked); "
-                        "run `secrets auth login`"
+                        f"no valid session for {_shown(cred.operator)} (expired, closed or "
+                        "revoked); run `secrets auth login`"
                     ),
                 )
             principal = Principal(
@@ -731,6 +777,9 @@ class SecretsLedger(Application[UUID]):
                 operator = Operator(name, role)
             else:
                 operator.grant(role)
+                # A new token replaces the old one: sessions opened with the old one end too,
+                # or whoever held it (the reason to re-grant, often) would keep working.
+                operator.end_sessions("token reissued")
             operator.issue_token(issued.token_id, issued.digest)
             self._save(operator)
 
@@ -782,7 +831,7 @@ class SecretsLedger(Application[UUID]):
     def login(self, name: str, token: str, ttl: timedelta = DEFAULT_SESSION_TTL) -> OpenedSession:
         principal, actor, reason = self._identify(Credential(token=token))
         if principal is None or principal.operator != name:
-            why = reason or f"token does not belong to {name!r}"
+            why = reason or f"token does not belong to {_shown(name)}"
             self._record_denial(actor, "login", why)
             raise PermissionDenied(f"PERMISSION_DENIED: login refused ({why})")
         if ttl <= timedelta(0) or ttl > timedelta(days=7):
