@@ -249,6 +249,11 @@ class SecretsLedger(Application[UUID]):
                     f"the ledger at {self.home} is locked by another writer (waited {waited} s); "
                     "nothing was written, try again"
                 ) from None
+            from ledger.config import storage_failure
+
+            failed = storage_failure(exc, self.home)
+            if failed is not None:
+                raise failed from None
             raise LedgerUnavailable(f"the event store refused the write: {exc}") from None
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
