@@ -772,12 +772,14 @@ class SecretsLedger(Application[UUID]):
             with self._stamp(principal):
                 self._save(GrantRejection(escaped(name), escaped(role), failed.rule))
             raise
-        if role != SENIOR:
-            self._refuse_losing_last_senior(name)
         issued = tokens.issue(name)
 
         def attempt() -> None:
+            settings = self._fresh_settings()
+            self._still_allowed(principal, "grant")
             operator = self._load_operator(name)
+            removes_senior = operator is not None and operator.role == SENIOR and role != SENIOR
+            remaining = self._refuse_losing_last_senior(name) if removes_senior else None
             if operator is None:
                 operator = Operator(name, role)
             else:
@@ -786,7 +788,7 @@ class SecretsLedger(Application[UUID]):
                 # or whoever held it (the reason to re-grant, often) would keep working.
                 operator.end_sessions("token reissued")
             operator.issue_token(issued.token_id, issued.digest)
-            self._save(operator)
+            self._save_operator(operator, settings, remaining)
 
         with self._stamp(principal):
             self._retrying(attempt)
@@ -794,19 +796,50 @@ class SecretsLedger(Application[UUID]):
 
     def revoke(self, cred: Credential, name: str) -> None:
         principal = self.authorize(cred, Permission.ADMIN, "revoke")
-        operator = self._load_operator(name)
-        if operator is None or operator.role is None:
-            raise NotFound(f"no active operator {name!r}")
-        self._refuse_losing_last_senior(name)
 
         def attempt() -> None:
+            settings = self._fresh_settings()
+            self._still_allowed(principal, "revoke")
             found = self._load_operator(name)
-            assert found is not None
+            if found is None or found.role is None:
+                raise NotFound(f"no active operator {_shown(name)}")
+            remaining = self._refuse_losing_last_senior(name) if found.role == SENIOR else None
             found.revoke()
-            self._save(found)
+            self._save_operator(found, settings, remaining)
 
         with self._stamp(principal):
             self._retrying(attempt)
+
+    def _fresh_settings(self) -> LedgerSettings:
+        """LedgerSettings as stored now. Loaded before any Operator a change checks: a removal
+        of a senior-engineer committed after this load moves its version, so a save based
+        on what was read then conflicts (`_save_operator`)."""
+        self._settings = None
+        return self.settings
+
+    def _still_allowed(self, principal: Principal, action: str) -> None:
+        """The caller's role as stored now: on a retry after a lost race, the winner may have
+        been the one who revoked or demoted the caller."""
+        actor = self._load_operator(principal.operator)
+        role = actor.role if actor is not None else None
+        if role is None or not allows(role, Permission.ADMIN):
+            reason = f"{principal.operator} lost {principal.role} while the {action} was retried"
+            self._record_denial(principal.operator, action, reason)
+            raise PermissionDenied(
+                f"PERMISSION_DENIED: {action} requires {REQUIRED_ROLE[Permission.ADMIN]} "
+                f"({reason})"
+            )
+
+    def _save_operator(
+        self, operator: Operator, settings: LedgerSettings, remaining: list[str] | None
+    ) -> None:
+        """Save `operator`; when it loses senior-engineer (`remaining`: who keeps it), record
+        them on `settings` in the same transaction (LedgerSettings.record_senior_engineers)."""
+        if remaining is None:
+            self._save(operator)
+            return
+        settings.record_senior_engineers(remaining)
+        self._save(operator, settings)
 
     def senior_engineers(self) -> list[str]:
         topic = f"{Operator.__module__}:{Operator.__qualname__}.Registered"
@@ -826,12 +859,14 @@ class SecretsLedger(Application[UUID]):
             start = page[-1].id
         return names
 
-    def _refuse_losing_last_senior(self, name: str) -> None:
-        seniors = self.senior_engineers()
-        if seniors == [name]:
+    def _refuse_losing_last_senior(self, name: str) -> list[str]:
+        """The senior-engineers other than `name`; ValidationFailed if there are none."""
+        remaining = [n for n in self.senior_engineers() if n != name]
+        if not remaining:
             raise ValidationFailed(
                 "last-senior", f"{name!r} is the last senior-engineer; grant another one first"
             )
+        return remaining
 
     def login(self, name: str, token: str, ttl: timedelta = DEFAULT_SESSION_TTL) -> OpenedSession:
         principal, actor, reason = self._identify(Credential(token=token))
