@@ -15,7 +15,6 @@ usual. tests/test_cli_surface.py checks that it is active and agrees with typer.
 
 from __future__ import annotations
 
-import math
 import re
 from enum import Enum
 from pathlib import Path
@@ -49,23 +48,12 @@ class FastParam:
         is_multi_value = param.multiple or param.nargs == -1
         if value is None:  # as typer's RuntimeParam.coerce, without building an adapter
             return () if is_multi_value else None
-        for item in value if is_multi_value and isinstance(value, (list, tuple)) else [value]:
-            refuse_unusable(item, param, ctx)
-        if param.name == "environment" and isinstance(value, str):
-            # Every command's -e/--environment, a filter too: a name no secret can have is
-            # a mistake (exit 5), never an empty answer.
-            from ledger.names import validate_environment
-
-            validate_environment(value)
         if not is_multi_value and param.nargs == 1:
             try:
                 return self._fast(value, param, ctx)
             except Exception:  # noqa: S110  (typer decides, and raises its own error)
                 pass
-        coerced = self.typer_runtime_param().coerce(value, param=param, ctx=ctx)
-        for item in coerced if isinstance(coerced, (list, tuple)) else [coerced]:
-            refuse_unusable(item, param, ctx)
-        return coerced
+        return self.typer_runtime_param().coerce(value, param=param, ctx=ctx)
 
     def _fast(self, value: Any, param: Any, ctx: Any) -> Any:
         annotation = self.descriptor.annotation
@@ -97,32 +85,6 @@ class FastParam:
                 if isinstance(value, path_type):
                     return coerce_cli_path(value, info, path_type=path_type, param=param, ctx=ctx)
         raise _Fallback
-
-
-# SQLite's integer range: every integer an option takes ends up in a query or a timedelta
-# at most, and beyond this both fail with OverflowError (an internal error, not an answer).
-INT_LIMIT = 2**63 - 1
-
-
-def refuse_unusable(value: Any, param: Any, ctx: Any) -> None:
-    """A usage error (exit 2) for what no command can use: text that is not UTF-8 (bytes
-    the shell passed through surrogateescape, or lone surrogates), integers beyond SQLite's
-    range and floats that are not finite. The message never quotes the value: it may be a
-    secret given with `--value`."""
-    from typer._click.exceptions import BadParameter
-
-    if isinstance(value, (str, Path)):
-        try:
-            str(value).encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadParameter("is not valid UTF-8 text", ctx=ctx, param=param) from None
-    elif isinstance(value, bool):
-        return
-    elif isinstance(value, int):
-        if not -INT_LIMIT <= value <= INT_LIMIT:
-            raise BadParameter("is out of range", ctx=ctx, param=param)
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise BadParameter("is not a finite number", ctx=ctx, param=param)
 
 
 def _number(kind: type[int] | type[float], value: Any) -> int | float:

@@ -17,16 +17,18 @@ from commands.exit_codes import HELP_TEXT, ExitCode
 
 class _Group(typer.core.TyperGroup):
     """The root group: before running, plain parameters get a coercion without pydantic
-    (commands/fastparams.py; typer's own coercion still decides anything else), help is drawn
+    (commands/fastparams.py; typer's own coercion still decides anything else), every
+    parameter the rules of commands/inputs.py, help is drawn
     without rich's Markdown and traceback modules (commands/typerfast.py), and a usage error
     is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         from typer._click import exceptions as click_errors
 
-        from commands import fastparams, typerfast
+        from commands import fastparams, inputs, typerfast
 
         fastparams.install(self)
+        inputs.install(self)
         typerfast.defer_rich_in_help(self)
         if not kwargs.pop("standalone_mode", True):
             return super().main(*args, standalone_mode=False, **kwargs)
