@@ -114,8 +114,8 @@ def storage_failure(exc: BaseException, directory: Path) -> LedgerUnavailable | 
     name = str(getattr(cause, "sqlite_errorname", ""))
     if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and disk_full(directory)):
         return LedgerUnavailable(
-            f"disk full: no room left on the filesystem of {directory} ({cause}); the ledger "
-            "is not damaged: free some space and run the command again"
+            f"disk full: no room left on the filesystem of {directory} ({cause}); what the "
+            "ledger holds is intact: free some space and run the command again"
         )
     if name.startswith("SQLITE_IOERR"):
         return LedgerUnavailable(
