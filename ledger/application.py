@@ -313,7 +313,9 @@ class SecretsLedger(Application[UUID]):
         return issued
 
     def refuse_second_init(self, claimed: str) -> PermissionDenied:
-        self._record_denial(context.ANONYMOUS, "init", f"ledger exists; {_shown(claimed)} not created")
+        self._record_denial(
+            context.ANONYMOUS, "init", f"ledger exists; {_shown(claimed)} not created"
+        )
         return PermissionDenied(
             "PERMISSION_DENIED: the ledger already has operators; "
             "ask a senior-engineer to run `secrets auth grant`"
@@ -826,8 +828,7 @@ class SecretsLedger(Application[UUID]):
             reason = f"{principal.operator} lost {principal.role} while the {action} was retried"
             self._record_denial(principal.operator, action, reason)
             raise PermissionDenied(
-                f"PERMISSION_DENIED: {action} requires {REQUIRED_ROLE[Permission.ADMIN]} "
-                f"({reason})"
+                f"PERMISSION_DENIED: {action} requires {REQUIRED_ROLE[Permission.ADMIN]} ({reason})"
             )
 
     def _save_operator(

@@ -71,7 +71,7 @@ def test_the_inputs_of_issue_17(ledger: Ledger, args: list[str], code: int) -> N
 @pytest.mark.parametrize("ledger", ["file-vault"], indirect=True)
 def test_every_environment_option_refuses_an_invalid_name(ledger: Ledger) -> None:
     """`-e BAD` given first is checked before anything else the command needs."""
-    paths = [words for words, command in _commands() if "environment" in {p.name for p in command.params}]
+    paths = [words for words, cmd in _commands() if "environment" in {p.name for p in cmd.params}]
     assert {"list", "get", "set", "rotate-status", "provision", "audit log"} <= {
         " ".join(p) for p in paths
     }

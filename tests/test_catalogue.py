@@ -304,7 +304,7 @@ def _run_capped(ledger: Any, args: list[str], env: dict[str, str]) -> Any:
         text=True,
         timeout=120,
         check=False,
-        preexec_fn=cap,  # noqa: PLW1509  (no threads in the test process's children)
+        preexec_fn=cap,  # the test process starts no threads of its own
     )
 
 

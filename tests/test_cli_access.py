@@ -405,9 +405,9 @@ def test_a_credential_that_is_not_utf8_is_a_recorded_denial(
         env = _session_bytes(ledger, tmp_path, raw.encode())
     before = len(denials(ledger))
     if where == "login-stdin-bytes":
+        login = ["auth", "login", "--operator", "alice", "--token-stdin"]
         proc = subprocess.run(
-            [ledger.python, "-m", "commands", "auth", "login", "--operator", "alice"]
-            + ["--token-stdin"],
+            [ledger.python, "-m", "commands", *login],
             input=ledger.token.encode() + b"\xff\n",
             env={**ledger.env, **env},
             cwd=ledger.cwd,
@@ -452,7 +452,8 @@ def test_a_regrant_ends_the_operators_open_sessions(ledger: Ledger, tmp_path: Pa
     after = ledger.run("auth", "status", env=env)
     assert after.returncode == 4 and "not authenticated" in after.stdout, after.stdout
     closed = [
-        e for e in recorded(ledger, "ledger.operator:Operator.SessionClosed")
+        e
+        for e in recorded(ledger, "ledger.operator:Operator.SessionClosed")
         if e["reason"] == "token reissued"
     ]
     assert len(closed) == 1
