@@ -820,12 +820,12 @@ class SecretsLedger(Application[UUID]):
         return self.settings
 
     def _still_allowed(self, principal: Principal, action: str) -> None:
-        """The caller's role as stored now: on a retry after a lost race, the winner may have
-        been the one who revoked or demoted the caller."""
+        """The caller's role as stored now: after a lost race (or since `authorize`), the
+        winner may have revoked or demoted the caller."""
         actor = self._load_operator(principal.operator)
         role = actor.role if actor is not None else None
         if role is None or not allows(role, Permission.ADMIN):
-            reason = f"{principal.operator} lost {principal.role} while the {action} was retried"
+            reason = f"{principal.operator} lost {principal.role} while the {action} ran"
             self._record_denial(principal.operator, action, reason)
             raise PermissionDenied(
                 f"PERMISSION_DENIED: {action} requires {REQUIRED_ROLE[Permission.ADMIN]} ({reason})"
