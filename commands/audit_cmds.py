@@ -451,7 +451,8 @@ def log(
         bool, typer.Option("--follow", "-f", help="Keep printing new entries until Ctrl-C.")
     ] = False,
     interval: Annotated[
-        float, typer.Option("--interval", hidden=True, min=0.05, help="Poll interval (s).")
+        float,
+        typer.Option("--interval", hidden=True, min=0.05, max=3600, help="Poll interval (s)."),
     ] = 1.0,
     home: HomeOpt = None,
     output: Annotated[

@@ -75,7 +75,9 @@ def login(
 
     lifetime = _parse_ttl(ttl)
     if token_stdin:
-        token = sys.stdin.readline().strip()
+        # Bytes that are not UTF-8 reach the ledger as surrogates: a refused (and recorded)
+        # login, not a decoding error.
+        token = sys.stdin.buffer.readline().decode("utf-8", "surrogateescape").strip()
     elif sys.stdin.isatty():
         import getpass
 

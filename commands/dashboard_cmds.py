@@ -34,6 +34,7 @@ def dashboard(
         typer.Option(
             "--watch",
             min=0.1,
+            max=86400,
             metavar="SECONDS",
             help="Refresh in place every SECONDS until Ctrl-C.",
             show_default=False,

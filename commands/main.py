@@ -17,16 +17,18 @@ from commands.exit_codes import HELP_TEXT, ExitCode
 
 class _Group(typer.core.TyperGroup):
     """The root group: before running, plain parameters get a coercion without pydantic
-    (commands/fastparams.py; typer's own coercion still decides anything else), help is drawn
+    (commands/fastparams.py; typer's own coercion still decides anything else), every
+    parameter the rules of commands/inputs.py, help is drawn
     without rich's Markdown and traceback modules (commands/typerfast.py), and a usage error
     is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         from typer._click import exceptions as click_errors
 
-        from commands import fastparams, typerfast
+        from commands import fastparams, inputs, typerfast
 
         fastparams.install(self)
+        inputs.install(self)
         typerfast.defer_rich_in_help(self)
         if not kwargs.pop("standalone_mode", True):
             return super().main(*args, standalone_mode=False, **kwargs)
@@ -316,6 +318,11 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
 
         storage = isinstance(exc, PersistenceError | sqlite3.DatabaseError)
         if storage and os.environ.get("SECRETS_LEDGER_DEBUG") != "1":
+            failed = _storage_failure(exc)
+            if failed is not None:
+                # A full disk says nothing about the bytes already written: not damage.
+                print(f"error: {failed}", file=sys.stderr)
+                return ExitCode.ERROR
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             if any(sign in first for sign in _DAMAGE_SIGNS):
                 # Opening reads only the header and schema; damage deeper in the file shows
@@ -343,6 +350,20 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
         )
         return ExitCode.ERROR
     return ExitCode.OK
+
+
+def _storage_failure(exc: BaseException) -> Exception | None:
+    """A full or failing disk under the home of a ledger the command opened (or the default
+    home), as ledger/config.py words it; None for any other storage error."""
+    from commands import runtime
+    from ledger.config import storage_failure
+
+    homes = [ledger.home for ledger in runtime.opened()] or [runtime.home_dir(None)]
+    for home in homes:
+        failed = storage_failure(exc, home)
+        if failed is not None:
+            return failed
+    return None
 
 
 # What SQLite says when a page it reads is not what it wrote.

@@ -44,6 +44,11 @@ def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
 _opened: list[SecretsLedger] = []
 
 
+def opened() -> list[SecretsLedger]:
+    """The ledgers this command has opened so far."""
+    return list(_opened)
+
+
 def report_post_commit_problems() -> None:
     """Warn about work after a commit that failed (the command's writes did land)."""
     for ledger in _opened:

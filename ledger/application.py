@@ -74,6 +74,49 @@ MAX_ATTEMPTS = 60
 MAX_RETRY_SECONDS = 30.0
 
 
+# What an unauthenticated caller can make the ledger store in a denial, and print: a name
+# taken from a token or session file is escaped and cut (docs/security.md).
+MAX_SHOWN_NAME = 80
+MAX_REASON = 300
+
+
+def _bounded(text: str, limit: int) -> str:
+    """`text` escaped (`unicode_escape`: no control character, no lone surrogate) and cut
+    to about `limit` characters, marked with "..." when cut."""
+    from ledger.records import escaped
+
+    shown = escaped(text[: limit + 1], limit + 1)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _shown(name: str) -> str:
+    return f"'{_bounded(name, MAX_SHOWN_NAME)}'"
+
+
+def _unusable_credential(cred: Credential) -> str:
+    """Why a credential cannot even be looked up ("" if it can): text that is not UTF-8
+    (undecodable bytes in the token variable or session file, or a lone surrogate escaped
+    in its JSON) would fail in hashing, not as a refusal; an operator name that breaks the
+    name rule can name no operator."""
+    for text in (cred.token, cred.operator, cred.session_id, cred.session_secret):
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "credential is not valid UTF-8 text"
+    name = cred.operator
+    if cred.token:
+        parsed = tokens.parse(cred.token)
+        name = parsed[0] if parsed else None
+    if name is not None:
+        try:
+            validate_operator_name(name)
+        except ValidationFailed:
+            return f"credential names no valid operator ({_shown(name)})"
+    return ""
+
+
 @dataclass(frozen=True)
 class OpenedSession:
     operator: str
@@ -261,6 +304,11 @@ class SecretsLedger(Application[UUID]):
                     f"the ledger at {self.home} is locked by another writer (waited {waited} s); "
                     "nothing was written, try again"
                 ) from None
+            from ledger.config import storage_failure
+
+            failed = storage_failure(exc, self.home)
+            if failed is not None:
+                raise failed from None
             raise LedgerUnavailable(f"the event store refused the write: {exc}") from None
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
@@ -320,7 +368,9 @@ class SecretsLedger(Application[UUID]):
         return issued
 
     def refuse_second_init(self, claimed: str) -> PermissionDenied:
-        self._record_denial(context.ANONYMOUS, "init", f"ledger exists; {claimed!r} not created")
+        self._record_denial(
+            context.ANONYMOUS, "init", f"ledger exists; {_shown(claimed)} not created"
+        )
         return PermissionDenied(
             "PERMISSION_DENIED: the ledger already has operators; "
             "ask a senior-engineer to run `secrets auth grant`"
@@ -358,7 +408,10 @@ class SecretsLedger(Application[UUID]):
     def _identify(self, cred: Credential) -> tuple[Principal | None, str, str]:
         """(principal, actor for the record, reason) — principal None when unproven."""
         if cred.problem:
-            return None, context.ANONYMOUS, cred.problem
+            return None, context.ANONYMOUS, _bounded(cred.problem, MAX_REASON)
+        unusable = _unusable_credential(cred)
+        if unusable:
+            return None, context.ANONYMOUS, unusable
         if cred.token:
             parsed = tokens.parse(cred.token)
             if parsed is None:
@@ -366,9 +419,9 @@ class SecretsLedger(Application[UUID]):
             name, secret_part = parsed
             operator = self._load_operator(name)
             if operator is None or not operator.token_matches(tokens.digest(secret_part)):
-                return None, context.ANONYMOUS, f"invalid token for operator {name!r}"
+                return None, context.ANONYMOUS, f"invalid token for operator {_shown(name)}"
             if operator.role is None:
-                return None, context.ANONYMOUS, f"operator {name!r} is revoked"
+                return None, context.ANONYMOUS, f"operator {_shown(name)} is revoked"
             return Principal(name, operator.role, None, None), name, ""
         if cred.operator and cred.session_id and cred.session_secret:
             operator = self._load_operator(cred.operator)
@@ -384,8 +437,8 @@ class SecretsLedger(Application[UUID]):
                     None,
                     context.ANONYMOUS,
                     (
-                        f"no valid session for {cred.operator!r} (expired, closed or revoked); "
-                        "run `secrets auth login`"
+                        f"no valid session for {_shown(cred.operator)} (expired, closed or "
+                        "revoked); run `secrets auth login`"
                     ),
                 )
             principal = Principal(
@@ -785,18 +838,23 @@ class SecretsLedger(Application[UUID]):
             with self._stamp(principal):
                 self._save(GrantRejection(escaped(name), escaped(role), failed.rule))
             raise
-        if role != SENIOR:
-            self._refuse_losing_last_senior(name)
         issued = tokens.issue(name)
 
         def attempt() -> None:
+            settings = self._fresh_settings()
+            self._still_allowed(principal, "grant")
             operator = self._load_operator(name)
+            removes_senior = operator is not None and operator.role == SENIOR and role != SENIOR
+            remaining = self._refuse_losing_last_senior(name) if removes_senior else None
             if operator is None:
                 operator = Operator(name, role)
             else:
                 operator.grant(role)
+                # A new token replaces the old one: sessions opened with the old one end too,
+                # or whoever held it (the reason to re-grant, often) would keep working.
+                operator.end_sessions("token reissued")
             operator.issue_token(issued.token_id, issued.digest)
-            self._save(operator)
+            self._save_operator(operator, settings, remaining)
 
         with self._stamp(principal):
             self._retrying(attempt)
@@ -804,19 +862,49 @@ class SecretsLedger(Application[UUID]):
 
     def revoke(self, cred: Credential, name: str) -> None:
         principal = self.authorize(cred, Permission.ADMIN, "revoke")
-        operator = self._load_operator(name)
-        if operator is None or operator.role is None:
-            raise NotFound(f"no active operator {name!r}")
-        self._refuse_losing_last_senior(name)
 
         def attempt() -> None:
+            settings = self._fresh_settings()
+            self._still_allowed(principal, "revoke")
             found = self._load_operator(name)
-            assert found is not None
+            if found is None or found.role is None:
+                raise NotFound(f"no active operator {_shown(name)}")
+            remaining = self._refuse_losing_last_senior(name) if found.role == SENIOR else None
             found.revoke()
-            self._save(found)
+            self._save_operator(found, settings, remaining)
 
         with self._stamp(principal):
             self._retrying(attempt)
+
+    def _fresh_settings(self) -> LedgerSettings:
+        """LedgerSettings as stored now. Loaded before any Operator a change checks: a removal
+        of a senior-engineer committed after this load moves its version, so a save based
+        on what was read then conflicts (`_save_operator`)."""
+        self._settings = None
+        return self.settings
+
+    def _still_allowed(self, principal: Principal, action: str) -> None:
+        """The caller's role as stored now: after a lost race (or since `authorize`), the
+        winner may have revoked or demoted the caller."""
+        actor = self._load_operator(principal.operator)
+        role = actor.role if actor is not None else None
+        if role is None or not allows(role, Permission.ADMIN):
+            reason = f"{principal.operator} lost {principal.role} while the {action} ran"
+            self._record_denial(principal.operator, action, reason)
+            raise PermissionDenied(
+                f"PERMISSION_DENIED: {action} requires {REQUIRED_ROLE[Permission.ADMIN]} ({reason})"
+            )
+
+    def _save_operator(
+        self, operator: Operator, settings: LedgerSettings, remaining: list[str] | None
+    ) -> None:
+        """Save `operator`; when it loses senior-engineer (`remaining`: who keeps it), record
+        them on `settings` in the same transaction (LedgerSettings.record_senior_engineers)."""
+        if remaining is None:
+            self._save(operator)
+            return
+        settings.record_senior_engineers(remaining)
+        self._save(operator, settings)
 
     def senior_engineers(self) -> list[str]:
         topic = f"{Operator.__module__}:{Operator.__qualname__}.Registered"
@@ -836,17 +924,19 @@ class SecretsLedger(Application[UUID]):
             start = page[-1].id
         return names
 
-    def _refuse_losing_last_senior(self, name: str) -> None:
-        seniors = self.senior_engineers()
-        if seniors == [name]:
+    def _refuse_losing_last_senior(self, name: str) -> list[str]:
+        """The senior-engineers other than `name`; ValidationFailed if there are none."""
+        remaining = [n for n in self.senior_engineers() if n != name]
+        if not remaining:
             raise ValidationFailed(
                 "last-senior", f"{name!r} is the last senior-engineer; grant another one first"
             )
+        return remaining
 
     def login(self, name: str, token: str, ttl: timedelta = DEFAULT_SESSION_TTL) -> OpenedSession:
         principal, actor, reason = self._identify(Credential(token=token))
         if principal is None or principal.operator != name:
-            why = reason or f"token does not belong to {name!r}"
+            why = reason or f"token does not belong to {_shown(name)}"
             self._record_denial(actor, "login", why)
             raise PermissionDenied(f"PERMISSION_DENIED: login refused ({why})")
         if ttl <= timedelta(0) or ttl > timedelta(days=7):

@@ -341,10 +341,20 @@ def _spec_from_table(path: Path, index: int, table: Any) -> KeySpec:
         raise fail(f"invalid entry ({type(exc).__name__})") from None
 
 
+# A team catalogue is a few hundred entries; reading no more than this keeps `/dev/zero` or
+# a runaway file from growing the process to gigabytes (the same cap as a values file).
+MAX_CATALOGUE_BYTES: Final = 1024 * 1024
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            raw = handle.read(MAX_CATALOGUE_BYTES + 1)
+        if len(raw) > MAX_CATALOGUE_BYTES:
+            raise ValidationFailed(
+                _RULE, f"catalogue file {str(path)!r} is larger than {MAX_CATALOGUE_BYTES} bytes"
+            )
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ValidationFailed(_RULE, f"catalogue file {str(path)!r} does not exist") from None
     except OSError as exc:

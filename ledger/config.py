@@ -87,14 +87,55 @@ def _check_sqlite_file(path: Path) -> None:
     _read_only_query(path, "SELECT count(*) FROM sqlite_master")
 
 
+# Below this much room (or with no inode left) SQLite cannot grow a WAL index or journal.
+_NEARLY_FULL_BYTES = 64 * 1024
+
+
+def disk_full(directory: Path) -> bool:
+    """Whether the filesystem holding `directory` has (almost) no room left for this
+    process: blocks root may use count for root, inodes too (a new -shm file needs one)."""
+    try:
+        found = os.statvfs(directory)
+    except OSError:
+        return False
+    blocks = found.f_bfree if os.geteuid() == 0 else found.f_bavail
+    inodes = found.f_ffree if os.geteuid() == 0 else found.f_favail
+    return blocks * found.f_frsize < _NEARLY_FULL_BYTES or (found.f_files > 0 and inodes == 0)
+
+
+def storage_failure(exc: BaseException, directory: Path) -> LedgerUnavailable | None:
+    """A full disk or a failing one, told apart from damage: SQLite reports a WAL index it
+    cannot grow as "disk I/O error" (SQLITE_IOERR_SHMSIZE) even for a read, and neither says
+    anything about the bytes already in the file. None for any other error (`exc` or the
+    SQLite error it wraps)."""
+    cause = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
+    if not isinstance(cause, sqlite3.Error):
+        return None
+    name = str(getattr(cause, "sqlite_errorname", ""))
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and disk_full(directory)):
+        return LedgerUnavailable(
+            f"disk full: no room left on the filesystem of {directory} ({cause}); what the "
+            "ledger holds is intact: free some space and run the command again"
+        )
+    if name.startswith("SQLITE_IOERR"):
+        return LedgerUnavailable(
+            f"the disk holding {directory} failed a read or write ({cause}, {name}); "
+            "check the disk and the system log, then run the command again"
+        )
+    return None
+
+
 @contextlib.contextmanager
 def _damage_reported(path: Path) -> Iterator[None]:
     """SQLite's errors from reading `path` as IntegrityFailure, including text that is no
     longer UTF-8 (SQLite's own message can quote a damaged name, and then cannot be decoded
-    either)."""
+    either); a full or failing disk is LedgerUnavailable (`storage_failure`)."""
     try:
         yield
     except sqlite3.DatabaseError as exc:
+        failed = storage_failure(exc, path.parent)
+        if failed is not None:
+            raise failed from None
         raise IntegrityFailure(f"{path} is damaged: {exc}") from None
     except UnicodeDecodeError:
         raise IntegrityFailure(f"{path} is damaged: stored text is not valid UTF-8") from None
@@ -299,7 +340,9 @@ def open_ledger(
     try:
         ledger = SecretsLedger(env=sqlite_env(home), home=home, backend=backend)
     except PersistenceError as exc:
-        raise LedgerUnavailable(f"cannot open the ledger at {home}: {exc}") from None
+        raise storage_failure(exc, home) or LedgerUnavailable(
+            f"cannot open the ledger at {home}: {exc}"
+        ) from None
     ledger.warnings.extend(repaired)
     ledger.checkpoint_every = checkpoint_interval()
     return ledger

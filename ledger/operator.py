@@ -80,9 +80,12 @@ class Operator(LedgerAggregate):
         self.role = role
 
     def revoke(self) -> None:
-        for session_id in list(self.sessions):
-            self.close_session(session_id, "revoked")
+        self.end_sessions("revoked")
         self._revoked()
+
+    def end_sessions(self, reason: str) -> None:
+        for session_id in list(self.sessions):
+            self.close_session(session_id, reason)
 
     @event("Revoked")
     def _revoked(self) -> None:

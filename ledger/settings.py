@@ -31,6 +31,15 @@ class LedgerSettings(LedgerAggregate):
     def change_retention(self, retention: int) -> None:
         self.retention = retention
 
+    # -- the senior-engineers, as a version every removal of one must move ------------------
+
+    @event("SeniorEngineersChanged")
+    def record_senior_engineers(self, senior_engineers: list[str]) -> None:
+        """Who is still senior-engineer after one of them was revoked or demoted. Saved with
+        that Operator's events, so two removals checked against the same state conflict in
+        the store (one aggregate version, two writers): the loser reloads and checks again,
+        and the ledger is never left without anyone who can administer it."""
+
     # -- the fingerprint key, shared between hosts (`secrets ledger export-key/import-key`) --
 
     @event("FingerprintKeyExported")

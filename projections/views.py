@@ -580,6 +580,8 @@ class Views:
                 outcome, detail = "failed", f"{event.fault} at position {event.position}"
             elif kind == "Checkpoint.CheckpointSigned":
                 detail = f"#{event.sequence} signs position {event.position}"
+            elif kind == "LedgerSettings.SeniorEngineersChanged":
+                detail = "still senior-engineer: " + ", ".join(event.senior_engineers)
             elif kind == "Incident.EmergencyRotationStarted":
                 detail = event.reason
             elif kind == "Incident.EmergencyRotationCompleted":

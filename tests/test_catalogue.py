@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from ledger.catalogue import (
     BUILTIN_SPECS,
     GENERATED_FORMATS,
+    MAX_CATALOGUE_BYTES,
     ROTATION_KINDS,
     Catalogue,
     KeySpec,
@@ -271,3 +273,63 @@ def test_catalogue_constructor_keeps_first_position_for_replacements() -> None:
     catalogue = Catalogue([first, second, replacement])
     assert [s.key for s in catalogue] == [first.key, second.key]
     assert catalogue.lookup(*first.key) == replacement
+
+
+# -- issue 17: a catalogue is read only up to a fixed size -------------------------------
+
+VALID_ENTRY = """
+[[key]]
+service = "payments"
+name = "stripe.apiKey"
+format = "text"
+rotation = "external"
+rotation_days = 30
+"""
+
+
+def _run_capped(ledger: Any, args: list[str], env: dict[str, str]) -> Any:
+    """The real CLI with its address space capped at 2 GiB: an unbounded read of /dev/zero
+    then ends in a MemoryError in seconds instead of taking the machine's memory."""
+    import resource
+    import subprocess
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    return subprocess.run(
+        [ledger.python, "-m", "commands", *args],
+        env={**ledger.env, **env},
+        cwd=ledger.cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=cap,  # the test process starts no threads of its own
+    )
+
+
+@pytest.mark.parametrize("ledger", ["file-vault"], indirect=True)
+@pytest.mark.parametrize("via", ["option", "variable"])
+@pytest.mark.parametrize("source", ["/dev/zero", "large-file"])
+def test_a_huge_catalogue_is_refused_not_read(
+    ledger: Any, tmp_path: Path, via: str, source: str
+) -> None:
+    path = source
+    if source == "large-file":
+        # Valid TOML (comments and one entry) over the cap: refused for its size alone.
+        big = tmp_path / "big.toml"
+        big.write_text("# padding\n" * (MAX_CATALOGUE_BYTES // 10 + 1) + VALID_ENTRY)
+        path = str(big)
+    args = ["rotate-status"] + (["--catalogue", path] if via == "option" else [])
+    env = {"SECRETS_LEDGER_CATALOGUE": path} if via == "variable" else {}
+    result = _run_capped(ledger, args, env)
+    assert result.returncode == 5, (result.returncode, result.stderr)
+    assert f"larger than {MAX_CATALOGUE_BYTES} bytes" in result.stderr, result.stderr
+
+
+def test_a_catalogue_just_under_the_cap_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "team.toml"
+    text = VALID_ENTRY
+    path.write_text(text + "#" * (MAX_CATALOGUE_BYTES - len(text.encode()) - 1) + "\n")
+    assert path.stat().st_size == MAX_CATALOGUE_BYTES
+    assert len(load_catalogue(path)) > len(BUILTIN_SPECS)

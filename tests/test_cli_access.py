@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -358,3 +359,111 @@ def test_commands_outside_the_matrix_need_no_session(ledger: Ledger, tmp_path: P
         ("anonymous", "init"),
         ("anonymous", "login"),
     ]
+
+
+# -- issue 17: credentials that are not text, names too large, a re-grant's sessions -------
+
+
+def _session_bytes(ledger: Ledger, tmp_path: Path, content: bytes) -> dict[str, str]:
+    session = tmp_path / "hostile-session.json"
+    session.write_bytes(content)
+    os.chmod(session, 0o600)
+    return {"SECRETS_LEDGER_SESSION_FILE": str(session)}
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "token-bytes",
+        "token-name-bytes",
+        "session-bytes",
+        "session-surrogate-name",
+        "session-surrogate-secret",
+        "login-stdin-bytes",
+    ],
+)
+def test_a_credential_that_is_not_utf8_is_a_recorded_denial(
+    ledger: Ledger, tmp_path: Path, where: str
+) -> None:
+    """Undecodable bytes (the token variable, the session file, a token on stdin) or a lone
+    surrogate escaped in the session file's JSON: refused like any bad credential (exit 4)
+    and recorded (HBSE-006), never an internal error."""
+    good = json.loads((ledger.home / "session.json").read_text())
+    env: dict[str, str] = {"SECRETS_LEDGER_SESSION_FILE": "/nonexistent"}
+    if where == "token-bytes":
+        env["SECRETS_LEDGER_TOKEN"] = ledger.token + "\udcff"  # sent as the byte 0xff
+    elif where == "token-name-bytes":
+        env["SECRETS_LEDGER_TOKEN"] = ledger.token.replace("alice", "ali\udcffce")
+    elif where == "session-bytes":
+        raw = json.dumps(good).replace(good["session_secret"], "s\udcff")
+        env = _session_bytes(ledger, tmp_path, raw.encode("utf-8", "surrogateescape"))
+    elif where == "session-surrogate-name":
+        raw = json.dumps({**good, "operator": "ali\ud800ce"})  # JSON keeps it as \\ud800
+        env = _session_bytes(ledger, tmp_path, raw.encode())
+    elif where == "session-surrogate-secret":
+        raw = json.dumps({**good, "session_secret": good["session_secret"] + "\udfff"})
+        env = _session_bytes(ledger, tmp_path, raw.encode())
+    before = len(denials(ledger))
+    if where == "login-stdin-bytes":
+        login = ["auth", "login", "--operator", "alice", "--token-stdin"]
+        proc = subprocess.run(
+            [ledger.python, "-m", "commands", *login],
+            input=ledger.token.encode() + b"\xff\n",
+            env={**ledger.env, **env},
+            cwd=ledger.cwd,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        code, stderr = proc.returncode, proc.stderr.decode("utf-8", "replace")
+    else:
+        result = ledger.run("list", env=env)
+        code, stderr = result.returncode, result.stderr
+    assert code == 4, stderr
+    assert stderr.startswith("PERMISSION_DENIED"), stderr
+    assert len(denials(ledger)) == before + 1
+    assert ledger.run("list").returncode == 0  # alice's own session still works
+
+
+def test_a_huge_operator_name_in_a_token_is_stored_and_shown_cut(ledger: Ledger) -> None:
+    """What an unauthenticated caller can make the ledger store or print is bounded."""
+    name = "a" * 100_000
+    before = len(denials(ledger))
+    for token in (f"slt.{name}.secret", f"slt.{name}\x1b[31m.secret"):
+        result = ledger.run(
+            "list", env={"SECRETS_LEDGER_TOKEN": token, "SECRETS_LEDGER_SESSION_FILE": "/none"}
+        )
+        assert result.returncode == 4, result.stderr
+        assert len(result.stderr) < 500, len(result.stderr)
+        assert "\x1b" not in result.stderr
+    refused = denials(ledger)[before:]
+    assert len(refused) == 2
+    for denial in refused:
+        assert len(str(denial["reason"])) <= 300, len(str(denial["reason"]))
+        assert "\x1b" not in str(denial["reason"])
+
+
+def test_a_regrant_ends_the_operators_open_sessions(ledger: Ledger, tmp_path: Path) -> None:
+    """A new token replaces the old one, and what was opened with the old one ends too."""
+    env = as_state(ledger, "engineer", tmp_path)
+    assert ledger.run("auth", "status", env=env).returncode == 0
+    again = ledger.run("auth", "grant", "--operator", "engineer", "--role", "engineer")
+    assert again.returncode == 0, again.stderr
+    after = ledger.run("auth", "status", env=env)
+    assert after.returncode == 4 and "not authenticated" in after.stdout, after.stdout
+    closed = [
+        e
+        for e in recorded(ledger, "ledger.operator:Operator.SessionClosed")
+        if e["reason"] == "token reissued"
+    ]
+    assert len(closed) == 1
+    login = ledger.run(
+        "auth",
+        "login",
+        "--operator",
+        "engineer",
+        "--token-stdin",
+        input=again.stdout.strip() + "\n",
+        env=env,
+    )
+    assert login.returncode == 0, login.stderr  # the new token opens a new session

@@ -394,6 +394,72 @@ def test_a_full_disk_under_the_event_store_refuses_cleanly(tmp_path: Path) -> No
         app.close()
 
 
+def _fill_up(directory: Path) -> Path:
+    """Fill the filesystem of `directory` to the last byte it will take."""
+    filler = directory / "filler-to-the-brim"
+    with filler.open("wb", buffering=0) as f:
+        for size in (1 << 20, 4096, 1):
+            chunk = b"\0" * size
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(chunk)
+    return filler
+
+
+FULL_DISK_COMMANDS = [
+    ["list"],
+    ["get", "--service", "nexus", "--name", "mcp.bun.apiKey"],
+    ["audit", "log"],
+    ["audit", "verify"],
+    ["auth", "status"],
+    ["doctor"],
+    ["auth", "grant", "--operator", "bob", "--role", "analyst"],
+]
+
+
+@pytest.mark.sqlite_file
+def test_a_full_disk_is_not_called_damage(ledger: Ledger, tmp_path: Path) -> None:
+    """With no room left SQLite cannot even make the WAL index a read needs ("disk I/O
+    error"): every command says the disk is full (exit 1), none that the ledger is damaged
+    (exit 6), and once there is room again the ledger verifies, untouched."""
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "F5x" * 16)
+    with _tmpfs(tmp_path / "small", "8m") as mounted:
+        small = _relocated(ledger, mounted / "home")
+        filler = _fill_up(mounted)
+        for args in FULL_DISK_COMMANDS:
+            result = small.run(*args)
+            assert result.returncode == 1, (args, result.returncode, result.stderr)
+            assert "disk full" in result.stderr, (args, result.stderr)
+            assert "damaged" not in result.stderr, (args, result.stderr)
+            assert "intact" in result.stderr, (args, result.stderr)
+            assert "internal error" not in result.stderr, (args, result.stderr)
+        filler.unlink()
+        verified = small.run("audit", "verify")
+        assert verified.returncode == 0, verified.stderr
+
+
+@pytest.mark.sqlite_file
+def test_a_write_that_fills_the_disk_says_so(ledger: Ledger, tmp_path: Path) -> None:
+    """Another process keeps the ledger open (its WAL index exists): reads still work, and a
+    write that finds no room is "disk full" (SQLITE_FULL, exit 1), with nothing recorded."""
+    with _tmpfs(tmp_path / "small", "8m") as mounted:
+        small = _relocated(ledger, mounted / "home")
+        assert small.run("list").returncode == 0
+        holder = sqlite3.connect(small.home / "ledger.sqlite")
+        try:
+            holder.execute("SELECT count(*) FROM stored_events").fetchall()
+            before = small.events()
+            filler = _fill_up(mounted)
+            result = small.run("auth", "grant", "--operator", "bob", "--role", "analyst")
+            assert result.returncode == 1, (result.returncode, result.stderr)
+            assert "disk full" in result.stderr and "damaged" not in result.stderr
+            assert small.events() == before
+            filler.unlink()
+        finally:
+            holder.close()
+        assert small.run("audit", "verify").returncode == 0
+
+
 def test_values_written_before_the_fault_keep_their_entry_names(app: SecretsLedger) -> None:
     """Sanity for the entry names the fault tests compute."""
     alice = _senior(app)
