@@ -52,6 +52,7 @@ _EVENTS: dict[str, tuple[str, ...]] = {
         "FingerprintKeyImported",
         "Initialized",
         "RetentionChanged",
+        "SeniorEngineersChanged",
     ),
 }
 
