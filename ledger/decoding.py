@@ -32,7 +32,7 @@ from eventsourcing.persistence import (
 
 from ledger import topics
 from ledger.errors import IntegrityFailure
-from ledger.state_shapes import checks_for, conforms
+from ledger.state_shapes import conforms, shape_of
 
 MAGIC = b"slsnap1:"
 _MAC_SIZE = 32
@@ -69,9 +69,8 @@ class AllowListMapper(Mapper[UUID]):
             event: Any = super().to_domain_event(stored_event)
         except Exception as exc:
             raise _damaged(stored_event, f"its state does not fit ({type(exc).__name__})") from None
-        names, checks = checks_for(type(event))
         state = {k: v for k, v in vars(event).items() if k not in _POSITION_FIELDS}
-        problem = conforms(state, names, checks)
+        problem = conforms(state, shape_of(type(event)))
         if problem:
             raise _damaged(stored_event, problem)
         self._check_named_classes(stored_event, event)

@@ -15,13 +15,14 @@ import dataclasses
 import types
 import typing
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 # (field, the exact types its value may have, the exact types of its items (list) or values
 # (dict), or None for no check)
 FieldCheck = tuple[str, frozenset[type], frozenset[type] | None]
 
 _NONE = type(None)
+_ABSENT = object()
 
 
 def _exact(hint: Any) -> frozenset[type] | None:
@@ -54,29 +55,38 @@ def _items(hint: Any) -> frozenset[type] | None:
     return None
 
 
-_checks: dict[type[Any], tuple[frozenset[str], tuple[FieldCheck, ...]]] = {}
+class Shape(NamedTuple):
+    required: frozenset[str]  # every stored state of the class has these
+    allowed: frozenset[str]  # and may have these too (fields with a plain default, added later)
+    checks: tuple[FieldCheck, ...]
 
 
-def checks_for(cls: type[Any]) -> tuple[frozenset[str], tuple[FieldCheck, ...]]:
-    """(the keys a stored state of `cls` has, the checks of their values)."""
-    found = _checks.get(cls)
+_shapes: dict[type[Any], Shape] = {}
+
+
+def shape_of(cls: type[Any]) -> Shape:
+    """The keys a stored state of `cls` has and the checks of their values."""
+    found = _shapes.get(cls)
     if found is None:
-        found = _checks[cls] = _make_checks(cls)
+        found = _shapes[cls] = _make_shape(cls)
     return found
 
 
-def _make_checks(cls: type[Any]) -> tuple[frozenset[str], tuple[FieldCheck, ...]]:
+def _make_shape(cls: type[Any]) -> Shape:
     hints = typing.get_type_hints(cls)
-    names = frozenset(f.name for f in dataclasses.fields(cls)) - {
-        "originator_id",
-        "originator_version",
-    }
+    fields = [
+        f for f in dataclasses.fields(cls) if f.name not in ("originator_id", "originator_version")
+    ]
+    # A plain default is a class attribute, which an older state without the key falls back
+    # on; a default factory is not (that key must be stored).
+    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
     checks = []
-    for name in sorted(names):
-        allowed = _exact(hints[name])
+    for f in sorted(fields, key=lambda f: f.name):
+        allowed = _exact(hints[f.name])
         if allowed is not None:
-            checks.append((name, allowed, _items(hints[name])))
-    return names, tuple(checks)
+            checks.append((f.name, allowed, _items(hints[f.name])))
+    names = frozenset(f.name for f in fields)
+    return Shape(names - optional, names, tuple(checks))
 
 
 def _text_ok(value: str) -> bool:
@@ -89,12 +99,15 @@ def _text_ok(value: str) -> bool:
     return True
 
 
-def conforms(state: dict[str, Any], names: frozenset[str], checks: tuple[FieldCheck, ...]) -> str:
+def conforms(state: dict[str, Any], shape: Shape) -> str:
     """ "" when `state` fits, else what does not (a field name, never a value)."""
-    if state.keys() != names:
+    keys = state.keys()
+    if keys != shape.required and not (shape.required <= keys <= shape.allowed):
         return "its fields are not its class's"
-    for name, allowed, items in checks:
-        value = state[name]
+    for name, allowed, items in shape.checks:
+        value = state.get(name, _ABSENT)
+        if value is _ABSENT:
+            continue  # an optional field an older state does not have
         kind = type(value)
         if kind not in allowed and not (datetime in allowed and isinstance(value, datetime)):
             return f"field {name!r} has the wrong type"

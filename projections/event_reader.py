@@ -23,7 +23,7 @@ from eventsourcing.persistence import (
 
 from ledger import topics
 from ledger.decoding import AllowListMapper
-from ledger.state_shapes import checks_for, conforms
+from ledger.state_shapes import conforms, shape_of
 from projections.audit_codes import EVENT_CODES
 from projections.timefmt import iso
 
@@ -281,7 +281,7 @@ def _fits(state: dict[str, Any], cls: type[Any], owner: str) -> bool:
     """Whether AllowListMapper would build this state's event without a complaint: exactly the
     class's fields, each of its type (ledger/state_shapes.py), and a created event's
     `originator_topic` naming the aggregate that owns the class."""
-    names, checks = checks_for(cls)
-    if conforms(state, names, checks):
+    shape = shape_of(cls)
+    if conforms(state, shape):
         return False
-    return "originator_topic" not in names or state["originator_topic"] == owner
+    return "originator_topic" not in shape.allowed or state.get("originator_topic") == owner

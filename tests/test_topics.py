@@ -144,3 +144,25 @@ def test_a_well_formed_state_decodes() -> None:
 def test_a_state_that_does_not_fit_its_class_is_damage(changes: dict[str, Any]) -> None:
     with pytest.raises(UndecodableData):
         _mapper().to_domain_event(_denial(**changes))
+
+
+def test_a_field_with_a_plain_default_may_be_absent_from_an_older_state() -> None:
+    """A field added later with a default: older stored states lack it and still decode;
+    a field with a default factory (the acting operator) must be stored."""
+    from dataclasses import dataclass
+
+    from ledger.state_shapes import conforms, shape_of
+
+    @dataclass(frozen=True)
+    class Later:
+        name: str
+        added: int | None = None
+
+    shape = shape_of(Later)
+    assert conforms({"name": "a"}, shape) == ""
+    assert conforms({"name": "a", "added": 3}, shape) == ""
+    assert conforms({"name": "a", "added": "3"}, shape) != ""
+    assert conforms({"added": 3}, shape) != ""
+    assert conforms(dict(vars(_mapper().to_domain_event(_denial()))), shape_of(Later)) != ""
+    with pytest.raises(UndecodableData):
+        _mapper().to_domain_event(_denial(operator=_DROP))
