@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import hmac
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
@@ -77,7 +78,22 @@ def check_row(row: LinkedRow) -> DamagedHistory | None:
 
 
 class CheckedEventStore(EventStore[UUID]):
-    """An event store whose reads check each event's link, then decode it."""
+    """An event store whose reads check each event's link, then decode it, and remember the
+    position of the event last handed to the fold (which the fold may still fail on: the
+    aggregate class is resolved from the state when the first event is applied)."""
+
+    def __init__(self, mapper: Any, recorder: Any) -> None:
+        super().__init__(mapper, recorder)
+        self._folding = threading.local()
+
+    @property
+    def folding(self) -> int | None:
+        """The position of the event last handed out in this thread, None before any."""
+        found: int | None = getattr(self._folding, "position", None)
+        return found
+
+    def forget(self) -> None:
+        self._folding.position = None
 
     def get(
         self,
@@ -100,7 +116,13 @@ class CheckedEventStore(EventStore[UUID]):
             problem = check_row(row)
             if problem is not None:
                 raise problem
-        return iter([self._decode(originator_id, row) for row in rows])
+        decoded = [(row[0], self._decode(originator_id, row)) for row in rows]
+        return self._handing_out(decoded)
+
+    def _handing_out(self, decoded: list[tuple[int, Any]]) -> Iterator[Any]:
+        for position, event in decoded:
+            self._folding.position = position
+            yield event
 
     def _decode(self, originator_id: UUID, row: LinkedRow) -> Any:
         position, _, version, topic, state, _, _ = row
@@ -134,13 +156,25 @@ def load(repository: Repository[UUID], aggregate_id: UUID) -> Any:
     breaks) is damage too."""
     from eventsourcing.application import AggregateNotFoundError
 
+    store = repository.event_store
+    checked = store if isinstance(store, CheckedEventStore) else None
+    if checked is not None:
+        checked.forget()
     try:
         return repository.get(aggregate_id)
     except (AggregateNotFoundError, LedgerError):
         raise
     except Exception as exc:
+        position = checked.folding if checked is not None else None
+        if position is not None:
+            raise DamagedHistory(
+                position,
+                "undecodable",
+                f"an event cannot be applied ({type(exc).__name__})",
+            ) from None
+        # Nothing of the log handed out yet: the stored snapshot the load starts from.
         raise DamagedHistory(
             0,
             "snapshot",
-            f"the stored state of aggregate {aggregate_id} cannot be loaded ({type(exc).__name__})",
+            f"the snapshot of aggregate {aggregate_id} cannot be loaded ({type(exc).__name__})",
         ) from None
