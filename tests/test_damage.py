@@ -206,3 +206,29 @@ def test_a_damaged_views_cache_is_rebuilt_from_the_log_and_reported_by_doctor(
     assert json.loads(after.stdout) == expected
     healthy = ledger.run("doctor")
     assert healthy.returncode == 0 and "healthy" in healthy.stdout, healthy.stdout
+
+
+def test_a_views_page_damaged_behind_an_intact_header_is_not_called_the_ledger(
+    ledger: Ledger,
+) -> None:
+    """The header and the schema read fine, so nothing shows at open; the damage shows when
+    `list` reads the secrets' view, in the middle of the command."""
+    ledger.set("nexus", "api.key", "s3cr3t-value-abcdef123")
+    expected = ledger.json("list")
+    views = ledger.views_file
+    with sqlite3.connect(views) as db:
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'secrets_view'"
+        ).fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    with views.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+
+    result = ledger.run("list")
+    assert result.returncode == 1, result.stderr
+    assert "the ledger file is damaged" not in result.stderr
+    assert f"the views cache {views}" in result.stderr, result.stderr
+    again = ledger.run("list", "--output", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == expected
