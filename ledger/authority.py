@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.application import Repository
-from eventsourcing.persistence import EventStore, StoredEvent
+from eventsourcing.persistence import EventStore, PersistenceError, StoredEvent
 
 from ledger.chain import GENESIS, link
 from ledger.errors import IntegrityFailure, LedgerError
@@ -153,7 +153,8 @@ def checked_repository(repository: Repository[UUID]) -> Repository[UUID]:
 def load(repository: Repository[UUID], aggregate_id: UUID) -> Any:
     """The aggregate, folded from checked events; AggregateNotFoundError as the library's.
     Anything else that fails while loading (a snapshot that cannot be decoded, a fold that
-    breaks) is damage too."""
+    breaks, the mapper refusing a topic) is `DamagedHistory` too, with the position of the
+    event being applied when there is one."""
     from eventsourcing.application import AggregateNotFoundError
 
     store = repository.event_store
@@ -162,19 +163,22 @@ def load(repository: Repository[UUID], aggregate_id: UUID) -> Any:
         checked.forget()
     try:
         return repository.get(aggregate_id)
-    except (AggregateNotFoundError, LedgerError):
-        raise
-    except Exception as exc:
-        position = checked.folding if checked is not None else None
-        if position is not None:
-            raise DamagedHistory(
-                position,
-                "undecodable",
-                f"an event cannot be applied ({type(exc).__name__})",
-            ) from None
-        # Nothing of the log handed out yet: the stored snapshot the load starts from.
+    except (AggregateNotFoundError, DamagedHistory, PersistenceError):
+        raise  # a store that fails to answer (locked, restarting) has not shown damage
+    except LedgerError as exc:
+        if not isinstance(exc, IntegrityFailure):
+            raise
+        problem: Exception = exc
+    except Exception as exc:  # the library's decoding and topic errors, a fold that breaks
+        problem = exc
+    position = checked.folding if checked is not None else None
+    if position is not None:
         raise DamagedHistory(
-            0,
-            "snapshot",
-            f"the snapshot of aggregate {aggregate_id} cannot be loaded ({type(exc).__name__})",
-        ) from None
+            position, "undecodable", f"an event cannot be applied ({type(problem).__name__})"
+        )
+    # Nothing of the log handed out yet: the stored snapshot the load starts from.
+    raise DamagedHistory(
+        0,
+        "snapshot",
+        f"the snapshot of aggregate {aggregate_id} cannot be loaded ({type(problem).__name__})",
+    )
