@@ -61,12 +61,17 @@ def damaged_views() -> list[str]:
     """The views caches of the ledgers this command opened that are damaged now, each
     removed (the next command rebuilds it from the log): for an error SQLite raised in the
     middle of a command, which is the cache's and not the ledger's."""
+    import sqlite3
+
     from projections.views import damage, discard
 
     found: list[str] = []
     for ledger in _opened:
         path = ledger.home / ledger.views_file
-        problem = damage(path)
+        try:
+            problem = damage(path)
+        except sqlite3.Error:
+            continue  # cannot be read now (locked): nothing shown against it
         if problem is not None:
             discard(path)
             found.append(f"{path} ({problem})")

@@ -158,9 +158,12 @@ def header_problem(path: Path) -> str | None:
 
 
 def quick_check(db: sqlite3.Connection) -> str | None:
-    """SQLite's own check of every page (reads the whole file); None when intact."""
+    """SQLite's own check of every page (reads the whole file); None when intact.
+    OperationalError (locked, say) is raised: it says nothing about the file."""
     try:
         rows = db.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.OperationalError:
+        raise
     except sqlite3.DatabaseError as exc:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
     found = str(rows[0][0]) if rows else "no answer"
@@ -175,6 +178,8 @@ def damage(path: Path) -> str | None:
     suspect = header_problem(path)
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.OperationalError:
+        raise
     except sqlite3.DatabaseError as exc:
         return str(exc)
     try:
@@ -268,6 +273,8 @@ class Views:
         self.path = path or ledger.home / ledger.views_file
         try:
             self._db = _open(self.path)
+        except sqlite3.OperationalError:
+            raise  # locked, unwritable directory: not damage, and not ours to throw away
         except sqlite3.DatabaseError as exc:
             # A cache: a damaged one is thrown away and caught up again from the log, never
             # taken for damage of the ledger. Said on stderr (ledger.warnings), once.
