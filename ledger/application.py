@@ -324,7 +324,7 @@ class SecretsLedger(Application[UUID]):
                 damage.position, damage.kind, f"{damage.detail}, read to authorise {action}"
             )
             with context.acting_as(context.ANONYMOUS):  # nobody could be proven
-                self.record_alarm(fault)
+                damage.recorded = self.record_alarm(fault)
             raise
 
     def _identify(
@@ -1015,7 +1015,7 @@ class SecretsLedger(Application[UUID]):
             from ledger.chain import ChainFault
 
             fault = ChainFault(damage.position, damage.kind, damage.detail)
-            return replace(report, fault=fault), True  # recorded by `_failing_closed`
+            return replace(report, fault=fault), damage.recorded
         recorded = False
         if report.fault is not None:
             actor = principal.operator if principal is not None else context.ANONYMOUS

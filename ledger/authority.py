@@ -45,6 +45,7 @@ class DamagedHistory(IntegrityFailure):
         self.position = position
         self.kind = kind  # the ChainFault kinds: edited | inserted | undecodable
         self.detail = detail
+        self.recorded = False  # whether an integrity alarm of it could be appended
 
 
 @runtime_checkable
