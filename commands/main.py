@@ -325,6 +325,17 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
                 return ExitCode.ERROR
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             if any(sign in first for sign in _DAMAGE_SIGNS):
+                from commands import runtime
+
+                caches = runtime.damaged_views()
+                if caches:
+                    # The views are a cache of the log: never report them as the ledger.
+                    print(
+                        f"error: the views cache {', '.join(caches)} was damaged and is "
+                        "removed; run the command again: it rebuilds the views from the log",
+                        file=sys.stderr,
+                    )
+                    return ExitCode.ERROR
                 # Opening reads only the header and schema; damage deeper in the file shows
                 # here, when a command reads it.
                 print(

@@ -38,10 +38,12 @@ def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
     for warning in ledger.warnings:
         info(f"warning: {warning}")
     _opened.append(ledger)
+    _warned[id(ledger)] = len(ledger.warnings)
     return ledger
 
 
 _opened: list[SecretsLedger] = []
+_warned: dict[int, int] = {}  # per opened ledger, how many of its warnings were printed
 
 
 def opened() -> list[SecretsLedger]:
@@ -50,10 +52,35 @@ def opened() -> list[SecretsLedger]:
 
 
 def report_post_commit_problems() -> None:
-    """Warn about work after a commit that failed (the command's writes did land)."""
+    """Warn about work after a commit that failed (the command's writes did land), and
+    what the ledger noted since it was opened (a damaged views cache rebuilt)."""
     for ledger in _opened:
+        for warning in ledger.warnings[_warned.get(id(ledger), 0) :]:
+            info(f"warning: {warning}")
+        _warned[id(ledger)] = len(ledger.warnings)
         for problem in ledger.post_commit_problems:
             info(f"warning: {problem}")
+
+
+def damaged_views() -> list[str]:
+    """The views caches of the ledgers this command opened that are damaged now, each
+    removed (the next command rebuilds it from the log): for an error SQLite raised in the
+    middle of a command, which is the cache's and not the ledger's."""
+    import sqlite3
+
+    from projections.views import damage, discard
+
+    found: list[str] = []
+    for ledger in _opened:
+        path = ledger.home / ledger.views_file
+        try:
+            problem = damage(path)
+        except sqlite3.Error:
+            continue  # cannot be read now (locked): nothing shown against it
+        if problem is not None:
+            discard(path)
+            found.append(f"{path} ({problem})")
+    return found
 
 
 def close_opened() -> None:

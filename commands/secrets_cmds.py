@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,9 @@ from commands.options import (
     ServiceOpt,
     complete_environment,
 )
+
+if TYPE_CHECKING:
+    from ledger.application import SecretsLedger
 
 DEFAULT_ENV = "default"
 
@@ -446,8 +449,10 @@ def doctor(
         if isinstance(exc, IntegrityFailure):
             raise
         raise IntegrityFailure(damaged) from None
+    views_damage = _views_damage(ledger, repair, report.repaired)
     unresolved = (
-        [s for s in report.bad_snapshots if f"snapshot {s}" not in report.repaired]
+        views_damage
+        + [s for s in report.bad_snapshots if f"snapshot {s}" not in report.repaired]
         + report.missing_values
         + [e for e in report.orphans if e not in report.repaired]
         + [e for e in report.leftovers if e not in report.repaired]
@@ -464,6 +469,7 @@ def doctor(
                 "repaired": report.repaired,
                 "on_other_hosts": report.on_other_hosts,
                 "bad_snapshots": report.bad_snapshots,
+                "damaged_views": views_damage,
                 "in_progress": report.in_progress,
                 "keychain_listed": report.keychain_listed,
                 "healthy": not unresolved,
@@ -475,6 +481,7 @@ def doctor(
             f"{report.checked_versions} versions checked"
         )
         for label, items in (
+            ("damaged views cache", views_damage),
             ("bad snapshot", report.bad_snapshots),
             ("missing value", report.missing_values),
             ("orphaned entry", report.orphans),
@@ -495,3 +502,19 @@ def doctor(
         print("healthy" if not unresolved else f"{len(unresolved)} problem(s) remain")
     if unresolved:
         raise IntegrityFailure(f"{len(unresolved)} inconsistencies; see above")
+
+
+def _views_damage(ledger: SecretsLedger, repair: bool, repaired: list[str]) -> list[str]:
+    """This host's views cache, read whole: its damage (a command would rebuild it from the
+    log, with a warning), unless `repair` removes it (then it is listed in `repaired`)."""
+    from projections.views import damage, discard
+
+    path = ledger.home / ledger.views_file
+    problem = damage(path)
+    if problem is None:
+        return []
+    if repair:
+        discard(path)
+        repaired.append(f"views cache {path} (removed: the next command rebuilds it)")
+        return []
+    return [f"{path}: {problem}"]

@@ -161,6 +161,7 @@ class SecretsLedger(Application[UUID]):
         # Work after a commit that failed without undoing it (a snapshot, an automatic
         # checkpoint): the command succeeded; the edge reports these as warnings.
         self.post_commit_problems: list[str] = []
+        self._authority_repository: Any = None
 
     def construct_mapper(self) -> Mapper[UUID]:
         from ledger.decoding import AllowListMapper
@@ -214,11 +215,24 @@ class SecretsLedger(Application[UUID]):
 
     # -- infrastructure -------------------------------------------------------------------
 
+    def _load_authority(self, aggregate_id: UUID) -> Any:
+        """An aggregate a decision rests on (an operator, the settings), each event folded
+        checked against the hash chain and decoded, or `DamagedHistory` naming the position
+        (ledger/authority.py). AggregateNotFoundError as the repository's."""
+        from ledger import authority
+
+        if self._authority_repository is None:
+            if isinstance(self.recorder, authority.LinkedRecorder):
+                self._authority_repository = authority.checked_repository(self.repository)
+            else:  # a store with no chain (none of this project's): nothing to check against
+                self._authority_repository = self.repository
+        return authority.load(self._authority_repository, aggregate_id)
+
     @property
     def settings(self) -> LedgerSettings:
         if self._settings is None:
             try:
-                found: Any = self.repository.get(SETTINGS_ID)
+                found: Any = self._load_authority(SETTINGS_ID)
             except AggregateNotFoundError:
                 raise NotInitialized("no ledger here yet; run `secrets init`") from None
             if not isinstance(found, LedgerSettings):
@@ -380,7 +394,7 @@ class SecretsLedger(Application[UUID]):
 
     def _load_operator(self, name: str) -> Operator | None:
         try:
-            found: Any = self.repository.get(operator_id(name))
+            found: Any = self._load_authority(operator_id(name))
         except AggregateNotFoundError:
             return None
         if not isinstance(found, Operator):
@@ -405,8 +419,31 @@ class SecretsLedger(Application[UUID]):
             )
             self._save(denial)
 
-    def _identify(self, cred: Credential) -> tuple[Principal | None, str, str]:
+    @contextlib.contextmanager
+    def _failing_closed(self, action: str) -> Iterator[None]:
+        """Damaged history read for a decision ends the command (exit 6), recorded as an
+        integrity alarm where the ledger can still record one."""
+        from ledger.authority import DamagedHistory
+        from ledger.chain import ChainFault
+
+        try:
+            yield
+        except DamagedHistory as damage:
+            fault = ChainFault(
+                damage.position, damage.kind, f"{damage.detail}, read to authorise {action}"
+            )
+            with context.acting_as(context.ANONYMOUS):  # nobody could be proven
+                damage.recorded = self.record_alarm(fault)
+            raise
+
+    def _identify(
+        self, cred: Credential, action: str = "a command"
+    ) -> tuple[Principal | None, str, str]:
         """(principal, actor for the record, reason) — principal None when unproven."""
+        with self._failing_closed(action):
+            return self._identify_unchecked(cred)
+
+    def _identify_unchecked(self, cred: Credential) -> tuple[Principal | None, str, str]:
         if cred.problem:
             return None, context.ANONYMOUS, _bounded(cred.problem, MAX_REASON)
         unusable = _unusable_credential(cred)
@@ -455,8 +492,9 @@ class SecretsLedger(Application[UUID]):
         address: SecretAddress | None = None,
     ) -> Principal:
         """The proven caller, if allowed; otherwise record the denial and raise."""
-        _ = self.settings  # an uninitialised ledger is "not initialised", not "denied"
-        principal, actor, reason = self._identify(cred)
+        with self._failing_closed(action):
+            _ = self.settings  # an uninitialised ledger is "not initialised", not "denied"
+        principal, actor, reason = self._identify(cred, action)
         if principal is not None and not allows(principal.role, permission):
             reason = f"role {principal.role} may not {action}"
         elif principal is not None:
@@ -917,7 +955,7 @@ class SecretsLedger(Application[UUID]):
             if not page:
                 break
             for n in page:
-                op: Any = self.repository.get(UUID(str(n.originator_id)))
+                op: Any = self._load_authority(UUID(str(n.originator_id)))
                 assert isinstance(op, Operator)
                 if op.role == SENIOR:
                     names.append(op.name)
@@ -934,7 +972,7 @@ class SecretsLedger(Application[UUID]):
         return remaining
 
     def login(self, name: str, token: str, ttl: timedelta = DEFAULT_SESSION_TTL) -> OpenedSession:
-        principal, actor, reason = self._identify(Credential(token=token))
+        principal, actor, reason = self._identify(Credential(token=token), "login")
         if principal is None or principal.operator != name:
             why = reason or f"token does not belong to {_shown(name)}"
             self._record_denial(actor, "login", why)
@@ -1099,19 +1137,43 @@ class SecretsLedger(Application[UUID]):
         pinned_key: str | None = None,
         witnesses: list[Witness] | None = None,
     ) -> tuple[IntegrityReport, bool]:
-        """Verify, and record an alarm on a fault. Returns (report, alarm recorded)."""
-        principal = self.authorize(cred, Permission.AUDIT, "audit verify")
+        """Verify, and record an alarm on a fault. Returns (report, alarm recorded).
+
+        Damaged history read while authorising does not stop the verification: it is the
+        tool for that damage, read-only, and reports only integrity facts. The alarm of the
+        damage is recorded (`_failing_closed`), the report follows, and it is a fault."""
+        from ledger.authority import DamagedHistory
+
+        damage: DamagedHistory | None = None
+        principal: Principal | None = None
+        try:
+            principal = self.authorize(cred, Permission.AUDIT, "audit verify")
+        except DamagedHistory as found_damage:
+            damage = found_damage
         self.check_pages()
         found = [*(witnesses or [])]
-        keychain = self.keychain_witness()
+        try:
+            keychain = self.keychain_witness()
+        except DamagedHistory:
+            keychain = None  # the settings naming the keychain are the damage reported
         if keychain is not None:
             found.append(keychain)
         report = self.verify_history(pinned_key, found)
         if report.fault is None:
             report = self.with_snapshot_check(report)
+        if report.fault is None and damage is not None:
+            # The chain holds (the bytes are the ones written) yet they cannot be used:
+            # still damage, and the report must say so.
+            from dataclasses import replace
+
+            from ledger.chain import ChainFault
+
+            fault = ChainFault(damage.position, damage.kind, damage.detail)
+            return replace(report, fault=fault), damage.recorded
         recorded = False
         if report.fault is not None:
-            with self._stamp(principal):
+            actor = principal.operator if principal is not None else context.ANONYMOUS
+            with context.acting_as(actor):
                 recorded = self.record_alarm(report.fault)
         return report, recorded
 

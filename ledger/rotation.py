@@ -605,7 +605,7 @@ class Rotator:
         for oid in names:
 
             def attempt(oid: UUID = oid) -> int:
-                operator: Any = self.ledger.repository.get(oid)
+                operator: Any = self.ledger._load_authority(oid)
                 assert isinstance(operator, Operator)
                 now = context.now()
                 # Expired sessions are already useless; ending them would only inflate the count.

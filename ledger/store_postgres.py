@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from psycopg import Cursor
     from psycopg.rows import DictRow
 
+    from ledger.authority import LinkedRow
+
 PAGE = 5000
 COPY_PAGE = 1000
 
@@ -218,6 +220,30 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             if not rows:
                 return
             last = int(rows[-1][0])
+
+    def select_linked(
+        self, originator_id: UUID, gt: int | None, lte: int | None
+    ) -> list[LinkedRow]:
+        """One aggregate's events (versions in (gt, lte]) each with the link stored at its
+        position and the one stored before it, in one query (ledger/authority.py)."""
+        query = SQL(
+            "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
+            "c.link, (SELECT p.link FROM {1} AS p WHERE p.notification_id < e.notification_id "
+            "ORDER BY p.notification_id DESC LIMIT 1) "
+            "FROM {0} AS e LEFT JOIN {1} AS c ON c.notification_id = e.notification_id "
+            "WHERE e.originator_id = %s AND e.originator_version > %s "
+            "AND e.originator_version <= %s ORDER BY e.originator_version"
+        ).format(self._events, self._chain)
+        params = (originator_id, -1 if gt is None else gt, 2**62 if lte is None else lte)
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(query, params)
+            rows: list[LinkedRow] = [
+                (int(r[0]), r[1], int(r[2]), r[3], r[4], r[5], r[6]) for r in curs.fetchall()
+            ]
+        return rows
 
     def chain_head(self) -> tuple[int, bytes]:
         """The newest (position, link), or (0, GENESIS) for an empty log."""

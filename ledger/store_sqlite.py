@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
@@ -16,6 +16,9 @@ from eventsourcing.sqlite import (
 
 from ledger.chain import GENESIS, JoinedPage, StoredRow, link
 from ledger.errors import BadConfiguration
+
+if TYPE_CHECKING:
+    from ledger.authority import LinkedRow
 
 CHAIN_TABLE = "event_chain"
 SNAPSHOTS_TABLE = "stored_snapshots"  # the library's fixed name on SQLite
@@ -162,6 +165,26 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             if not rows:
                 return
             last = rows[-1][0]
+
+    def select_linked(
+        self, originator_id: UUID, gt: int | None, lte: int | None
+    ) -> list[LinkedRow]:
+        """One aggregate's events (versions in (gt, lte]) each with the link stored at its
+        position and the one stored before it, in one query (ledger/authority.py)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.sqlite_cursor.row_factory = None
+            c.execute(
+                f"SELECT e.rowid, e.originator_id, e.originator_version, e.topic, e.state, "
+                f"c.link, (SELECT p.link FROM {CHAIN_TABLE} AS p "
+                "WHERE p.notification_id < e.rowid ORDER BY p.notification_id DESC LIMIT 1) "
+                f"FROM {self.events_table_name} AS e "
+                f"LEFT JOIN {CHAIN_TABLE} AS c ON c.notification_id = e.rowid "
+                "WHERE e.originator_id = ? AND e.originator_version > ? "
+                "AND e.originator_version <= ? ORDER BY e.originator_version",
+                (originator_id.hex, -1 if gt is None else gt, 2**62 if lte is None else lte),
+            )
+            rows: list[LinkedRow] = c.fetchall()
+            return rows
 
     def chain_head(self) -> tuple[int, bytes]:
         """The newest (position, link), or (0, GENESIS) for an empty log."""

@@ -103,6 +103,100 @@ CREATE TABLE IF NOT EXISTS audit_time_coverage (since INTEGER NOT NULL);
 TIME_BLOCK = 1000
 
 
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class DamagedViews(sqlite3.DatabaseError):
+    """The views file is not an intact SQLite database."""
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """The views database at `path` (created if absent), its tables ready; DatabaseError if
+    the file is damaged. A header that does not add up (truncated, overwritten) is checked
+    whole (`quick_check`); an intact header costs nothing more."""
+    suspect = header_problem(path)
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        if suspect is not None:
+            problem = quick_check(db)
+            if problem is not None:
+                raise DamagedViews(f"{suspect}; {problem}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        replay_states.prepare(db)
+        db.execute("SELECT position FROM tracking LIMIT 1").fetchall()
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def header_problem(path: Path) -> str | None:
+    """What in the file's first 100 bytes does not fit its size, or None (absent or empty
+    counts as fine: SQLite creates it). Cheap: one read of the header and a stat."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(100)
+            size = f.seek(0, 2)
+    except FileNotFoundError:
+        return None
+    if size == 0:
+        return None
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        return "not an SQLite file"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return "bad page size"
+    if size % page_size:
+        return "not a whole number of pages"
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count in the header is valid when its change counter matches (offsets 24, 92).
+    if header[24:28] == header[92:96] and pages * page_size > size:
+        return f"{size // page_size} of its {pages} pages present"
+    return None
+
+
+def quick_check(db: sqlite3.Connection) -> str | None:
+    """SQLite's own check of every page (reads the whole file); None when intact.
+    OperationalError (locked, say) is raised: it says nothing about the file."""
+    try:
+        rows = db.execute("PRAGMA quick_check(1)").fetchall()
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+    found = str(rows[0][0]) if rows else "no answer"
+    return None if found == "ok" else found[:200]
+
+
+def damage(path: Path) -> str | None:
+    """Why the views file at `path` cannot be used, or None: the whole file read (for
+    `secrets doctor`, not for every command)."""
+    if not path.exists():
+        return None
+    suspect = header_problem(path)
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    except sqlite3.OperationalError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    try:
+        problem = quick_check(db)
+    finally:
+        db.close()
+    if problem is None and suspect is None:
+        return None
+    return "; ".join(p for p in (suspect, problem) if p)
+
+
+def discard(path: Path) -> None:
+    """Remove a views file and its WAL: the next open starts empty and catches up."""
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        (path.parent / name).unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class SecretRow:
     environment: str
@@ -177,10 +271,20 @@ class Views:
     def __init__(self, ledger: SecretsLedger, path: Path | None = None) -> None:
         self.ledger = ledger
         self.path = path or ledger.home / ledger.views_file
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        replay_states.prepare(self._db)
+        try:
+            self._db = _open(self.path)
+        except sqlite3.OperationalError:
+            raise  # locked, unwritable directory: not damage, and not ours to throw away
+        except sqlite3.DatabaseError as exc:
+            # A cache: a damaged one is thrown away and caught up again from the log, never
+            # taken for damage of the ledger. Said on stderr (ledger.warnings), once.
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else "damaged"
+            discard(self.path)
+            self._db = _open(self.path)
+            ledger.warnings.append(
+                f"the views cache {self.path} was damaged ({problem}); "
+                "it is rebuilt from the ledger's log"
+            )
         # originator id -> (environment, service, name): a secret's id is derived from its
         # address, so an entry never goes stale; saves a query per secret event.
         self._addresses: dict[str, tuple[str, str, str]] = {}

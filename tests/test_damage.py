@@ -1,0 +1,234 @@
+"""Damage must not break the auditor's own tools (issue 17).
+
+An attacker (or a failing disk) edits the store as `python sqlite3` or `psql` would: the
+events the CLI authorises on, the hash chain beside them, the views cache in the home. Every
+command must then answer with an integrity failure naming the position (exit 6), never an
+internal error; no decision may rest on an event whose link does not match; `audit verify`
+must run to its report; a damaged views cache is rebuilt from the log, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.chain import GENESIS, link
+from tests.clikit import Ledger
+
+# What every command is run as here after the damage, each answering exit 6 (`get` needs a
+# secret, set up first).
+COMMANDS: list[tuple[str, ...]] = [
+    ("get", "--service", "nexus", "--name", "api.key"),
+    ("list",),
+    ("audit", "log"),
+    ("doctor",),
+]
+
+
+# -- editing the store as an attacker would --------------------------------------------------
+
+
+def _rows(ledger: Ledger) -> list[tuple[int, Any, int, str, bytes]]:
+    """(position, originator id as stored, version, topic, state) of every event."""
+    if ledger.database_url is None:
+        with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+            rows = db.execute(
+                "SELECT rowid, originator_id, originator_version, topic, state "
+                "FROM stored_events ORDER BY rowid"
+            ).fetchall()
+    else:
+        import psycopg
+
+        with psycopg.connect(ledger.database_url) as conn:
+            rows = conn.execute(
+                "SELECT notification_id, originator_id, originator_version, topic, state "
+                "FROM public.secretsledger_events ORDER BY notification_id"
+            ).fetchall()
+    return [(int(p), o, int(v), str(t), bytes(s)) for p, o, v, t, s in rows]
+
+
+def _write_state(ledger: Ledger, position: int, state: bytes, *, rechain: bool) -> None:
+    """Replace one event's state; with `rechain`, recompute every link as the attacker who
+    knows the chain needs no secret would (only signed checkpoints would show it)."""
+    rows = _rows(ledger)
+    links: list[tuple[int, bytes]] = []
+    previous = GENESIS
+    for p, oid, version, topic, old in rows:
+        previous = link(previous, p, oid, version, topic, state if p == position else old)
+        links.append((p, previous))
+    if ledger.database_url is None:
+        with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+            db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (state, position))
+            if rechain:
+                db.executemany(
+                    "UPDATE event_chain SET link = ? WHERE notification_id = ?",
+                    [(lk, p) for p, lk in links],
+                )
+        return
+    import psycopg
+
+    with psycopg.connect(ledger.database_url) as conn:
+        conn.execute(
+            "UPDATE public.secretsledger_events SET state = %s WHERE notification_id = %s",
+            (state, position),
+        )
+        if rechain:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE public.secretsledger_event_chain SET link = %s "
+                    "WHERE notification_id = %s",
+                    [(lk, p) for p, lk in links],
+                )
+
+
+def _position(ledger: Ledger, topic: str, name: str) -> tuple[int, bytes]:
+    """The position and state of the `topic` event whose state names operator `name`."""
+    for p, _, _, t, state in _rows(ledger):
+        if t == topic and json.loads(state).get("name") == name:
+            return p, state
+    raise AssertionError(f"no {topic} for {name}")
+
+
+def _flip_topic_bit(state: bytes) -> bytes:
+    """One bit flipped in the aggregate's class name inside the state: still JSON, but its
+    `originator_topic` names nothing that exists (TopicError in the library)."""
+    at = state.index(b'Operator"') + 7
+    return state[:at] + bytes([state[at] ^ 0x01]) + state[at + 1 :]
+
+
+def _alarms(ledger: Ledger) -> list[dict[str, Any]]:
+    return [e.state for e in ledger.events("ledger.records:IntegrityAlarm.IntegrityCheckFailed")]
+
+
+REGISTERED = "ledger.operator:Operator.Registered"
+
+
+def _assert_every_command_fails_closed(ledger: Ledger, position: int) -> None:
+    for args in COMMANDS:
+        result = ledger.run(*args)
+        assert result.returncode == 6, (args, result.returncode, result.stderr)
+        assert f"position {position}" in result.stderr, (args, result.stderr)
+        assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    verified = ledger.run("audit", "verify")
+    assert verified.returncode == 6, verified.stderr
+    # verify ran to its report, which names the damage
+    assert f"position {position}" in verified.stdout, verified.stdout
+    assert "internal error" not in verified.stderr
+    # recorded where the ledger can record: one alarm per refused command at least
+    assert [a for a in _alarms(ledger) if a["position"] == position]
+
+
+# -- operators' events: damaged, not believed ----------------------------------------------------
+
+
+def test_a_flipped_bit_in_an_operator_event_is_an_integrity_failure_naming_it(
+    ledger: Ledger,
+) -> None:
+    ledger.set("nexus", "api.key", "s3cr3t-value-abcdef123")
+    position, state = _position(ledger, REGISTERED, "alice")
+    _write_state(ledger, position, _flip_topic_bit(state), rechain=False)
+    _assert_every_command_fails_closed(ledger, position)
+
+
+def test_an_operator_event_that_cannot_be_decoded_fails_closed_even_with_its_chain_redone(
+    ledger: Ledger,
+) -> None:
+    """The links recomputed after the edit: the chain alone holds, the decoding does not."""
+    ledger.set("nexus", "api.key", "s3cr3t-value-abcdef123")
+    position, state = _position(ledger, REGISTERED, "alice")
+    _write_state(ledger, position, _flip_topic_bit(state), rechain=True)
+    _assert_every_command_fails_closed(ledger, position)
+    verified = ledger.run("audit", "verify")
+    assert "undecodable" in verified.stdout, verified.stdout
+
+
+def test_an_edited_role_is_not_believed(ledger: Ledger) -> None:
+    granted = ledger.run("auth", "grant", "--operator", "bob", "--role", "analyst")
+    assert granted.returncode == 0, granted.stderr
+    bob = {"SECRETS_LEDGER_TOKEN": granted.stdout.strip()}
+    position, state = _position(ledger, REGISTERED, "bob")
+    promoted = json.loads(state)
+    assert promoted["role"] == "analyst"
+    promoted["role"] = "senior-engineer"
+    _write_state(ledger, position, json.dumps(promoted).encode(), rechain=False)
+
+    result = ledger.run("auth", "grant", "--operator", "carol", "--role", "engineer", env=bob)
+    assert result.returncode == 6, result.stderr
+    assert f"position {position}" in result.stderr
+    assert not [e for e in ledger.events(REGISTERED) if e.state["name"] == "carol"]
+    assert [a for a in _alarms(ledger) if a["position"] == position and a["fault"] == "edited"]
+
+
+# -- the views cache ----------------------------------------------------------------------------
+
+
+def _overwrite(path: Path) -> None:
+    path.write_bytes(os.urandom(path.stat().st_size))
+
+
+def _truncate(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.truncate(8192)  # two pages of 4 KiB: the header still says how many there were
+
+
+@pytest.mark.parametrize("damage", [_overwrite, _truncate], ids=["overwritten", "truncated"])
+def test_a_damaged_views_cache_is_rebuilt_from_the_log_and_reported_by_doctor(
+    ledger: Ledger, damage: Callable[[Path], None]
+) -> None:
+    ledger.set("nexus", "api.key", "s3cr3t-value-abcdef123")
+    expected = ledger.json("list")
+    views = ledger.views_file
+    for stage in ("doctor", "list", "audit log", "audit verify", "projections rebuild"):
+        damage(views)
+        if stage == "doctor":
+            result = ledger.run("doctor")
+            assert result.returncode == 6, result.stderr
+            assert "damaged views cache" in result.stdout, result.stdout
+            repaired = ledger.run("doctor", "--repair")
+            assert repaired.returncode == 0, repaired.stderr
+            assert "views cache" in repaired.stdout
+            assert not views.exists()
+            rebuilt = ledger.run("list")  # the next command builds them again, no warning
+            assert rebuilt.returncode == 0 and "warning" not in rebuilt.stderr, rebuilt.stderr
+            continue
+        result = ledger.run(*stage.split())
+        assert result.returncode == 0, (stage, result.stderr)
+        assert "the ledger file is damaged" not in result.stderr
+        assert f"warning: the views cache {views} was damaged" in result.stderr, result.stderr
+    after = ledger.run("list", "--output", "json")
+    assert after.returncode == 0 and "warning" not in after.stderr, after.stderr
+    assert json.loads(after.stdout) == expected
+    healthy = ledger.run("doctor")
+    assert healthy.returncode == 0 and "healthy" in healthy.stdout, healthy.stdout
+
+
+def test_a_views_page_damaged_behind_an_intact_header_is_not_called_the_ledger(
+    ledger: Ledger,
+) -> None:
+    """The header and the schema read fine, so nothing shows at open; the damage shows when
+    `list` reads the secrets' view, in the middle of the command."""
+    ledger.set("nexus", "api.key", "s3cr3t-value-abcdef123")
+    expected = ledger.json("list")
+    views = ledger.views_file
+    with sqlite3.connect(views) as db:
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'secrets_view'"
+        ).fetchone()
+        (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    with views.open("r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+
+    result = ledger.run("list")
+    assert result.returncode == 1, result.stderr
+    assert "the ledger file is damaged" not in result.stderr
+    assert f"the views cache {views}" in result.stderr, result.stderr
+    again = ledger.run("list", "--output", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == expected
