@@ -64,7 +64,9 @@ def init(
     runtime.claim_operator(first)
     ledger = runtime.open_ledger(home, create=True)
     if ledger.is_initialized():
-        if operator is not None:
+        # Running README's first command again as the founder asks for nothing new: refusing
+        # it would record a denial that looks like an intrusion (HBSE-006) where there is none.
+        if operator is not None and operator != ledger.founder():
             raise ledger.refuse_second_init(operator)
         runtime.info(
             f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"

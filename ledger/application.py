@@ -264,6 +264,12 @@ class SecretsLedger(Application[UUID]):
                 raise
         return issued
 
+    def founder(self) -> str | None:
+        """The operator who ran `secrets init` (the actor of the settings' first event)."""
+        for first in self.events.get(SETTINGS_ID, lte=1):
+            return str(first.operator)
+        return None
+
     def refuse_second_init(self, claimed: str) -> PermissionDenied:
         self._record_denial(context.ANONYMOUS, "init", f"ledger exists; {claimed!r} not created")
         return PermissionDenied(
