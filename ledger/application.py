@@ -466,7 +466,10 @@ class SecretsLedger(Application[UUID]):
         reason: str,
         rolled_back_from: int | None,
         incident_id: str | None,
+        refuse: Callable[[Secret, str], None] | None = None,
     ) -> Version:
+        """`refuse(secret, fingerprint)` may raise to refuse the value against the secret as
+        loaded for this attempt (before its value reaches the vault)."""
         fingerprint = self.fingerprint(address, value)
         retention = self.settings.retention
 
@@ -474,6 +477,8 @@ class SecretsLedger(Application[UUID]):
             secret = self._load_secret(address) or Secret(
                 address.environment, address.service, address.name
             )
+            if refuse is not None:
+                refuse(secret, fingerprint)
             number = secret.current_version + 1
             entry = entry_name(address, number, fingerprint)
             with self.intents.pending(self.namespace, entry) as intent:
