@@ -280,3 +280,24 @@ def test_a_host_joining_a_shared_ledger_records_its_vault(
     assert desktop.run("doctor").returncode == 0
     recorded = {e["host"]: e["vault"] for e in _vault_events(alpha)}
     assert recorded == {socket.gethostname(): "keychain", "beta": "file"}
+
+
+def test_a_forged_vault_record_is_an_integrity_failure(
+    secret_service: infra.SecretService, tmp_path: Path
+) -> None:
+    """Storage is hostile: a recorded vault kind that is no kind is damage (exit 6), never a
+    traceback and never a guess at a vault."""
+    home = tmp_path / "home"
+    ledger = start_ledger(home, dict(secret_service.env), secret_service.backend)
+    ledger.set("nexus", "mcp.openai.apiKey", KEY)
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        changed = db.execute(
+            "UPDATE stored_events SET state = CAST(replace(CAST(state AS TEXT), "
+            '\'"vault":"keychain"\', \'"vault":"os.system"\') AS BLOB) '
+            "WHERE topic LIKE '%VaultChosen'"
+        ).rowcount
+    assert changed == 1
+    got = ledger.run("get", *TARGET)
+    assert got.returncode == 6, got.stderr
+    assert "'os.system'" in got.stderr and "Traceback" not in got.stderr
+    assert got.stdout == ""
