@@ -280,6 +280,8 @@ def test_a_host_joining_a_shared_ledger_records_its_vault(
     assert desktop.run("doctor").returncode == 0
     recorded = {e["host"]: e["vault"] for e in _vault_events(alpha)}
     assert recorded == {socket.gethostname(): "keychain", "beta": "file"}
+    log = alpha.json("audit", "log", "--code", "HBSE-014")
+    assert [e["action"] for e in log["events"]].count("choose-vault") == 2
 
 
 def test_a_forged_vault_record_is_an_integrity_failure(
