@@ -162,7 +162,13 @@ class SecretsLedger(Application[UUID]):
     def recorded_vault(self) -> str | None:
         """The vault kind the ledger records for this host, or None (no record: a ledger
         from before the record, or a host of a shared ledger that has not joined it)."""
-        kind = self.settings.vaults.get(self.host)
+        vaults = self.settings.vaults
+        if not isinstance(vaults, dict):
+            raise IntegrityFailure(
+                "the ledger's record of where hosts keep their values is not a table of hosts: "
+                "its history may have been altered; run `secrets audit verify`"
+            )
+        kind = vaults.get(self.host)
         if kind is not None and kind not in VAULT_KINDS:
             from ledger.records import escaped
 
@@ -276,8 +282,7 @@ class SecretsLedger(Application[UUID]):
             return None
         backend = self._backend_for(vault)
         with context.acting_as(first_operator):
-            settings = LedgerSettings(uuid.uuid4().hex, retention)
-            settings.choose_vault(self.host, vault_kind(backend))
+            settings = LedgerSettings(uuid.uuid4().hex, retention, {self.host: vault_kind(backend)})
             self._settings = settings
             self._vault = open_vault(backend, self.namespace)
             self.vault.put(FINGERPRINT_KEY_ENTRY, secrets.token_hex(32))

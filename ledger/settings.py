@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
@@ -19,11 +20,11 @@ SETTINGS_ID = uuid5(NAMESPACE_URL, "https://secrets-ledger.invalid/settings")
 
 class LedgerSettings(LedgerAggregate):
     @staticmethod
-    def create_id(ledger_uid: str, retention: int) -> UUID:
+    def create_id(ledger_uid: str, retention: int, vaults: Any = None) -> UUID:
         return SETTINGS_ID
 
     @event("Initialized")
-    def __init__(self, ledger_uid: str, retention: int) -> None:
+    def __init__(self, ledger_uid: str, retention: int, vaults: Any = None) -> None:
         # ledger_uid names this ledger's keychain namespace; it is random so two ledgers on
         # one host never share keychain entries.
         self.ledger_uid = ledger_uid
@@ -31,10 +32,12 @@ class LedgerSettings(LedgerAggregate):
         # HMAC of a fixed label under the fingerprint key: tells a right key from a wrong one
         # without revealing it. Recorded by the first `secrets ledger export-key`.
         self.key_check: str | None = None
-        # host -> the vault kind its values are kept in, recorded by `secrets init` (and by
-        # `ledger import-key` on a host joining a shared ledger). A host with no record (a
-        # ledger from before the record existed) picks a vault as it always did.
-        self.vaults: dict[str, str] = {}
+        # host -> the vault kind its values are kept in, recorded by `secrets init` (in this
+        # event: no extra event, so positions stay as they were) and by `ledger import-key` on
+        # a host joining a shared ledger (`VaultChosen`). Absent from events written before the
+        # record existed: such a ledger picks a vault as it always did. Kept as stored; the
+        # application checks it before use (`SecretsLedger.recorded_vault`).
+        self.vaults: Any = {} if vaults is None else vaults
 
     @event("RetentionChanged")
     def change_retention(self, retention: int) -> None:
@@ -54,4 +57,4 @@ class LedgerSettings(LedgerAggregate):
 
     @event("VaultChosen")
     def choose_vault(self, host: str, vault: str) -> None:
-        self.vaults = {**self.vaults, host: vault}
+        self.vaults = {**(self.vaults if isinstance(self.vaults, dict) else {}), host: vault}
