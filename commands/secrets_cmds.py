@@ -3,7 +3,9 @@ doctor."""
 
 from __future__ import annotations
 
+import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +28,15 @@ if TYPE_CHECKING:
     from ledger.application import SecretsLedger
 
 DEFAULT_ENV = "default"
+
+
+class VaultChoice(StrEnum):
+    keychain = "keychain"
+    file = "file"
+
+
+# SECRETS_LEDGER_VAULT values that ask for one vault kind (auto asks for none).
+_ENV_VAULT = {"keyring": VaultChoice.keychain, "file": VaultChoice.file}
 
 
 def register(app: typer.Typer) -> None:
@@ -51,23 +62,48 @@ def init(
     retention: Annotated[
         int, typer.Option("--retention", help="How many versions keep their values.")
     ] = 10,
+    vault: Annotated[
+        VaultChoice | None,
+        typer.Option(
+            "--vault",
+            help="Where this host keeps the values: the OS keychain or the encrypted file "
+            "vault (default: the keychain if there is one, else the file vault). Recorded in "
+            "the ledger: every later command uses it.",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOpt = Output.table,
 ) -> None:
     """Create the ledger and its first senior-engineer operator (idempotent).
 
-    Prints the operator's token once: keep it, it is never shown again.
+    Prints the operator's token once: keep it, it is never shown again. The vault the
+    values go to (--vault, or the one found) is recorded in the ledger.
 
     Example: secrets init --operator alice
     """
     import getpass
 
+    from commands.value_input import UsageProblem
     from ledger.session_file import session_path
 
+    asked = os.environ.get("SECRETS_LEDGER_VAULT", "").strip().lower()
+    if vault is not None and _ENV_VAULT.get(asked, vault) is not vault:
+        raise UsageProblem(
+            f"--vault {vault} and SECRETS_LEDGER_VAULT={asked} ask for different vaults"
+        )
     first = operator or getpass.getuser()
     runtime.claim_operator(first)
     ledger = runtime.open_ledger(home, create=True)
     if ledger.is_initialized():
-        if operator is not None:
+        recorded = ledger.recorded_vault()
+        if vault is not None and recorded is not None and vault != recorded:
+            raise UsageProblem(
+                f"this ledger keeps this host's values in the {recorded} vault (recorded at "
+                f"init); --vault {vault} cannot change that"
+            )
+        # Running README's first command again as the founder asks for nothing new: refusing
+        # it would record a denial that looks like an intrusion (HBSE-006) where there is none.
+        if operator is not None and operator != ledger.founder():
             raise ledger.refuse_second_init(operator)
         runtime.info(
             f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"
@@ -75,17 +111,21 @@ def init(
         if output is Output.json:
             runtime.emit_json({"created": False, "home": str(ledger.home)})
         return
-    issued = ledger.initialize(first, retention)
+    issued = ledger.initialize(first, retention, None if vault is None else str(vault))
     if issued is None:
         runtime.info(
             f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"
         )
         return
+    kind = ledger.recorded_vault()
     if output is Output.json:
-        runtime.emit_json({"operator": first, "role": "senior-engineer", "token": issued.token})
+        runtime.emit_json(
+            {"operator": first, "role": "senior-engineer", "token": issued.token, "vault": kind}
+        )
         return
     runtime.info(
-        f"ledger created at {ledger.location or ledger.home} (keychain: {ledger.vault.description})"
+        f"ledger created at {ledger.location or ledger.home} "
+        f"(vault: {kind}, {ledger.vault.description})"
     )
     runtime.info(f"operator {first!r} is senior-engineer. Token (shown once, keep it safe):")
     print(issued.token)

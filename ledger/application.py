@@ -52,9 +52,15 @@ from ledger.errors import (
 from ledger.operator import Operator, check_role, operator_id, validate_operator_name
 from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
 from ledger.secret import Secret, Version
-from ledger.settings import DEFAULT_RETENTION, SETTINGS_ID, LedgerSettings
+from ledger.settings import (
+    DEFAULT_RETENTION,
+    KEYCHAIN,
+    SETTINGS_ID,
+    VAULT_KINDS,
+    LedgerSettings,
+)
 from ledger.vault.intents import Intent, IntentJournal
-from ledger.vault.keyring_vault import open_vault
+from ledger.vault.keyring_vault import KeyringVault, open_vault
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -250,15 +256,41 @@ class SecretsLedger(Application[UUID]):
     @property
     def vault(self) -> ValueVault:
         if self._vault is None:
-            backend = self._backend
-            if backend is None:
-                from ledger.vault.keyring_vault import select_backend
-
-                backend = select_backend(str(self.home))
-            elif callable(backend) and not hasattr(backend, "set_password"):
-                backend = backend()
-            self._vault = open_vault(backend, self.namespace)  # type: ignore[arg-type]
+            self._vault = open_vault(self._backend_for(self.recorded_vault()), self.namespace)
         return self._vault
+
+    def _backend_for(self, kind: str | None) -> KeyringBackend:
+        """The backend given to this application (tests, tools), or the one `kind` (a
+        recorded or requested vault kind; None: choose as before the record) names here."""
+        backend = self._backend
+        if backend is None:
+            from ledger.vault.keyring_vault import select_backend
+
+            return select_backend(str(self.home), kind)
+        if callable(backend) and not hasattr(backend, "set_password"):
+            return backend()
+        return backend  # type: ignore[return-value]
+
+    def recorded_vault(self) -> str | None:
+        """The vault kind the ledger records for this host, or None (no record: a ledger
+        from before the record, or a host of a shared ledger that has not joined it)."""
+        vaults = self.settings.vaults
+        if not isinstance(vaults, dict):
+            raise IntegrityFailure(
+                "the ledger's record of where hosts keep their values is not a table of hosts: "
+                "its history may have been altered; run `secrets audit verify`"
+            )
+        kind = vaults.get(self.host)
+        if kind is not None and kind not in VAULT_KINDS:
+            from ledger.records import escaped
+
+            shown = escaped(str(kind), 40)
+            raise IntegrityFailure(
+                f"the ledger records vault {shown!r} for host {self.host!r}, which is no vault "
+                "kind (keychain, file): its history may have been altered; run "
+                "`secrets audit verify`"
+            )
+        return kind
 
     def _fingerprint_key(self) -> bytes:
         # Read from the keychain once per process: it never changes for a ledger, and on a
@@ -350,17 +382,26 @@ class SecretsLedger(Application[UUID]):
         return True
 
     def initialize(
-        self, first_operator: str, retention: int = DEFAULT_RETENTION
+        self, first_operator: str, retention: int = DEFAULT_RETENTION, vault: str | None = None
     ) -> tokens.IssuedToken | None:
-        """Create the ledger and its first senior-engineer; None if it already exists."""
+        """Create the ledger and its first senior-engineer; None if it already exists.
+
+        `vault` (keychain or file; None: chosen as before) is where this host keeps the
+        ledger's values; the kind in use is recorded, and every later command uses it."""
+        from ledger.vault.keyring_vault import vault_kind
+
         validate_operator_name(first_operator)
         if retention < 1:
             raise ValidationFailed("retention", "retention must keep at least 1 version")
+        if vault is not None and vault not in VAULT_KINDS:
+            raise ValidationFailed("vault", f"--vault must be keychain or file (got {vault!r})")
         if self.is_initialized():
             return None
+        backend = self._backend_for(vault)
         with context.acting_as(first_operator):
-            settings = LedgerSettings(uuid.uuid4().hex, retention)
+            settings = LedgerSettings(uuid.uuid4().hex, retention, {self.host: vault_kind(backend)})
             self._settings = settings
+            self._vault = open_vault(backend, self.namespace)
             self.vault.put(FINGERPRINT_KEY_ENTRY, secrets.token_hex(32))
             operator = Operator(first_operator, SENIOR)
             issued = tokens.issue(first_operator)
@@ -380,6 +421,13 @@ class SecretsLedger(Application[UUID]):
                     return None  # the winner's key and operator stand
                 raise
         return issued
+
+    def founder(self) -> str | None:
+        """The operator who ran `secrets init` (the actor of the settings' first event)."""
+        for first in self.events.get(SETTINGS_ID, lte=1):
+            found: Any = getattr(first, "operator", None)
+            return found if isinstance(found, str) else None
+        return None
 
     def refuse_second_init(self, claimed: str) -> PermissionDenied:
         self._record_denial(
@@ -559,6 +607,13 @@ class SecretsLedger(Application[UUID]):
                 f"{version.host!r}, not this one ({self.host!r}): values never leave the host "
                 "that wrote them; run the command there, or set a new version here"
             )
+        if self.vault.get(FINGERPRINT_KEY_ENTRY) is None:
+            return KeychainUnavailable(
+                f"{address} v{version.number}'s value is not in {self.vault.description}, and "
+                "neither is this ledger's fingerprint key: it is not the vault the value was "
+                "written to (see `secrets init --vault` and SECRETS_LEDGER_VAULT in the README), "
+                "or it lost everything of this ledger; run `secrets doctor`"
+            )
         return KeychainUnavailable(
             f"{address} v{version.number} is recorded but its value is not in this "
             f"keychain ({self.vault.description}, host {self.host}); run `secrets doctor`"
@@ -615,7 +670,10 @@ class SecretsLedger(Application[UUID]):
         reason: str,
         rolled_back_from: int | None,
         incident_id: str | None,
+        refuse: Callable[[Secret, str], None] | None = None,
     ) -> Version:
+        """`refuse(secret, fingerprint)` may raise to refuse the value against the secret as
+        loaded for this attempt (before its value reaches the vault)."""
         fingerprint = self.fingerprint(address, value)
         retention = self.settings.retention
 
@@ -623,6 +681,8 @@ class SecretsLedger(Application[UUID]):
             secret = self._load_secret(address) or Secret(
                 address.environment, address.service, address.name
             )
+            if refuse is not None:
+                refuse(secret, fingerprint)
             number = secret.current_version + 1
             entry = entry_name(address, number, fingerprint)
             with self.intents.pending(self.namespace, entry) as intent:
@@ -852,11 +912,16 @@ class SecretsLedger(Application[UUID]):
                 "fingerprint key for this ledger; remove it first"
             )
         self.vault.put(FINGERPRINT_KEY_ENTRY, key.hex())
+        vault = self.vault
+        kind = vault.kind if isinstance(vault, KeyringVault) else KEYCHAIN
 
         def attempt() -> None:
             self._settings = None
             fresh = self.settings
             fresh.record_key_import(check, self.host)
+            if self.host not in fresh.vaults:
+                # This host joins the ledger here: its values go where its key now is.
+                fresh.choose_vault(self.host, kind)
             self._save(fresh)
 
         with self._stamp(principal):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ledger.entries import entry_name, parse_entry_name
+from ledger.errors import KeychainUnavailable
 from ledger.secret import Secret
 from ledger.vault.intents import writer_running
 from ledger.vault.port import ListableVault
@@ -90,8 +91,11 @@ def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
                     missing.append(entry)
             elif present:
                 leftovers.append(entry)
-                if repair and vault.delete(entry):
-                    repaired.append(entry)
+    if missing:
+        _refuse_foreign_vault(app, len(missing))
+    for entry in leftovers if repair else []:
+        if vault.delete(entry):
+            repaired.append(entry)
     orphans: list[str] = []
     in_progress: list[str] = []
     journaled: set[str] = set()
@@ -134,6 +138,23 @@ def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
         bad_snapshots,
         keychain_listed=listed is not None,
         in_progress=in_progress,
+    )
+
+
+def _refuse_foreign_vault(app: SecretsLedger, missing: int) -> None:
+    """Values this host wrote are missing: if the vault lacks the ledger's fingerprint key as
+    well, it is another vault than the one they were written to (or one that lost all of
+    them), and calling them missing would read as data loss: say which vault was looked in."""
+    from ledger.application import FINGERPRINT_KEY_ENTRY
+
+    vault = app.vault
+    if vault.get(FINGERPRINT_KEY_ENTRY) is not None:
+        return
+    raise KeychainUnavailable(
+        f"{missing} value(s) recorded on host {app.host} are not in {vault.description}, and "
+        "neither is this ledger's fingerprint key: it is not the vault they were written to "
+        "(see `secrets init --vault` and SECRETS_LEDGER_VAULT in the README), or it lost "
+        "everything of this ledger; nothing was changed"
     )
 
 

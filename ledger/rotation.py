@@ -10,7 +10,15 @@ Rotation policy
 Every version that brings a new value counts as a rotation, whatever its reason (a manual
 `set` counts, and so does the first version: a value's age runs from when it was written).
 A rollback brings back an older value, so it does not reset the age: the value in use is as old
-as the version it restored (`Secret.rotated_at`). Per secret, as of an instant T:
+as the version it restored (`Secret.rotated_at`). Nor does a `set` of the value already in use
+(same fingerprint as the version before it): it is allowed, but the age runs on.
+
+A rotation (scheduled, manual, emergency) must change the value: a new value with the current
+version's fingerprint is refused (rule ``unchanged-value``), and while an emergency rotation is
+open, so is the value of any version it presumes compromised, every version up to the one in use
+when it started (rule ``compromised-value``). Both are recorded as rejections (exit 5).
+
+Per secret, as of an instant T:
 
 * ``last_rotation``: when the value in use was first written; ``due = last_rotation +
   rotation_days``;
@@ -45,7 +53,7 @@ from ledger.errors import LedgerError, NotFound, ValidationFailed
 from ledger.generate import generate_value
 from ledger.operator import Operator
 from ledger.policy import SENIOR, Permission
-from ledger.records import Incident
+from ledger.records import Incident, Rejection
 from ledger.rotation_policy import (
     DEFAULT_ROTATION_DAYS,
     DEFAULT_WARNING_DAYS,
@@ -69,6 +77,8 @@ if TYPE_CHECKING:
     from ledger.credentials import Credential, Principal
 
 BOT_OPERATOR: Final = "rotation-bot"
+UNCHANGED_VALUE: Final = "unchanged-value"
+COMPROMISED_VALUE: Final = "compromised-value"
 BOT_TOKEN_ENTRY: Final = f"automation.{BOT_OPERATOR}.token"
 
 ProgressHook = Callable[[str, str], None]  # (address, outcome)
@@ -245,6 +255,29 @@ class Rotator:
             return failed
         return None
 
+    def compromised(self) -> dict[SecretAddress, int]:
+        """Per secret, the newest version the open emergency rotation presumes compromised
+        (it and every older one: the values in use or kept when it started); empty when no
+        emergency rotation is open."""
+        run = self.open_run("emergency")
+        if run is None or run.incident_id is None:
+            return {}
+        return {_parse(a): v for a, v in run.targets.items()}
+
+    def _reused(
+        self,
+        cred: Credential,
+        secret: Secret,
+        value: str,
+        compromised_through: int | None,
+    ) -> ValidationFailed | None:
+        """None if `value` is new for `secret`, else why not (and the rejection is recorded)."""
+        fingerprint = self.ledger.fingerprint(secret.address, value)
+        refused = _reuse(secret, fingerprint, compromised_through)
+        if refused is not None:
+            self.ledger.record_rejection(cred, secret.address, refused.rule)
+        return refused
+
     def _refuse_identifier(self, address: SecretAddress) -> ValidationFailed:
         return ValidationFailed(
             "rotation-kind",
@@ -259,9 +292,23 @@ class Rotator:
         value: str,
         reason: str,
         incident_id: str | None = None,
+        compromised_through: int | None = None,
     ) -> Version:
+        def refuse(secret: Secret, fingerprint: str) -> None:
+            # Checked again against the secret as the write loads it: another writer may have
+            # set this very value since the caller's check.
+            refused = _reuse(secret, fingerprint, compromised_through)
+            if refused is not None:
+                self.ledger._save(
+                    Rejection(address.environment, address.service, address.name, refused.rule)
+                )
+                raise refused
+
+        rotation = reason in ("rotation", "emergency")
         with context.acting_as(principal.operator):
-            return self.ledger._write_version(address, value, reason, None, incident_id)
+            return self.ledger._write_version(
+                address, value, reason, None, incident_id, refuse=refuse if rotation else None
+            )
 
     # -- rotate one ---------------------------------------------------------------------
 
@@ -282,6 +329,7 @@ class Rotator:
         principal = self.check_rotatable(cred, address)
         spec = self.spec(address)
         kind = self.kind(address)
+        through = self.compromised().get(address)
         if value is None:
             if spec is None or kind != "generated":
                 raise ValidationFailed(
@@ -291,10 +339,12 @@ class Rotator:
                 )
             value = generate_value(spec)
         else:
-            refused = self._checked(cred, address, value)
+            refused = self._checked(cred, address, value) or self._reused(
+                cred, self.ledger._existing_secret(address), value, through
+            )
             if refused is not None:
                 raise refused
-        return self._write(principal, address, value, "rotation")
+        return self._write(principal, address, value, "rotation", None, through)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -372,7 +422,8 @@ class Rotator:
         principal = self.ledger.authorize(cred, Permission.MANAGE, "rotate")
         live = self.live_secrets()
         given = dict(values or {})
-        rejected = self._check_values(cred, live, given, partial)
+        compromised = self.compromised()
+        rejected = self._check_values(cred, live, given, partial, compromised)
 
         run = self.open_run(scope)
         resumed = False
@@ -413,7 +464,7 @@ class Rotator:
         if on_plan is not None:
             on_plan(len(targets))
         self._rotate_targets(
-            cred, principal, run, targets, given, "rotation", None, report, on_progress
+            principal, run, targets, given, "rotation", None, compromised, report, on_progress
         )
         return report
 
@@ -423,6 +474,7 @@ class Rotator:
         live: Mapping[SecretAddress, Secret],
         given: dict[SecretAddress, str],
         partial: bool,
+        compromised: Mapping[SecretAddress, int],
     ) -> list[tuple[str, str]]:
         """Drop unusable values from `given`; raise (nothing written) unless `partial`."""
         problems: list[tuple[str, str]] = []
@@ -432,7 +484,9 @@ class Rotator:
             elif self.kind(address) == "none":
                 problems.append((str(address), "rotation-kind"))
             else:
-                refused = self._checked(cred, address, given[address])
+                refused = self._checked(cred, address, given[address]) or self._reused(
+                    cred, live[address], given[address], compromised.get(address)
+                )
                 if refused is not None:
                     problems.append((str(address), refused.rule))
         if problems and not partial:
@@ -448,19 +502,22 @@ class Rotator:
 
     def _rotate_targets(
         self,
-        cred: Credential,
         principal: Principal,
         run: RotationRun,
         targets: Mapping[str, int],
         given: Mapping[SecretAddress, str],
         reason: str,
         incident_id: str | None,
+        compromised: Mapping[SecretAddress, int],
         report: BatchReport,
         on_progress: ProgressHook | None,
     ) -> None:
         try:
             for name in sorted(targets):
-                outcome = self._rotate_target(principal, name, given, reason, incident_id, report)
+                through = compromised.get(_parse(name))
+                outcome = self._rotate_target(
+                    principal, name, given, reason, incident_id, through, report
+                )
                 if on_progress is not None:
                     on_progress(name, outcome)
         except BaseException:
@@ -478,6 +535,7 @@ class Rotator:
         given: Mapping[SecretAddress, str],
         reason: str,
         incident_id: str | None,
+        compromised_through: int | None,
         report: BatchReport,
     ) -> str:
         address = _parse(name)
@@ -489,7 +547,12 @@ class Rotator:
             report.needs_value.append(name)
             return "needs a provider-issued value"
         try:
-            added = self._write(principal, address, value, reason, incident_id)
+            added = self._write(principal, address, value, reason, incident_id, compromised_through)
+        except ValidationFailed as refused:
+            if refused.rule not in (UNCHANGED_VALUE, COMPROMISED_VALUE):
+                raise
+            report.rejected.append((name, refused.rule))  # recorded by the write's check
+            return "rejected"
         except LedgerError as exc:
             # Domain errors never carry a value; the rest of the batch goes on.
             report.failed.append((name, str(exc)))
@@ -529,8 +592,14 @@ class Rotator:
         principal = self.ledger.authorize(cred, Permission.MANAGE, "emergency-rotate")
         live = self.live_secrets()
         given = dict(values or {})
-        rejected = self._check_values(cred, live, given, partial=True)
         run = self.open_run("emergency")
+        # What the incident presumes compromised: every value in use or kept when it started
+        # (this one starts now, so every value there is now).
+        if run is not None and run.incident_id is not None:
+            compromised = {_parse(a): v for a, v in run.targets.items()}
+        else:
+            compromised = {a: s.current_version for a, s in live.items()}
+        rejected = self._check_values(cred, live, given, True, compromised)
         with context.acting_as(principal.operator):
             if run is None or run.incident_id is None:
                 incident = Incident(reason or "emergency rotation")
@@ -565,7 +634,15 @@ class Rotator:
         if on_plan is not None:
             on_plan(len(targets))
         self._rotate_targets(
-            cred, principal, run, targets, given, "emergency", incident_id, report, on_progress
+            principal,
+            run,
+            targets,
+            given,
+            "emergency",
+            incident_id,
+            compromised,
+            report,
+            on_progress,
         )
         self._complete_incident(principal, UUID(incident_id), run.id, report)
         return report
@@ -749,6 +826,29 @@ class Rotator:
         return ScheduleState(installed, newest.at, newest.host, newest.timestamp, last)
 
 
+def _reuse(
+    secret: Secret, fingerprint: str, compromised_through: int | None
+) -> ValidationFailed | None:
+    """Why a rotation of `secret` to the value of `fingerprint` is no rotation, or None."""
+    current = secret.current
+    if current is not None and current.fingerprint == fingerprint:
+        return ValidationFailed(
+            UNCHANGED_VALUE,
+            f"{secret.address}: the new value is the one in use (v{current.number}); a rotation "
+            f"must change it (rule {UNCHANGED_VALUE})",
+        )
+    if compromised_through is not None:
+        for version in secret.versions.values():
+            if version.number <= compromised_through and version.fingerprint == fingerprint:
+                return ValidationFailed(
+                    COMPROMISED_VALUE,
+                    f"{secret.address}: the new value is v{version.number}'s, which the open "
+                    "emergency rotation presumes compromised; give a value it has not seen "
+                    f"(rule {COMPROMISED_VALUE})",
+                )
+    return None
+
+
 def _parse(name: str) -> SecretAddress:
     environment, service, key = name.split("/", 2)
     return SecretAddress(environment, service, key)
@@ -769,6 +869,7 @@ def parse_address(text: str) -> SecretAddress:
 __all__ = [
     "BOT_OPERATOR",
     "BOT_TOKEN_ENTRY",
+    "COMPROMISED_VALUE",
     "DEFAULT_ROTATION_DAYS",
     "DEFAULT_WARNING_DAYS",
     "DUE_SOON",
@@ -779,6 +880,7 @@ __all__ = [
     "OK",
     "OVERDUE",
     "STATUSES",
+    "UNCHANGED_VALUE",
     "Assessment",
     "BatchReport",
     "ProvisionReport",

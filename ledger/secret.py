@@ -246,18 +246,33 @@ class Secret(LedgerAggregate):
         """When the value of version `number` was first introduced.
 
         A rollback brings back an old value, so it must not make the secret look freshly
-        rotated: its age runs from the version it restored.
+        rotated: its age runs from the version it restored. A version whose fingerprint is its
+        predecessor's (a `set` of the value already in use) brought no new value either: its
+        age runs from the predecessor's.
         """
         version = self.versions[number]
         seen = {number}
-        while version.rolled_back_from is not None and version.rolled_back_from not in seen:
-            seen.add(version.rolled_back_from)
-            version = self.versions[version.rolled_back_from]
-        return version.timestamp
+        while True:
+            source = self.value_source(version)
+            if source is None or source in seen or source not in self.versions:
+                return version.timestamp
+            seen.add(source)
+            version = self.versions[source]
+
+    def value_source(self, version: Version) -> int | None:
+        """The earlier version whose value `version` carries on, or None if it brought a new
+        one (projections/views.py and projections/replay.py apply the same rule)."""
+        if version.rolled_back_from is not None:
+            return version.rolled_back_from
+        previous = self.versions.get(version.number - 1)
+        if previous is not None and previous.fingerprint == version.fingerprint:
+            return previous.number
+        return None
 
     @property
     def last_rotation(self) -> datetime | None:
-        """A manual set counts as a rotation for compliance (as AWS does); a rollback does not."""
+        """A manual set of a new value counts as a rotation for compliance (as AWS does); a
+        rollback, or a set of the value already in use, does not."""
         if not self.versions:
             return None
         return self.rotated_at(self.current_version)

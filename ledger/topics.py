@@ -53,6 +53,7 @@ _EVENTS: dict[str, tuple[str, ...]] = {
         "Initialized",
         "RetentionChanged",
         "SeniorEngineersChanged",
+        "VaultChosen",
     ),
 }
 

@@ -55,6 +55,7 @@ EVENT_CODES: Final[dict[str, tuple[str, str]]] = {
     "LedgerSettings.FingerprintKeyExported": ("HBSE-014", "export-key"),
     "LedgerSettings.FingerprintKeyImported": ("HBSE-014", "import-key"),
     "LedgerSettings.SeniorEngineersChanged": ("HBSE-011", "senior-engineers"),
+    "LedgerSettings.VaultChosen": ("HBSE-014", "choose-vault"),
     "Checkpoint.CheckpointSigned": ("HBSE-015", "checkpoint"),
     "RotationRun.Started": ("HBSE-004", "rotate"),
     "RotationRun.BatchEnded": ("HBSE-004", "rotate"),

@@ -114,10 +114,14 @@ def fold(
         secret["last_change"] = ts
         secret["operator"] = event.operator
         if kind == "Secret.VersionAdded":
-            # A rollback restores an old value: its age runs from that value's birth.
+            # A rollback restores an old value: its age runs from that value's birth; so does
+            # a set of the value already in use (Secret.value_source).
             born = ts
-            if event.rolled_back_from is not None:
-                born = secret["born"].get(str(event.rolled_back_from), ts)
+            source = event.rolled_back_from
+            if source is None and secret["fingerprint"] == event.fingerprint:
+                source = secret["current_version"]
+            if source is not None:
+                born = secret["born"].get(str(source), ts)
             secret["born"][str(event.version)] = born
             secret.update(
                 current_version=event.version,

@@ -43,7 +43,9 @@ REBUILD_SORT_THREADS = 1  # SQLite's helper threads for the index build (0: none
 # What a view row holds. Raise it with any change to what `_apply` writes: views of another
 # format are emptied on open and caught up again from the log (`Views._upgrade`).
 # 2: a refused grant's detail shows the recorded (already escaped) name and role as they are.
-VIEWS_FORMAT = 2
+# 3: a version with its predecessor's fingerprint keeps the predecessor's `last_rotation`
+#    (saved replay states, folded by the old rule, are dropped with the rows).
+VIEWS_FORMAT = 3
 VIEW_TABLES = (
     "tracking",
     "secrets_view",
@@ -304,6 +306,7 @@ class Views:
                 return  # another process upgraded them meanwhile
             for table in VIEW_TABLES:
                 cur.execute(f"DELETE FROM {table}")
+            replay_states.clear(cur)
             cur.execute(f"PRAGMA user_version = {VIEWS_FORMAT}")
 
     def close(self) -> None:
@@ -589,12 +592,22 @@ class Views:
             target = self._secret_address(cur, oid)
             if kind == "Secret.VersionAdded":
                 rotated_at = ts
-                if event.rolled_back_from is not None:
+                source = event.rolled_back_from
+                if source is None:
+                    # A set of the value already in use brings no new value (Secret.value_source).
+                    current = cur.execute(
+                        "SELECT current_version, fingerprint FROM secrets_view "
+                        "WHERE originator_id = ?",
+                        (oid,),
+                    ).fetchone()
+                    if current is not None and current[1] == event.fingerprint:
+                        source = current[0]
+                if source is not None:
                     # A rollback restores an old value: its age runs from that value's birth.
                     found = cur.execute(
                         "SELECT rotated_at FROM version_rotations WHERE originator_id = ? "
                         "AND version = ?",
-                        (oid, event.rolled_back_from),
+                        (oid, source),
                     ).fetchone()
                     rotated_at = found[0] if found else ts
                 cur.execute(

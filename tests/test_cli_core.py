@@ -28,6 +28,28 @@ def test_init_is_idempotent_and_prints_the_token_once(ledger: Ledger) -> None:
     assert refused.returncode == 4 and "PERMISSION_DENIED" in refused.stderr
 
 
+def _denials(ledger: Ledger) -> list[dict[str, object]]:
+    return [e.state for e in ledger.events("ledger.records:Denial.")]
+
+
+def test_init_again_for_the_founder_is_no_denial(ledger: Ledger) -> None:
+    """Issue 17 part 6: README's first command run again by the operator who founded the
+    ledger changes nothing and records no denial (it fed the UnauthorizedSecretAccess alert);
+    any other name is still refused and recorded."""
+    events = len(ledger.events())
+    again = ledger.run("init", "--operator", "alice")
+    assert again.returncode == 0, again.stderr
+    assert "nothing changed" in again.stderr and "slt." not in again.stdout
+    assert "PERMISSION_DENIED" not in again.stderr
+    doc = ledger.run("init", "--operator", "alice", "--output", "json")
+    assert doc.returncode == 0 and json.loads(doc.stdout)["created"] is False
+    assert len(ledger.events()) == events and _denials(ledger) == []
+
+    refused = ledger.run("init", "--operator", "mallory")
+    assert refused.returncode == 4 and "PERMISSION_DENIED" in refused.stderr
+    assert [(d["operator"], d["action"]) for d in _denials(ledger)] == [("anonymous", "init")]
+
+
 def test_set_get_versions_rollback_round_trip(ledger: Ledger) -> None:
     first = ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
     assert first.returncode == 0, first.stderr

@@ -257,3 +257,136 @@ def test_provision_dry_run_then_idempotent(ledger: Ledger, tmp_path: Path) -> No
     for path in ledger.home.iterdir():
         if path.is_file():
             assert BUN_KEY.encode() not in path.read_bytes(), path.name
+
+
+# -- issue 17 part 4: a rotation must change the value ---------------------------------------
+
+BUN = ("--service", "nexus", "--name", "mcp.bun.apiKey")
+
+
+def _rules(ledger: Ledger) -> list[object]:
+    return [state["rule"] for state in _events(ledger, "ledger.records:Rejection.")]
+
+
+def test_a_rotation_to_the_current_value_is_refused(ledger: Ledger, tmp_path: Path) -> None:
+    _seed(ledger)
+    one = ledger.run("rotate", *PROD, *BUN, "--value-stdin", input=BUN_KEY)
+    assert one.returncode == 5, one.stderr
+    assert "unchanged-value" in one.stderr and BUN_KEY not in one.stdout + one.stderr
+    assert _version(ledger, "nexus", "mcp.bun.apiKey") == 1
+    assert _rules(ledger) == ["unchanged-value"]
+
+    same = _values_file(
+        tmp_path, "same.toml", f'[production.nexus]\n"mcp.bun.apiKey" = "{BUN_KEY}"\n'
+    )
+    batch = ledger.run("rotate", "--all", "--values-file", str(same))
+    assert batch.returncode == 5, batch.stderr
+    assert "unchanged-value" in batch.stderr and "nothing was written" in batch.stderr
+    assert _version(ledger, "database", "database.password") == 1  # nothing written
+    partial = _json(ledger, "rotate", "--all", "--partial", "--values-file", str(same))
+    assert partial["rejected"] == [
+        {"address": "production/nexus/mcp.bun.apiKey", "rule": "unchanged-value"}
+    ]
+    assert ledger.run("rotate", "--all", "--partial", "--values-file", str(same)).returncode == 5
+    assert _version(ledger, "nexus", "mcp.bun.apiKey") == 1
+    assert _version(ledger, "database", "database.password") == 2  # the rest went on
+    assert _rules(ledger).count("unchanged-value") == 4
+
+    # A new value is a rotation as before.
+    fresh = ledger.run("rotate", *PROD, *BUN, "--value-stdin", input=NEW_BUN_KEY)
+    assert fresh.returncode == 0 and "v2 [" in fresh.stdout, fresh.stderr
+
+
+def test_an_emergency_refuses_the_compromised_values(ledger: Ledger, tmp_path: Path) -> None:
+    """The incident's values, current or older, are refused while it is open: the secret
+    stays awaiting emergency rotation until a value the incident did not see is given."""
+    _seed(ledger)
+    ledger.set("nexus", "mcp.bun.apiKey", NEW_BUN_KEY, *PROD)  # v2: v1 is compromised too
+    started = ledger.run("emergency-rotate", "--yes", "--reason", "laptop stolen")
+    assert started.returncode == 1, started.stderr  # the API key needs a provider value
+    for compromised, version in ((NEW_BUN_KEY, "current"), (BUN_KEY, "older")):
+        given = _values_file(
+            tmp_path,
+            f"{version}.toml",
+            f'[production.nexus]\n"mcp.bun.apiKey" = "{compromised}"\n',
+        )
+        again = ledger.run("emergency-rotate", "--yes", "--values-file", str(given))
+        assert again.returncode == 5, (version, again.stdout, again.stderr)
+        assert "value rejected" in again.stdout, version
+        assert _version(ledger, "nexus", "mcp.bun.apiKey") == 2, version
+        status = ledger.run("rotate-status")
+        assert status.returncode == 1, version
+        assert "1 awaiting emergency rotation" in status.stdout, version
+    # One secret rotated by hand during the incident is held to the same rule.
+    by_hand = ledger.run("rotate", *PROD, *BUN, "--value-stdin", input=BUN_KEY)
+    assert by_hand.returncode == 5 and "compromised-value" in by_hand.stderr, by_hand.stderr
+    assert _rules(ledger) == ["unchanged-value", "compromised-value", "compromised-value"]
+    incident = _events(ledger, "ledger.records:Incident.EmergencyRotationCompleted")
+    assert incident[-1]["failed"] == ["production/nexus/mcp.bun.apiKey"]
+
+    fresh = _values_file(
+        tmp_path, "fresh.toml", f'[production.nexus]\n"mcp.bun.apiKey" = "sk-{"F9g" * 16}"\n'
+    )
+    done = ledger.run("emergency-rotate", "--yes", "--values-file", str(fresh))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ledger.run("rotate-status").returncode == 0
+
+
+def _metric(text: str, name: str, secret: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'name="{secret}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} for {secret}")
+
+
+def test_a_set_of_the_unchanged_value_is_no_rotation(ledger: Ledger, tmp_path: Path) -> None:
+    """`set` of the value already in use is allowed, and every screen keeps the value's age
+    running from when it was first written: rotate-status, versions, list, the dashboard,
+    the compliance report, audit replay and the metrics."""
+    ledger.set("nexus", "mcp.bun.apiKey", BUN_KEY, *PROD)
+    again = ledger.set("nexus", "mcp.bun.apiKey", BUN_KEY, *PROD)
+    assert "v2 [" in again.stdout
+    history = ledger.json("versions", *PROD, *BUN)
+    born = {v["version"]: v["timestamp"] for v in history["versions"]}
+    assert born[2] > born[1]
+
+    def ages() -> dict[str, object]:
+        status = ledger.json("rotate-status")["secrets"][0]
+        listed = ledger.json("list")["secrets"][0]
+        replayed = ledger.json("audit", "replay", "--at", "now")["secrets"][0]
+        made = ledger.run("report", "compliance", "--format", "json")
+        assert made.returncode == 0, made.stderr
+        report = json.loads(made.stdout)["inventory"][0]
+        prom = tmp_path / "secrets.prom"
+        assert ledger.run("metrics", "write", "--textfile", str(prom)).returncode == 0
+        stamp = _metric(prom.read_text(), "hyperbun_secret_rotation_timestamp", "mcp.bun.apiKey")
+        return {
+            "rotate-status": status["last_rotation"],
+            "initial": status["initial_value"],
+            "versions": ledger.json("versions", *PROD, *BUN)["last_rotation"],
+            "list": listed["last_rotation"],
+            "dashboard": ledger.json("dashboard")["rotation"]["last_rotation"],
+            "report": report["last_rotation"],
+            "replay": replayed["last_rotation"],
+            "metrics": datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds"),
+        }
+
+    first = born[1].replace("Z", "+00:00")
+    assert ages() == {
+        "rotate-status": born[1],
+        "initial": True,
+        "versions": born[1],
+        "list": born[1],
+        "dashboard": born[1],
+        "report": born[1],
+        "replay": born[1],
+        "metrics": first,
+    }
+    ledger.set("nexus", "mcp.bun.apiKey", NEW_BUN_KEY, *PROD)  # a new value: a rotation
+    new = ledger.json("versions", *PROD, *BUN)["versions"]
+    v3 = next(v["timestamp"] for v in new if v["version"] == 3)
+    after = ages()
+    assert after["initial"] is False
+    assert {k: v for k, v in after.items() if k not in ("initial", "metrics")} == dict.fromkeys(
+        ("rotate-status", "versions", "list", "dashboard", "report", "replay"), v3
+    )

@@ -354,6 +354,13 @@ def test_single_rotate_survives_sigkill(harness: Harness, point: str) -> None:
 
         _recover(h, run, expect)
         landed = h.app.history(h.cred, address).current_version
+        if value is not None and landed > before:
+            # The killed rotation landed: its value is the one in use, and a rotation must
+            # change the value (issue 17 part 4), so running it again is refused, exit 5.
+            again = h.ledger.run(*args, input=value)
+            assert again.returncode == 5 and "unchanged-value" in again.stderr, again.stderr
+            assert h.app.history(h.cred, address).current_version == landed
+            value = _value()
         result = h.rerun(*args, "--output", "json", stdin=value)
         assert h.app.history(h.cred, address).current_version == landed + 1, result.stdout
         new = _get(h, address)

@@ -26,6 +26,12 @@ _REFUSED_BACKENDS = {
     "keyrings.alt.file.EncryptedKeyring": "it has no integrity check",
 }
 
+FILE_VAULT_CLASS = "ledger.vault.encrypted_file.EncryptedFileKeyring"
+# For a ledger whose values are in the keychain: the file vault would not hold them.
+KEYCHAIN_HINT = (
+    "run it where that keychain is reachable (a desktop session, or the Secret Service "
+    "started and unlocked); the encrypted file vault does not hold this ledger's values"
+)
 FIX_HINT = (
     "install and unlock an OS keychain (gnome-keyring / KWallet / macOS Keychain), "
     "or use the encrypted file vault: export SECRETS_LEDGER_VAULT=file and set "
@@ -58,42 +64,31 @@ def refuse_reason(backend: object) -> str | None:
     return None
 
 
-def select_backend(home: str) -> KeyringBackend:
-    """The best acceptable backend for this host.
+def select_backend(home: str, recorded: str | None = None) -> KeyringBackend:
+    """The backend that holds (or will hold) this ledger's values on this host.
 
-    Order: `SECRETS_LEDGER_VAULT=file` forces the encrypted file vault; an explicit
-    `PYTHON_KEYRING_BACKEND` is honoured (and refused if insecure); otherwise keyring's own
-    choice, falling back to the encrypted file vault when keyring found no keychain.
+    `recorded` is the vault kind the ledger records for this host (`keychain` or `file`,
+    chosen at `secrets init`), or None for a ledger without the record. With a record, that
+    vault or a clear error: never the other one. `SECRETS_LEDGER_VAULT` naming the other kind
+    is a conflict (KeychainUnavailable); a keychain ledger never falls back to the file vault;
+    a file-vault ledger ignores `PYTHON_KEYRING_BACKEND`.
+
+    Without a record (today's choice): `SECRETS_LEDGER_VAULT=file` forces the encrypted file
+    vault; an explicit `PYTHON_KEYRING_BACKEND` is honoured (and refused if insecure);
+    otherwise keyring's own choice, falling back to the encrypted file vault when keyring found
+    no keychain.
     """
     choice = os.environ.get("SECRETS_LEDGER_VAULT", "auto").strip().lower()
     if choice not in {"auto", "keyring", "file"}:
         raise KeychainUnavailable(
             f"SECRETS_LEDGER_VAULT must be auto, keyring or file (got {choice!r})"
         )
+    if recorded is not None:
+        return _recorded_backend(home, recorded, choice)
     if choice == "file":
         return _file_backend(home)
-
-    import keyring
-    import keyring.errors
-
-    try:
-        backend = keyring.get_keyring()
-    except keyring.errors.InitError as exc:
-        raise KeychainUnavailable(f"keychain backend could not start: {exc}; {FIX_HINT}") from None
-    except (ImportError, AttributeError, ValueError):
-        # PYTHON_KEYRING_BACKEND names a module or class that does not exist.
-        named = os.environ.get("PYTHON_KEYRING_BACKEND", "")
-        raise KeychainUnavailable(
-            f"keychain backend {named!r} (PYTHON_KEYRING_BACKEND) cannot be loaded; {FIX_HINT}"
-        ) from None
-    except Exception as exc:
-        # Backends connect while they load (the Secret Service opens D-Bus): a missing bus or
-        # daemon surfaces here as whatever the transport raised.
-        named = os.environ.get("PYTHON_KEYRING_BACKEND") or "keyring's choice"
-        raise KeychainUnavailable(
-            f"keychain backend {named} could not start ({_first_line(exc)}); {FIX_HINT}"
-        ) from None
-    if _qualname(backend) == "ledger.vault.encrypted_file.EncryptedFileKeyring":
+    backend = _keyring_backend(FIX_HINT)
+    if _qualname(backend) == FILE_VAULT_CLASS:
         # keyring built it without arguments; the vault file belongs in this ledger's home.
         return _file_backend(home)
     reason = refuse_reason(backend)
@@ -105,6 +100,70 @@ def select_backend(home: str) -> KeyringBackend:
             f"refusing keychain backend {_qualname(backend)}: {reason}; {FIX_HINT}"
         )
     return _file_backend(home)
+
+
+def vault_kind(backend: object) -> str:
+    """`file` for the encrypted file vault, `keychain` for any other (acceptable) backend."""
+    return "file" if _qualname(backend) == FILE_VAULT_CLASS else "keychain"
+
+
+def _recorded_backend(home: str, recorded: str, choice: str) -> KeyringBackend:
+    if recorded == "file":
+        if choice == "keyring":
+            raise KeychainUnavailable(_conflict("the encrypted file vault", choice, "file"))
+        return _file_backend(home)
+    if choice == "file":
+        raise KeychainUnavailable(_conflict("the keychain", choice, "keyring"))
+    try:
+        backend = _keyring_backend(KEYCHAIN_HINT)
+    except KeychainUnavailable as exc:
+        raise KeychainUnavailable(f"{_IN_KEYCHAIN}, and it cannot be reached here: {exc}") from None
+    if _qualname(backend) == FILE_VAULT_CLASS:
+        raise KeychainUnavailable(
+            f"{_IN_KEYCHAIN}, but PYTHON_KEYRING_BACKEND names the encrypted file vault; unset it"
+        )
+    reason = refuse_reason(backend)
+    if reason is not None:
+        raise KeychainUnavailable(
+            f"{_IN_KEYCHAIN}, and none usable is reachable here: {_qualname(backend)} is "
+            f"refused, {reason}; {KEYCHAIN_HINT}"
+        )
+    return backend
+
+
+_IN_KEYCHAIN = "the ledger records that this host keeps its values in the keychain"
+
+
+def _conflict(where: str, choice: str, wanted: str) -> str:
+    return (
+        f"the ledger records that this host keeps its values in {where}, but "
+        f"SECRETS_LEDGER_VAULT={choice} asks for the other vault; unset SECRETS_LEDGER_VAULT "
+        f"(or set it to {wanted}) to use the ledger's own"
+    )
+
+
+def _keyring_backend(hint: str) -> KeyringBackend:
+    """keyring's backend for this host (its choice, or PYTHON_KEYRING_BACKEND's)."""
+    import keyring
+    import keyring.errors
+
+    try:
+        return keyring.get_keyring()
+    except keyring.errors.InitError as exc:
+        raise KeychainUnavailable(f"keychain backend could not start: {exc}; {hint}") from None
+    except (ImportError, AttributeError, ValueError):
+        # PYTHON_KEYRING_BACKEND names a module or class that does not exist.
+        named = os.environ.get("PYTHON_KEYRING_BACKEND", "")
+        raise KeychainUnavailable(
+            f"keychain backend {named!r} (PYTHON_KEYRING_BACKEND) cannot be loaded; {hint}"
+        ) from None
+    except Exception as exc:
+        # Backends connect while they load (the Secret Service opens D-Bus): a missing bus or
+        # daemon surfaces here as whatever the transport raised.
+        named = os.environ.get("PYTHON_KEYRING_BACKEND") or "keyring's choice"
+        raise KeychainUnavailable(
+            f"keychain backend {named} could not start ({_first_line(exc)}); {hint}"
+        ) from None
 
 
 def _file_backend(home: str) -> KeyringBackend:
@@ -128,6 +187,10 @@ class KeyringVault:
     @property
     def description(self) -> str:
         return _qualname(self._backend)
+
+    @property
+    def kind(self) -> str:
+        return vault_kind(self._backend)
 
     def put(self, entry: str, value: str) -> None:
         try:
