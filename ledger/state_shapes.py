@@ -12,6 +12,8 @@ rebuild, which applies it to every event it takes by its shortcut (projections/e
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import sys
 import types
 import typing
 from datetime import datetime
@@ -78,8 +80,10 @@ def _make_shape(cls: type[Any]) -> Shape:
         f for f in dataclasses.fields(cls) if f.name not in ("originator_id", "originator_version")
     ]
     # A plain default is a class attribute, which an older state without the key falls back
-    # on; a default factory is not (that key must be stored).
+    # on; a default factory is not (that key must be stored). A created event passes its
+    # fields to the aggregate's `__init__`, whose own defaults stand in for absent ones.
     optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+    optional |= _init_defaults(cls)
     checks = []
     for f in sorted(fields, key=lambda f: f.name):
         allowed = _exact(hints[f.name])
@@ -87,6 +91,21 @@ def _make_shape(cls: type[Any]) -> Shape:
             checks.append((f.name, allowed, _items(hints[f.name])))
     names = frozenset(f.name for f in fields)
     return Shape(names - optional, names, tuple(checks))
+
+
+def _init_defaults(cls: type[Any]) -> set[str]:
+    """The parameters with a default of the `__init__` of the aggregate that records `cls`
+    as its created event (a class that encloses it); none for any other event."""
+    if "originator_topic" not in {f.name for f in dataclasses.fields(cls)}:
+        return set()
+    owner: Any = sys.modules.get(cls.__module__)
+    for part in cls.__qualname__.split(".")[:-1]:
+        owner = getattr(owner, part, None)
+    if not isinstance(owner, type):
+        return set()
+    init: Any = owner.__init__  # type: ignore[misc]  # the class's own, as the library calls it
+    parameters = inspect.signature(init).parameters.values()
+    return {p.name for p in parameters if p.default is not inspect.Parameter.empty}
 
 
 def _text_ok(value: str) -> bool:

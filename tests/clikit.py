@@ -190,3 +190,21 @@ def start_ledger(
     )
     assert login.returncode == 0, login.stderr
     return ledger
+
+
+def rechain(home: Path) -> None:
+    """Recompute the unkeyed hash chain of the SQLite ledger in `home`, as anyone who can
+    write the file can before the first signed checkpoint (a test that edits stored bytes
+    to stand for an older format, or an attacker who covers an edit)."""
+    from ledger.chain import GENESIS, link
+
+    previous = GENESIS
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        rows = db.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+            "ORDER BY rowid"
+        ).fetchall()
+        db.execute("DELETE FROM event_chain")
+        for position, oid, version, topic, state in rows:
+            previous = link(previous, position, oid, version, topic, bytes(state))
+            db.execute("INSERT INTO event_chain VALUES (?, ?)", (position, previous))

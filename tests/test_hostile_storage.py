@@ -17,7 +17,7 @@ import pytest
 
 from ledger.operator import operator_id
 from ledger.settings import SETTINGS_ID
-from tests.clikit import Ledger
+from tests.clikit import Ledger, rechain
 
 pytestmark = pytest.mark.sqlite_file
 ADDRESS = ("--service", "nexus", "--name", "mcp.bun.apiKey")
@@ -30,19 +30,7 @@ def _db(ledger: Ledger, name: str = "ledger.sqlite") -> sqlite3.Connection:
 
 
 def _rechain(ledger: Ledger) -> None:
-    """Recompute the unkeyed chain, as anyone can before the first signed checkpoint."""
-    from ledger.chain import GENESIS, link
-
-    previous = GENESIS
-    with _db(ledger) as db:
-        rows = db.execute(
-            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
-            "ORDER BY rowid"
-        ).fetchall()
-        db.execute("DELETE FROM event_chain")
-        for position, oid, version, topic, state in rows:
-            previous = link(previous, position, oid, version, topic, bytes(state))
-            db.execute("INSERT INTO event_chain VALUES (?, ?)", (position, previous))
+    rechain(ledger.home)
 
 
 def _not_internal(result: object) -> None:
