@@ -30,6 +30,7 @@ OWN_WRITERS = 4
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # eight writer processes: alone on the cores, or it measures the neighbours
 def test_eight_processes_lose_no_write_and_keep_one_chain(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
     keychain = MemoryKeyring()
     app = open_ledger(tmp_path / "setup", create=True, backend=keychain, database_url=pg_url)
