@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-PASSPHRASE = "correct horse battery staple for the smoke test"
+PASSPHRASE = "correct horse battery staple for the smoke test"  # noqa: S105 - a throwaway vault
 VALUE = "sk-smoke-" + "Zq3" * 12
 
 

@@ -20,7 +20,7 @@ from ledger.records import Incident
 from ledger.vault.memory import MemoryKeyring
 from projections.reports import RENDERERS, build
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 BUN = SecretAddress("production", "nexus", "mcp.bun.apiKey")

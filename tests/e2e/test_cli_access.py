@@ -32,7 +32,7 @@ ADDR = ["--service", "nexus", "--name", "mcp.bun.apiKey"]
 #   test_status_login_logout_flow). `auth logout` closes the caller's own session, if any;
 #   `auth status` reports it, exit 4 without one (same tests).
 # - `dashboard`: shows no value, reads no keychain, records nothing; its Access Status says
-#   what the session may do (tests/test_cli_dashboard.py, "no session" and the other states).
+#   what the session may do (tests/e2e/test_cli_dashboard.py, "no session" and the other states).
 # - `audit bundle`: hidden, deprecated name of `audit export` (same code, which is in).
 SENIOR = "senior-engineer"
 COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
@@ -177,7 +177,7 @@ def as_state(ledger: Ledger, state: str, tmp_path: Path) -> dict[str, str]:
 
 def scheduler_stand_ins(tmp_path: Path) -> dict[str, str]:
     """`rotate schedule ...` never touches this host's crontab or systemd (as in
-    tests/test_cli_schedule.py): a crontab file, a systemctl that always fails (systemd "not
+    tests/e2e/test_cli_schedule.py): a crontab file, a systemctl that always fails (systemd "not
     running"), and unit files under tmp_path."""
     return {
         "SECRETS_LEDGER_CRONTAB": str(tmp_path / "crontab"),

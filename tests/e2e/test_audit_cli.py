@@ -77,7 +77,7 @@ def test_an_untouched_ledger_verifies(audit_ledger: Ledger) -> None:
     assert doc["ok"] and doc["fault"] is None
 
 
-@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/integration/test_chain_postgres.py
 def test_an_edited_byte_is_found(audit_ledger: Ledger) -> None:
     with db(audit_ledger) as con:
         state = bytearray(
@@ -94,14 +94,14 @@ def test_an_edited_byte_is_found(audit_ledger: Ledger) -> None:
     assert damaged.returncode == 6 and "audit verify" in damaged.stderr
 
 
-@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/integration/test_chain_postgres.py
 def test_a_deleted_row_is_found(audit_ledger: Ledger) -> None:
     with db(audit_ledger) as con:
         con.execute("DELETE FROM stored_events WHERE rowid = 5")
     verify_fails(audit_ledger, "deleted", 5)
 
 
-@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/integration/test_chain_postgres.py
 def test_swapped_rows_are_found(audit_ledger: Ledger) -> None:
     select = (
         "SELECT originator_id, originator_version, topic, state FROM stored_events WHERE rowid = ?"
@@ -119,7 +119,7 @@ def test_swapped_rows_are_found(audit_ledger: Ledger) -> None:
     verify_fails(audit_ledger, "reordered", 6)
 
 
-@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/integration/test_chain_postgres.py
 def test_a_forged_row_is_found(audit_ledger: Ledger) -> None:
     with db(audit_ledger) as con:
         last = con.execute("SELECT max(rowid) FROM stored_events").fetchone()[0]
@@ -130,7 +130,7 @@ def test_a_forged_row_is_found(audit_ledger: Ledger) -> None:
     verify_fails(audit_ledger, "inserted", last + 1)
 
 
-@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/integration/test_chain_postgres.py
 def test_a_tail_cut_after_a_checkpoint_is_found(audit_ledger: Ledger) -> None:
     last_checkpoint = checkpoints(audit_ledger)[-1]
     with db(audit_ledger) as con:
@@ -140,7 +140,7 @@ def test_a_tail_cut_after_a_checkpoint_is_found(audit_ledger: Ledger) -> None:
     verify_fails(audit_ledger, "truncated", last_checkpoint - 1)
 
 
-@pytest.mark.sqlite_file  # on PostgreSQL: tests/test_chain_postgres.py
+@pytest.mark.sqlite_file  # on PostgreSQL: tests/integration/test_chain_postgres.py
 def test_a_replaced_checkpoint_signature_is_found(audit_ledger: Ledger) -> None:
     target = checkpoints(audit_ledger)[0]
     with db(audit_ledger) as con:

@@ -159,20 +159,6 @@ def test_tables_are_named_per_application_in_the_configured_schema(
         ledger.close()
 
 
-def test_the_library_insert_function_is_refused_because_it_bypasses_the_chain(
-    tmp_path: Path,
-    pg_url: str,  # noqa: F811
-) -> None:
-    from ledger.config_postgres import postgres_env
-    from ledger.database_url import PostgresLocation, parse
-
-    location = parse(pg_url)
-    assert isinstance(location, PostgresLocation)
-    env = {**postgres_env(location, create_tables=True), "POSTGRES_ENABLE_DB_FUNCTIONS": "yes"}
-    with pytest.raises(Exception, match="bypass the hash chain"):
-        SecretsLedger(env=env, home=tmp_path, backend=MemoryKeyring())
-
-
 def test_a_least_privileged_role_can_use_a_ledger_another_role_created(
     tmp_path: Path,
     pg_url: str,  # noqa: F811

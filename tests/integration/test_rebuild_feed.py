@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -22,10 +21,10 @@ from ledger.records import IntegrityAlarm
 from projections import views as views_module
 from projections.rebuild_feed import PageFeed, items
 from projections.views import Views
-from tests.test_views import _generated_history
+from tests.unit.test_views import _generated_history
 
 FEED = "secrets-rebuild-feed"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _tampered_history(tmp_path: Path) -> SecretsLedger:
@@ -127,20 +126,6 @@ def test_events_recorded_during_a_fed_rebuild_are_applied_after_the_feed_ends(
     assert views.rebuild(progress, feed_from=0) == recorded[0]
     (alarm,) = views.audit(after_position=recorded[0] - 1)
     assert (alarm.code, alarm.detail) == ("HBSE-013", "hash-mismatch at position 1")
-    assert views.digest() == _one_process_digest(ledger, tmp_path / "one.sqlite")
-
-
-def test_no_feed_is_started_where_the_child_could_build_no_audit_row(
-    tmp_path: Path, small_pages: None
-) -> None:
-    """Without the reader's shortcut (a cipher, a compressor, another transcoder) every row
-    would cross the pipe as it is: the rebuild reads in one process."""
-    ledger = _generated_history(tmp_path)
-    views = Views(ledger, path=tmp_path / "fed.sqlite")
-    views._reader.shortcut = False
-    seen: list[object] = []
-    assert views.rebuild(lambda applied: seen.extend(_feeds()), feed_from=0) > 0
-    assert seen == []
     assert views.digest() == _one_process_digest(ledger, tmp_path / "one.sqlite")
 
 
@@ -253,31 +238,3 @@ def test_ctrl_c_during_a_fed_rebuild_stops_both_processes_quietly(tmp_path: Path
     assert 0 < views.position() < ledger.recorder.max_notification_id()
     views.catch_up()
     assert views.digest() == _one_process_digest(ledger, tmp_path / "one.sqlite")
-
-
-def test_the_cli_rebuilds_a_log_long_enough_for_the_feed(tmp_path: Path) -> None:
-    """`secrets projections rebuild` as a user runs it, on a log past `FEED_FROM`: the views
-    rebuilt beside a child process are those the catch-up had built."""
-    from tests.benchmarks.generate_ledger import generate
-
-    _, meta = generate(tmp_path / "generated", views_module.FEED_FROM + 2000, 100, 6, seed=5)
-    assert meta["events"] >= views_module.FEED_FROM
-    env = {
-        **os.environ,
-        "SECRETS_LEDGER_HOME": meta["home"],
-        "SECRETS_LEDGER_TOKEN": meta["token"],
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "commands", "projections", "rebuild"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    # The log and the command's own session event, checked against the views as they were.
-    found = re.fullmatch(r"rebuilt views from (\d+) events in [0-9.]+s; identical\n", done.stdout)
-    assert found is not None, done.stdout
-    assert int(found[1]) > meta["events"]
-    assert "Traceback" not in done.stderr

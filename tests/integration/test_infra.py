@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -170,22 +169,4 @@ def test_cli_env_gives_each_test_its_own_ledger_home(
     assert cli_env["PATH"] == os.environ["PATH"]
 
 
-def test_cli_runs_the_real_console_script(
-    cli: Callable[..., subprocess.CompletedProcess[str]],
-) -> None:
-    result = cli("--help")
-    assert result.returncode == 0, result.stderr
-    assert "Usage" in result.stdout
-    with pytest.raises(subprocess.CalledProcessError):
-        cli("no-such-command", check=True)
-    assert cli("no-such-command").returncode != 0
-
-
 # --------------------------------------------------------------------------- failure messages
-
-
-def test_a_missing_binary_names_its_debian_package() -> None:
-    with pytest.raises(infra.MissingBinaryError, match=r"apt-get install -y prometheus"):
-        infra.require_binary("/nonexistent/promtool", "prometheus")
-    with pytest.raises(infra.MissingBinaryError, match=r"`tmux`"):
-        infra.require_binary("definitely-not-a-real-program-xyz", "tmux")

@@ -8,7 +8,6 @@ pinned as plain regression tests.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -325,24 +324,3 @@ def test_a_bad_pubkey_pem_is_a_usage_error(bundle: BundleFixture) -> None:
         bundle, pem=b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
     )
     assert result.code == 2 and "pubkey.pem" in result.stderr
-
-
-def test_a_bundle_is_verified_without_being_written_to(tmp_path: Path) -> None:
-    """Evidence stays byte for byte as received, whatever verify finds in it."""
-    import subprocess
-    import sys
-
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "ledger.sqlite").write_bytes(b"")
-    result = subprocess.run(
-        [sys.executable, "-m", "commands", "audit", "verify", "--bundle", str(bundle)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "SECRETS_LEDGER_HOME": str(tmp_path / "home")},
-    )
-    assert result.returncode == 6, result.stderr
-    assert "holds no events" in result.stderr and "checkpoint.json is missing" in result.stderr
-    assert str(bundle) in result.stderr and "secrets-bundle-" not in result.stderr
-    assert sorted(p.name for p in bundle.iterdir()) == ["ledger.sqlite"]
-    assert (bundle / "ledger.sqlite").read_bytes() == b""

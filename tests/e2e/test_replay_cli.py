@@ -4,7 +4,7 @@ then (recorded while building the history, with the ledger position it had reach
 
 Each example starts a fresh ledger and runs 7 to 10 CLI processes (1.5-2 s each on the
 shared 2-core machine), so examples are few and short: the test takes about a minute.
-tests/test_replay.py covers many more histories in-process, against the aggregates.
+tests/unit/test_replay.py covers many more histories in-process, against the aggregates.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from ledger.errors import KeychainUnavailable, NotFound, PermissionDenied, Valid
 from ledger.records import Denial, ReadReceipt, Rejection
 from ledger.secret import Secret
 from ledger.vault.intents import process_start
-from tests.fakes import FlakyKeyring, UnlistableKeyring
+from tests.fakes import FlakyKeyring
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)
 
 ADDR = SecretAddress("production", "nexus", "mcp.bun.apiKey")
@@ -84,20 +84,6 @@ def test_fingerprint_is_keyed_not_a_bare_hash(ledger: SecretsLedger) -> None:
     other = open_ledger(ledger.home.parent / "other", create=True, backend=FlakyKeyring())
     other.initialize("alice")
     assert other.fingerprint(ADDR, KEY) != v1.fingerprint  # a different ledger, another key
-
-
-def test_retention_prunes_values_from_the_keychain(tmp_path: Path, keychain: FlakyKeyring) -> None:
-    ledger = open_ledger(tmp_path / "h", create=True, backend=keychain)
-    issued = ledger.initialize("alice", retention=3)
-    assert issued is not None
-    alice = Credential(token=issued.token)
-    for n in range(5):
-        ledger.write(alice, ADDR, f"{KEY}{n}")
-    namespaced = [u for (s, u) in keychain.entries if u.startswith(str(ADDR))]
-    assert len(namespaced) == 3
-    with pytest.raises(NotFound, match="pruned"):
-        ledger.read(alice, ADDR, 2)
-    assert ledger.read(alice, ADDR, 3)[1] == f"{KEY}2"
 
 
 def test_denials_are_recorded_and_stop_before_the_keychain(
@@ -199,20 +185,6 @@ def test_doctor_lists_the_keychain_for_entries_no_event_refers_to(
     assert keychain.get_password("another-ledger", f"{ADDR}#v9.{'c' * 12}") == "not ours"
     assert ledger.read(alice, ADDR, 1)[1] == KEY and ledger.read(alice, ADDR)[1] == KEY + "2"
     assert ledger.vault.get(entry_name(ADDR, 1, v1.fingerprint)) == KEY
-
-
-def test_doctor_says_when_the_keychain_cannot_list(tmp_path: Path) -> None:
-    keychain = UnlistableKeyring()
-    ledger = open_ledger(tmp_path / "home", create=True, backend=keychain)
-    try:
-        alice = _senior(ledger)
-        ledger.write(alice, ADDR, KEY)
-        keychain.set_password(ledger.namespace, f"{ADDR}#v5.{'0' * 12}", "planted")
-        report = ledger.doctor(alice, repair=True)
-        # Unseen without an intent, as before listing; the report says why.
-        assert not report.keychain_listed and report.orphans == [] and report.healthy
-    finally:
-        ledger.close()
 
 
 def test_doctor_never_repairs_a_write_another_process_is_still_making(
@@ -318,54 +290,3 @@ def test_snapshots_round_trip_busy_secrets_and_operators(
     assert fresh.whoami(alice)[0] is not None
     snapshots = list(ledger.snapshots.get(ADDR.id))
     assert snapshots, "no snapshot was taken"
-
-
-def test_the_fingerprint_key_is_read_from_the_keychain_once_per_process(tmp_path: Path) -> None:
-    class CountingKeyring(FlakyKeyring):
-        def __init__(self) -> None:
-            super().__init__()
-            self.gets: list[str] = []
-
-        def get_password(self, service: str, username: str) -> str | None:
-            self.gets.append(username)
-            return super().get_password(service, username)
-
-    keys = CountingKeyring()
-    app = open_ledger(tmp_path, create=True, backend=keys)
-    issued = app.initialize("alice")
-    assert issued is not None
-    cred = Credential(token=issued.token)
-    address = SecretAddress("production", "nexus", "mcp.bun.apiKey")
-    first = app.write(cred, address, "sk-" + "a1" * 20)
-    second = app.write(cred, address, "sk-" + "b2" * 20)
-    assert keys.gets.count("ledger.fingerprint-key") == 1
-    # Still the keychain's key: a fresh process computes the same fingerprints.
-    again = open_ledger(tmp_path, backend=keys)
-    assert again.fingerprint(address, "sk-" + "b2" * 20) == second.fingerprint
-    assert first.fingerprint != second.fingerprint
-    app.close()
-    again.close()
-
-
-def test_losing_the_init_race_leaves_no_orphan_key_and_follows_the_winner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from ledger.vault.memory import MemoryKeyring
-
-    keychain = MemoryKeyring()
-    winner = open_ledger(tmp_path, create=True, backend=keychain)
-    loser = open_ledger(tmp_path, backend=keychain)
-    issued = winner.initialize("alice")
-    assert issued is not None
-    # The loser looked before the winner's events landed.
-    monkeypatch.setattr(loser, "is_initialized", lambda: False)
-    assert loser.initialize("mallory") is None
-    monkeypatch.undo()
-    # One fingerprint key in the keychain: the winner's; the loser now works on that ledger.
-    namespaces = {service for service, _ in keychain.entries}
-    assert namespaces == {winner.namespace}
-    assert loser.namespace == winner.namespace
-    alice = Credential(token=issued.token)
-    address = SecretAddress("default", "svc", "key")
-    winner.write(alice, address, "value-" + "w" * 20, spec_check=lambda _v: None)
-    assert loser.read(alice, address)[1] == "value-" + "w" * 20

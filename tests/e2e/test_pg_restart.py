@@ -28,8 +28,6 @@ from ledger.address import SecretAddress
 from ledger.application import SecretsLedger, entry_name
 from ledger.config import open_ledger
 from ledger.credentials import Credential
-from ledger.errors import LedgerError
-from ledger.store_postgres import ChainedPostgresApplicationRecorder
 from ledger.vault.memory import MemoryKeyring
 from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger, start_ledger
 from tests.pg_cluster import PgCluster
@@ -67,88 +65,6 @@ def app(tmp_path: Path, pg_url: str) -> Iterator[tuple[SecretsLedger, Credential
     ledger.close()
 
 
-def _intact(ledger: SecretsLedger, cred: Credential, values: dict[int, str]) -> None:
-    """Nothing half-written: each recorded version has its own value and no other value is
-    held; doctor is healthy; the chain and checkpoints verify."""
-    secret = ledger.history(cred, ADDRESS)
-    assert sorted(secret.versions) == list(range(1, secret.current_version + 1))
-    for number, version in secret.versions.items():
-        held = ledger.vault.get(entry_name(ADDRESS, number, version.fingerprint))
-        assert held == values[number], number
-    report = ledger.doctor(cred)
-    assert (report.missing_values, report.orphans, report.leftovers) == ([], [], [])
-    assert ledger.verify_history().ok
-
-
-@pytest.mark.slow
-def test_restart_between_the_connection_and_the_write(
-    app: tuple[SecretsLedger, Credential, MemoryKeyring],
-    pg: PgCluster,  # noqa: F811
-) -> None:
-    """The command has loaded the secret over its connection and put the value in the
-    keychain; then the server restarts, so the append meets a dead connection."""
-    ledger, cred, _ = app
-    first = _value()
-    ledger.write(cred, ADDRESS, first)
-    vault = ledger.vault
-    put = vault.put
-
-    def put_then_restart(entry: str, value: str) -> None:
-        put(entry, value)
-        pg.restart()
-
-    vault.put = put_then_restart  # type: ignore[method-assign]
-    second = _value()
-    try:
-        added = ledger.write(cred, ADDRESS, second)
-    finally:
-        vault.put = put  # type: ignore[method-assign]
-    # The pool noticed the dead connection and the write was retried on a new one.
-    assert added.number == 2
-    assert ledger.read(cred, ADDRESS)[1] == second
-    _intact(ledger, cred, {1: first, 2: second})
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("mode", ["fast", "immediate"])
-def test_restart_inside_the_write_transaction(
-    app: tuple[SecretsLedger, Credential, MemoryKeyring],
-    pg: PgCluster,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-    mode: str,
-) -> None:
-    """The events are inserted and the table lock is held, not yet committed, when the server
-    goes away: the transaction is lost; the write is retried (or fails cleanly) and never
-    leaves a half."""
-    ledger, cred, _ = app
-    values = {1: _value()}
-    ledger.write(cred, ADDRESS, values[1])
-    original = ChainedPostgresApplicationRecorder._fetch_ids_after_insert_events
-    restarts: list[str] = []
-
-    def restart_first(self: Any, curs: Any, stored: Any, **kwargs: Any) -> Any:
-        if not restarts:
-            restarts.append(mode)
-            pg.restart(mode)
-        return original(self, curs, stored, **kwargs)
-
-    monkeypatch.setattr(
-        ChainedPostgresApplicationRecorder, "_fetch_ids_after_insert_events", restart_first
-    )
-    value = _value()
-    try:
-        added = ledger.write(cred, ADDRESS, value)
-    except LedgerError:
-        pass  # a clear, documented error is allowed too; then nothing may be recorded
-    else:
-        values[added.number] = value
-    monkeypatch.undo()
-    assert restarts == [mode]
-    current = ledger.history(cred, ADDRESS).current_version
-    assert current == max(values)  # 2 if retried, else still 1: never a version without value
-    _intact(ledger, cred, values)
-
-
 # -- the CLI ----------------------------------------------------------------------------------
 
 
@@ -160,7 +76,7 @@ def _file_vault(home: Path) -> Any:
 
 @pytest.fixture
 def cli(tmp_path: Path, pg_url: str) -> Ledger:  # noqa: F811
-    from tests.test_cli_postgres import _env
+    from tests.e2e.test_cli_postgres import _env
 
     home = tmp_path / "host"
     return start_ledger(home, _env(home, _durable(pg_url)), lambda: _file_vault(home))
