@@ -220,3 +220,17 @@ def test_the_chain_head_is_read_while_the_events_table_is_locked(
     )
     _add(app, 2)
     assert seen and all("ExclusiveLock" in modes for modes in seen), seen
+
+
+def test_the_library_insert_function_is_refused_because_it_bypasses_the_chain(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    from ledger.config_postgres import postgres_env
+    from ledger.database_url import PostgresLocation, parse
+
+    location = parse(pg_url)
+    assert isinstance(location, PostgresLocation)
+    env = {**postgres_env(location, create_tables=True), "POSTGRES_ENABLE_DB_FUNCTIONS": "yes"}
+    with pytest.raises(Exception, match="bypass the hash chain"):
+        SecretsLedger(env=env, home=tmp_path, backend=MemoryKeyring())
