@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -40,6 +40,35 @@ pytest_plugins = ["tests.ledger_fixtures", "tests.pg_fixtures"]
 _HOST_BUS_ADDRESS = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
 
 CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+class TerminatedError(KeyboardInterrupt):
+    """SIGTERM/SIGHUP as an interruption: pytest stops, and runs every finalizer on the way out."""
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    # Once: a second signal during teardown must not cut the finalizers short (the Reaper
+    # watchers in tests/infra.py still clean up if the process is killed outright).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise TerminatedError(f"terminated by {signal.Signals(signum).name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """By default SIGTERM kills Python where it stands: no finalizer runs, so the services the
+    session fixtures started (PostgreSQL, dbus, gnome-keyring, tmux) and their temp dirs would
+    stay. Raise instead, as Ctrl-C does. In every process of a run (xdist workers too)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            signal.signal(sig, _terminate)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # xdist sets these in each worker to its controller's terminal size. Every CLI the
+        # tests start would inherit them, and rich would draw 80x24 where a serial run draws
+        # to the size of the (tmux) terminal in front of it.
+        for name in ("COLUMNS", "LINES"):
+            os.environ.pop(name, None)
+
+
 T = TypeVar("T")
 
 
@@ -101,14 +130,17 @@ def fresh_pg_database(postgres_cluster: infra.PostgresCluster) -> Iterator[str]:
 @pytest.fixture
 def tmux_server() -> Iterator[Path]:
     """A private tmux socket path: use `tmux -S <path> ...`; its server is killed afterwards."""
-    _require("tmux")
-    base = Path(tempfile.mkdtemp(prefix="sl-tmux-"))  # short: unix socket paths max 107
+    tmux = _require("tmux")
+    reaper = infra.Reaper()
+    base = infra.service_tempdir("tmux")
     sock = base / "tmux.sock"
+    reaper.watch(commands=[[tmux, "-S", str(sock), "kill-server"]], paths=[base])
     try:
         yield sock
     finally:
         infra.kill_tmux_server(sock)
         shutil.rmtree(base, ignore_errors=True)
+        reaper.disarm()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 Each `check_*` function feeds one input to the real code and raises `Finding` (or lets an
 undocumented exception escape) when the code breaks its documented promise; a documented
-rejection returns normally. tests/test_hostile_inputs.py drives them with hypothesis (the CI
+rejection returns normally. tests/unit/test_hostile_inputs.py drives them with hypothesis (the CI
 gate); tests/fuzz/fuzz_{values_file,as_of,bundle}.py drive them with atheris.
 """
 

@@ -128,6 +128,68 @@ def _stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 5.0) -> N
             continue
 
 
+def worker_tag() -> str:
+    """`gw0`, `gw1`... under pytest-xdist, `main` otherwise: in every service's dir name, so a
+    leftover says which worker of a run it came from."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def service_tempdir(kind: str) -> Path:
+    """A new private temp dir `sl-<kind>-<worker>-XXXX` (short: unix socket paths max 107)."""
+    return Path(tempfile.mkdtemp(prefix=f"sl-{kind}-{worker_tag()}-"))
+
+
+REAPER_SCRIPT = Path(__file__).with_name("reaper.py")
+
+
+class Reaper:
+    """A watcher process (tests/reaper.py) that cleans up after this process if it goes away
+    without calling `disarm()`: SIGKILL, an xdist worker torn down mid-test, a crash.
+
+    `watch(...)` tells it what to clean; a normal stop cleans up itself, then disarms."""
+
+    def __init__(self) -> None:
+        import sys
+
+        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+            [sys.executable, str(REAPER_SCRIPT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the run's process group leaves it working
+            close_fds=True,
+        )
+
+    def watch(
+        self,
+        *,
+        pgids: list[int] | None = None,
+        commands: list[list[str]] | None = None,
+        paths: list[Path] | None = None,
+    ) -> None:
+        import json
+
+        plan = {
+            "pgids": pgids or [],
+            "commands": commands or [],
+            "paths": [str(p) for p in paths or []],
+        }
+        if self._proc is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.write(json.dumps(plan).encode() + b"\n")
+                self._proc.stdin.flush()
+
+    def disarm(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.stdin is None:
+            return
+        with contextlib.suppress(OSError):
+            proc.stdin.write(b"disarm\n")
+            proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
 def _tail(path: Path, limit: int = 4000) -> str:
     try:
         return path.read_text(errors="replace")[-limit:]
@@ -156,6 +218,7 @@ class SecretService:
     password: str
     startup_seconds: float = 0.0
     _procs: list[subprocess.Popen[Any]] = field(default_factory=list, repr=False)
+    _reaper: Reaper | None = field(default=None, repr=False)
 
     def backend(self) -> Any:
         """A keyring Secret Service backend (needs the bus address in os.environ when used)."""
@@ -186,6 +249,8 @@ class SecretService:
             _stop_process(proc)
         self._procs.clear()
         shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self._reaper is not None:
+            self._reaper.disarm()
 
 
 def _start_dbus(
@@ -270,7 +335,9 @@ def start_secret_service(
         raise InfraError(f"{exc}: run pip install -e '.[test]' (keyring, secretstorage)") from exc
     keyring_daemon = require_binary("gnome-keyring-daemon")
     require_binary("dbus-daemon")
-    base = Path(tempfile.mkdtemp(prefix="sl-keyring-"))  # short: unix socket paths max 107
+    reaper = Reaper()
+    base = service_tempdir("keyring")
+    reaper.watch(paths=[base])
     home = base / "home"
     runtime = base / "run"
     home.mkdir()
@@ -284,9 +351,11 @@ def start_secret_service(
     service = SecretService(
         base_dir=base, home=home, runtime_dir=runtime, bus_address="", env=env, password=password
     )
+    service._reaper = reaper
     try:
         dbus, address = _start_dbus(config, base / "dbus-daemon.log", env, timeout)
         service._procs.append(dbus)
+        reaper.watch(pgids=[dbus.pid])
         service.bus_address = address
         env["DBUS_SESSION_BUS_ADDRESS"] = address
         env["PYTHON_KEYRING_BACKEND"] = SECRET_SERVICE_BACKEND
@@ -302,6 +371,7 @@ def start_secret_service(
                 start_new_session=True,
             )
         service._procs.append(daemon)
+        reaper.watch(pgids=[daemon.pid])
         assert daemon.stdin is not None
         daemon.stdin.write(password.encode())  # --unlock reads the password up to EOF
         daemon.stdin.close()
@@ -346,6 +416,7 @@ class PostgresCluster:
     startup_seconds: float = 0.0
     host: str = "127.0.0.1"
     user: str = "postgres"
+    _reaper: Reaper | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -369,6 +440,14 @@ class PostgresCluster:
             if result.returncode != 0:
                 _kill_postmaster(self.data_dir)
         shutil.rmtree(self.base_dir, ignore_errors=True)
+        if self._reaper is not None:
+            self._reaper.disarm()
+
+
+def pg_stop_command(run_as: str | None, pg_ctl: Path | str, data_dir: Path) -> list[str]:
+    """The command a Reaper runs to stop a cluster at once (immediate: no checkpoint)."""
+    args = [str(pg_ctl), "stop", "-D", str(data_dir), "-m", "immediate", "-w"]
+    return [require_binary("runuser"), "-u", run_as, "--", *args] if run_as else args
 
 
 def _pg_run(
@@ -422,8 +501,10 @@ def start_postgres(
             ) from exc
         run_as = "postgres"
 
-    base = Path(tempfile.mkdtemp(prefix="sl-pg-"))
+    reaper = Reaper()
+    base = service_tempdir("pg")
     data, sockets = base / "data", base / "sock"
+    reaper.watch(commands=[pg_stop_command(run_as, pg_ctl, data)], paths=[base])
     for d in (data, sockets):
         d.mkdir(mode=0o700)
     if owner is not None:
@@ -431,7 +512,7 @@ def start_postgres(
             os.chown(d, owner.pw_uid, owner.pw_gid)
     base.chmod(0o700)
     cluster = PostgresCluster(
-        base_dir=base, data_dir=data, socket_dir=sockets, port=0, run_as=run_as
+        base_dir=base, data_dir=data, socket_dir=sockets, port=0, run_as=run_as, _reaper=reaper
     )
     try:
         _pg_run(

@@ -5,7 +5,8 @@ Three variants: the Secret Service and the encrypted file vault on the embedded 
 and the Secret Service on a real PostgreSQL server (a fresh database per test): the shared-ledger
 setup. A test that opens or damages the SQLite file itself is marked `sqlite_file`: its
 PostgreSQL variant is deselected at collection (the same attacks on PostgreSQL are in
-tests/test_chain_postgres.py and tests/test_verify_fast.py), never skipped at run time.
+tests/integration/test_chain_postgres.py and tests/integration/test_verify_fast.py), never
+skipped at run time.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from tests.infra import Reaper, pg_stop_command, service_tempdir
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/local/pgsql/bin")
 SUPERUSER = "postgres"
@@ -45,6 +46,14 @@ class PgCluster:
         self.sockets = base / "run"
         self.port = _free_port()
         self._as_root = os.geteuid() == 0
+        # Stops the server and removes `base` if this process goes away without `stop()`.
+        self._reaper = Reaper()
+        self._reaper.watch(
+            commands=[
+                pg_stop_command("postgres" if self._as_root else None, bindir / "pg_ctl", self.data)
+            ],
+            paths=[base],
+        )
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bindir / args[0]), *args[1:]]
@@ -108,6 +117,10 @@ class PgCluster:
         with suppress(subprocess.SubprocessError, OSError):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
+    def disarm(self) -> None:
+        """After `stop()` and removing `base`: the watcher has nothing left to do."""
+        self._reaper.disarm()
+
     def url(
         self, dbname: str = "postgres", *, user: str = SUPERUSER, password: str = PASSWORD
     ) -> str:
@@ -133,7 +146,7 @@ def running_cluster() -> Iterator[PgCluster]:
     bindir = find_bin()
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found (set PG_BIN_DIR)")
-    base = Path(tempfile.mkdtemp(prefix="sl-pg-"))
+    base = service_tempdir("pgpw")
     cluster = PgCluster(bindir, base)
     try:
         cluster.start()
@@ -141,6 +154,7 @@ def running_cluster() -> Iterator[PgCluster]:
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
+        cluster.disarm()
 
 
 _shared: PgCluster | None = None
@@ -158,9 +172,15 @@ def shared_cluster() -> PgCluster:
                 "PostgreSQL server binaries not found: apt-get install -y postgresql-15 "
                 "(or set PG_BIN_DIR)"
             )
-        base = Path(tempfile.mkdtemp(prefix="sl-pg-"))
+        base = service_tempdir("pgpw")
         cluster = PgCluster(bindir, base)
-        cluster.start()
+        try:
+            cluster.start()
+        except BaseException:
+            cluster.stop()
+            shutil.rmtree(base, ignore_errors=True)
+            cluster.disarm()
+            raise
 
         atexit.register(stop_shared)  # a backstop: the `pg` fixture stops it at session end
         _shared = cluster
@@ -175,3 +195,4 @@ def stop_shared() -> None:
             cluster.stop()
         finally:
             shutil.rmtree(cluster.base, ignore_errors=True)
+            cluster.disarm()

@@ -1,4 +1,5 @@
-"""One writer process for the PostgreSQL concurrency test (tests/test_pg_concurrency.py).
+"""One writer process for the PostgreSQL concurrency test
+(tests/integration/test_pg_concurrency.py).
 
     python -m tests.pg_worker '{"url": ..., "home": ..., "token": ..., "key": ..., ...}'
 

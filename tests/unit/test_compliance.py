@@ -1,0 +1,104 @@
+"""The compliance projection over the ledger's history, and the values-file reader."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from commands.values_file import load_values
+from ledger.address import SecretAddress
+from ledger.errors import ValidationFailed
+from projections.compliance import parse_as_of
+
+BUN = SecretAddress("production", "nexus", "mcp.bun.apiKey")
+CHAT = SecretAddress("staging", "telegram", "telegram.chat.id")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-03-01", datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("2026-03-01T12", datetime(2026, 3, 1, 12, 59, 59, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00", datetime(2026, 3, 1, 12, 0, 59, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00Z", datetime(2026, 3, 1, 12, 0, 0, 999999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.123Z", datetime(2026, 3, 1, 12, 0, 0, 123999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.5z", datetime(2026, 3, 1, 12, 0, 0, 599999, tzinfo=UTC)),
+        ("2026-03-01T12:00:00.000001", datetime(2026, 3, 1, 12, 0, 0, 1, tzinfo=UTC)),
+        (
+            "2026-03-01T14:00:00+02:00",
+            datetime(2026, 3, 1, 14, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2))),
+        ),
+        ("2026-03-01 12:00", datetime(2026, 3, 1, 12, 0, 59, 999999, tzinfo=UTC)),
+    ],
+)
+def test_as_of_accepts_iso_dates_and_datetimes(text: str, expected: datetime) -> None:
+    assert parse_as_of(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "yesterday", "2026-13-01", "2026-02-30", "01/03/2026", "2026-03-01T25:00"]
+)
+def test_as_of_refuses_anything_else(text: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        parse_as_of(text)
+    assert refused.value.rule == "as-of"
+
+
+# -- values files ------------------------------------------------------------------------------
+
+
+def test_values_files_in_three_formats(tmp_path: Path) -> None:
+    toml = tmp_path / "v.toml"
+    toml.write_text(
+        '"production/nexus/mcp.bun.apiKey" = "sk-1"\n'
+        "[staging.database]\n"
+        '"database.password" = "p#w=\\"x"\n'
+    )
+    assert load_values(toml) == {
+        BUN: "sk-1",
+        SecretAddress("staging", "database", "database.password"): 'p#w="x',
+    }
+    js = tmp_path / "v.json"
+    js.write_text('{"production": {"nexus": {"mcp.bun.apiKey": "sk-2"}}}')
+    assert load_values(js) == {BUN: "sk-2"}
+    env = tmp_path / "v.env"
+    env.write_text(
+        "# new values\n"
+        "export production/nexus/mcp.bun.apiKey=sk-3#kept # a comment\n"
+        "production/database/database.password='single $quoted'\n"
+        'staging/telegram/telegram.chat.id="-100\\"5"\n'
+    )
+    assert load_values(env) == {
+        BUN: "sk-3#kept",
+        SecretAddress("production", "database", "database.password"): "single $quoted",
+        CHAT: '-100"5',
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("v.toml", '"production/nexus" = "TOPSECRET1"\n', "not an address"),
+        ("v.toml", '"production/nexus/x" = 5\n', "must be a string"),
+        ("v.toml", "production = TOPSECRET1\n", "not valid TOML"),
+        ("v.json", '{"production/nexus/x": "TOPSECRET1", "production/nexus/x": "b"}', "twice"),
+        ("v.json", '["TOPSECRET1"]', "one object"),
+        ("v.json", '{"a": "TOPSECRET1"', "not valid JSON"),
+        ("v.env", "production/nexus/x TOPSECRET1\n", "line 1"),
+        ("v.env", 'production/nexus/x="TOPSECRET1\n', "unterminated"),
+        ("v.env", "a/b/c=TOPSECRET1\na/b/c=TOPSECRET2\n", "twice"),
+        ("v.env", "Prod/nexus/x=TOPSECRET1\n", "environment"),
+    ],
+)
+def test_bad_values_files_never_show_a_value(
+    tmp_path: Path, name: str, content: str, problem: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ValidationFailed) as refused:
+        load_values(path)
+    assert problem in str(refused.value)
+    assert "TOPSECRET" not in str(refused.value)
+    assert refused.value.__context__ is None or "TOPSECRET" not in str(refused.value.__context__)
