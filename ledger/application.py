@@ -841,7 +841,25 @@ class SecretsLedger(Application[UUID]):
         from ledger.doctor import examine
 
         self.authorize(cred, Permission.MANAGE, "doctor")
+        if repair:
+            self._verified_before_repair()
         return examine(self, repair)
+
+    def _verified_before_repair(self) -> None:
+        """A repair deletes keychain entries on the word of the log: a log that does not
+        verify (an event inserted without its link, rows hidden for the length of the repair)
+        could make it delete values that are still recorded. Nothing is repaired then."""
+        found = []
+        keychain = self.keychain_witness()
+        if keychain is not None:
+            found.append(keychain)
+        fault = self.verify_history(None, found).fault
+        if fault is not None:
+            raise IntegrityFailure(
+                f"the recorded history does not verify ({fault.kind} at position "
+                f"{fault.position}): `doctor --repair` removes nothing on the word of a log "
+                "it cannot trust; run `secrets audit verify`"
+            )
 
     # -- the fingerprint key, for a ledger shared between hosts ---------------------------
 

@@ -207,3 +207,61 @@ def test_a_bundle_key_of_an_unknown_algorithm_is_not_an_internal_error(
 
 
 # -- row shapes that crash the chain walk and the views -------------------------------------
+
+
+# -- doctor --repair acts only on a log that verifies ---------------------------------------
+
+
+def test_doctor_repair_does_not_delete_a_value_on_an_unchained_event(ledger: Ledger) -> None:
+    ledger.set(*ADDRESS[1::2], VALUE)
+    added = ledger.events("ledger.secret:Secret.VersionAdded")[0]
+    with _db(ledger) as db:
+        db.execute(
+            "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
+            "VALUES (?, 3, 'ledger.secret:Secret.VersionPruned', ?)",
+            (
+                added.originator_id,
+                json.dumps(
+                    {
+                        "timestamp": added.state["timestamp"],
+                        "operator": "alice",
+                        "correlation_id": "x",
+                        "version": 1,
+                    }
+                ).encode(),
+            ),
+        )
+    repair = ledger.run("doctor", "--repair")  # the event has no chain link at all
+    assert repair.returncode == 6 and "does not verify" in repair.stderr, repair.stderr
+    with _db(ledger) as db:  # the forgery taken away again: the value is still there
+        db.execute("DELETE FROM stored_events WHERE topic = 'ledger.secret:Secret.VersionPruned'")
+    got = ledger.run("get", *ADDRESS)
+    assert got.returncode == 0 and got.stdout.strip() == VALUE, got.stderr
+
+
+def test_hidden_events_cannot_make_doctor_repair_destroy_a_value(ledger: Ledger) -> None:
+    """Rows of a secret hidden while the victim runs `doctor --repair`, then put back: the
+    value must survive (2c74fd2: deleted as an orphan; the restored log verifies clean)."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    with _db(ledger) as db:
+        oid = db.execute(
+            "SELECT originator_id FROM stored_events "
+            "WHERE topic = 'ledger.secret:Secret.Registered'"
+        ).fetchone()[0]
+        hidden = db.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+            "WHERE originator_id = ?",
+            (oid,),
+        ).fetchall()
+        db.execute("DELETE FROM stored_events WHERE originator_id = ?", (oid,))
+    repair = ledger.run("doctor", "--repair")
+    assert repair.returncode == 6 and "does not verify" in repair.stderr, repair.stderr
+    with _db(ledger) as db:
+        db.executemany(
+            "INSERT INTO stored_events (rowid, originator_id, originator_version, topic, state) "
+            "VALUES (?, ?, ?, ?, ?)",
+            hidden,
+        )
+    assert ledger.run("audit", "verify").returncode == 0
+    got = ledger.run("get", *ADDRESS)
+    assert got.returncode == 0 and got.stdout.strip() == VALUE, got.stderr
