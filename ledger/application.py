@@ -1255,6 +1255,10 @@ class SecretsLedger(Application[UUID]):
             return replace(report, fault=fault), damage.recorded
         recorded = False
         if report.fault is not None:
+            if damage is not None and damage.recorded and damage.position == report.fault.position:
+                # Authorising already read this damage and recorded its alarm: one fault, one
+                # alarm (the metrics and the alert count them).
+                return report, True
             actor = principal.operator if principal is not None else context.ANONYMOUS
             with context.acting_as(actor):
                 recorded = self.record_alarm(report.fault)
