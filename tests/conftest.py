@@ -218,3 +218,14 @@ def store_for(request: pytest.FixtureRequest) -> Iterator[Callable[[Path], str]]
 def store_url(store_for: Callable[[Path], str], tmp_path: Path) -> str:
     """The event store of an in-process ledger whose home is `tmp_path / "home"`."""
     return store_for(tmp_path / "home")
+
+
+@pytest.fixture
+def tiny_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of 4 rows in both stores' paged reads, so that faults fall inside pages, on their
+    edges and past the last one (tests/*/test_verify_fast.py)."""
+    import ledger.store_postgres
+    import ledger.store_sqlite
+
+    monkeypatch.setattr(ledger.store_sqlite, "PAGE", 4)
+    monkeypatch.setattr(ledger.store_postgres, "PAGE", 4)
