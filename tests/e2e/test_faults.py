@@ -396,7 +396,8 @@ def test_repair_refuses_damage_too_large_to_see_whole(ledger: Ledger, monkeypatc
 def test_repair_does_not_rebuild_an_index_over_an_edited_row(ledger: Ledger) -> None:
     """An edited row shows as the same missing index entry; rebuilding the index from it
     would erase the index's copy of the original. `doctor --repair` walks the hash chain
-    first, refuses (exit 6, pointing at `audit verify`) and writes nothing."""
+    first (before any repair, of keychain entries or of indexes), refuses (exit 6, pointing at
+    `audit verify`) and writes nothing."""
     for name in ("a.apiKey", "b.apiKey", "c.apiKey"):
         ledger.set("nexus", name, "sk-" + f"{name[0]}Ex" * 16)
     path = ledger.home / "ledger.sqlite"
@@ -404,7 +405,7 @@ def test_repair_does_not_rebuild_an_index_over_an_edited_row(ledger: Ledger) -> 
     before = path.read_bytes()
     refused = ledger.run("doctor", "--repair")
     assert refused.returncode == 6, refused.stderr
-    assert "refusing to rebuild index stored_events_topic" in refused.stderr
+    assert "does not verify (edited at position" in refused.stderr, refused.stderr
     assert "audit verify" in refused.stderr and "internal error" not in refused.stderr
     assert path.read_bytes() == before
     assert _registered_by_index(path) == 3  # the index still names the original topic
