@@ -188,6 +188,3 @@ def test_get_builds_no_pydantic_model(ledger: Ledger) -> None:
     absent = _heavy(ledger, (*NO_PYDANTIC, "prometheus_client", "psycopg", *NOT_FOR_READS))
     report = probe(ledger, args, absent)
     assert report == {"exit": 0, "heavy": []}, report
-
-
-# -- commands/typerfast.py: typer's conversion and help drawing, same results, less work ------

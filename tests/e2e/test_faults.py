@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import shutil
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,38 +17,10 @@ from typing import Any
 import pytest
 
 from ledger.address import SecretAddress
-from ledger.application import SecretsLedger
-from ledger.chain import verify
-from ledger.config import open_ledger
 from ledger.credentials import Credential
 from ledger.errors import IntegrityFailure
 from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger
-from tests.fakes import FlakyKeyring
-
-
-def _chain_ok(app: SecretsLedger) -> None:
-    report, _ = verify(app.recorder.iter_rows(), app.recorder.iter_links())  # type: ignore[attr-defined]
-    assert report.ok, report.fault
-
-
-def _value() -> str:
-    return "sk-fault-" + secrets.token_urlsafe(24)
-
-
-@pytest.fixture()
-def keychain() -> FlakyKeyring:
-    return FlakyKeyring()
-
-
-@pytest.fixture()
-def app(tmp_path: Path, keychain: FlakyKeyring) -> Iterator[SecretsLedger]:
-    found = open_ledger(tmp_path / "home", create=True, backend=keychain)
-    yield found
-    found.close()
-
-
-# -- in-process: the keychain ---------------------------------------------------------------
-
+from tests.faults_kit import chain_ok, fault_value, fill_leaving, tmpfs
 
 # -- through the CLI: a locked ledger ------------------------------------------------------
 
@@ -70,7 +40,7 @@ def _held_exclusively(db: Path) -> Iterator[None]:
 def test_a_ledger_locked_past_the_timeout_is_a_clear_error(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Q7x" * 16)
     before = ledger.secret_events()
-    value = _value()
+    value = fault_value()
     with _held_exclusively(ledger.home / "ledger.sqlite"):
         started = time.monotonic()
         result = ledger.run(
@@ -108,20 +78,6 @@ def test_a_ledger_locked_past_the_timeout_is_a_clear_error(ledger: Ledger) -> No
 # -- through the CLI: a full disk ----------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(parents=True)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
-
-
 def _relocated(ledger: Ledger, home: Path) -> Ledger:
     """The same ledger (and session) copied to `home`."""
     shutil.copytree(ledger.home, home, dirs_exist_ok=True)
@@ -143,26 +99,18 @@ def _relocated(ledger: Ledger, home: Path) -> Ledger:
     )
 
 
-def _fill(directory: Path, leave: int) -> Path:
-    filler = directory / "filler"
-    free = shutil.disk_usage(directory).free
-    with filler.open("wb") as f:
-        f.write(b"\0" * max(0, free - leave))
-    return filler
-
-
 @pytest.mark.sqlite_file
 def test_a_full_disk_is_a_clear_error_and_leaves_the_ledger_whole(
     ledger: Ledger, tmp_path: Path
 ) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Q7x" * 16)
-    with _tmpfs(tmp_path / "small", "8m") as mounted:
+    with tmpfs(tmp_path / "small", "8m") as mounted:
         small = _relocated(ledger, mounted / "home")
-        filler = _fill(mounted, leave=120 * 1024)
+        filler = fill_leaving(mounted, leave=120 * 1024)
         outcomes: list[int] = []
         written: dict[int, str] = {}
         for n in range(60):
-            value = _value() + "x" * 6000
+            value = fault_value() + "x" * 6000
             result = small.run(
                 "set",
                 "--service",
@@ -190,7 +138,7 @@ def test_a_full_disk_is_a_clear_error_and_leaves_the_ledger_whole(
         assert report.missing_values == [], "an event refers to a value that is gone"
         app.doctor(cred, repair=True)
         assert app.doctor(cred).healthy
-        _chain_ok(app)
+        chain_ok(app)
         for n, value in written.items():
             assert app.read(cred, SecretAddress("default", "nexus", f"disk.key{n}"))[1] == value
         unwritten = next(n for n in range(60) if n not in written)
@@ -201,7 +149,7 @@ def test_a_full_disk_is_a_clear_error_and_leaves_the_ledger_whole(
             "--name",
             f"disk.key{unwritten}",
             "--value-stdin",
-            input=_value(),
+            input=fault_value(),
         )
         assert again.returncode == 0, again.stderr
         app.close()
@@ -236,7 +184,7 @@ def test_a_full_disk_is_not_called_damage(ledger: Ledger, tmp_path: Path) -> Non
     error"): every command says the disk is full (exit 1), none that the ledger is damaged
     (exit 6), and once there is room again the ledger verifies, untouched."""
     ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "F5x" * 16)
-    with _tmpfs(tmp_path / "small", "8m") as mounted:
+    with tmpfs(tmp_path / "small", "8m") as mounted:
         small = _relocated(ledger, mounted / "home")
         filler = _fill_up(mounted)
         for args in FULL_DISK_COMMANDS:
@@ -255,7 +203,7 @@ def test_a_full_disk_is_not_called_damage(ledger: Ledger, tmp_path: Path) -> Non
 def test_a_write_that_fills_the_disk_says_so(ledger: Ledger, tmp_path: Path) -> None:
     """Another process keeps the ledger open (its WAL index exists): reads still work, and a
     write that finds no room is "disk full" (SQLITE_FULL, exit 1), with nothing recorded."""
-    with _tmpfs(tmp_path / "small", "8m") as mounted:
+    with tmpfs(tmp_path / "small", "8m") as mounted:
         small = _relocated(ledger, mounted / "home")
         assert small.run("list").returncode == 0
         holder = sqlite3.connect(small.home / "ledger.sqlite")

@@ -59,9 +59,6 @@ def test_forged_intent_cannot_make_doctor_repair_delete_the_fingerprint_key(
     assert after.returncode == 0, after.stderr  # 2c74fd2: exit 8, the key is gone for good
 
 
-# -- views.sqlite: saved replay states are checked with an unkeyed digest ------------------
-
-
 # -- snapshot rows that crash the seal check ------------------------------------------------
 
 
@@ -204,9 +201,6 @@ def test_a_bundle_key_of_an_unknown_algorithm_is_not_an_internal_error(
         f"-----BEGIN PUBLIC KEY-----\n{pem}\n-----END PUBLIC KEY-----\n"
     )
     _not_internal(ledger.run("audit", "verify", "--bundle", str(bundle)))
-
-
-# -- row shapes that crash the chain walk and the views -------------------------------------
 
 
 # -- doctor --repair acts only on a log that verifies ---------------------------------------

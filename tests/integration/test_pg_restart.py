@@ -141,6 +141,3 @@ def test_restart_inside_the_write_transaction(
     current = ledger.history(cred, ADDRESS).current_version
     assert current == max(values)  # 2 if retried, else still 1: never a version without value
     _intact(ledger, cred, values)
-
-
-# -- the CLI ----------------------------------------------------------------------------------

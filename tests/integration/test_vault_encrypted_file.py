@@ -38,9 +38,6 @@ def _backend(path: Path, passphrase: str | None = PASSPHRASE) -> EncryptedFileKe
     return EncryptedFileKeyring(path=str(path), passphrase=passphrase)
 
 
-# -- the contract -------------------------------------------------------------------------
-
-
 # -- the keyring backend API --------------------------------------------------------------
 
 
@@ -59,18 +56,6 @@ def test_python_keyring_backend_selects_it_in_a_fresh_process(tmp_path: Path) ->
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "EncryptedFileKeyring v a l"
-
-
-# -- passphrases --------------------------------------------------------------------------
-
-
-# -- key derivation -----------------------------------------------------------------------
-
-
-# -- integrity ----------------------------------------------------------------------------
-
-
-# -- at rest ------------------------------------------------------------------------------
 
 
 # -- concurrency --------------------------------------------------------------------------

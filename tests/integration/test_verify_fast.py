@@ -15,9 +15,6 @@ import pytest
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)
 from tests.verify_fast_cases import CASES, Sql, _both, _build, _check, _last
 
-# -- SQLite ---------------------------------------------------------------------------------
-
-
 # -- PostgreSQL -----------------------------------------------------------------------------
 
 PG_TABLES = {

@@ -39,6 +39,3 @@ def test_job_line_never_holds_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert line.startswith("7 3 * * * ") and "do-not-write-me" not in line
     assert "SECRETS_LEDGER_AUTOMATION=rotation-bot" in line and "SECRETS_LEDGER_VAULT=file" in line
     assert "/srv/a\\%b" in line and "rotate --scheduled" in line
-
-
-# -- systemd user timer -------------------------------------------------------------------------

@@ -5,7 +5,6 @@ exit code, with nothing half-written and the chain intact."""
 from __future__ import annotations
 
 import os
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,22 +13,12 @@ import pytest
 
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger, entry_name
-from ledger.chain import verify
 from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import KeychainUnavailable, LedgerUnavailable
 from ledger.operator import Operator, operator_id
 from ledger.secret import Secret
 from tests.fakes import FlakyKeyring
-
-
-def _chain_ok(app: SecretsLedger) -> None:
-    report, _ = verify(app.recorder.iter_rows(), app.recorder.iter_links())  # type: ignore[attr-defined]
-    assert report.ok, report.fault
-
-
-def _value() -> str:
-    return "sk-fault-" + secrets.token_urlsafe(24)
+from tests.faults_kit import chain_ok, fault_value, senior
 
 
 @pytest.fixture()
@@ -44,21 +33,15 @@ def app(tmp_path: Path, keychain: FlakyKeyring) -> Iterator[SecretsLedger]:
     found.close()
 
 
-def _senior(app: SecretsLedger) -> Credential:
-    issued = app.initialize("alice")
-    assert issued is not None
-    return Credential(token=issued.token)
-
-
 # -- in-process: the keychain ---------------------------------------------------------------
 
 
 def test_keychain_failing_midway_through_many_secrets_leaves_no_half_write(
     app: SecretsLedger, keychain: FlakyKeyring
 ) -> None:
-    alice = _senior(app)
+    alice = senior(app)
     addresses = [SecretAddress("production", "nexus", f"batch.key{n}") for n in range(6)]
-    values = {a: _value() for a in addresses}
+    values = {a: fault_value() for a in addresses}
     keychain.fail_sets_after = keychain.sets + 3
     written: list[SecretAddress] = []
     with pytest.raises(KeychainUnavailable, match="keychain error"):
@@ -74,7 +57,7 @@ def test_keychain_failing_midway_through_many_secrets_leaves_no_half_write(
         else:
             assert found is None or not found.versions  # no event for an unwritten value
     assert app.doctor(alice).healthy
-    _chain_ok(app)
+    chain_ok(app)
     for a in addresses[3:]:  # the operator re-runs the batch: it completes
         app.write(alice, a, values[a])
     assert app.doctor(alice).healthy
@@ -83,9 +66,9 @@ def test_keychain_failing_midway_through_many_secrets_leaves_no_half_write(
 def test_keychain_locked_before_a_write_records_nothing(
     app: SecretsLedger, keychain: FlakyKeyring, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice = _senior(app)
+    alice = senior(app)
     address = SecretAddress("production", "nexus", "locked.key")
-    app.write(alice, address, _value())
+    app.write(alice, address, fault_value())
     events = app.recorder.max_notification_id()
 
     def locked(*_: object) -> None:
@@ -96,7 +79,7 @@ def test_keychain_locked_before_a_write_records_nothing(
     monkeypatch.setattr(keychain, "get_password", locked)
     monkeypatch.setattr(keychain, "set_password", locked)
     with pytest.raises(KeychainUnavailable, match="locked"):
-        app.write(alice, address, _value())
+        app.write(alice, address, fault_value())
     monkeypatch.undo()
     assert app.recorder.max_notification_id() == events
     assert app.history(alice, address).current_version == 1
@@ -105,10 +88,10 @@ def test_keychain_locked_before_a_write_records_nothing(
 def test_keychain_failing_during_destroy_reports_leftovers_until_repaired(
     app: SecretsLedger, keychain: FlakyKeyring
 ) -> None:
-    alice = _senior(app)
+    alice = senior(app)
     address = SecretAddress("production", "nexus", "doomed.key")
     for _ in range(3):
-        app.write(alice, address, _value())
+        app.write(alice, address, fault_value())
     keychain.fail_deletes = True
     _, leftovers = app.destroy(alice, address)
     assert len(leftovers) == 3  # told to the operator, not hidden
@@ -117,7 +100,7 @@ def test_keychain_failing_during_destroy_reports_leftovers_until_repaired(
     assert report.missing_values == [] and len(report.leftovers) == 3
     assert len(app.doctor(alice, repair=True).repaired) == 3
     assert app.doctor(alice).healthy
-    _chain_ok(app)
+    chain_ok(app)
 
 
 def test_an_error_after_commit_keeps_the_value(
@@ -126,9 +109,9 @@ def test_an_error_after_commit_keeps_the_value(
     """The events can be committed before save() fails (here: an error escaping after the
     insert, as a connection lost during COMMIT would). Deleting the value on that failure
     would leave an event without its value."""
-    alice = _senior(app)
+    alice = senior(app)
     address = SecretAddress("production", "nexus", "late.failure")
-    value = _value()
+    value = fault_value()
 
     def broken(*_: object) -> None:
         raise RuntimeError("failed after commit")
@@ -146,9 +129,9 @@ def test_a_snapshot_that_cannot_be_saved_does_not_fail_the_write(
 ) -> None:
     """A snapshot is a cache taken after the commit: its failure is a warning, not an error
     that would make the caller (and the write path) believe nothing was recorded."""
-    alice = _senior(app)
+    alice = senior(app)
     address = SecretAddress("production", "nexus", "snap.failure")
-    values = [_value() for _ in range(60)]
+    values = [fault_value() for _ in range(60)]
 
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("snapshot store full")
@@ -168,9 +151,9 @@ def test_the_fiftieth_event_snapshot_loses_no_value(
 ) -> None:
     """Regression: a Secret's snapshot (every 50 events) failed to encode its `Version`
     records after the events were committed, and the write path then deleted the value."""
-    alice = _senior(app)
+    alice = senior(app)
     address = SecretAddress("production", "nexus", "busy.key")
-    values = [_value() for _ in range(40)]  # 40 versions + 30 prunes: past event 50
+    values = [fault_value() for _ in range(40)]  # 40 versions + 30 prunes: past event 50
     for value in values:
         app.write(alice, address, value)
     token = app.grant(alice, "bob", "engineer").token
@@ -190,17 +173,14 @@ def test_the_fiftieth_event_snapshot_loses_no_value(
 
 
 def test_an_unwritable_intent_journal_refuses_the_write(app: SecretsLedger) -> None:
-    alice = _senior(app)
+    alice = senior(app)
     address = SecretAddress("production", "nexus", "nojournal.key")
     (app.home / "pending").mkdir(exist_ok=True)
     os.rmdir(app.home / "pending")
     (app.home / "pending").write_text("a file where the journal directory belongs")
     with pytest.raises(LedgerUnavailable, match="pending keychain write"):
-        app.write(alice, address, _value())
+        app.write(alice, address, fault_value())
     assert app._load_secret(address) is None
-
-
-# -- through the CLI: a locked ledger ------------------------------------------------------
 
 
 # -- through the CLI: a full disk ----------------------------------------------------------
@@ -208,11 +188,8 @@ def test_an_unwritable_intent_journal_refuses_the_write(app: SecretsLedger) -> N
 
 def test_values_written_before_the_fault_keep_their_entry_names(app: SecretsLedger) -> None:
     """Sanity for the entry names the fault tests compute."""
-    alice = _senior(app)
+    alice = senior(app)
     address = SecretAddress("production", "nexus", "names.key")
-    value = _value()
+    value = fault_value()
     added = app.write(alice, address, value)
     assert app.vault.get(entry_name(address, 1, added.fingerprint)) == value
-
-
-# -- through the CLI: a damaged data page --------------------------------------------------

@@ -541,6 +541,3 @@ def test_an_invalid_value_is_refused_without_quoting_it(tmp_path: Path) -> None:
         vault.put("e", "secret\ud800part")
     assert "secret" not in str(caught.value)
     assert "\ud800" not in str(caught.value)
-
-
-# -- concurrency --------------------------------------------------------------------------

@@ -105,6 +105,3 @@ def test_the_careful_walk_starts_where_the_fast_pass_stopped(
         assert starts == [target - 1] and report.events_valid == target - 1
     finally:
         ledger.close()
-
-
-# -- PostgreSQL -----------------------------------------------------------------------------
