@@ -49,6 +49,7 @@ from ledger.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from ledger.notifications import notifications, originator_of
 from ledger.operator import Operator, check_role, operator_id, validate_operator_name
 from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
 from ledger.secret import Secret, Version
@@ -798,17 +799,8 @@ class SecretsLedger(Application[UUID]):
     # -- consistency ----------------------------------------------------------------------
 
     def secret_ids(self) -> Iterator[UUID]:
-        topic = f"{Secret.__module__}:{Secret.__qualname__}.Registered"
-        start: int | None = None
-        while True:
-            page = self.recorder.select_notifications(
-                start=start, limit=1000, topics=[topic], inclusive_of_start=False
-            )
-            if not page:
-                return
-            for n in page:
-                yield n.originator_id  # type: ignore[misc]
-            start = page[-1].id
+        for n in notifications(self.recorder, Secret, "Registered"):
+            yield originator_of(n)
 
     def repair_indexes(self) -> list[str]:
         """Rebuild the indexes of an embedded store when they are all that is damaged and
@@ -1028,21 +1020,12 @@ class SecretsLedger(Application[UUID]):
         self._save(operator, settings)
 
     def senior_engineers(self) -> list[str]:
-        topic = f"{Operator.__module__}:{Operator.__qualname__}.Registered"
         names: list[str] = []
-        start: int | None = None
-        while True:
-            page = self.recorder.select_notifications(
-                start=start, limit=1000, topics=[topic], inclusive_of_start=False
-            )
-            if not page:
-                break
-            for n in page:
-                op: Any = self._load_authority(UUID(str(n.originator_id)))
-                assert isinstance(op, Operator)
-                if op.role == SENIOR:
-                    names.append(op.name)
-            start = page[-1].id
+        for n in notifications(self.recorder, Operator, "Registered"):
+            op: Any = self._load_authority(originator_of(n))
+            assert isinstance(op, Operator)
+            if op.role == SENIOR:
+                names.append(op.name)
         return names
 
     def _refuse_losing_last_senior(self, name: str) -> list[str]:

@@ -38,6 +38,7 @@ Keys missing from the catalogue are treated as ``external`` with the default 90/
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +52,7 @@ from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue, KeySpec, load_catalogue
 from ledger.errors import LedgerError, NotFound, ValidationFailed
 from ledger.generate import generate_value
+from ledger.notifications import notifications, originator_of
 from ledger.operator import Operator
 from ledger.policy import SENIOR, Permission
 from ledger.records import Incident, Rejection
@@ -349,19 +351,10 @@ class Rotator:
     # -- runs ---------------------------------------------------------------------------
 
     def _runs(self) -> Iterator[RotationRun]:
-        topic = f"{RotationRun.__module__}:{RotationRun.__qualname__}.Started"
-        start: int | None = None
-        while True:
-            page = self.ledger.recorder.select_notifications(
-                start=start, limit=1000, topics=[topic], inclusive_of_start=False
-            )
-            if not page:
-                return
-            for n in page:
-                found: Any = self.ledger.repository.get(UUID(str(n.originator_id)))
-                assert isinstance(found, RotationRun)
-                yield found
-            start = page[-1].id
+        for n in notifications(self.ledger.recorder, RotationRun, "Started"):
+            found: Any = self.ledger.repository.get(originator_of(n))
+            assert isinstance(found, RotationRun)
+            yield found
 
     def open_run(self, scope: str) -> RotationRun | None:
         """The newest run of `scope` if it is unfinished (only the newest can be)."""
@@ -667,17 +660,8 @@ class Rotator:
 
     def close_other_sessions(self, principal: Principal) -> int:
         """End every open session but the caller's own; return how many were ended."""
-        topic = f"{Operator.__module__}:{Operator.__qualname__}.Registered"
-        names: list[UUID] = []
-        start: int | None = None
-        while True:
-            page = self.ledger.recorder.select_notifications(
-                start=start, limit=1000, topics=[topic], inclusive_of_start=False
-            )
-            if not page:
-                break
-            names.extend(UUID(str(n.originator_id)) for n in page)
-            start = page[-1].id
+        registered = notifications(self.ledger.recorder, Operator, "Registered")
+        names = [originator_of(n) for n in registered]
         closed = 0
         for oid in names:
 
@@ -804,20 +788,8 @@ class Rotator:
         return self.ledger.vault.get(BOT_TOKEN_ENTRY) is not None
 
     def schedule_state(self) -> ScheduleState:
-        topic = f"{ScheduleChange.__module__}:{ScheduleChange.__qualname__}"
-        newest: Any = None
-        start: int | None = None
-        while True:
-            page = self.ledger.recorder.select_notifications(
-                start=start,
-                limit=1000,
-                topics=[f"{topic}.ScheduleChanged"],
-                inclusive_of_start=False,
-            )
-            if not page:
-                break
-            newest = self.ledger.mapper.to_domain_event(page[-1])
-            start = page[-1].id
+        changes = deque(notifications(self.ledger.recorder, ScheduleChange, "ScheduleChanged"), 1)
+        newest: Any = self.ledger.mapper.to_domain_event(changes[0]) if changes else None
         scheduled = [r for r in self.runs() if r.trigger == "schedule"]
         last = scheduled[-1] if scheduled else None
         if newest is None:

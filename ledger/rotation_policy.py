@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from ledger.notifications import notifications
 from ledger.records import Incident
 
 if TYPE_CHECKING:
@@ -62,18 +63,12 @@ def emergency_since(
 
     `position` cuts the log there as well (a replay's cut). Reads only the incidents' start
     events (filtered by topic in the store)."""
-    topic = f"{Incident.__module__}:{Incident.__qualname__}.EmergencyRotationStarted"
     newest: datetime | None = None
-    start: int | None = None
-    while True:
-        page = ledger.recorder.select_notifications(
-            start=start, limit=1000, stop=position, topics=[topic], inclusive_of_start=False
-        )
-        if not page:
-            return newest
-        for notification in page:
-            event: Any = ledger.mapper.to_domain_event(notification)
-            when: datetime = event.timestamp
-            if when <= as_of and (newest is None or when > newest):
-                newest = when
-        start = page[-1].id
+    for notification in notifications(
+        ledger.recorder, Incident, "EmergencyRotationStarted", stop=position
+    ):
+        event: Any = ledger.mapper.to_domain_event(notification)
+        when: datetime = event.timestamp
+        if when <= as_of and (newest is None or when > newest):
+            newest = when
+    return newest
