@@ -20,7 +20,7 @@ def run() -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115
-    from commands import agent_client
+    from commands.agent import client as agent_client
 
     try:
         status = agent_client.run_by_agent(sys.argv[1:])

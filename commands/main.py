@@ -166,7 +166,7 @@ def _ledger(root: typer.Typer) -> None:
 
 
 def _agent(root: typer.Typer) -> None:
-    from commands.agent_cmds import agent_app
+    from commands.agent.cli import agent_app
 
     root.add_typer(agent_app, name="agent")
 

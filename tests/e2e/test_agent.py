@@ -189,7 +189,7 @@ def test_another_environment_runs_the_command_itself(agent: Ledger) -> None:
 def test_the_agent_stops_when_its_code_changes_on_disk(agent: Ledger) -> None:
     pid = _agent_pid(agent)
     assert pid is not None
-    source = REPO / "commands" / "agent_client.py"
+    source = REPO / "commands" / "agent" / "client.py"
     stat = source.stat()
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     try:

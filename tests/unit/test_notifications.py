@@ -34,8 +34,8 @@ def test_every_event_of_a_kind_is_read_across_pages_in_order(tmp_path: Path) -> 
     operators = list(notifications(ledger.recorder, Operator, "Registered", page_size=2))
     assert len(operators) == 1
     # `stop` cuts the log at a position, inclusive.
-    assert list(notifications(ledger.recorder, Secret, "Registered", stop=positions[2])) == (
-        found[:3]
+    assert (
+        list(notifications(ledger.recorder, Secret, "Registered", stop=positions[2])) == (found[:3])
     )
     ledger.close()
 

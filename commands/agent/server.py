@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from commands import agent_client
+from commands.agent import client as agent_client
 
 # What a served command imports, loaded once by the agent: the point of it.
 PRELOAD = (
@@ -448,7 +448,7 @@ def command_line(idle_seconds: float, *, foreground: bool) -> list[str]:
     start = (
         "import json, runpy, sys; options = json.loads(sys.argv[1]); "
         "sys.path[:] = options['path']; "
-        "runpy.run_module('commands.agent_server', run_name='__main__', alter_sys=True)"
+        "runpy.run_module('commands.agent.server', run_name='__main__', alter_sys=True)"
     )
     return [
         sys.executable,

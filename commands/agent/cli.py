@@ -1,5 +1,5 @@
 """`secrets agent start|status|stop`: the optional agent that makes `get`, `versions` and
-`list` start fast (commands/agent_server.py says how it works and what it refuses)."""
+`list` start fast (commands/agent/server.py says how it works and what it refuses)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from commands import agent_client, runtime
+from commands import runtime
+from commands.agent import client as agent_client
 from commands.exit_codes import ExitCode
 
 agent_app = typer.Typer(
@@ -40,7 +41,7 @@ def start(
     """
     import subprocess
 
-    from commands import agent_server
+    from commands.agent import server as agent_server
 
     line = agent_server.command_line(idle_minutes * 60.0, foreground=foreground)
     if foreground:
