@@ -34,7 +34,7 @@ Every command and sub-command of `secrets`, with its options as `secrets COMMAND
 shows them (help text, environment variable, default, whether it is required). Every
 command also takes `--help`. Options hidden from `--help` are listed under each command as
 hidden: they are for the CLI's own use. The overview, with who may run what, is in the
-README; roles are in [access-control.md](access-control.md).
+[README](../README.md#cli-reference); roles are in [access-control.md](access-control.md).
 """
 
 
