@@ -119,11 +119,11 @@ def _section(command: Any, ctx: Any) -> list[str]:
             note += ", deprecated"
         lines += [f"*{note}.*", ""]
     usage = " ".join([path, *command.collect_usage_pieces(ctx)])
-    lines += ["```", usage, "```", ""]
+    lines += [f"Usage: `{usage}`", ""]
     for paragraph in _paragraphs(command.help or ""):
         lines += _paragraph(paragraph)
     subs = getattr(command, "commands", None) or {}
-    if subs:
+    if subs and ctx.parent is not None:  # the root's commands are the index above
         lines += ["| command | summary |", "|---|---|"]
         for name, sub in subs.items():
             title = f"{path} {name}"
