@@ -18,6 +18,27 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+# What each code means, for docs/cli.md (commands/clidoc.py renders this table).
+MEANING: dict[ExitCode, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.ERROR: "error (e.g. ledger not initialised, read-only ledger file, disk full, "
+    "the event store unreachable)",
+    ExitCode.USAGE: "usage: bad or missing options, or a malformed option value (a date, a "
+    "time, a code, text that is not UTF-8, a number out of range)",
+    ExitCode.NOT_FOUND: "not found: unknown secret or version; deleted, pruned or destroyed "
+    "value; no agent for `agent status`",
+    ExitCode.PERMISSION_DENIED: "permission denied: no session, expired, revoked, role too "
+    "low; recorded as HBSE-006",
+    ExitCode.VALIDATION_FAILED: "validation failed: name, value, role, catalogue or values "
+    "file rejected; an invalid `-e` environment name on any command",
+    ExitCode.INTEGRITY_FAILURE: "integrity failure: corrupt or tampered ledger, keychain and "
+    "ledger disagree",
+    ExitCode.CONFLICT: "a write conflict that retries could not resolve",
+    ExitCode.KEYCHAIN_UNAVAILABLE: "keychain unavailable: missing, locked, refused as "
+    "insecure, or another vault than the ledger records",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C) while the command ran",
+}
+
 HELP_TEXT = (
     "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 permission denied, "
     "5 validation failed, 6 integrity failure, 7 unresolved write conflict, "

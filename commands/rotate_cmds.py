@@ -206,7 +206,14 @@ def rotate(
     value_stdin: Annotated[
         bool, typer.Option("--value-stdin", help="The one secret's new value, from stdin.")
     ] = False,
-    scheduled: Annotated[bool, typer.Option("--scheduled", hidden=True)] = False,
+    scheduled: Annotated[
+        bool,
+        typer.Option(
+            "--scheduled",
+            hidden=True,
+            help="Record the run as the schedule's (the cron job and systemd timer pass it).",
+        ),
+    ] = False,
     catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
