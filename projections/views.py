@@ -369,7 +369,7 @@ class Views:
         replayer: replay.Replayer | None = None
         fold: replay_states.State | None = None
         folded_to = -1  # the position `fold` has seen every event up to
-        is_folded = replay.is_folded_kind
+        folded_classes = replay.FOLDED
         while True:
             with self._write() as cur:
                 row = cur.execute(
@@ -409,14 +409,12 @@ class Views:
                             add(self._unreadable(at, item[3]))
                             continue
                         audit_row = apply(cur, at, event, ts)
-                        kind = audit_row[3]
-                        # Only the kinds `replay.fold` reads more of than the position and
+                        # Only the events `replay.fold` reads more of than the position and
                         # time are folded; the others (reads, denials: most of a log) only
                         # move those two, below.
-                        if fold is not None and is_folded(kind):
+                        if fold is not None and type(event) in folded_classes:
                             oid = event.originator_id.hex
-                            replay.fold(fold, at, event, kind, oid, ts)
-                            if kind.startswith("Secret.") and replayer is not None:
+                            if replay.fold(fold, at, event, oid, ts) and replayer is not None:
                                 replayer.changed(oid)
                             folded = True
                     add(audit_row)
