@@ -345,3 +345,12 @@ def test_views_of_another_format_are_caught_up_again_from_the_log(tmp_path: Path
     assert same_format.db.execute(
         "SELECT detail FROM audit_view WHERE position = 1"
     ).fetchone() == ("kept",)
+
+
+def test_every_stored_event_class_has_a_view_handler() -> None:
+    """The views choose what an event does by its class: a new event class must be given a
+    handler (or `_audit_only`), never fall through unnoticed."""
+    from ledger import topics
+
+    stored = {topics.stored_class(t) for t in topics.EVENT_OWNERS}
+    assert set(views_module._HANDLERS) == stored
