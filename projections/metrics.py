@@ -25,6 +25,7 @@ from ledger.names import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from ledger.operator import OPERATOR_NAME
 from ledger.rotation import DEFAULT_ROTATION_DAYS
 from projections.timefmt import parse_iso
+from projections.view_rows import AddressCount, OperatorCount, StatusCount
 from projections.views import Views
 
 if TYPE_CHECKING:
@@ -104,11 +105,11 @@ class Snapshot:
     lag: int
     events: int
     access: dict[tuple[str, str, str], int]  # (result, operation, environment) -> count
-    denied: list[tuple[str, str, str | None, int]]  # (operator, operation, environment, count)
-    validation_errors: list[tuple[str, str, str, int]]
+    denied: list[OperatorCount]  # (operator, operation, environment, count)
+    validation_errors: list[AddressCount]
     emergency_rotations: int
     integrity_alarms: int
-    statuses: list[tuple[str, str, int]]
+    statuses: list[StatusCount]
     secrets: list[_SecretState]
 
 

@@ -27,6 +27,6 @@ def test_replay_folds_exactly_the_events_of_secrets_operators_and_settings() -> 
         | _classes("ledger.operator:Operator")
         | _classes("ledger.settings:LedgerSettings")
     )
-    assert replay.FOLDED == folded
+    assert folded == replay.FOLDED
     for topic in topics.EVENT_OWNERS:
         assert replay._is_folded(topic) == (topics.stored_class(topic) in folded), topic
