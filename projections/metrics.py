@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -23,7 +23,7 @@ from ledger.catalogue import Catalogue, load_catalogue
 from ledger.errors import LedgerUnavailable
 from ledger.names import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from ledger.operator import OPERATOR_NAME
-from ledger.rotation import DEFAULT_ROTATION_DAYS
+from ledger.rotation_policy import OVERDUE, spec_status
 from projections.timefmt import parse_iso
 from projections.view_rows import AddressCount, OperatorCount, StatusCount
 from projections.views import Views
@@ -74,10 +74,7 @@ def rotation_overdue(
     far more than the scrape. tests/test_metrics.py checks that both agree.
     """
     spec = (catalogue or load_catalogue(None)).lookup(service, name)
-    if spec is not None and spec.rotation == "none":
-        return False
-    days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
-    return as_of >= last_rotation + timedelta(days=days)
+    return spec_status(spec, last_rotation, as_of)[4] == OVERDUE
 
 
 def _address_labels(environment: str, service: str, name: str) -> list[str]:

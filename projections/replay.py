@@ -357,18 +357,13 @@ def with_compliance(
 ) -> dict[str, Any]:
     """Add each secret's rotation compliance as it was then to a `snapshot` document.
 
-    The policy is `ledger.rotation.policy_status` (what `secrets rotate-status --as-of` and
+    The policy is `ledger.rotation_policy.spec_status` (what `secrets rotate-status --as-of` and
     every other screen apply), fed from the replayed state itself: its `last_rotation` is
     folded as the `Secret` aggregate folds it (a rollback keeps the restored value's age), so
     no second fold of the log is needed (that second fold was most of a replay's time on a
     large ledger). Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt,
     emergency-pending; n/a for a deleted or destroyed secret) and `rotation_due`."""
-    from ledger.rotation_policy import (
-        DEFAULT_ROTATION_DAYS,
-        DEFAULT_WARNING_DAYS,
-        emergency_since,
-        policy_status,
-    )
+    from ledger.rotation_policy import emergency_since, spec_status
 
     as_of = parse_iso(doc["as_of"]) if doc["as_of"] is not None else None
     emergency: datetime | None = None
@@ -387,14 +382,8 @@ def with_compliance(
             s["compliance"] = UNKNOWN
             continue
         spec = catalogue.lookup(s["service"], s["name"])
-        due, status = policy_status(
-            spec.rotation if spec is not None else "external",
-            parse_iso(s["last_rotation"]) if s["last_rotation"] else None,
-            spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS,
-            spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS,
-            as_of,
-            emergency,
-        )
+        last = parse_iso(s["last_rotation"]) if s["last_rotation"] else None
+        _, _, _, due, status = spec_status(spec, last, as_of, emergency)
         s["compliance"] = status
         s["rotation_due"] = iso(due) if due is not None else None
     return doc
