@@ -23,7 +23,9 @@ from ledger.catalogue import Catalogue, load_catalogue
 from ledger.errors import LedgerUnavailable
 from ledger.names import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from ledger.operator import OPERATOR_NAME
+from ledger.records import Denial, Incident, IntegrityAlarm, ReadReceipt, Rejection
 from ledger.rotation_policy import OVERDUE, spec_status
+from ledger.secret import Secret
 from projections.timefmt import parse_iso
 from projections.view_rows import AddressCount, OperatorCount, StatusCount
 from projections.views import Views
@@ -36,17 +38,21 @@ if TYPE_CHECKING:
 # Events that are an operator's access to a secret and succeeded. Secret.Registered is left
 # out (it always comes with the first VersionAdded, which is the access) and so is
 # VersionPruned (retention housekeeping, not an access).
-SUCCESS_EVENTS: Final = (
-    "ReadReceipt.SecretRead",
-    "Secret.VersionAdded",
-    "Secret.Deleted",
-    "Secret.Restored",
-    "Secret.Destroyed",
+SUCCESS_EVENTS: Final = tuple(
+    cls.__qualname__
+    for cls in (
+        ReadReceipt.SecretRead,  # type: ignore[attr-defined]
+        Secret.VersionAdded,
+        Secret.Deleted,  # type: ignore[attr-defined]
+        Secret.Restored,  # type: ignore[attr-defined]
+        Secret.Destroyed,  # type: ignore[attr-defined]
+    )
 )
-DENIED_EVENT: Final = "Denial.AccessDenied"
-REJECTED_EVENT: Final = "Rejection.ValidationFailed"
-EMERGENCY_EVENT: Final = "Incident.EmergencyRotationStarted"
-INTEGRITY_EVENT: Final = "IntegrityAlarm.IntegrityCheckFailed"
+# The audit view's `event` column holds an event's qualified class name.
+DENIED_EVENT: Final = Denial.AccessDenied.__qualname__  # type: ignore[attr-defined]
+REJECTED_EVENT: Final = Rejection.ValidationFailed.__qualname__  # type: ignore[attr-defined]
+EMERGENCY_EVENT: Final = Incident.EmergencyRotationStarted.__qualname__  # type: ignore[attr-defined]
+INTEGRITY_EVENT: Final = IntegrityAlarm.IntegrityCheckFailed.__qualname__  # type: ignore[attr-defined]
 
 # A denial of a ledger-wide action (login, auth grant, list without --environment) has no
 # environment. An empty label would be no label at all in Prometheus, and "*" can never be a
