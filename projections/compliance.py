@@ -252,6 +252,26 @@ def describe_schedule(schedule: ScheduleState) -> str:
     return f"{text}; last run {iso(run.started)} ({outcome})"
 
 
+def _assess(
+    summary: secret_summary.Summary,
+    catalogue: Catalogue,
+    as_of: datetime,
+    since: datetime | None,
+) -> Assessment:
+    """A live secret's assessment from its summary, folded with the events' datetimes."""
+    born: dict[str, datetime] = summary["born"]
+    first = min((int(n) for n in born), default=None)  # its first version
+    return assess_value(
+        SecretAddress(summary["environment"], summary["service"], summary["name"]),
+        summary["current_version"],
+        born[str(first)] if first is not None else None,
+        summary["last_rotation"],
+        catalogue.lookup(summary["service"], summary["name"]),
+        as_of,
+        since,
+    )
+
+
 def compliance(
     ledger: SecretsLedger,
     catalogue: Catalogue,
@@ -292,26 +312,13 @@ def compliance(
                 since = event.timestamp if since is None else max(since, event.timestamp)
             elif not secret_summary.fold(summaries, oid.hex, event, event.timestamp):
                 runs_by_id[oid] = event.mutate(runs_by_id.get(oid))
-    secrets: list[Assessment] = []
-    for s in summaries.values():
-        # The summary's times are the events' datetimes (folded with `event.timestamp`).
-        if not s["current_version"] or s["deleted"]:
-            continue
-        if environment is not None and s["environment"] != environment:
-            continue
-        born: dict[str, datetime] = s["born"]
-        first = min((int(n) for n in born), default=None)
-        secrets.append(
-            assess_value(
-                SecretAddress(s["environment"], s["service"], s["name"]),
-                s["current_version"],
-                born[str(first)] if first is not None else None,
-                s["last_rotation"],
-                catalogue.lookup(s["service"], s["name"]),
-                as_of,
-                since,
-            )
-        )
+    secrets = [
+        _assess(s, catalogue, as_of, since)
+        for s in summaries.values()
+        if s["current_version"]
+        and not s["deleted"]
+        and (environment is None or s["environment"] == environment)
+    ]
     runs = [r for r in runs_by_id.values() if isinstance(r, RotationRun)]
     secrets.sort(key=lambda a: a.address)
     scheduled = sorted((r for r in runs if r.trigger == "schedule"), key=lambda r: r.created_on)
