@@ -65,12 +65,6 @@ def _is_folded(topic: str) -> bool:
     return found
 
 
-def is_folded(event: Any) -> bool:
-    """Whether `fold` reads more of this event than its position and time: for any other
-    event, `fold` sets those two and nothing else."""
-    return type(event) in FOLDED
-
-
 # A catch-up resumes its fold from a saved state at most this far behind where it starts;
 # farther (views caught up before states were saved there), it leaves states to replays.
 RESUME_WITHIN = 2 * SAVE_EVERY
