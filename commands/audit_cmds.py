@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from ledger.application import SecretsLedger
     from ledger.integrity import IntegrityReport
-    from projections.views import AuditRow
+    from projections.view_rows import AuditRow
 
 audit_app = typer.Typer(
     help="Verify the ledger's history, sign checkpoints, read and replay the audit log.",
@@ -422,7 +422,7 @@ def _emit_rows(rows: list[AuditRow], output: LogOutput, header: bool) -> None:
 
 
 def _csv_fields() -> list[str]:
-    from projections.views import AuditRow
+    from projections.view_rows import AuditRow
 
     return list(AuditRow(0, "", "", "", "", "", None, None, None, "", "", "").as_json())
 

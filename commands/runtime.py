@@ -68,7 +68,7 @@ def damaged_views() -> list[str]:
     middle of a command, which is the cache's and not the ledger's."""
     import sqlite3
 
-    from projections.views import damage, discard
+    from projections.views_schema import damage, discard
 
     found: list[str] = []
     for ledger in _opened:

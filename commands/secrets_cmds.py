@@ -547,7 +547,7 @@ def doctor(
 def _views_damage(ledger: SecretsLedger, repair: bool, repaired: list[str]) -> list[str]:
     """This host's views cache, read whole: its damage (a command would rebuild it from the
     log, with a warning), unless `repair` removes it (then it is listed in `repaired`)."""
-    from projections.views import damage, discard
+    from projections.views_schema import damage, discard
 
     path = ledger.home / ledger.views_file
     problem = damage(path)

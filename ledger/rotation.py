@@ -69,6 +69,7 @@ from ledger.rotation_policy import (
     STATUSES,
     emergency_since,
     policy_status,
+    spec_status,
 )
 from ledger.rotation_records import RotationRun, ScheduleChange
 from ledger.secret import Secret, Version
@@ -115,21 +116,38 @@ def assess(
     emergency: datetime | None = None,
 ) -> Assessment:
     """The secret's rotation status at `as_of`; `emergency` as from `emergency_since`."""
-    kind = spec.rotation if spec is not None else "external"
-    days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
-    warning = spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS
-    last = secret.last_rotation
     first = min(secret.versions, default=None)
-    initial = first is not None and last == secret.versions[first].timestamp
-    due, status = policy_status(kind, last, days, warning, as_of, emergency)
+    return assess_value(
+        secret.address,
+        secret.current_version,
+        secret.versions[first].timestamp if first is not None else None,
+        secret.last_rotation,
+        spec,
+        as_of,
+        emergency,
+    )
+
+
+def assess_value(
+    address: SecretAddress,
+    version: int,
+    created: datetime | None,
+    last: datetime | None,
+    spec: KeySpec | None,
+    as_of: datetime,
+    emergency: datetime | None = None,
+) -> Assessment:
+    """The rotation status at `as_of` of a secret at `version`, whose first version was
+    written at `created` and whose value in use was first written at `last`."""
+    kind, days, warning, due, status = spec_status(spec, last, as_of, emergency)
     return Assessment(
-        address=secret.address,
+        address=address,
         kind=kind,
         catalogued=spec is not None,
-        version=secret.current_version,
-        created=secret.versions[first].timestamp if first is not None else None,
+        version=version,
+        created=created,
         last_rotation=last,
-        initial_value=initial,
+        initial_value=created is not None and last == created,
         rotation_days=days,
         warning_days=warning,
         due=due,
@@ -860,8 +878,10 @@ __all__ = [
     "RunSummary",
     "ScheduleState",
     "assess",
+    "assess_value",
     "emergency_since",
     "is_due",
     "parse_address",
     "policy_status",
+    "spec_status",
 ]

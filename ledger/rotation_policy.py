@@ -14,6 +14,7 @@ from ledger.records import Incident
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
+    from ledger.catalogue import KeySpec
 
 OK: Final = "ok"
 DUE_SOON: Final = "due-soon"
@@ -54,6 +55,22 @@ def policy_status(
     if as_of >= due - timedelta(days=warning):
         return due, DUE_SOON
     return due, OK
+
+
+def spec_status(
+    spec: KeySpec | None,
+    last: datetime | None,
+    as_of: datetime,
+    emergency_since: datetime | None = None,
+) -> tuple[str, int, int, datetime | None, str]:
+    """(kind, rotation days, warning days, due, status) of a value first written at `last`
+    under its catalogue entry `spec` (None: not catalogued, so external with the default
+    days): how every screen assesses a secret (`policy_status` with the catalogue's terms)."""
+    kind = spec.rotation if spec is not None else "external"
+    days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
+    warning = spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS
+    due, status = policy_status(kind, last, days, warning, as_of, emergency_since)
+    return kind, days, warning, due, status
 
 
 def emergency_since(

@@ -261,13 +261,14 @@ class Secret(LedgerAggregate):
 
     def value_source(self, version: Version) -> int | None:
         """The earlier version whose value `version` carries on, or None if it brought a new
-        one (projections/views.py and projections/replay.py apply the same rule)."""
-        if version.rolled_back_from is not None:
-            return version.rolled_back_from
+        one (`value_source`, the rule every projection applies too)."""
         previous = self.versions.get(version.number - 1)
-        if previous is not None and previous.fingerprint == version.fingerprint:
-            return previous.number
-        return None
+        return value_source(
+            version.rolled_back_from,
+            version.fingerprint,
+            previous.number if previous is not None else 0,
+            previous.fingerprint if previous is not None else None,
+        )
 
     @property
     def last_rotation(self) -> datetime | None:
@@ -276,3 +277,20 @@ class Secret(LedgerAggregate):
         if not self.versions:
             return None
         return self.rotated_at(self.current_version)
+
+
+def value_source(
+    rolled_back_from: int | None,
+    fingerprint: str,
+    previous: int,
+    previous_fingerprint: str | None,
+) -> int | None:
+    """The earlier version whose value a new version carries on, or None if it brings a new
+    value: a rollback carries on the version it restores; a version with the fingerprint of
+    its predecessor (`previous`, 0 for none) carries on the predecessor's value (a `set` of
+    the value already in use). A carried-on value keeps its age: it was not rotated."""
+    if rolled_back_from is not None:
+        return rolled_back_from
+    if previous and previous_fingerprint == fingerprint:
+        return previous
+    return None

@@ -4,11 +4,13 @@ Why a fold of the log and not `secrets_view`: the view keeps only each secret's 
 but the age of the value in use depends on older ones (a rollback brings back an older value),
 and a past `--as-of` must see the ledger as it was then. So this projection reads only the
 `Secret`, `RotationRun`, `ScheduleChange` and emergency-start (`Incident`) events (filtered by
-topic in the store, so reads, denials and sessions are never decoded), folds each aggregate's
-events up to the instant asked for with the domain's own event classes, and applies the
-rotation policy of `ledger.rotation` with the catalogue's rotation and warning days, and the
-newest emergency rotation up to that instant (status `emergency-pending`). One code path
-serves now, the past and the future (a future instant sees today's history).
+topic in the store, so reads, denials and sessions are never decoded), folds each secret's
+events up to the instant asked for with the summary fold that replay shares
+(projections/secret_summary.py), each rotation run's with the domain's own event classes, and
+applies the rotation policy (`ledger.rotation_policy.spec_status`) with the catalogue's
+rotation and warning days, and the newest emergency rotation up to that instant (status
+`emergency-pending`). One code path serves now, the past and the future (a future instant sees
+today's history).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue
 from ledger.errors import ValidationFailed
 from ledger.records import Incident
@@ -32,33 +35,29 @@ from ledger.rotation import (
     Assessment,
     RunSummary,
     ScheduleState,
-    assess,
+    assess_value,
 )
 from ledger.rotation_records import RotationRun, ScheduleChange
-from ledger.secret import Secret
+from projections import secret_summary
 from projections.timefmt import iso
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
 
-_SECRET_EVENTS = ("Registered", "VersionAdded", "VersionPruned", "Deleted", "Restored", "Destroyed")
-_RUN_EVENTS = ("Started", "BatchEnded", "Abandoned")
+_RUN_EVENTS: tuple[type[Any], ...] = (
+    RotationRun.Started,  # type: ignore[attr-defined]
+    RotationRun.BatchEnded,  # type: ignore[attr-defined]
+    RotationRun.Abandoned,  # type: ignore[attr-defined]
+)
+_SCHEDULE_CHANGED: type[Any] = ScheduleChange.ScheduleChanged  # type: ignore[attr-defined]
+_EMERGENCY_STARTED: type[Any] = Incident.EmergencyRotationStarted  # type: ignore[attr-defined]
 PAGE = 2000
 
 
 def _topics() -> list[str]:
-    secret = f"{Secret.__module__}:{Secret.__qualname__}"
-    run = f"{RotationRun.__module__}:{RotationRun.__qualname__}"
-    schedule = f"{ScheduleChange.__module__}:{ScheduleChange.__qualname__}.ScheduleChanged"
-    return [
-        *(f"{secret}.{name}" for name in _SECRET_EVENTS),
-        *(f"{run}.{name}" for name in _RUN_EVENTS),
-        schedule,
-        _INCIDENT_STARTED,
-    ]
-
-
-_INCIDENT_STARTED = f"{Incident.__module__}:{Incident.__qualname__}.EmergencyRotationStarted"
+    """The stored topics of the events this projection reads (filtered in the store)."""
+    classes = (*secret_summary.EVENTS, *_RUN_EVENTS, _SCHEDULE_CHANGED, _EMERGENCY_STARTED)
+    return [f"{cls.__module__}:{cls.__qualname__}" for cls in classes]
 
 
 _TIME_PART = re.compile(r"[T ](\d{2})(:\d{2})?(:\d{2})?(?:[.,](\d{1,6}))?", re.ASCII)
@@ -253,6 +252,26 @@ def describe_schedule(schedule: ScheduleState) -> str:
     return f"{text}; last run {iso(run.started)} ({outcome})"
 
 
+def _assess(
+    summary: secret_summary.Summary,
+    catalogue: Catalogue,
+    as_of: datetime,
+    since: datetime | None,
+) -> Assessment:
+    """A live secret's assessment from its summary, folded with the events' datetimes."""
+    born: dict[str, datetime] = summary["born"]
+    first = min((int(n) for n in born), default=None)  # its first version
+    return assess_value(
+        SecretAddress(summary["environment"], summary["service"], summary["name"]),
+        summary["current_version"],
+        born[str(first)] if first is not None else None,
+        summary["last_rotation"],
+        catalogue.lookup(summary["service"], summary["name"]),
+        as_of,
+        since,
+    )
+
+
 def compliance(
     ledger: SecretsLedger,
     catalogue: Catalogue,
@@ -265,7 +284,8 @@ def compliance(
     With `position`, the log is cut there instead of by timestamp (the cut of `secrets audit
     replay`: every event up to that position, whatever its writer's clock said); `as_of` is
     still the instant ages and due dates are measured at."""
-    aggregates: dict[UUID, Any] = {}
+    summaries: dict[str, secret_summary.Summary] = {}  # secret id (hex) -> its summary
+    runs_by_id: dict[UUID, Any] = {}
     stopped: set[UUID] = set()  # aggregates with an event after `as_of`: keep their prefix
     schedule_event: Any = None
     since: datetime | None = None  # the newest emergency rotation's start up to `as_of`
@@ -285,23 +305,21 @@ def compliance(
             if position is None and event.timestamp > as_of:
                 stopped.add(oid)
                 continue
-            if type(event).__qualname__ == "ScheduleChange.ScheduleChanged":
+            cls = type(event)
+            if cls is _SCHEDULE_CHANGED:
                 schedule_event = event
-                continue
-            if type(event).__qualname__ == "Incident.EmergencyRotationStarted":
+            elif cls is _EMERGENCY_STARTED:
                 since = event.timestamp if since is None else max(since, event.timestamp)
-                continue
-            aggregates[oid] = event.mutate(aggregates.get(oid))
-    secrets: list[Assessment] = []
-    runs: list[RotationRun] = []
-    for found in aggregates.values():
-        if isinstance(found, RotationRun):
-            runs.append(found)
-        elif isinstance(found, Secret) and found.versions and not found.deleted:
-            if environment is not None and found.environment != environment:
-                continue
-            spec = catalogue.lookup(found.service, found.name)
-            secrets.append(assess(found, spec, as_of, since))
+            elif not secret_summary.fold(summaries, oid.hex, event, event.timestamp):
+                runs_by_id[oid] = event.mutate(runs_by_id.get(oid))
+    secrets = [
+        _assess(s, catalogue, as_of, since)
+        for s in summaries.values()
+        if s["current_version"]
+        and not s["deleted"]
+        and (environment is None or s["environment"] == environment)
+    ]
+    runs = [r for r in runs_by_id.values() if isinstance(r, RotationRun)]
     secrets.sort(key=lambda a: a.address)
     scheduled = sorted((r for r in runs if r.trigger == "schedule"), key=lambda r: r.created_on)
     last_run = None

@@ -4,7 +4,7 @@ Opening the dashboard is a read of metadata: it reads the event store (to prove 
 session, as `secrets auth status` does) and the read models, never the keychain, and records
 nothing. It shows no value, so anyone may look; the access section says what they may do.
 
-Rotation policy: `ledger.rotation.policy_status`, the function `projections.compliance` applies
+Rotation policy: `ledger.rotation_policy.spec_status`, the function `projections.compliance` applies
 too, fed from the read model: the value in use is as old as its `secrets_view.last_rotation` (a
 rollback keeps the restored value's age); it is due `rotation_days` later (catalogue, default
 90); ``emergency-pending`` when an emergency rotation started after that value was written,
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 
 # One source for the statuses and the policy defaults: the rotation use cases own them.
 from ledger.rotation import (
-    DEFAULT_ROTATION_DAYS,
-    DEFAULT_WARNING_DAYS,
     DUE_SOON,
     EMERGENCY_PENDING,
     EXEMPT,
@@ -39,7 +37,7 @@ from ledger.rotation import (
     OVERDUE,
     STATUSES,
     emergency_since,
-    policy_status,
+    spec_status,
 )
 
 RECENT_ROWS: Final = 5
@@ -151,11 +149,8 @@ def assess(
     row: SecretRow, catalogue: Catalogue, as_of: datetime, emergency: datetime | None = None
 ) -> SecretRotation:
     spec = catalogue.lookup(row.service, row.name)
-    kind = spec.rotation if spec is not None else "external"
-    days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
-    warning = spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS
     last = parse_iso(row.last_rotation) if row.last_rotation else None
-    due, status = policy_status(kind, last, days, warning, as_of, emergency)
+    kind, _, _, due, status = spec_status(spec, last, as_of, emergency)
     return SecretRotation(row.environment, row.service, row.name, kind, last, due, status)
 
 

@@ -23,6 +23,7 @@ from eventsourcing.persistence import (
 
 from ledger import topics
 from ledger.decoding import AllowListMapper
+from ledger.records import Denial, ReadReceipt, Rejection
 from ledger.state_shapes import conforms, shape_of
 from projections.audit_codes import EVENT_CODES
 from projections.timefmt import iso
@@ -64,9 +65,8 @@ UTC_STAMP = re.compile(
 )
 # The transcoder's JSON decoder without its object hook, called as `decode` would call it.
 _SCAN_JSON: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-READ_CODE, READ_ACTION = EVENT_CODES.get(
-    "ReadReceipt.SecretRead", ("HBSE-000", "ReadReceipt.SecretRead")
-)
+_SECRET_READ: type[Any] = ReadReceipt.SecretRead  # type: ignore[attr-defined]
+READ_CODE, READ_ACTION = EVENT_CODES[_SECRET_READ.__qualname__]
 
 
 def _parse(stored: Any) -> tuple[dict[str, Any], datetime, str] | None:
@@ -100,10 +100,10 @@ def _parse(stored: Any) -> tuple[dict[str, Any], datetime, str] | None:
 _READ_KEYS = ("operator", "correlation_id", "environment", "service", "name", "version")
 _DENIAL_KEYS = ("operator", "correlation_id", "environment", "service", "name", "action", "reason")
 _REJECTION_KEYS = ("operator", "correlation_id", "environment", "service", "name", "rule")
-_AUDIT_ONLY = {
-    "ReadReceipt.SecretRead": _READ_KEYS,
-    "Denial.AccessDenied": _DENIAL_KEYS,
-    "Rejection.ValidationFailed": _REJECTION_KEYS,
+_AUDIT_ONLY: dict[type[Any], tuple[str, ...]] = {
+    _SECRET_READ: _READ_KEYS,
+    Denial.AccessDenied: _DENIAL_KEYS,  # type: ignore[attr-defined]
+    Rejection.ValidationFailed: _REJECTION_KEYS,  # type: ignore[attr-defined]
 }
 # How the SQLite recorder stores an id (`UUID.hex`; or `str(UUID)`): what `UUID(text)` reads
 # back without fail.
@@ -250,7 +250,7 @@ class EventReader:
             return None
         cls = found[0]
         kind = cls.__qualname__
-        keys = _AUDIT_ONLY.get(kind)
+        keys = _AUDIT_ONLY.get(cls)
         if keys is None:
             return None
         # Instance attributes only: a descriptor on the class would answer instead.

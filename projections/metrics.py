@@ -13,7 +13,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -23,8 +23,11 @@ from ledger.catalogue import Catalogue, load_catalogue
 from ledger.errors import LedgerUnavailable
 from ledger.names import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from ledger.operator import OPERATOR_NAME
-from ledger.rotation import DEFAULT_ROTATION_DAYS
+from ledger.records import Denial, Incident, IntegrityAlarm, ReadReceipt, Rejection
+from ledger.rotation_policy import OVERDUE, spec_status
+from ledger.secret import Secret
 from projections.timefmt import parse_iso
+from projections.view_rows import AddressCount, OperatorCount, StatusCount
 from projections.views import Views
 
 if TYPE_CHECKING:
@@ -35,17 +38,21 @@ if TYPE_CHECKING:
 # Events that are an operator's access to a secret and succeeded. Secret.Registered is left
 # out (it always comes with the first VersionAdded, which is the access) and so is
 # VersionPruned (retention housekeeping, not an access).
-SUCCESS_EVENTS: Final = (
-    "ReadReceipt.SecretRead",
-    "Secret.VersionAdded",
-    "Secret.Deleted",
-    "Secret.Restored",
-    "Secret.Destroyed",
+SUCCESS_EVENTS: Final = tuple(
+    cls.__qualname__
+    for cls in (
+        ReadReceipt.SecretRead,  # type: ignore[attr-defined]
+        Secret.VersionAdded,
+        Secret.Deleted,  # type: ignore[attr-defined]
+        Secret.Restored,  # type: ignore[attr-defined]
+        Secret.Destroyed,  # type: ignore[attr-defined]
+    )
 )
-DENIED_EVENT: Final = "Denial.AccessDenied"
-REJECTED_EVENT: Final = "Rejection.ValidationFailed"
-EMERGENCY_EVENT: Final = "Incident.EmergencyRotationStarted"
-INTEGRITY_EVENT: Final = "IntegrityAlarm.IntegrityCheckFailed"
+# The audit view's `event` column holds an event's qualified class name.
+DENIED_EVENT: Final = Denial.AccessDenied.__qualname__  # type: ignore[attr-defined]
+REJECTED_EVENT: Final = Rejection.ValidationFailed.__qualname__  # type: ignore[attr-defined]
+EMERGENCY_EVENT: Final = Incident.EmergencyRotationStarted.__qualname__  # type: ignore[attr-defined]
+INTEGRITY_EVENT: Final = IntegrityAlarm.IntegrityCheckFailed.__qualname__  # type: ignore[attr-defined]
 
 # A denial of a ledger-wide action (login, auth grant, list without --environment) has no
 # environment. An empty label would be no label at all in Prometheus, and "*" can never be a
@@ -73,10 +80,7 @@ def rotation_overdue(
     far more than the scrape. tests/test_metrics.py checks that both agree.
     """
     spec = (catalogue or load_catalogue(None)).lookup(service, name)
-    if spec is not None and spec.rotation == "none":
-        return False
-    days = spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS
-    return as_of >= last_rotation + timedelta(days=days)
+    return spec_status(spec, last_rotation, as_of)[4] == OVERDUE
 
 
 def _address_labels(environment: str, service: str, name: str) -> list[str]:
@@ -104,11 +108,11 @@ class Snapshot:
     lag: int
     events: int
     access: dict[tuple[str, str, str], int]  # (result, operation, environment) -> count
-    denied: list[tuple[str, str, str | None, int]]  # (operator, operation, environment, count)
-    validation_errors: list[tuple[str, str, str, int]]
+    denied: list[OperatorCount]  # (operator, operation, environment, count)
+    validation_errors: list[AddressCount]
     emergency_rotations: int
     integrity_alarms: int
-    statuses: list[tuple[str, str, int]]
+    statuses: list[StatusCount]
     secrets: list[_SecretState]
 
 

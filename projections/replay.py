@@ -27,6 +27,11 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import MapperDeserialisationError
 
 from ledger import topics
+from ledger.operator import Operator
+from ledger.records import Denial
+from ledger.secret import Secret
+from ledger.settings import LedgerSettings
+from projections import secret_summary
 from projections.event_reader import EventReader, Row, read_rows, same_id
 from projections.replay_states import SavedStates, State
 from projections.timefmt import iso, parse_iso
@@ -38,32 +43,26 @@ if TYPE_CHECKING:
 SAVE_EVERY = 10_000
 PAGE = 2000
 
-# The event kinds `fold` reads more of than their position and time. Every other event (reads,
-# denials, rejections: nine in ten on a busy ledger) only moves the state's position and
-# time, so a replay does not decode it unless it is the last one of its cut.
-_FOLDED = ("Secret.", "Operator.", "LedgerSettings.")
+# The event classes `fold` reads more of than their position and time. Every other event
+# (reads, denials, rejections: nine in ten on a busy ledger) only moves the state's position
+# and time, so a replay does not decode it unless it is the last one of its cut.
 _folded_topics: dict[str, bool] = {}
 
 
 def _is_folded(topic: str) -> bool:
     """Whether events of this stored topic change more than the position and time (unknown
-    topics: yes, so that decoding them fails or folds them as before)."""
+    topics: yes, so that decoding them fails or folds them as before). Decided by the class
+    the allow-list maps the topic to (ledger/topics.py), never by the topic's text."""
     found = _folded_topics.get(topic)
     if found is None:
         try:
-            kind = topics.stored_class(topic).__qualname__
+            cls = topics.stored_class(topic)
         except Exception:
             found = True
         else:
-            found = kind.startswith(_FOLDED)
+            found = cls in FOLDED
         _folded_topics[topic] = found
     return found
-
-
-def is_folded_kind(kind: str) -> bool:
-    """Whether `fold` reads more of an event of this kind (qualified class name) than its
-    position and time: for any other kind, `fold` sets those two and nothing else."""
-    return kind.startswith(_FOLDED)
 
 
 # A catch-up resumes its fold from a saved state at most this far behind where it starts;
@@ -77,87 +76,78 @@ def empty() -> State:
 
 def apply(state: State, position: int, event: Any) -> None:
     """Fold one domain event into `state` (in place)."""
-    fold(state, position, event, type(event).__qualname__, event.originator_id.hex)
+    fold(state, position, event, event.originator_id.hex)
 
 
-def fold(
-    state: State, position: int, event: Any, kind: str, oid: str, ts: str | None = None
-) -> None:
-    """`apply` with the event's kind (qualified class name), originator id (hex) and ISO time
-    given by a caller that has them already (the views' catch-up)."""
+def fold(state: State, position: int, event: Any, oid: str, ts: str | None = None) -> bool:
+    """`apply` with the event's originator id (hex) and ISO time given by a caller that has
+    them already (the views' catch-up); whether the event was a secret's (its saved part
+    must then be encoded again)."""
     if ts is None:
         ts = iso(event.timestamp)
     state["position"] = position
     state["timestamp"] = ts
-    secrets: dict[str, Any] = state["secrets"]
-    operators: dict[str, Any] = state["operators"]
-    if kind == "LedgerSettings.Initialized" or kind == "LedgerSettings.RetentionChanged":
-        state["retention"] = event.retention
-    elif kind == "Secret.Registered":
-        secrets[oid] = {
-            "environment": event.environment,
-            "service": event.service,
-            "name": event.name,
-            "current_version": 0,
-            "fingerprint": None,
-            "last_rotation": None,
-            "last_change": ts,
-            "operator": event.operator,
-            "reason": None,
-            "deleted": False,
-            "destroyed": False,
-            "retained": [],
-            "born": {},  # version -> when its value was first introduced
+    if secret_summary.fold(state["secrets"], oid, event, ts):
+        return True
+    handler = _HANDLERS.get(type(event))
+    if handler is not None:
+        handler(state, oid, event, ts)
+    return False
+
+
+def _retention(state: State, oid: str, event: Any, ts: str) -> None:
+    state["retention"] = event.retention
+
+
+def _operator_registered(state: State, oid: str, event: Any, ts: str) -> None:
+    state["operators"][oid] = {"name": event.name, "role": event.role, "sessions": {}}
+
+
+def _role_granted(state: State, oid: str, event: Any, ts: str) -> None:
+    if oid in state["operators"]:
+        state["operators"][oid]["role"] = event.role
+
+
+def _revoked(state: State, oid: str, event: Any, ts: str) -> None:
+    if oid in state["operators"]:
+        state["operators"][oid]["role"] = None
+
+
+def _session_opened(state: State, oid: str, event: Any, ts: str) -> None:
+    if oid in state["operators"]:
+        state["operators"][oid]["sessions"][event.session_id] = {
+            "opened_at": ts,
+            "expires_at": iso(event.expires_at),
+            "host": event.host,
         }
-    elif kind.startswith("Secret.") and oid in secrets:
-        secret = secrets[oid]
-        secret["last_change"] = ts
-        secret["operator"] = event.operator
-        if kind == "Secret.VersionAdded":
-            # A rollback restores an old value: its age runs from that value's birth; so does
-            # a set of the value already in use (Secret.value_source).
-            born = ts
-            source = event.rolled_back_from
-            if source is None and secret["fingerprint"] == event.fingerprint:
-                source = secret["current_version"]
-            if source is not None:
-                born = secret["born"].get(str(source), ts)
-            secret["born"][str(event.version)] = born
-            secret.update(
-                current_version=event.version,
-                fingerprint=event.fingerprint,
-                last_rotation=born,
-                reason=event.reason,
-                deleted=False,
-                destroyed=False,
-            )
-            secret["retained"] = sorted({*secret["retained"], event.version})
-        elif kind == "Secret.VersionPruned":
-            secret["retained"] = [n for n in secret["retained"] if n != event.version]
-        elif kind == "Secret.Deleted":
-            secret["deleted"] = True
-        elif kind == "Secret.Restored":
-            secret["deleted"] = False
-        elif kind == "Secret.Destroyed":
-            gone = set(event.versions)
-            secret["retained"] = [n for n in secret["retained"] if n not in gone]
-            secret["deleted"] = secret["destroyed"] = True
-    elif kind == "Operator.Registered":
-        operators[oid] = {"name": event.name, "role": event.role, "sessions": {}}
-    elif kind.startswith("Operator.") and oid in operators:
-        operator = operators[oid]
-        if kind == "Operator.RoleGranted":
-            operator["role"] = event.role
-        elif kind == "Operator.Revoked":
-            operator["role"] = None
-        elif kind == "Operator.SessionOpened":
-            operator["sessions"][event.session_id] = {
-                "opened_at": ts,
-                "expires_at": iso(event.expires_at),
-                "host": event.host,
-            }
-        elif kind == "Operator.SessionClosed":
-            operator["sessions"].pop(event.session_id, None)
+
+
+def _session_closed(state: State, oid: str, event: Any, ts: str) -> None:
+    if oid in state["operators"]:
+        state["operators"][oid]["sessions"].pop(event.session_id, None)
+
+
+def _ignored(state: State, oid: str, event: Any, ts: str) -> None:
+    """Events of the folded aggregates that change nothing the state holds."""
+
+
+# Event class -> how it changes the state beyond the secrets (secret_summary folds those).
+_HANDLERS: dict[type[Any], Callable[[State, str, Any, str], None]] = {
+    LedgerSettings.Initialized: _retention,  # type: ignore[attr-defined]
+    LedgerSettings.RetentionChanged: _retention,  # type: ignore[attr-defined]
+    LedgerSettings.FingerprintKeyExported: _ignored,  # type: ignore[attr-defined]
+    LedgerSettings.FingerprintKeyImported: _ignored,  # type: ignore[attr-defined]
+    LedgerSettings.SeniorEngineersChanged: _ignored,  # type: ignore[attr-defined]
+    LedgerSettings.VaultChosen: _ignored,  # type: ignore[attr-defined]
+    Operator.Registered: _operator_registered,  # type: ignore[attr-defined]
+    Operator.RoleGranted: _role_granted,  # type: ignore[attr-defined]
+    Operator.Revoked: _revoked,  # type: ignore[attr-defined]
+    Operator.TokenIssued: _ignored,  # type: ignore[attr-defined]
+    Operator.SessionOpened: _session_opened,
+    Operator.SessionClosed: _session_closed,  # type: ignore[attr-defined]
+}
+# Every event class `fold` reads more of than its position and time.
+FOLDED: frozenset[type[Any]] = frozenset((*secret_summary.EVENTS, *_HANDLERS))
 
 
 class Replayer:
@@ -194,9 +184,8 @@ class Replayer:
     def apply(self, state: State, position: int, event: Any) -> None:
         """`apply` for a state this replayer may save: the secret an event changes is marked
         (`changed`), so that its saved part is encoded again."""
-        kind, oid = type(event).__qualname__, event.originator_id.hex
-        fold(state, position, event, kind, oid)
-        if kind.startswith("Secret."):
+        oid = event.originator_id.hex
+        if fold(state, position, event, oid):
             self.changed(oid)
 
     def save_state(self, state: State) -> None:
@@ -362,18 +351,13 @@ def with_compliance(
 ) -> dict[str, Any]:
     """Add each secret's rotation compliance as it was then to a `snapshot` document.
 
-    The policy is `ledger.rotation.policy_status` (what `secrets rotate-status --as-of` and
+    The policy is `ledger.rotation_policy.spec_status` (what `secrets rotate-status --as-of` and
     every other screen apply), fed from the replayed state itself: its `last_rotation` is
     folded as the `Secret` aggregate folds it (a rollback keeps the restored value's age), so
     no second fold of the log is needed (that second fold was most of a replay's time on a
     large ledger). Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt,
     emergency-pending; n/a for a deleted or destroyed secret) and `rotation_due`."""
-    from ledger.rotation_policy import (
-        DEFAULT_ROTATION_DAYS,
-        DEFAULT_WARNING_DAYS,
-        emergency_since,
-        policy_status,
-    )
+    from ledger.rotation_policy import emergency_since, spec_status
 
     as_of = parse_iso(doc["as_of"]) if doc["as_of"] is not None else None
     emergency: datetime | None = None
@@ -392,14 +376,8 @@ def with_compliance(
             s["compliance"] = UNKNOWN
             continue
         spec = catalogue.lookup(s["service"], s["name"])
-        due, status = policy_status(
-            spec.rotation if spec is not None else "external",
-            parse_iso(s["last_rotation"]) if s["last_rotation"] else None,
-            spec.rotation_days if spec is not None else DEFAULT_ROTATION_DAYS,
-            spec.warning_days if spec is not None else DEFAULT_WARNING_DAYS,
-            as_of,
-            emergency,
-        )
+        last = parse_iso(s["last_rotation"]) if s["last_rotation"] else None
+        _, _, _, due, status = spec_status(spec, last, as_of, emergency)
         s["compliance"] = status
         s["rotation_due"] = iso(due) if due is not None else None
     return doc
@@ -413,12 +391,13 @@ _VERSION_CHANGES = {
     "rollback": "rolled-back",
     "provision": "provisioned",
 }
-_SECRET_CHANGES = {
-    "Secret.Deleted": "deleted",
-    "Secret.Restored": "restored",
-    "Secret.Destroyed": "destroyed",
-    "Secret.VersionPruned": "pruned",
+_SECRET_CHANGES: dict[type[Any], str] = {
+    Secret.Deleted: "deleted",  # type: ignore[attr-defined]
+    Secret.Restored: "restored",  # type: ignore[attr-defined]
+    Secret.Destroyed: "destroyed",  # type: ignore[attr-defined]
+    Secret.VersionPruned: "pruned",  # type: ignore[attr-defined]
 }
+_ROLE_EVENTS = (Operator.Registered, Operator.RoleGranted, Operator.Revoked)  # type: ignore[attr-defined]
 
 
 def window(replayer: Replayer, state: State, stop: int) -> dict[str, Any]:
@@ -430,32 +409,33 @@ def window(replayer: Replayer, state: State, stop: int) -> dict[str, Any]:
     roles: list[dict[str, Any]] = []
     denials: list[dict[str, Any]] = []
     for at, event in replayer.events(state["position"], stop):
-        kind = type(event).__qualname__
+        cls = type(event)
         oid = event.originator_id.hex
         when = {"position": at, "at": iso(event.timestamp), "by": event.operator}
         secret = state["secrets"].get(oid)
-        if secret is not None and (kind == "Secret.VersionAdded" or kind in _SECRET_CHANGES):
+        if secret is not None and (cls is Secret.VersionAdded or cls in _SECRET_CHANGES):
             address = f"{secret['environment']}/{secret['service']}/{secret['name']}"
-            if kind == "Secret.VersionAdded":
+            if cls is Secret.VersionAdded:
                 change = "added" if secret["current_version"] == 0 else None
                 change = change or _VERSION_CHANGES.get(event.reason, event.reason)
                 entry = {"change": change, "version": event.version, "reason": event.reason}
                 if event.rolled_back_from is not None:
                     entry["rolled_back_from"] = event.rolled_back_from
             else:
-                entry = {"change": _SECRET_CHANGES[kind]}
-                if kind == "Secret.VersionPruned":
+                entry = {"change": _SECRET_CHANGES[cls]}
+                if cls is Secret.VersionPruned:  # type: ignore[attr-defined]
                     entry["version"] = event.version
             secrets.setdefault(address, []).append({**entry, **when})
-        elif kind in ("Operator.Registered", "Operator.RoleGranted", "Operator.Revoked"):
+        elif cls in _ROLE_EVENTS:
             known = state["operators"].get(oid)
-            name = event.name if kind == "Operator.Registered" else (known or {}).get("name")
-            if kind == "Operator.Revoked":
+            registered = cls is Operator.Registered  # type: ignore[attr-defined]
+            name = event.name if registered else (known or {}).get("name")
+            if cls is Operator.Revoked:  # type: ignore[attr-defined]
                 held = (known or {}).get("role")
                 roles.append({"operator": name, "change": "revoked", "role": held, **when})
             else:
                 roles.append({"operator": name, "change": "granted", "role": event.role, **when})
-        elif kind == "Denial.AccessDenied":
+        elif cls is Denial.AccessDenied:  # type: ignore[attr-defined]
             target = f"{event.environment}/{event.service}/{event.name}" if event.service else None
             denials.append(
                 {

@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from ledger.records import Denial, Incident, Rejection
 from ledger.rotation import DEFAULT_ROTATION_DAYS, DEFAULT_WARNING_DAYS
+from ledger.secret import Secret
 from projections.replay import Replayer, apply, empty
 from projections.timefmt import iso, parse_iso
 
@@ -56,8 +58,8 @@ class _Facts:
         self.rejections: Counter[tuple[str, str]] = Counter()
 
     def apply(self, position: int, event: Any) -> None:
-        kind = type(event).__qualname__
-        if kind == "Secret.VersionAdded" and event.reason == "emergency":
+        cls = type(event)
+        if cls is Secret.VersionAdded and event.reason == "emergency":
             secret = self.state["secrets"].get(event.originator_id.hex)
             if secret is not None:
                 self.emergency_versions.append(
@@ -68,7 +70,7 @@ class _Facts:
                         "operator": event.operator,
                     }
                 )
-        elif kind == "Incident.EmergencyRotationStarted":
+        elif cls is Incident.EmergencyRotationStarted:  # type: ignore[attr-defined]
             # Incident ids are random: keyed here, never shown (the report must be reproducible).
             self.incidents[event.originator_id.hex] = {
                 "started_at": iso(event.timestamp),
@@ -81,7 +83,7 @@ class _Facts:
                 "needs_value": 0,
                 "failed": 0,
             }
-        elif kind == "Incident.EmergencyRotationCompleted":
+        elif cls is Incident.EmergencyRotationCompleted:  # type: ignore[attr-defined]
             found = self.incidents.get(event.originator_id.hex)
             if found is not None:
                 # A resumed emergency records this again: the newest one is what stands.
@@ -93,9 +95,9 @@ class _Facts:
                     needs_value=len(event.needs_value),
                     failed=len(event.failed),
                 )
-        elif kind == "Denial.AccessDenied":
+        elif cls is Denial.AccessDenied:  # type: ignore[attr-defined]
             self.denials.setdefault(event.operator, Counter())[event.action] += 1
-        elif kind == "Rejection.ValidationFailed":
+        elif cls is Rejection.ValidationFailed:  # type: ignore[attr-defined]
             self.rejections[(event.rule, f"{event.environment}/{event.service}/{event.name}")] += 1
         apply(self.state, position, event)
 

@@ -18,7 +18,7 @@ import pytest
 from ledger import context
 from ledger.application import SecretsLedger
 from ledger.records import IntegrityAlarm
-from projections import views as views_module
+from projections import views_catchup
 from projections.rebuild_feed import PageFeed, items
 from projections.views import Views
 from tests.unit.test_views import _generated_history
@@ -69,7 +69,7 @@ def _one_process_digest(ledger: SecretsLedger, path: Path) -> str:
 @pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     # Dozens of pages from a small history: the feed is taken page after page.
-    monkeypatch.setattr(views_module, "PAGE", 100)
+    monkeypatch.setattr(views_catchup, "PAGE", 100)
 
 
 def test_a_fed_rebuild_gives_the_views_of_a_rebuild_in_one_process(
@@ -188,9 +188,9 @@ def _rebuild_elsewhere(
         from pathlib import Path
         from ledger.config import open_ledger
         from ledger.vault.memory import MemoryKeyring
-        from projections import views as views_module
+        from projections import views_catchup
         from projections.views import Views
-        views_module.PAGE = 100
+        views_catchup.PAGE = 100
         ledger = open_ledger(Path({str(ledger.home)!r}), backend=MemoryKeyring())
         views = Views(ledger, path=Path({str(views_path)!r}))
         """

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from commands.values_file import load_values
+from ledger import context
 from ledger.address import SecretAddress
-from ledger.errors import ValidationFailed
-from projections.compliance import parse_as_of
+from ledger.catalogue import load_catalogue
+from ledger.config import open_ledger
+from ledger.credentials import Credential
+from ledger.errors import LedgerError, ValidationFailed
+from ledger.rotation import assess
+from ledger.vault.memory import MemoryKeyring
+from projections.compliance import compliance, parse_as_of
 
 BUN = SecretAddress("production", "nexus", "mcp.bun.apiKey")
 CHAT = SecretAddress("staging", "telegram", "telegram.chat.id")
@@ -102,3 +113,60 @@ def test_bad_values_files_never_show_a_value(
     assert problem in str(refused.value)
     assert "TOPSECRET" not in str(refused.value)
     assert refused.value.__context__ is None or "TOPSECRET" not in str(refused.value.__context__)
+
+
+_ADDRESSES = [BUN, CHAT, SecretAddress("staging", "github", "token")]
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "same", "rollback", "delete", "restore", "destroy"]),
+        st.integers(0, 2),
+        st.integers(1, 4),
+    ),
+    min_size=1,
+    max_size=16,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=_OPS, hours=st.integers(1, 24 * 120))
+def test_compliance_equals_the_aggregates_assessment(ops: list[Any], hours: int) -> None:
+    """`compliance()` folds secrets with the summary fold shared with replay: its assessment of
+    every secret equals the one made from the `Secret` aggregate itself (rollbacks and sets of
+    the value in use keep the value's age; deletes, restores and destroys)."""
+    home = Path(tempfile.mkdtemp())
+    clock = [datetime(2026, 1, 1, tzinfo=UTC)]
+    try:
+        with context.frozen_clock(lambda: clock[0]):
+            ledger = open_ledger(home, create=True, backend=MemoryKeyring())
+            ledger.checkpoint_every = 0
+            cred = Credential(token=ledger.initialize("alice").token)
+            for kind, index, arg in ops:
+                clock[0] += timedelta(days=arg * 7, seconds=index)
+                address = _ADDRESSES[index]
+                try:
+                    if kind in ("set", "same"):
+                        value = "value-same-xxxxxxxx" if kind == "same" else f"value-{arg}-xxxxxx"
+                        ledger.write(cred, address, value, spec_check=lambda _v: None)
+                    elif kind == "rollback":
+                        ledger.rollback(cred, address, arg)
+                    elif kind == "delete":
+                        ledger.delete(cred, address)
+                    elif kind == "restore":
+                        ledger.restore(cred, address)
+                    else:
+                        ledger.destroy(cred, address)
+                except LedgerError:
+                    pass
+            as_of = clock[0] + timedelta(hours=hours)
+            catalogue = load_catalogue(None)
+            report = compliance(ledger, catalogue, as_of)
+            expected = []
+            for address in _ADDRESSES:
+                secret = ledger._load_secret(address)
+                if secret is None or not secret.versions or secret.deleted:
+                    continue
+                spec = catalogue.lookup(address.service, address.name)
+                expected.append(assess(secret, spec, as_of, None))
+            assert report.secrets == sorted(expected, key=lambda a: a.address)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ledger.application import SecretsLedger
-from projections import views as views_module
+from projections import views_catchup
 from projections.views import Views
 from tests.unit.test_views import _generated_history
 
@@ -31,7 +31,7 @@ def _one_process_digest(ledger: SecretsLedger, path: Path) -> str:
 @pytest.fixture
 def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     # Dozens of pages from a small history: the feed is taken page after page.
-    monkeypatch.setattr(views_module, "PAGE", 100)
+    monkeypatch.setattr(views_catchup, "PAGE", 100)
 
 
 def test_no_feed_is_started_where_the_child_could_build_no_audit_row(

@@ -259,11 +259,11 @@ def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypa
 def test_catch_up_saves_replay_states_as_the_log_grows(tmp_path: Path, monkeypatch: Any) -> None:
     """Each command's catch-up folds the new events from the saved state before them (pages of
     2 events here, so a fold spans pages and commands); every state equals a full re-fold."""
-    from projections import views as views_module
+    from projections import views_catchup
     from projections.views import Views
 
     monkeypatch.setattr(replay, "SAVE_EVERY", 5)
-    monkeypatch.setattr(views_module, "PAGE", 2)
+    monkeypatch.setattr(views_catchup, "PAGE", 2)
     ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
     ledger.checkpoint_every = 0
     cred = Credential(token=ledger.initialize("alice").token)
@@ -562,10 +562,10 @@ def test_position_at_is_the_last_position_stamped_at_or_before_t(
     """`Views.position_at` (where `audit replay --at T` cuts) with writers' clocks out of
     order: it equals a scan of every event, from blocks kept since the views were built and
     for views whose blocks start late (built before the blocks existed)."""
-    from projections import views as views_module
+    from projections import views_schema
     from projections.views import Views
 
-    monkeypatch.setattr(views_module, "TIME_BLOCK", 3)
+    monkeypatch.setattr(views_schema, "TIME_BLOCK", 3)
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     # Hours of each write: clocks jump back and forth (skewed hosts).
     hours = [0, 5, 2, 9, 9, 1, 14, 7, 20, 3, 21, 25, 24, 30, 6, 31]

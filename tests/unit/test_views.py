@@ -17,6 +17,7 @@ from ledger.credentials import Credential
 from ledger.errors import PermissionDenied
 from ledger.vault.memory import MemoryKeyring
 from projections import views as views_module
+from projections import views_catchup, views_fold
 from projections.event_reader import EventReader
 from projections.timefmt import iso
 from projections.views import Views
@@ -267,7 +268,7 @@ def test_rebuild_gives_the_views_of_catching_up_event_by_event(
     rebuild gives exactly the views caught up one event per transaction; and again, in the
     same process, after other views were built."""
     ledger = _generated_history(tmp_path)
-    monkeypatch.setattr(views_module, "PAGE", 1)
+    monkeypatch.setattr(views_catchup, "PAGE", 1)
     stepwise = Views(ledger, path=tmp_path / "stepwise.sqlite")
     assert stepwise.catch_up() == ledger.recorder.max_notification_id()
     expected = stepwise.digest()
@@ -345,3 +346,12 @@ def test_views_of_another_format_are_caught_up_again_from_the_log(tmp_path: Path
     assert same_format.db.execute(
         "SELECT detail FROM audit_view WHERE position = 1"
     ).fetchone() == ("kept",)
+
+
+def test_every_stored_event_class_has_a_view_handler() -> None:
+    """The views choose what an event does by its class: a new event class must be given a
+    handler (or `_audit_only`), never fall through unnoticed."""
+    from ledger import topics
+
+    stored = {topics.stored_class(t) for t in topics.EVENT_OWNERS}
+    assert set(views_fold._HANDLERS) == stored
