@@ -23,7 +23,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.chain import GENESIS, JoinedPage, StoredRow, link
+from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link
 from ledger.errors import BadConfiguration
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             ).format(self._chain)
         )
         head = curs.fetchone()
-        previous = bytes(head["link"]) if head is not None else GENESIS
+        previous = head_link(head["notification_id"], head["link"]) if head is not None else GENESIS
         if head is not None and min(ids) <= int(head["notification_id"]):
             raise IntegrityError(
                 f"notification id {min(ids)} is not past the chain head {head['notification_id']}"

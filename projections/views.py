@@ -193,6 +193,14 @@ def damage(path: Path) -> str | None:
     return "; ".join(p for p in (suspect, problem) if p)
 
 
+def _tracking_sane(db: sqlite3.Connection | sqlite3.Cursor) -> bool:
+    row = db.execute(
+        "SELECT typeof(position) = 'integer' AND position >= 0 FROM tracking WHERE name = ?",
+        (TRACKING_NAME,),
+    ).fetchone()
+    return row is None or bool(row[0])
+
+
 def discard(path: Path) -> None:
     """Remove a views file and its WAL: the next open starts empty and catches up."""
     for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
@@ -298,11 +306,20 @@ class Views:
     def _upgrade(self) -> None:
         """Empty views of another `VIEWS_FORMAT` (written by another version of this code),
         in one transaction with the new format number: the next catch-up applies the log
-        again, so no view ever holds rows of two formats. Fresh views only take the number."""
+        again, so no view ever holds rows of two formats. Fresh views only take the number.
+        Views whose tracked position is no position (text, a BLOB, negative: an edited file)
+        are emptied the same way, with a warning."""
         if self._db.execute("PRAGMA user_version").fetchone()[0] == VIEWS_FORMAT:
-            return
+            if _tracking_sane(self._db):
+                return
+            self.ledger.warnings.append(
+                f"the views cache {self.path} was damaged (its tracked position is not a "
+                "position); it is rebuilt from the ledger's log"
+            )
         with self._write() as cur:
-            if cur.execute("PRAGMA user_version").fetchone()[0] == VIEWS_FORMAT:
+            if cur.execute("PRAGMA user_version").fetchone()[0] == VIEWS_FORMAT and (
+                _tracking_sane(cur)
+            ):
                 return  # another process upgraded them meanwhile
             for table in VIEW_TABLES:
                 cur.execute(f"DELETE FROM {table}")
@@ -538,9 +555,10 @@ class Views:
         )
 
     @staticmethod
-    def _unreadable(position: int, topic: str) -> tuple[Any, ...]:
-        """The audit row shown in place of an event that cannot be decoded."""
-        kind = topic.rpartition(":")[2]
+    def _unreadable(position: int, topic: object) -> tuple[Any, ...]:
+        """The audit row shown in place of an event that cannot be decoded (whose topic may
+        be a BLOB, a number or NULL in a damaged file)."""
+        kind = topic.rpartition(":")[2] if isinstance(topic, str) else "?"
         return (
             position,
             "",
