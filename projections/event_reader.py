@@ -237,7 +237,10 @@ class EventReader:
             return None
         state, when, ts = parsed
         kind, keys, code, action = plan
-        found = self._classes.get(topic) or self._class_of(topic)
+        try:
+            found = self._classes[topic]
+        except KeyError:
+            found = self._classes[topic] = self._class_of(topic)
         state["timestamp"] = when
         if found is None or not _fits(state, found[0], found[2]):
             return None
