@@ -185,7 +185,9 @@ def verify(
     finally:
         views.close()
     witnesses = [Witness("the views cache", seen)] if seen else []
-    report, alarm = ledger.audit_verify(cred, pinned, witnesses)
+    from projections.event_reader import undecodable_check
+
+    report, alarm = ledger.audit_verify(cred, pinned, witnesses, undecodable_check(ledger.mapper))
     _verify_report(report, alarm, output)
 
 
@@ -203,8 +205,19 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
 
     if not (bundle / "ledger.sqlite").is_file():
         raise UsageProblem(f"--bundle {bundle}: no ledger.sqlite there")
-    if pinned is None and (bundle / "pubkey.pem").is_file():
-        pinned = _pinned_key(bundle / "pubkey.pem", label="the bundle's pubkey.pem:")
+    own = bundle / "pubkey.pem"
+    auditor_pinned = pinned is not None
+    own_key = None
+    if own.is_file():
+        try:
+            own_key = _pinned_key(own, label="the bundle's pubkey.pem:")
+        except UsageProblem:
+            if not auditor_pinned:
+                raise  # the auditor's key decides otherwise: the bundle's does not matter
+    if auditor_pinned and own_key is not None and own_key != pinned:
+        runtime.info(f"warning: {own} is not the key given with --pubkey: ignored")
+    if pinned is None:
+        pinned = own_key
     witnesses: list[Witness] = []
     note = bundle / "checkpoint.json"
     found = None
@@ -235,7 +248,11 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
         ledger.checkpoint_every = 0
         try:
             ledger.check_pages()
-            report = ledger.verify_history(pinned, witnesses)
+            from projections.event_reader import undecodable_check
+
+            report = ledger.verify_history(
+                pinned, witnesses, decodes=undecodable_check(ledger.mapper)
+            )
             if report.ok:
                 report = ledger.with_snapshot_check(report)
         except (PersistenceError, sqlite3.DatabaseError) as exc:
@@ -250,7 +267,29 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
     if report.events_checked == 0:
         # An export always holds the ledger's first events and a checkpoint.
         raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} holds no events: not an export")
+    if report.ok and report.checkpoints_valid == 0:
+        # An export signs a checkpoint; without one nothing vouches for the chain, which
+        # anyone can recompute over edited events (whatever key is pinned).
+        raise IntegrityFailure(f"{bundle / 'ledger.sqlite'} holds no signed checkpoint")
+    if not auditor_pinned:
+        _say_unpinned(report.public_key, own_key is not None)
     _verify_report(report, None, output)
+
+
+def _say_unpinned(key: str | None, from_pem: bool) -> None:
+    """A bundle checked against a key it brings itself proves only that whoever made it
+    signed it: say so, and which key that was, every time."""
+    from ledger.checkpoint import key_fingerprint
+
+    if key is None:
+        return
+    whose = "the bundle's own pubkey.pem" if from_pem else "the key its first checkpoint names"
+    runtime.info(
+        f"warning: checkpoints checked against {whose}, fingerprint {key_fingerprint(key)}: "
+        "the key is not pinned, so this shows only that whoever made the bundle signed it; "
+        "pin the ledger's key with --pubkey FILE (`secrets audit pubkey` on the ledger "
+        "prints it and its fingerprint)"
+    )
 
 
 @audit_app.command("checkpoint")
@@ -299,10 +338,13 @@ def pubkey(home: HomeOpt = None) -> None:
 
     Example: secrets audit pubkey > ledger-checkpoints.pem
     """
-    from ledger.checkpoint import public_pem
+    from ledger.checkpoint import key_fingerprint, public_pem
 
     ledger = runtime.open_ledger(home)
-    sys.stdout.write(public_pem(ledger.checkpoint_public_key(runtime.credential(ledger))))
+    key = ledger.checkpoint_public_key(runtime.credential(ledger))
+    sys.stdout.write(public_pem(key))
+    # What `audit verify --bundle` shows of the key it checked: compare it with this.
+    runtime.info(f"fingerprint {key_fingerprint(key)}")
 
 
 @audit_app.command("export")

@@ -66,7 +66,7 @@ from ledger.vault.keyring_vault import KeyringVault, open_vault
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
-    from ledger.chain import ChainFault, CheckpointedRecorder, StoredRow
+    from ledger.chain import ChainFault, CheckpointedRecorder, RowCheck, StoredRow
     from ledger.checkpoint import SignedHead, Witness
     from ledger.doctor import DoctorReport
     from ledger.integrity import IntegrityReport
@@ -235,12 +235,26 @@ class SecretsLedger(Application[UUID]):
                 self._authority_repository = self.repository
         return authority.load(self._authority_repository, aggregate_id)
 
+    def _holds_events(self) -> bool:
+        try:
+            return bool(self.recorder.max_notification_id())
+        except PersistenceError:
+            return False  # a store that cannot answer has not shown damage
+
     @property
     def settings(self) -> LedgerSettings:
         if self._settings is None:
             try:
                 found: Any = self._load_authority(SETTINGS_ID)
             except AggregateNotFoundError:
+                if self._holds_events():
+                    from ledger.authority import DamagedHistory
+
+                    # `init` records the settings first: a log without them was altered
+                    # (their rows deleted, or their id or version overwritten).
+                    raise DamagedHistory(
+                        1, "deleted", "the ledger's settings are not in a log that holds events"
+                    ) from None
                 raise NotInitialized("no ledger here yet; run `secrets init`") from None
             if not isinstance(found, LedgerSettings):
                 raise IntegrityFailure(
@@ -1098,6 +1112,23 @@ class SecretsLedger(Application[UUID]):
         )
         return dict(vars(self.mapper.to_domain_event(stored)))
 
+    def _undecodable(
+        self, position: int, originator_id: Any, version: Any, topic: Any, state: Any
+    ) -> ChainFault | None:
+        """Why a stored event (whose chain link holds) is still damage: it does not decode
+        through the allow-list mapper, as every load would decode it. None when it does."""
+        try:
+            oid = UUID(originator_id) if isinstance(originator_id, str) else originator_id
+            self.mapper.to_domain_event(StoredEvent(oid, version, topic, bytes(state)))
+        except Exception as exc:
+            from ledger.chain import ChainFault
+
+            # Not the mapper's message: it may quote stored bytes.
+            return ChainFault(
+                position, "undecodable", f"the event cannot be decoded ({type(exc).__name__})"
+            )
+        return None
+
     def latest_checkpoint(self) -> tuple[int, SignedHead] | None:
         """The newest checkpoint in the log: (its position, what it signed)."""
         from ledger import checkpoint_writer
@@ -1176,9 +1207,13 @@ class SecretsLedger(Application[UUID]):
         witnesses: list[Witness] | None = None,
         *,
         fast: bool = True,
+        decodes: RowCheck | None = None,
+        pinned_by: str = "the pinned public key",
     ) -> IntegrityReport:
         """`fast=False` walks every event carefully (the fast pass hands over to that walk
-        at the first fault anyway: the report is the same, which the tests check)."""
+        at the first fault anyway: the report is the same, which the tests check).
+        `decodes` says whether each event decodes (default: through the mapper; the CLI
+        passes projections/event_reader.py's check, the same answer faster)."""
         from ledger.chain import JoinedRecorder
         from ledger.integrity import verify_history
 
@@ -1192,7 +1227,9 @@ class SecretsLedger(Application[UUID]):
             link_at=recorder.link_at,
             row_at=recorder.row_at,
             decode=self._decode_row,
+            decodes=decodes or self._undecodable,
             pinned_key=pinned_key,
+            pinned_by=pinned_by,
             witnesses=witnesses or [],
             consecutive_ids=getattr(recorder, "consecutive_ids", False),
         )
@@ -1202,6 +1239,7 @@ class SecretsLedger(Application[UUID]):
         cred: Credential,
         pinned_key: str | None = None,
         witnesses: list[Witness] | None = None,
+        decodes: RowCheck | None = None,
     ) -> tuple[IntegrityReport, bool]:
         """Verify, and record an alarm on a fault. Returns (report, alarm recorded).
 
@@ -1222,9 +1260,18 @@ class SecretsLedger(Application[UUID]):
             keychain = self.keychain_witness()
         except DamagedHistory:
             keychain = None  # the settings naming the keychain are the damage reported
+        pinned_by = "the pinned public key"
         if keychain is not None:
             found.append(keychain)
-        report = self.verify_history(pinned_key, found)
+            if pinned_key is None:
+                # This keychain signed checkpoints of this ledger: its key is the ledger's, so
+                # a log re-signed under another key (every checkpoint forged anew) is found
+                # here rather than believed from the first checkpoint it shows.
+                from ledger import checkpoint_writer
+
+                pinned_key = checkpoint_writer.keychain_public_key(self)
+                pinned_by = "this keychain's checkpoint key"
+        report = self.verify_history(pinned_key, found, decodes=decodes, pinned_by=pinned_by)
         if report.fault is None:
             report = self.with_snapshot_check(report)
         if report.fault is None and damage is not None:

@@ -18,6 +18,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
+from ledger.errors import IntegrityFailure
+
 GENESIS = b"\x00" * 32
 
 # One page of `verify_fast`'s input: (notification id, originator id, originator version, topic,
@@ -25,11 +27,50 @@ GENESIS = b"\x00" * 32
 # page's id range.
 JoinedRow = tuple[Any, Any, Any, Any, Any, Any]
 JoinedPage = tuple[Sequence[JoinedRow], int]
+# Whether a stored event whose link holds still cannot be used: (position, originator id,
+# version, topic, state) -> the fault, or None (ledger/integrity.py `verify_history`).
+RowCheck = Callable[[int, Any, Any, Any, Any], "ChainFault | None"]
 
 
 def _frame(part: bytes) -> bytes:
     # Length-prefix every field so that no two different events can produce the same bytes.
     return len(part).to_bytes(8, "big") + part
+
+
+class MalformedRow(TypeError):
+    """A stored row holding a value of a type (or range) no writer stores: a link cannot be
+    computed for it, and the row is damage (reported as an edit at its position)."""
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def _field(name: str, value: object) -> str:
+    shown = type(value).__name__
+    return f"its {name} is {'out of range' if isinstance(value, int) else 'a ' + shown}"
+
+
+def check_types(
+    notification_id: object,
+    originator_id: object,
+    originator_version: object,
+    topic: object,
+    state: object,
+) -> str | None:
+    """Why a stored row's values cannot be what a writer stored, or None. SQLite lets every
+    column hold any type, so a file edit can leave text, a BLOB, NULL or a huge number
+    anywhere."""
+    if type(notification_id) is not int or not 0 <= notification_id < 2**64:
+        return _field("position", notification_id)
+    if not isinstance(originator_id, UUID | str):
+        return _field("originator id", originator_id)
+    if type(originator_version) is not int or originator_version not in _INT64:
+        return _field("originator version", originator_version)
+    if type(topic) is not str:
+        return _field("topic", topic)
+    if not isinstance(state, bytes | bytearray | memoryview):
+        return _field("state", state)
+    return None
 
 
 def link(
@@ -40,19 +81,35 @@ def link(
     topic: str,
     state: bytes,
 ) -> bytes:
-    oid = originator_id.hex if isinstance(originator_id, UUID) else str(originator_id)
-    if not isinstance(topic, str):
-        # A damaged or edited store can hold a BLOB (or a number) where the topic text was:
-        # hash its Python form, which no text topic produces, so the link fails as an edit.
-        topic = repr(topic)
+    """The link of one event; `MalformedRow` where a value is of a type no writer stores."""
+    problem = check_types(notification_id, originator_id, originator_version, topic, state)
+    if problem is not None:
+        raise MalformedRow(problem)
+    oid = originator_id.hex if isinstance(originator_id, UUID) else originator_id
+    try:
+        oid_bytes, topic_bytes = oid.encode(), topic.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no writer stores one
+        raise MalformedRow("its text is not valid UTF-8") from None
     digest = hashlib.sha256()
     digest.update(previous)
     digest.update(notification_id.to_bytes(8, "big"))
-    digest.update(_frame(oid.encode()))
+    digest.update(_frame(oid_bytes))
     digest.update(originator_version.to_bytes(8, "big", signed=True))
-    digest.update(_frame(topic.encode()))
+    digest.update(_frame(topic_bytes))
     digest.update(_frame(bytes(state)))
     return digest.digest()
+
+
+def head_link(position: object, stored: object) -> bytes:
+    """The chain head a write links its events to, as stored at `position`; a head that no
+    writer could have stored (NULL, text, not 32 bytes) is damage: nothing is appended to it,
+    since every later link would inherit the break."""
+    if isinstance(stored, bytes | bytearray | memoryview) and len(stored) == len(GENESIS):
+        return bytes(stored)
+    raise IntegrityFailure(
+        f"the newest chain link (position {position}) is damaged; nothing was written: run "
+        "`secrets audit verify` and restore from a backup"
+    )
 
 
 @dataclass(frozen=True)
@@ -93,9 +150,12 @@ def locate(row: StoredRow, links: Iterable[tuple[int, bytes]]) -> int | None:
     """
     previous = GENESIS
     for position, stored in links:
-        candidate = link(
-            previous, position, row.originator_id, row.originator_version, row.topic, row.state
-        )
+        try:
+            candidate = link(
+                previous, position, row.originator_id, row.originator_version, row.topic, row.state
+            )
+        except MalformedRow:
+            return None
         if hmac.compare_digest(candidate, stored):
             return position
         previous = stored
@@ -140,14 +200,20 @@ def verify(
             return ChainReport(checked + 1, checked, previous, fault), verified
         assert row is not None and chained is not None
         checked += 1
-        expected = link(
-            previous,
-            row.notification_id,
-            row.originator_id,
-            row.originator_version,
-            row.topic,
-            row.state,
-        )
+        try:
+            expected = link(
+                previous,
+                row.notification_id,
+                row.originator_id,
+                row.originator_version,
+                row.topic,
+                row.state,
+            )
+        except MalformedRow as malformed:
+            fault = ChainFault(
+                row.notification_id, "edited", f"the event's row is malformed: {malformed}"
+            )
+            return ChainReport(checked, checked - 1, previous, fault), verified
         if not hmac.compare_digest(expected, chained[1]):
             fault = _classify(row, previous_id if consecutive_ids else None, rescan)
             return ChainReport(checked, checked - 1, previous, fault), verified
@@ -187,6 +253,7 @@ def verify_fast(
     topic: str,
     on_verified: Callable[[StoredRow, bytes], ChainFault | None],
     after: tuple[int, bytes] = (0, GENESIS),
+    each: RowCheck | None = None,
 ) -> FastWalk:
     """The intact case of `verify` in one pass, for long logs.
 
@@ -198,7 +265,8 @@ def verify_fast(
     `verify` checks pairwise. Links are computed exactly as `link` does (no `StoredRow` per
     event); only rows with `topic` are handed to `on_verified`. It stops at the first thing
     that is not plainly intact (a count or link that differs, a value of an unexpected type)
-    without classifying it.
+    without classifying it. `each` sees every row whose link checked out (id, originator id,
+    version, topic, state) and may report a fault of its own, which ends the walk.
     """
     position, previous = after
     checked = 0
@@ -246,6 +314,12 @@ def verify_fast(
                 expected = None
             if expected is None or expected != stored:
                 return FastWalk(ChainReport(checked, checked, previous, None), position, False)
+            if each is not None:
+                found = each(nid, oid, version, row_topic, state)
+                if found is not None:
+                    return FastWalk(
+                        ChainReport(checked + 1, checked, previous, found), position, True
+                    )
             if row_topic == topic:
                 found = on_verified(StoredRow(nid, oid, version, row_topic, state), expected)
                 if found is not None:

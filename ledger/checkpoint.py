@@ -174,6 +174,18 @@ def public_pem(public_hex: str) -> str:
     return pem.decode()
 
 
+def key_fingerprint(public_hex: str) -> str:
+    """How a checkpoint key is shown to a person comparing it with the one they expect:
+    SHA-256 over the raw 32-byte Ed25519 public key (`secrets audit pubkey` prints it)."""
+    import hashlib
+
+    try:
+        raw = bytes.fromhex(public_hex)
+    except ValueError:
+        raw = public_hex.encode()
+    return "SHA256:" + hashlib.sha256(raw).hexdigest()
+
+
 def public_hex_from_pem(pem: bytes) -> str:
     """The raw public key in a PEM file; ValueError if it is not an Ed25519 public key."""
     from cryptography.hazmat.primitives import serialization

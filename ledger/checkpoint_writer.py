@@ -138,6 +138,20 @@ def note(app: SecretsLedger, at: int, signed: SignedHead) -> None:
     app.vault.put(WITNESS_ENTRY, Witness("keychain", at, signed.signature).dumps())
 
 
+def keychain_public_key(app: SecretsLedger) -> str | None:
+    """The public half of this keychain's checkpoint key when this keychain has signed a
+    checkpoint of this ledger (its note exists: `signing_key` refuses a key other than the
+    log's, and the note is written only after a signature): the key `audit verify` pins.
+    None where it cannot vouch (no note, no key, no keychain)."""
+    try:
+        if keychain_witness(app) is None:
+            return None
+        private = app.vault.get(CHECKPOINT_KEY_ENTRY)
+        return public_key_of(private) if private else None
+    except (LedgerError, ValueError):
+        return None
+
+
 def keychain_witness(app: SecretsLedger) -> Witness | None:
     """The keychain's note of the newest checkpoint it has seen; None if none or unreadable."""
     try:

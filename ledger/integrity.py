@@ -18,6 +18,7 @@ from ledger.chain import (
     ChainFault,
     ChainReport,
     JoinedPage,
+    RowCheck,
     StoredRow,
     verify,
     verify_fast,
@@ -48,6 +49,7 @@ class _CheckpointWalk:
     link_at: Callable[[int], bytes | None]
     decode: Callable[[StoredRow], dict[str, Any]]
     pinned_key: str | None
+    pinned_by: str = "the pinned public key"
     checked: int = 0
     valid: int = 0
     last: SignedHead | None = None
@@ -70,7 +72,7 @@ class _CheckpointWalk:
             return ChainFault(position, "signature", "checkpoint cannot be decoded")
         expected_key = self.pinned_key or self.key or claim.public_key
         if not hmac.compare_digest(claim.public_key, expected_key):
-            source = "the pinned public key" if self.pinned_key else "earlier checkpoints"
+            source = self.pinned_by if self.pinned_key else "earlier checkpoints"
             return ChainFault(
                 position,
                 "signature",
@@ -138,16 +140,30 @@ def verify_history(
     row_at: Callable[[int], StoredRow | None],
     decode: Callable[[StoredRow], dict[str, Any]],
     joined: Callable[[], Iterator[JoinedPage]] | None = None,
+    decodes: RowCheck | None = None,
     pinned_key: str | None = None,
+    pinned_by: str = "the pinned public key",
     witnesses: Iterable[Witness] = (),
     consecutive_ids: bool = False,
 ) -> IntegrityReport:
     """`rows(start)` and `links(start)` read the store after position `start`. With `joined`
     (events with their links, see `verify_fast`) the intact part is checked in one fast pass,
     and the careful walk takes over from the last verified event at the first thing that does
-    not line up, so faults are found, classified and worded exactly as by the walk alone."""
-    walk = _CheckpointWalk(link_at, decode, pinned_key)
+    not line up, so faults are found, classified and worded exactly as by the walk alone.
+    `decodes(position, originator id, version, topic, state)` checks that each event whose
+    link holds also decodes: a row whose links were recomputed over bytes that are no event
+    (an unknown topic, a state of the wrong shape) is damage all the same."""
+    walk = _CheckpointWalk(link_at, decode, pinned_key, pinned_by)
     last_position = 0
+
+    def decoded_and_checked(row: StoredRow, link: bytes) -> ChainFault | None:
+        if decodes is not None:
+            found = decodes(
+                row.notification_id, row.originator_id, row.originator_version, row.topic, row.state
+            )
+            if found is not None:
+                return found
+        return on_verified(row, link)
 
     def on_verified(row: StoredRow, link: bytes) -> ChainFault | None:
         nonlocal last_position
@@ -160,7 +176,7 @@ def verify_history(
     done = ChainReport(0, 0, GENESIS, None)
     chain: ChainReport | None = None
     if joined is not None:
-        fast = verify_fast(joined(), topic=CHECKPOINT_TOPIC, on_verified=on_verified)
+        fast = verify_fast(joined(), topic=CHECKPOINT_TOPIC, on_verified=on_verified, each=decodes)
         # Only checkpoint rows went through on_verified: the last verified event is here.
         last_position = fast.position
         if fast.complete:
@@ -173,7 +189,7 @@ def verify_history(
             rows(after[0]),
             links(after[0]),
             rescan=rescan,
-            on_verified=on_verified,
+            on_verified=decoded_and_checked,
             keep_verified=False,
             after=after,
             consecutive_ids=consecutive_ids,

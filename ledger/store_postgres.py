@@ -14,16 +14,18 @@ a PostgreSQL sequence skips the ids of every rolled-back insert.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.chain import GENESIS, JoinedPage, StoredRow, link
+from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link
 from ledger.errors import BadConfiguration
 
 if TYPE_CHECKING:
@@ -95,6 +97,19 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if not ids:
             return ids
+        try:
+            self._chain_inserted(curs, ids)
+        except BaseException:
+            # The library keeps an exception raised here and leaves its transaction block
+            # normally, which commits: the events would stay without their links. Fail the
+            # transaction on the server first, so that the commit is a rollback.
+            with contextlib.suppress(psycopg.Error):
+                curs.execute("SELECT 1 / 0").fetchall()
+            raise
+        return ids
+
+    def _chain_inserted(self, curs: Cursor[DictRow], ids: Sequence[int]) -> None:
+        """Link the events just inserted (`ids`) onto the chain head, in this transaction."""
         # This transaction holds the EXCLUSIVE lock on the events table (taken before the
         # insert), so every earlier writer has committed its events and links, and no later
         # one can start: the head read here is current.
@@ -104,7 +119,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             ).format(self._chain)
         )
         head = curs.fetchone()
-        previous = bytes(head["link"]) if head is not None else GENESIS
+        previous = head_link(head["notification_id"], head["link"]) if head is not None else GENESIS
         if head is not None and min(ids) <= int(head["notification_id"]):
             raise IntegrityError(
                 f"notification id {min(ids)} is not past the chain head {head['notification_id']}"
@@ -139,7 +154,6 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             ).format(self._chain),
             (positions, links),
         )
-        return ids
 
     # -- reading for verification ---------------------------------------------------------
 

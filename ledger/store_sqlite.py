@@ -14,7 +14,7 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
 )
 
-from ledger.chain import GENESIS, JoinedPage, StoredRow, link
+from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link
 from ledger.errors import BadConfiguration
 
 if TYPE_CHECKING:
@@ -49,9 +49,11 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         # below cannot be stale (writers are serialised from here to commit).
         ids = super()._insert_events(c, stored_events, **kwargs)
         assert ids is not None
-        c.execute(f"SELECT link FROM {CHAIN_TABLE} ORDER BY notification_id DESC LIMIT 1")
+        c.execute(
+            f"SELECT notification_id, link FROM {CHAIN_TABLE} ORDER BY notification_id DESC LIMIT 1"
+        )
         row = c.fetchone()
-        previous = bytes(row[0]) if row is not None else GENESIS
+        previous = head_link(row[0], row[1]) if row is not None else GENESIS
         for notification_id, s in zip(ids, stored_events, strict=True):
             previous = link(
                 previous,
@@ -179,8 +181,11 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 "WHERE p.notification_id < e.rowid ORDER BY p.notification_id DESC LIMIT 1) "
                 f"FROM {self.events_table_name} AS e "
                 f"LEFT JOIN {CHAIN_TABLE} AS c ON c.notification_id = e.rowid "
-                "WHERE e.originator_id = ? AND e.originator_version > ? "
-                "AND e.originator_version <= ? ORDER BY e.originator_version",
+                # A version that is not an integer (an edited row) is read too, so that it
+                # fails its check instead of being silently left out of the fold.
+                "WHERE e.originator_id = ? AND ((e.originator_version > ? "
+                "AND e.originator_version <= ?) OR typeof(e.originator_version) != 'integer') "
+                "ORDER BY e.originator_version",
                 (originator_id.hex, -1 if gt is None else gt, 2**62 if lte is None else lte),
             )
             rows: list[LinkedRow] = c.fetchall()
@@ -194,13 +199,13 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 "ORDER BY notification_id DESC LIMIT 1"
             )
             row = c.fetchone()
-        return (int(row[0]), bytes(row[1])) if row is not None else (0, GENESIS)
+        return (int(row[0]), _as_link(row[1])) if row is not None else (0, GENESIS)
 
     def link_at(self, position: int) -> bytes | None:
         with self.datastore.transaction(commit=False) as c:
             c.execute(f"SELECT link FROM {CHAIN_TABLE} WHERE notification_id = ?", (position,))
             row = c.fetchone()
-        return bytes(row[0]) if row is not None else None
+        return _as_link(row[0]) if row is not None else None
 
     def row_at(self, position: int) -> StoredRow | None:
         with self.datastore.transaction(commit=False) as c:
@@ -253,9 +258,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             if not rows:
                 return
             for r in rows:
-                # A damaged file can hold NULL or text where a link belongs: compare it as
-                # the empty link (a fault the verifier reports), never fail on its type.
-                yield int(r[0]), r[1] if isinstance(r[1], bytes) else b""
+                yield int(r[0]), _as_link(r[1])
             last = rows[-1][0]
 
     # -- copying a whole ledger (`secrets ledger copy`) -----------------------------------
@@ -319,6 +322,12 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
 def _hex(originator_id: UUID | str) -> str:
     return originator_id.hex if isinstance(originator_id, UUID) else str(originator_id)
+
+
+def _as_link(value: object) -> bytes:
+    # A damaged file can hold NULL or text where a link belongs: it is compared as the empty
+    # link (a fault the verifier reports), never failed on for its type.
+    return value if isinstance(value, bytes) else b""
 
 
 def _as_bytes(value: object) -> bytes:

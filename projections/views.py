@@ -53,6 +53,7 @@ from projections.views_schema import (
     discard,
     header_problem,
     quick_check,
+    tracking_sane,
 )
 
 if TYPE_CHECKING:
@@ -88,11 +89,20 @@ class Views(ViewsCatchUp, ViewsQueries):
     def _upgrade(self) -> None:
         """Empty views of another `VIEWS_FORMAT` (written by another version of this code),
         in one transaction with the new format number: the next catch-up applies the log
-        again, so no view ever holds rows of two formats. Fresh views only take the number."""
+        again, so no view ever holds rows of two formats. Fresh views only take the number.
+        Views whose tracked position is no position (text, a BLOB, negative: an edited file)
+        are emptied the same way, with a warning."""
         if self._db.execute("PRAGMA user_version").fetchone()[0] == VIEWS_FORMAT:
-            return
+            if tracking_sane(self._db):
+                return
+            self.ledger.warnings.append(
+                f"the views cache {self.path} was damaged (its tracked position is not a "
+                "position); it is rebuilt from the ledger's log"
+            )
         with self._write() as cur:
-            if cur.execute("PRAGMA user_version").fetchone()[0] == VIEWS_FORMAT:
+            if cur.execute("PRAGMA user_version").fetchone()[0] == VIEWS_FORMAT and (
+                tracking_sane(cur)
+            ):
                 return  # another process upgraded them meanwhile
             for table in VIEW_TABLES:
                 cur.execute(f"DELETE FROM {table}")

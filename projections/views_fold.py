@@ -69,9 +69,10 @@ class ViewsFold(ViewsDatabase):
         )
 
     @staticmethod
-    def _unreadable(position: int, topic: str) -> tuple[Any, ...]:
-        """The audit row shown in place of an event that cannot be decoded."""
-        kind = topic.rpartition(":")[2]
+    def _unreadable(position: int, topic: object) -> tuple[Any, ...]:
+        """The audit row shown in place of an event that cannot be decoded (whose topic may
+        be a BLOB, a number or NULL in a damaged file)."""
+        kind = topic.rpartition(":")[2] if isinstance(topic, str) else "?"
         return (
             position,
             "",

@@ -167,6 +167,16 @@ def damage(path: Path) -> str | None:
     return "; ".join(p for p in (suspect, problem) if p)
 
 
+def tracking_sane(db: sqlite3.Connection | sqlite3.Cursor) -> bool:
+    """Whether the tracked position is a position (an edited file may hold text, a BLOB or a
+    negative number there)."""
+    row = db.execute(
+        "SELECT typeof(position) = 'integer' AND position >= 0 FROM tracking WHERE name = ?",
+        (TRACKING_NAME,),
+    ).fetchone()
+    return row is None or bool(row[0])
+
+
 def discard(path: Path) -> None:
     """Remove a views file and its WAL: the next open starts empty and catches up."""
     for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):

@@ -137,9 +137,12 @@ def child_refold(home: Path, _arg: str) -> dict[str, Any]:
 
 
 def child_verify(home: Path, _arg: str) -> dict[str, Any]:
+    from projections.event_reader import undecodable_check
+
     ledger = _open(home)
     started = time.perf_counter()
-    report = ledger.verify_history()
+    # As `secrets audit verify` runs it: every event's link, and that it decodes.
+    report = ledger.verify_history(decodes=undecodable_check(ledger.mapper))
     seconds = time.perf_counter() - started
     if not report.ok:
         raise SystemExit(f"verify found a fault: {report.fault}")
