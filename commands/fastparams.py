@@ -1,16 +1,17 @@
 """Coerce the plain command-line values without pydantic.
 
 Typer 0.29 coerces every parameter through a pydantic `TypeAdapter` built when the parameter is
-first processed (typer._coercion.build_runtime_param). Importing pydantic and building about
-ten adapters is most of a short command's own start-up (docs/performance.md), although our
-parameters are only strings, paths, small integers, flags and enums.
+first processed (`build_runtime_param`, commands/typer_adapter.py). Importing pydantic and
+building about ten adapters is most of a short command's own start-up (docs/performance.md),
+although our parameters are only strings, paths, small integers, flags and enums.
 
 `install` gives each parameter of a command tree a coercion that handles those plain cases
-itself and hands everything else to typer's own (pydantic) coercion, unchanged: a value the
-fast path does not accept, or any error, goes through typer exactly as before, so results and
-error messages are typer's. It relies on typer internals (`_TyperParameter._runtime_param`,
-`type_descriptor`); when they are not there, `install` changes nothing and typer works as
-usual. tests/test_cli_surface.py checks that it is active and agrees with typer.
+itself and hands everything else to typer's own (pydantic) coercion, unchanged: a value the fast
+path does not accept, or any error, goes through typer exactly as before, so results and error
+messages are typer's. It relies on typer internals (`_TyperParameter._runtime_param`,
+`type_descriptor`, reached through commands/typer_adapter.py); when they are not there,
+`install` changes nothing and typer works as usual. tests/unit/test_cli_surface.py checks that it is
+active and agrees with typer.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import re
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from commands import typer_adapter
 
 # Plainly written numbers only (no sign on zero, no leading zeros, no spaces or underscores):
 # whatever else pydantic accepts or refuses, it decides.
@@ -39,7 +42,7 @@ class FastParam:
 
     def typer_runtime_param(self) -> Any:
         if self._typer is None:
-            from typer._coercion import build_runtime_param
+            from commands.typer_adapter import build_runtime_param
 
             self._typer = build_runtime_param(self.descriptor)
         return self._typer
@@ -66,7 +69,7 @@ class FastParam:
             if not info.clamp and _within(number, info.min, info.max):
                 return number
         elif isinstance(annotation, type) and issubclass(annotation, Enum):
-            from typer._param_types import coerce_cli_choice
+            from commands.typer_adapter import coerce_cli_choice
 
             if isinstance(value, (annotation, str)):
                 return coerce_cli_choice(
@@ -76,7 +79,7 @@ class FastParam:
                     ctx=ctx,
                 )
         elif isinstance(annotation, type) and issubclass(annotation, Path):
-            from typer._param_types import coerce_cli_path
+            from commands.typer_adapter import coerce_cli_path
 
             path_type = info.path_type or annotation
             if isinstance(path_type, type) and issubclass(path_type, Path):
@@ -115,14 +118,14 @@ def _plain(descriptor: Any) -> bool:
 
 
 def _give(param: Any) -> bool:
-    descriptor = getattr(param, "type_descriptor", None)
+    descriptor = typer_adapter.type_descriptor(param)
     if (
         descriptor is None
-        or getattr(param, "_runtime_param", False) is not None
+        or typer_adapter.runtime_param(param) is not None
         or not _plain(descriptor)
     ):
         return False
-    param._runtime_param = FastParam(descriptor)
+    typer_adapter.set_runtime_param(param, FastParam(descriptor))
     return True
 
 

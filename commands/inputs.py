@@ -27,7 +27,7 @@ def _items(value: Any) -> list[Any]:
 
 
 def _refuse_raw(value: Any, param: Any, ctx: Any) -> None:
-    from typer._click.exceptions import BadParameter
+    from typer import BadParameter
 
     for item in _items(value):
         if isinstance(item, (str, Path)):
@@ -42,7 +42,7 @@ def _refuse_raw(value: Any, param: Any, ctx: Any) -> None:
 
 
 def _refuse_converted(value: Any, param: Any, ctx: Any) -> None:
-    from typer._click.exceptions import BadParameter
+    from typer import BadParameter
 
     for item in _items(value):
         if isinstance(item, bool):

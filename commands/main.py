@@ -23,9 +23,9 @@ class _Group(typer.core.TyperGroup):
     is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        from typer._click import exceptions as click_errors
+        from commands import fastparams, inputs, typer_adapter, typerfast
 
-        from commands import fastparams, inputs, typerfast
+        click_errors = typer_adapter.click_exceptions()
 
         fastparams.install(self)
         inputs.install(self)

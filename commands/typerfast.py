@@ -18,9 +18,10 @@
    The stand-in modules are in `sys.modules` only while `typer.rich_utils` is imported: any
    other `import rich.markdown` gets the real module.
 
-Both rely on typer internals (`typer.main.get_params_from_function`, `ParamMeta`, the
-`format_help` of its commands); when they are not there, nothing is changed and typer works as
-usual. tests/test_cli_surface.py checks that both are active and that help is the same.
+Both rely on typer internals (`typer.main.get_params_from_function` and `ParamMeta`, reached
+through commands/typer_adapter.py; the `format_help` of its commands); when they are not there,
+nothing is changed and typer works as usual. tests/unit/test_cli_surface.py checks that both are
+active and that help is the same.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from typing import Any
 
 
 def _inspect_once(original: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
-    from typer.models import ParameterInfo, ParamMeta
+    from commands.typer_adapter import param_meta_types
 
+    ParamMeta, ParameterInfo = param_meta_types()
     found: dict[Any, dict[str, Any]] = {}
 
     def get_params_from_function(func: Any) -> dict[str, Any]:
@@ -63,9 +65,9 @@ def _inspect_once(original: Callable[[Any], dict[str, Any]]) -> Callable[[Any], 
 
 def install() -> bool:
     """Make typer's conversion to click inspect each function once; whether it is active."""
-    import typer.main
+    from commands import typer_adapter
 
-    original = getattr(typer.main, "get_params_from_function", None)
+    original = typer_adapter.get_params_from_function()
     if original is None:
         return False
     if not getattr(original, "inspects_once", False):
@@ -73,7 +75,7 @@ def install() -> bool:
             replacement = _inspect_once(original)
         except ImportError:  # typer.models without ParamMeta or ParameterInfo
             return False
-        setattr(typer.main, "get_params_from_function", replacement)  # noqa: B010
+        typer_adapter.replace_get_params_from_function(replacement)
     return True
 
 
