@@ -30,12 +30,14 @@ class _Group(typer.core.TyperGroup):
         fastparams.install(self)
         inputs.install(self)
         typerfast.defer_rich_in_help(self)
-        if not kwargs.pop("standalone_mode", True):
-            return super().main(*args, standalone_mode=False, **kwargs)
+        standalone = kwargs.pop("standalone_mode", True)
+        kwargs["standalone_mode"] = False
+        if not standalone:
+            return super().main(*args, **kwargs)
         try:
             # Not standalone: errors come back here. A command's own return value is always
             # None, so an int can only be the code of an explicit exit (`typer.Exit`, --help).
-            returned = super().main(*args, standalone_mode=False, **kwargs)
+            returned = super().main(*args, **kwargs)
         except click_errors.NoArgsIsHelpError as exc:
             exc.show()  # `secrets` alone, or a group alone: its help, as before
             sys.exit(exc.exit_code)
