@@ -144,9 +144,9 @@ def _audit(root: typer.Typer) -> None:
 
 
 def _rotate(root: typer.Typer) -> None:
-    from commands import rotate_cmds
+    from commands import rotation
 
-    rotate_cmds.register(root)
+    rotation.register(root)
 
 
 def _tmux(root: typer.Typer) -> None:
