@@ -559,13 +559,22 @@ class SecretsLedger(Application[UUID]):
     # -- secrets: reads -------------------------------------------------------------------
 
     def _load_secret(self, address: SecretAddress) -> Secret | None:
-        try:
-            found: Any = self.repository.get(address.id)
-        except AggregateNotFoundError:
-            return None
+        """The secret as its checked events make it (`load_secret`)."""
+        return self.load_secret(address.id, str(address))
+
+    def load_secret(self, secret_id: UUID, shown: str) -> Secret | None:
+        """A secret a decision rests on (a read, a change, a prune): folded like an authority
+        (each event after the sealed snapshot it starts from checked against its chain link,
+        ledger/authority.py), failing closed on damage (exit 6, an alarm recorded). A
+        `VersionPruned` inserted without its link would otherwise answer "pruned"."""
+        with self._failing_closed(f"a decision on {shown}"):
+            try:
+                found: Any = self._load_authority(secret_id)
+            except AggregateNotFoundError:
+                return None
         if not isinstance(found, Secret):
             raise IntegrityFailure(
-                f"{address} is recorded as another kind of record: the ledger was altered or "
+                f"{shown} is recorded as another kind of record: the ledger was altered or "
                 "damaged: run `secrets audit verify`"
             )
         return found

@@ -206,11 +206,11 @@ def test_a_bundle_key_of_an_unknown_algorithm_is_not_an_internal_error(
 # -- doctor --repair acts only on a log that verifies ---------------------------------------
 
 
-def test_doctor_repair_does_not_delete_a_value_on_an_unchained_event(ledger: Ledger) -> None:
-    ledger.set(*ADDRESS[1::2], VALUE)
+def _insert_unchained_prune(ledger: Ledger) -> int:
+    """A `VersionPruned` of the secret's version 1 inserted with no chain link; its position."""
     added = ledger.events("ledger.secret:Secret.VersionAdded")[0]
     with _db(ledger) as db:
-        db.execute(
+        cur = db.execute(
             "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
             "VALUES (?, 3, 'ledger.secret:Secret.VersionPruned', ?)",
             (
@@ -225,6 +225,13 @@ def test_doctor_repair_does_not_delete_a_value_on_an_unchained_event(ledger: Led
                 ).encode(),
             ),
         )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+
+def test_doctor_repair_does_not_delete_a_value_on_an_unchained_event(ledger: Ledger) -> None:
+    ledger.set(*ADDRESS[1::2], VALUE)
+    _insert_unchained_prune(ledger)
     repair = ledger.run("doctor", "--repair")  # the event has no chain link at all
     assert repair.returncode == 6 and "does not verify" in repair.stderr, repair.stderr
     with _db(ledger) as db:  # the forgery taken away again: the value is still there
@@ -259,3 +266,23 @@ def test_hidden_events_cannot_make_doctor_repair_destroy_a_value(ledger: Ledger)
     assert ledger.run("audit", "verify").returncode == 0
     got = ledger.run("get", *ADDRESS)
     assert got.returncode == 0 and got.stdout.strip() == VALUE, got.stderr
+
+
+# -- a secret's events are checked against the chain before a decision rests on them ------
+
+
+def test_an_unchained_prune_is_not_believed_by_get_or_set(ledger: Ledger) -> None:
+    """A `VersionPruned` row inserted without its link: `get` answered exit 3 "pruned" and
+    `set` folded it (the per-load chain check covered operators and settings only)."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    position = _insert_unchained_prune(ledger)
+    alarms_before = len(ledger.events("ledger.records:IntegrityAlarm"))
+    got = ledger.run("get", *ADDRESS)
+    assert got.returncode == 6, (got.returncode, got.stderr)
+    assert f"position {position}" in got.stderr and VALUE not in got.stdout
+    changed = ledger.run("set", *ADDRESS, "--value-stdin", input=VALUE + "-2")
+    assert changed.returncode == 6, (changed.returncode, changed.stderr)
+    alarms = ledger.events("ledger.records:IntegrityAlarm")
+    assert len(alarms) > alarms_before
+    assert alarms[-1].state["position"] == position
+    assert ledger.events("ledger.secret:Secret.VersionAdded")[-1].state["version"] == 1
