@@ -183,6 +183,7 @@ class SecretsLedger(Application[UUID]):
             mapper=self.mapper,
             recorder=self.factory.aggregate_recorder(purpose="snapshots"),
             key=self.snapshot_seal_key,
+            link_of=self.event_link,
             ignored=self._snapshot_ignored,
             # The settings are never snapshotted, and are what finding the key needs.
             skip=lambda oid: oid == SETTINGS_ID or self._seal_key_state == "reading",
@@ -200,12 +201,18 @@ class SecretsLedger(Application[UUID]):
 
             self._seal_key_state = "reading"
             try:
-                self._seal_key = seal_key(self._fingerprint_key())
+                self._seal_key = seal_key(self._fingerprint_key(), self.settings.ledger_uid)
             except Exception:  # no keychain, locked, no key on this host: fold instead
                 self._seal_key_state = "missing"
             else:
                 self._seal_key_state = "read"
         return self._seal_key
+
+    def event_link(self, originator_id: UUID, version: int) -> bytes | None:
+        """The chain link stored at the position of an aggregate's event, None if none."""
+        recorder: Any = self.recorder
+        position = recorder.position_of(originator_id, version)
+        return None if position is None else recorder.link_at(position)
 
     def _snapshot_ignored(self, detail: str) -> None:
         note = f"{detail}: ignored, the events were folded instead (run `secrets doctor`)"

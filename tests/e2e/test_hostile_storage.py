@@ -286,3 +286,47 @@ def test_an_unchained_prune_is_not_believed_by_get_or_set(ledger: Ledger) -> Non
     assert len(alarms) > alarms_before
     assert alarms[-1].state["position"] == position
     assert ledger.events("ledger.secret:Secret.VersionAdded")[-1].state["version"] == 1
+
+
+# -- a sealed snapshot is bound to its ledger and its history ------------------------------
+
+
+def test_a_snapshot_sealed_in_a_copy_of_the_ledger_is_not_accepted(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Two copies of one ledger (a backup restored beside it, `ledger copy`) share the
+    fingerprint key and the uid. A snapshot sealed in one, put into the other after their
+    histories diverged, was accepted: `get` served the other copy's version."""
+    import dataclasses
+    import shutil
+
+    from ledger.address import SecretAddress
+    from ledger.credentials import Credential
+
+    ledger.set(*ADDRESS[1::2], VALUE)
+    other_home = tmp_path / "copy-home"
+    shutil.copytree(ledger.home, other_home)
+    other = dataclasses.replace(
+        ledger, home=other_home, env={**ledger.env, "SECRETS_LEDGER_HOME": str(other_home)}
+    )
+    app = ledger._app()  # the original moves on: 30 versions, a snapshot sealed at 50
+    address = SecretAddress("default", *ADDRESS[1::2])
+    for n in range(30):
+        app.write(Credential(token=ledger.token), address, f"{VALUE}-{n:02d}")
+    with _db(ledger) as db:
+        snapshots = db.execute(
+            "SELECT * FROM stored_snapshots WHERE originator_id = ?", (address.id.hex,)
+        ).fetchall()
+    assert snapshots
+    with _db(other) as db:
+        db.executemany("INSERT INTO stored_snapshots VALUES (?, ?, ?, ?)", snapshots)
+    got = other.run("get", *ADDRESS)
+    # The copy's own version 1: its value where the copy has its own vault file; on the
+    # shared Secret Service the original pruned it (exit 8). Never the original's version 31.
+    assert (got.returncode, got.stdout.strip()) in ((0, VALUE), (8, "")), got
+    assert "does not authenticate" in got.stderr
+    doctor = other.run("doctor")
+    assert f"bad snapshot: {address.id.hex}@50" in doctor.stdout, doctor.stdout
+    original = ledger.run("get", *ADDRESS)
+    assert original.returncode == 0 and original.stdout.strip() == f"{VALUE}-29", original
+    assert "snapshot" not in original.stderr
