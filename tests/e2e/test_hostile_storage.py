@@ -330,3 +330,60 @@ def test_a_snapshot_sealed_in_a_copy_of_the_ledger_is_not_accepted(
     original = ledger.run("get", *ADDRESS)
     assert original.returncode == 0 and original.stdout.strip() == f"{VALUE}-29", original
     assert "snapshot" not in original.stderr
+
+
+def _legacy_seal(fingerprint_key: bytes, oid: str, version: int, topic: str, state: bytes) -> bytes:
+    """A snapshot's state sealed as the first format did (`slsnap1:`): HMAC under a key from
+    the fingerprint key alone, over the id, version, topic and state."""
+    import hashlib
+    import hmac
+    from uuid import UUID
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"secrets-ledger snapshot seal v1"
+    ).derive(fingerprint_key)
+    parts = (str(UUID(oid)).encode(), str(version).encode(), topic.encode(), state)
+    message = b"".join(len(p).to_bytes(8, "big") + p for p in parts)
+    return b"slsnap1:" + hmac.new(key, message, hashlib.sha256).digest() + state
+
+
+def test_a_ledger_with_first_format_seals_keeps_working(ledger: Ledger) -> None:
+    """Snapshots sealed before seals named the ledger and its history are not used (folded
+    from the events, with a warning) and `doctor --repair` removes them."""
+    from ledger.address import SecretAddress
+    from ledger.credentials import Credential
+
+    ledger.set(*ADDRESS[1::2], VALUE)
+    app = ledger._app()
+    address = SecretAddress("default", *ADDRESS[1::2])
+    for n in range(30):
+        app.write(Credential(token=ledger.token), address, f"{VALUE}-{n:02d}")
+    fingerprint_key = bytes.fromhex(app.vault.get("ledger.fingerprint-key"))
+    with _db(ledger) as db:
+        rows = db.execute(
+            "SELECT originator_id, originator_version, topic, state FROM stored_snapshots"
+        ).fetchall()
+        assert rows
+        for oid, version, topic, state in rows:
+            assert bytes(state).startswith(b"slsnap2:")
+            legacy = _legacy_seal(fingerprint_key, oid, version, topic, bytes(state)[40:])
+            db.execute(
+                "UPDATE stored_snapshots SET state = ? "
+                "WHERE originator_id = ? AND originator_version = ?",
+                (legacy, oid, version),
+            )
+    got = ledger.run("get", *ADDRESS)
+    assert got.returncode == 0 and got.stdout.strip() == f"{VALUE}-29", got
+    assert "sealed by an earlier version" in got.stderr
+    for args in (("list",), ("versions", *ADDRESS), ("audit", "verify")):
+        result = ledger.run(*args)
+        assert result.returncode == 0, (args, result.stderr)
+    assert ledger.run("doctor").returncode == 0
+    assert ledger.run("doctor", "--repair").returncode == 0
+    with _db(ledger) as db:
+        assert db.execute("SELECT count(*) FROM stored_snapshots").fetchone()[0] == 0
+    again = ledger.run("set", *ADDRESS, "--value-stdin", input=VALUE + "-new")
+    assert again.returncode == 0 and "snapshot" not in again.stderr, again.stderr
