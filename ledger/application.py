@@ -152,6 +152,7 @@ class SecretsLedger(Application[UUID]):
         # Read by the snapshot store, which the library's __init__ builds.
         self._seal_key: bytes | None = None
         self._seal_key_state = "unread"  # "reading" while looked up, "missing" if none
+        self._replay_key: bytes | None = None
         super().__init__(env=env)
         self.home = home
         self.host = socket.gethostname()
@@ -207,6 +208,18 @@ class SecretsLedger(Application[UUID]):
             else:
                 self._seal_key_state = "read"
         return self._seal_key
+
+    def replay_state_key(self, open_vault: bool = False) -> bytes | None:
+        """The key that authenticates saved replay states (projections/replay_states.py),
+        from the fingerprint key and the ledger uid, or None where the snapshot seal key
+        cannot be had (`snapshot_seal_key`: the same rule for opening the keychain)."""
+        if self._replay_key is None and self.snapshot_seal_key(open_vault) is not None:
+            from ledger.decoding import derive_key
+
+            assert self._fp_key is not None
+            info = b"secrets-ledger replay states v1\x00" + self.settings.ledger_uid.encode()
+            self._replay_key = derive_key(self._fp_key, info)
+        return self._replay_key
 
     def event_link(self, originator_id: UUID, version: int) -> bytes | None:
         """The chain link stored at the position of an aggregate's event, None if none."""

@@ -387,3 +387,88 @@ def test_a_ledger_with_first_format_seals_keeps_working(ledger: Ledger) -> None:
         assert db.execute("SELECT count(*) FROM stored_snapshots").fetchone()[0] == 0
     again = ledger.run("set", *ADDRESS, "--value-stdin", input=VALUE + "-new")
     assert again.returncode == 0 and "snapshot" not in again.stderr, again.stderr
+
+
+# -- views.sqlite rows are a cache, never the record ----------------------------------------
+
+
+def test_an_edited_audit_view_row_is_not_shown_as_recorded_history(ledger: Ledger) -> None:
+    """Rows of views.sqlite changed or added by hand showed in `audit log` as they were."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    assert ledger.run("audit", "log").returncode == 0  # views caught up
+    with _db(ledger, "views.sqlite") as views:
+        views.execute(
+            "UPDATE audit_view SET operator = 'mallory' WHERE event = 'Secret.VersionAdded'"
+        )
+        views.execute(
+            "UPDATE audit_view SET detail = 'mallory as senior-engineer' "
+            "WHERE event = 'Operator.Registered'"
+        )
+        top = views.execute("SELECT max(position) FROM audit_view").fetchone()[0]
+        views.execute(
+            "INSERT INTO audit_view SELECT position + 1000, timestamp, code, event, 'mallory', "
+            "action, environment, service, name, outcome, correlation_id, detail "
+            "FROM audit_view WHERE position = ?",
+            (top,),
+        )
+    shown = ledger.run("audit", "log", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert "mallory" not in shown.stdout
+    assert "not what the ledger recorded" in shown.stderr, shown.stderr
+    events = json.loads(shown.stdout)["events"]
+    assert [e["operator"] for e in events if e["event"] == "Secret.VersionAdded"] == ["alice"]
+    assert max(e["position"] for e in events) == top
+    again = ledger.run("audit", "log", "-o", "json")  # rebuilt: nothing more to say
+    assert again.returncode == 0 and again.stdout == shown.stdout
+    assert "not what the ledger recorded" not in again.stderr
+
+
+def _forge_replay_state(ledger: Ledger) -> int:
+    """A saved replay state naming mallory a senior-engineer, bound to the real chain link at
+    the head and carrying the unkeyed digest of the first layout; its position."""
+    import hashlib
+
+    with _db(ledger) as db:
+        position, link = db.execute(
+            "SELECT notification_id, link FROM event_chain ORDER BY notification_id DESC LIMIT 1"
+        ).fetchone()
+    head = json.dumps(
+        {
+            "position": position,
+            "timestamp": "2026-01-01T00:00:00.000Z",
+            "retention": 10,
+            "secrets": None,
+            "operators": {
+                operator_id("mallory").hex: {
+                    "name": "mallory",
+                    "role": "senior-engineer",
+                    "sessions": {},
+                }
+            },
+        },
+        separators=(",", ":"),
+    )
+    digest = hashlib.sha256(link)
+    digest.update(len(head.encode()).to_bytes(8, "big") + head.encode())
+    with _db(ledger, "views.sqlite") as views:
+        views.execute("DELETE FROM replay_checkpoints WHERE position = ?", (position,))
+        views.execute(
+            "INSERT INTO replay_checkpoints VALUES (?, ?, '[]', ?, ?)",
+            (position, head, link, digest.hexdigest()),
+        )
+    return int(position)
+
+
+def test_a_forged_replay_state_is_not_believed(ledger: Ledger) -> None:
+    """A row forged in views.sqlite made `audit replay` and `audit who-can` show mallory as
+    a senior-engineer while `audit verify` passed."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    ledger.run("list")  # views caught up
+    position = _forge_replay_state(ledger)
+    replay = ledger.run("audit", "replay", "--position", str(position))
+    assert replay.returncode == 0, replay.stderr
+    assert "mallory" not in replay.stdout and "alice" in replay.stdout, replay.stdout
+    _forge_replay_state(ledger)
+    who = ledger.run("audit", "who-can", *ADDRESS)
+    assert who.returncode == 0, who.stderr
+    assert "mallory" not in who.stdout and "alice" in who.stdout, who.stdout

@@ -1,0 +1,111 @@
+"""Audit rows read back from views.sqlite, checked against the events they claim to show.
+
+views.sqlite is a cache that whoever can write the ledger's home can edit: an `audit_view`
+row changed there showed in `audit log` as recorded history. Before rows are shown, each is
+built again from the stored event at its position, by the same `Views._apply` the catch-up
+runs, on a scratch database, and compared field by field. `_apply` needs two things it
+remembers from earlier events: a secret's address and an operator's name. Both are taken as
+the views claim them and believed only when they hash to the event's originator id (ids are
+uuid5 of the address and of the name), so no state from the cache is trusted.
+
+Cost: one read and decode of each shown event (consecutive positions in one query), the
+same work as a catch-up of those events; docs/security.md has the figures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from eventsourcing.persistence import MapperDeserialisationError
+
+from ledger.address import secret_id
+from ledger.operator import operator_id
+from projections import event_reader
+from projections.views import PAGE, SCHEMA, AuditRow, Views
+
+if TYPE_CHECKING:
+    from projections.event_reader import Row
+
+
+class _Scratch(Views):
+    """`Views._apply` on an in-memory database, remembering only verified addresses and
+    names."""
+
+    def __init__(self, reader: Any) -> None:
+        self._addresses = {}
+        self._operator_names = {}
+        self._reader = reader
+        self._db = sqlite3.connect(":memory:", isolation_level=None)
+        self._db.executescript(SCHEMA)
+
+    def expected(self, row: Row, convert: Any, shown: AuditRow, claimed: dict[str, str]) -> Any:
+        position, _, _, topic, _ = row
+        try:
+            event, ts = self._reader.read_row(row, convert)
+        except MapperDeserialisationError:
+            return self._unreadable(position, topic)
+        oid = event.originator_id.hex
+        kind = type(event).__qualname__
+        if kind.startswith("Secret."):
+            address = (shown.environment, shown.service, shown.name)
+            if all(type(p) is str for p in address) and _is(secret_id(*address), oid):  # type: ignore[arg-type]
+                self._addresses[oid] = address  # type: ignore[assignment]
+        elif kind.startswith("Operator."):
+            name = claimed.get(oid)
+            if name is not None and _is(operator_id(name), oid):
+                self._operator_names[oid] = name
+        cur = self._db.cursor()
+        cur.execute("BEGIN")
+        try:
+            return self._apply(cur, position, event, ts)
+        finally:
+            cur.execute("ROLLBACK")
+
+
+def _is(found: UUID, oid: str) -> bool:
+    return found.hex == oid
+
+
+def _stored(recorder: Any, positions: list[int]) -> Iterator[tuple[Row, Any]]:
+    """The stored rows at `positions` (ascending), consecutive ones read in one query."""
+    i = 0
+    while i < len(positions):
+        run = 1
+        while i + run < len(positions) and run < PAGE and positions[i + run] == positions[i] + run:
+            run += 1
+        start = positions[i]
+        rows, convert = event_reader.read_rows(recorder, start - 1, run, start + run - 1)
+        for row in rows:
+            if row[0] > start + run - 1:
+                break
+            yield row, convert
+        i += run
+
+
+def unfaithful(views: Views, rows: Iterable[AuditRow]) -> list[int]:
+    """The positions of `rows` that are not what the stored event at that position makes
+    (edited, forged, or at a position that holds no event)."""
+    shown = {r.position: r for r in rows}
+    if not shown:
+        return []
+    claimed = {
+        str(oid): str(name)
+        for oid, name in views.db.execute("SELECT originator_id, name FROM operators_view")
+    }
+    scratch = _Scratch(views._reader)
+    bad: list[int] = []
+    seen: set[int] = set()
+    for row, convert in _stored(views.ledger.recorder, sorted(shown)):
+        position = row[0]
+        if position not in shown:
+            continue
+        seen.add(position)
+        expected = scratch.expected(row, convert, shown[position], claimed)
+        if tuple(expected) != dataclasses.astuple(shown[position]):
+            bad.append(position)
+    bad.extend(p for p in shown if p not in seen)
+    return sorted(bad)
