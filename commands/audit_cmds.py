@@ -517,27 +517,37 @@ def _faithful(views: Views, query: Callable[[], list[AuditRow]]) -> list[AuditRo
     (projections/audit_check.py). Rows that do not match mean the views cache was edited or
     damaged: it is rebuilt from the log, said on stderr, and the query asked again."""
     from ledger.errors import IntegrityFailure
-    from projections.audit_check import unfaithful
+    from projections.audit_check import check
 
     rows = query()
-    bad = unfaithful(views, rows)
-    if not bad:
-        return rows
-    shown = ", ".join(str(p) for p in bad[:5]) + (" ..." if len(bad) > 5 else "")
-    runtime.info(
-        f"warning: the views cache {views.path} held audit entries that are not what the "
-        f"ledger recorded (positions {shown}): it was edited or damaged, and is rebuilt "
-        "from the ledger's log"
-    )
-    views.rebuild()
-    rows = query()
-    bad = unfaithful(views, rows)
-    if bad:
-        raise IntegrityFailure(
-            f"audit entries at positions {bad[:5]} do not match the recorded events even "
-            "after a rebuild of the views: run `secrets audit verify`"
+    found = check(views, rows)
+    if found.unfaithful:
+        runtime.info(
+            f"warning: the views cache {views.path} held audit entries that are not what the "
+            f"ledger recorded (positions {_positions(found.unfaithful)}): it was edited or "
+            "damaged, and is rebuilt from the ledger's log"
         )
+        views.rebuild()
+        rows = query()
+        found = check(views, rows)
+        if found.unfaithful:
+            raise IntegrityFailure(
+                f"audit entries at positions {_positions(found.unfaithful)} do not match the "
+                "recorded events even after a rebuild of the views: run `secrets audit verify`"
+            )
+    if found.undecodable:
+        # Damage of the log since the views applied it: shown as the catch-up shows an event
+        # it cannot decode, not as the entry it was.
+        runtime.info(
+            f"warning: the recorded events at positions {_positions(sorted(found.undecodable))} "
+            "cannot be decoded any more: shown as unreadable; run `secrets audit verify`"
+        )
+        rows = [found.undecodable.get(r.position, r) for r in rows]
     return rows
+
+
+def _positions(positions: list[int]) -> str:
+    return ", ".join(str(p) for p in positions[:5]) + (" ..." if len(positions) > 5 else "")
 
 
 @audit_app.command("codes")

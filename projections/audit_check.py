@@ -94,26 +94,46 @@ def _stored(recorder: Any, positions: list[int]) -> Iterator[tuple[Row, Any]]:
         i += run
 
 
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What `check` found: rows the views hold that no stored event makes (edited, forged,
+    at a position that holds no event), and rows of events that no longer decode (the log's
+    damage, not the views': shown as the catch-up shows such an event, `Views._unreadable`)."""
+
+    unfaithful: list[int]
+    undecodable: dict[int, AuditRow]
+
+
 def unfaithful(views: Views, rows: Iterable[AuditRow]) -> list[int]:
     """The positions of `rows` that are not what the stored event at that position makes
     (edited, forged, or at a position that holds no event)."""
+    return check(views, rows).unfaithful
+
+
+def check(views: Views, rows: Iterable[AuditRow]) -> Checked:
+    """`rows` compared with the stored events at their positions."""
     shown = {r.position: r for r in rows}
     if not shown:
-        return []
+        return Checked([], {})
     claimed = {
         str(oid): str(name)
         for oid, name in views.db.execute("SELECT originator_id, name FROM operators_view")
     }
     scratch = _Scratch(views._reader)
     bad: list[int] = []
+    undecodable: dict[int, AuditRow] = {}
     seen: set[int] = set()
     for row, convert in _stored(views.ledger.recorder, sorted(shown)):
         position = row[0]
         if position not in shown:
             continue
         seen.add(position)
-        expected = scratch.expected(row, convert, shown[position], claimed)
-        if tuple(expected) != _fields(shown[position]):
+        expected = tuple(scratch.expected(row, convert, shown[position], claimed))
+        if expected == _fields(shown[position]):
+            continue
+        if expected == Views._unreadable(position, row[3]):
+            undecodable[position] = AuditRow(*expected)
+        else:
             bad.append(position)
     bad.extend(p for p in shown if p not in seen)
-    return sorted(bad)
+    return Checked(sorted(bad), undecodable)

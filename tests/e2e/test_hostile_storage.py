@@ -472,3 +472,20 @@ def test_a_forged_replay_state_is_not_believed(ledger: Ledger) -> None:
     who = ledger.run("audit", "who-can", *ADDRESS)
     assert who.returncode == 0, who.stderr
     assert "mallory" not in who.stdout and "alice" in who.stdout, who.stdout
+
+
+def test_an_event_damaged_after_the_views_applied_it_is_shown_as_unreadable(
+    ledger: Ledger,
+) -> None:
+    """The views keep the entry of an event applied while it decoded; `audit log` showed it
+    as recorded after the event's bytes were damaged."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    assert ledger.run("audit", "log").returncode == 0  # views caught up
+    (added,) = [e.position for e in ledger.events("ledger.secret:Secret.VersionAdded")]
+    with _db(ledger) as db:
+        db.execute("UPDATE stored_events SET state = x'7b22ff' WHERE rowid = ?", (added,))
+    shown = ledger.run("audit", "log", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert f"positions {added} cannot be decoded any more" in shown.stderr, shown.stderr
+    (entry,) = [e for e in json.loads(shown.stdout)["events"] if e["position"] == added]
+    assert (entry["code"], entry["action"]) == ("HBSE-013", "unreadable"), entry
