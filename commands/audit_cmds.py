@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from enum import StrEnum
@@ -14,11 +15,13 @@ from commands import runtime
 from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from ledger.application import SecretsLedger
     from ledger.integrity import IntegrityReport
     from projections.view_rows import AuditRow
+    from projections.views import Views
 
 audit_app = typer.Typer(
     help="Verify the ledger's history, sign checkpoints, read and replay the audit log.",
@@ -526,7 +529,7 @@ def log(
         "since": iso(start) if start else None,
         "until": iso(end) if end else None,
     }
-    newest = views.audit(**filters, limit=limit, newest_first=True)
+    newest = _faithful(views, lambda: views.audit(**filters, limit=limit, newest_first=True))
     last = max((r.position for r in newest), default=views.position())
     if output is LogOutput.json:
         runtime.emit_json({"events": [r.as_json() for r in reversed(newest)]})
@@ -543,12 +546,50 @@ def log(
         while True:
             time.sleep(interval)
             views.catch_up()
-            fresh = views.audit(**filters, after_position=last)
+            fresh = _faithful(views, functools.partial(views.audit, **filters, after_position=last))
             if fresh:
                 _emit_rows(fresh, output, header=False)
                 last = fresh[-1].position
     except KeyboardInterrupt:
         return
+
+
+def _faithful(views: Views, query: Callable[[], list[AuditRow]]) -> list[AuditRow]:
+    """The rows of `query`, each checked against the event it claims to show
+    (projections/audit_check.py). Rows that do not match mean the views cache was edited or
+    damaged: it is rebuilt from the log, said on stderr, and the query asked again."""
+    from ledger.errors import IntegrityFailure
+    from projections.audit_check import check
+
+    rows = query()
+    found = check(views, rows)
+    if found.unfaithful:
+        runtime.info(
+            f"warning: the views cache {views.path} held audit entries that are not what the "
+            f"ledger recorded (positions {_positions(found.unfaithful)}): it was edited or "
+            "damaged, and is rebuilt from the ledger's log"
+        )
+        views.rebuild()
+        rows = query()
+        found = check(views, rows)
+        if found.unfaithful:
+            raise IntegrityFailure(
+                f"audit entries at positions {_positions(found.unfaithful)} do not match the "
+                "recorded events even after a rebuild of the views: run `secrets audit verify`"
+            )
+    if found.undecodable:
+        # Damage of the log since the views applied it: shown as the catch-up shows an event
+        # it cannot decode, not as the entry it was.
+        runtime.info(
+            f"warning: the recorded events at positions {_positions(sorted(found.undecodable))} "
+            "cannot be decoded any more: shown as unreadable; run `secrets audit verify`"
+        )
+        rows = [found.undecodable.get(r.position, r) for r in rows]
+    return rows
+
+
+def _positions(positions: list[int]) -> str:
+    return ", ".join(str(p) for p in positions[:5]) + (" ..." if len(positions) > 5 else "")
 
 
 @audit_app.command("codes")
@@ -605,7 +646,7 @@ def _replay_state(
         raise UsageProblem(
             f"--position {position} is past the last event of the log ({views.position()})"
         )
-    replayer = Replayer(ledger, views.db)
+    replayer = Replayer(ledger, views.db, open_vault=True)
     state = replayer.at_position(position)
     return snapshot(state, at), _left_out(views, replayer, position), position
 
@@ -744,7 +785,7 @@ def diff(
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "audit diff")
     views = runtime.views(ledger)
-    replayer = Replayer(ledger, views.db)
+    replayer = Replayer(ledger, views.db, open_vault=True)
     state = replayer.at_position(views.position_at(iso(start)))
     before = snapshot(state, start)
     cut = views.position_at(iso(end))
@@ -946,6 +987,9 @@ def rebuild(home: HomeOpt = None) -> None:
 
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.MANAGE, "projections rebuild")
+    # The rebuild saves replay states for later replays: only under the key (none: it saves
+    # none, and a replay folds from the first event).
+    ledger.replay_state_key(open_vault=True)
     views = Views(ledger)
     views.catch_up()
     before = views.digest()  # streamed: holds no rows, however long the log

@@ -153,6 +153,7 @@ class SecretsLedger(Application[UUID]):
         # Read by the snapshot store, which the library's __init__ builds.
         self._seal_key: bytes | None = None
         self._seal_key_state = "unread"  # "reading" while looked up, "missing" if none
+        self._replay_key: bytes | None = None
         super().__init__(env=env)
         self.home = home
         self.host = socket.gethostname()
@@ -184,6 +185,7 @@ class SecretsLedger(Application[UUID]):
             mapper=self.mapper,
             recorder=self.factory.aggregate_recorder(purpose="snapshots"),
             key=self.snapshot_seal_key,
+            link_of=self.event_link,
             ignored=self._snapshot_ignored,
             # The settings are never snapshotted, and are what finding the key needs.
             skip=lambda oid: oid == SETTINGS_ID or self._seal_key_state == "reading",
@@ -201,12 +203,30 @@ class SecretsLedger(Application[UUID]):
 
             self._seal_key_state = "reading"
             try:
-                self._seal_key = seal_key(self._fingerprint_key())
+                self._seal_key = seal_key(self._fingerprint_key(), self.settings.ledger_uid)
             except Exception:  # no keychain, locked, no key on this host: fold instead
                 self._seal_key_state = "missing"
             else:
                 self._seal_key_state = "read"
         return self._seal_key
+
+    def replay_state_key(self, open_vault: bool = False) -> bytes | None:
+        """The key that authenticates saved replay states (projections/replay_states.py),
+        from the fingerprint key and the ledger uid, or None where the snapshot seal key
+        cannot be had (`snapshot_seal_key`: the same rule for opening the keychain)."""
+        if self._replay_key is None and self.snapshot_seal_key(open_vault) is not None:
+            from ledger.decoding import derive_key
+
+            assert self._fp_key is not None
+            info = b"secrets-ledger replay states v1\x00" + self.settings.ledger_uid.encode()
+            self._replay_key = derive_key(self._fp_key, info)
+        return self._replay_key
+
+    def event_link(self, originator_id: UUID, version: int) -> bytes | None:
+        """The chain link stored at the position of an aggregate's event, None if none."""
+        recorder: Any = self.recorder
+        position = recorder.position_of(originator_id, version)
+        return None if position is None else recorder.link_at(position)
 
     def _snapshot_ignored(self, detail: str) -> None:
         note = f"{detail}: ignored, the events were folded instead (run `secrets doctor`)"
@@ -574,13 +594,22 @@ class SecretsLedger(Application[UUID]):
     # -- secrets: reads -------------------------------------------------------------------
 
     def _load_secret(self, address: SecretAddress) -> Secret | None:
-        try:
-            found: Any = self.repository.get(address.id)
-        except AggregateNotFoundError:
-            return None
+        """The secret as its checked events make it (`load_secret`)."""
+        return self.load_secret(address.id, str(address))
+
+    def load_secret(self, secret_id: UUID, shown: str) -> Secret | None:
+        """A secret a decision rests on (a read, a change, a prune): folded like an authority
+        (each event after the sealed snapshot it starts from checked against its chain link,
+        ledger/authority.py), failing closed on damage (exit 6, an alarm recorded). A
+        `VersionPruned` inserted without its link would otherwise answer "pruned"."""
+        with self._failing_closed(f"a decision on {shown}"):
+            try:
+                found: Any = self._load_authority(secret_id)
+            except AggregateNotFoundError:
+                return None
         if not isinstance(found, Secret):
             raise IntegrityFailure(
-                f"{address} is recorded as another kind of record: the ledger was altered or "
+                f"{shown} is recorded as another kind of record: the ledger was altered or "
                 "damaged: run `secrets audit verify`"
             )
         return found

@@ -8,9 +8,14 @@ does not fit its class, an unknown topic) is `UndecodableData`: an integrity fai
 names the row, and still a `MapperDeserialisationError` for the readers that skip such rows.
 
 `SealedSnapshotStore` authenticates snapshots (a cache outside the hash chain): each stored
-snapshot is `MAGIC || HMAC-SHA256(key, id, version, topic, state) || state` under a key derived
-from the ledger's fingerprint key, which only the keychain holds. A load uses a snapshot only
-when its seal verifies; otherwise it folds the aggregate's events and says so once.
+snapshot is `MAGIC || HMAC-SHA256(key, id, version, topic, link, state) || state` under a key
+derived from the ledger's fingerprint key (which only the keychain holds) and its ledger uid,
+where `link` is the chain link stored at the position of the aggregate's event `version`. The
+fingerprint key is shared by every copy of a ledger (`ledger copy`, `ledger import-key`), and
+a copy keeps the uid: the link is what tells two copies' diverged histories apart, so a
+snapshot sealed in one is not accepted by another. A load uses a snapshot only when its seal
+verifies; otherwise it folds the aggregate's events and says so once. Seals of the first
+format (`LEGACY_MAGIC`: no uid, no link) are never used; `doctor --repair` removes them.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from ledger import topics
 from ledger.errors import IntegrityFailure
 from ledger.state_shapes import conforms, shape_of
 
-MAGIC = b"slsnap1:"
+MAGIC = b"slsnap2:"
+LEGACY_MAGIC = b"slsnap1:"
 _MAC_SIZE = 32
-_KEY_INFO = b"secrets-ledger snapshot seal v1"
+_KEY_INFO = b"secrets-ledger snapshot seal v2\x00"
 
 
 class UndecodableData(IntegrityFailure, MapperDeserialisationError):
@@ -91,14 +97,17 @@ class AllowListMapper(Mapper[UUID]):
             raise _damaged(stored, f"it names a class it may not ({shown})")
 
 
-def seal_key(fingerprint_key: bytes) -> bytes:
-    """The snapshot sealing key: HKDF from the fingerprint key, for this one purpose."""
+def derive_key(fingerprint_key: bytes, info: bytes) -> bytes:
+    """A key for one purpose (`info`), derived from the fingerprint key by HKDF."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(
-        fingerprint_key
-    )
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(fingerprint_key)
+
+
+def seal_key(fingerprint_key: bytes, ledger_uid: str) -> bytes:
+    """The snapshot sealing key of the ledger `ledger_uid`."""
+    return derive_key(fingerprint_key, _KEY_INFO + ledger_uid.encode("utf-8", "surrogatepass"))
 
 
 def _id_text(originator_id: object) -> str:
@@ -109,19 +118,26 @@ def _id_text(originator_id: object) -> str:
         return str(originator_id)
 
 
-def _mac(key: bytes, originator_id: object, version: int, topic: str, state: bytes) -> bytes:
+def _mac(
+    key: bytes, originator_id: object, version: int, topic: str, link: bytes, state: bytes
+) -> bytes:
     parts = (
         _id_text(originator_id).encode(),
         str(version).encode(),
         topic.encode("utf-8", "surrogatepass"),
+        link,
         state,
     )
     message = b"".join(len(p).to_bytes(8, "big") + p for p in parts)
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def seal(key: bytes, stored: StoredEvent) -> StoredEvent:
-    mac = _mac(key, stored.originator_id, stored.originator_version, stored.topic, stored.state)
+def seal(key: bytes, stored: StoredEvent, link: bytes) -> StoredEvent:
+    """`stored` sealed under `key`, bound to `link`: the chain link of the aggregate's event
+    at the snapshot's version."""
+    mac = _mac(
+        key, stored.originator_id, stored.originator_version, stored.topic, link, stored.state
+    )
     return StoredEvent(
         originator_id=stored.originator_id,
         originator_version=stored.originator_version,
@@ -130,21 +146,33 @@ def seal(key: bytes, stored: StoredEvent) -> StoredEvent:
     )
 
 
-def is_sealed(stored: StoredEvent) -> bool:
+def _starts(stored: StoredEvent, magic: bytes) -> bool:
     state = stored.state
-    return isinstance(state, bytes | bytearray | memoryview) and bytes(state[: len(MAGIC)]) == MAGIC
+    return isinstance(state, bytes | bytearray | memoryview) and bytes(state[: len(magic)]) == magic
 
 
-def unseal(key: bytes, stored: StoredEvent) -> StoredEvent | None:
-    """The snapshot as the mapper wrote it when its seal verifies under `key`, else None."""
-    if not is_sealed(stored):
+def is_sealed(stored: StoredEvent) -> bool:
+    return _starts(stored, MAGIC)
+
+
+def is_legacy_sealed(stored: StoredEvent) -> bool:
+    """Sealed in the first format (bound to neither the ledger nor its history): unused."""
+    return _starts(stored, LEGACY_MAGIC)
+
+
+def unseal(key: bytes, stored: StoredEvent, link: bytes | None) -> StoredEvent | None:
+    """The snapshot as the mapper wrote it when its seal verifies under `key` and `link` (the
+    chain link now stored at the position of its aggregate's event), else None."""
+    if not is_sealed(stored) or link is None:
         return None
     body = bytes(stored.state)[len(MAGIC) :]
     mac, state = body[:_MAC_SIZE], body[_MAC_SIZE:]
     if type(stored.topic) is not str or type(stored.originator_version) is not int:
         return None
     try:
-        expected = _mac(key, stored.originator_id, stored.originator_version, stored.topic, state)
+        expected = _mac(
+            key, stored.originator_id, stored.originator_version, stored.topic, link, state
+        )
     except (UnicodeError, TypeError, ValueError):
         return None
     if len(mac) != _MAC_SIZE or not hmac.compare_digest(mac, expected):
@@ -161,8 +189,9 @@ class SealedSnapshotStore(EventStore[UUID]):
     """Snapshots written sealed and read only when the seal verifies.
 
     `key` gives the sealing key, or None where it cannot be had (no keychain here, a command
-    that must not open it): then no snapshot is written and none is used. `ignored` is called
-    with a description of each stored snapshot a load passed over.
+    that must not open it): then no snapshot is written and none is used. `link_of(id,
+    version)` is the chain link stored at the position of that event (None if there is none).
+    `ignored` is called with a description of each stored snapshot a load passed over.
     """
 
     def __init__(
@@ -170,11 +199,13 @@ class SealedSnapshotStore(EventStore[UUID]):
         mapper: Mapper[UUID],
         recorder: Any,
         key: Callable[[], bytes | None],
+        link_of: Callable[[UUID, int], bytes | None],
         ignored: Callable[[str], None],
         skip: Callable[[UUID], bool],
     ) -> None:
         super().__init__(mapper=mapper, recorder=recorder)
         self._key = key
+        self._link_of = link_of
         self._ignored = ignored
         self._skip = skip
 
@@ -184,8 +215,15 @@ class SealedSnapshotStore(EventStore[UUID]):
         key = self._key()
         if key is None:
             return []
-        sealed = [seal(key, self.mapper.to_stored_event(e)) for e in domain_events]
-        self.recorder.insert_events(sealed, **kwargs)
+        sealed = []
+        for event in domain_events:
+            # Taken after its events were committed: the link is there unless the log is
+            # damaged, and then no snapshot is better than one bound to nothing.
+            link = self._link_of(event.originator_id, event.originator_version)
+            if link is not None:
+                sealed.append(seal(key, self.mapper.to_stored_event(event), link))
+        if sealed:
+            self.recorder.insert_events(sealed, **kwargs)
         return []
 
     def get(
@@ -207,12 +245,19 @@ class SealedSnapshotStore(EventStore[UUID]):
         key = self._key()
         trusted: list[DomainEventProtocol[UUID]] = []
         for row in rows:
-            opened = unseal(key, row) if key is not None else None
+            opened = None
+            if key is not None and type(row.originator_version) is int:
+                opened = unseal(key, row, self._link_of(originator_id, row.originator_version))
             if opened is None:
                 if key is not None:
+                    why = (
+                        "was sealed by an earlier version (not bound to this ledger)"
+                        if is_legacy_sealed(row)
+                        else "does not authenticate"
+                    )
                     self._ignored(
                         f"the stored snapshot of {row.originator_id} at version "
-                        f"{row.originator_version} does not authenticate"
+                        f"{row.originator_version} {why}"
                     )
                 # Without a key nothing can be believed: fold the events instead.
                 return iter(())

@@ -45,8 +45,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from ledger import context
 from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue, KeySpec, load_catalogue
@@ -248,11 +246,8 @@ class Rotator:
         return found
 
     def _get(self, sid: UUID) -> Secret | None:
-        try:
-            loaded: Any = self.ledger.repository.get(sid)
-        except AggregateNotFoundError:
-            return None
-        return loaded if isinstance(loaded, Secret) else None
+        # What is due, and what a rotation changes, rests on these: checked loads.
+        return self.ledger.load_secret(sid, f"secret {sid}")
 
     def assessments(self, as_of: datetime | None = None) -> list[Assessment]:
         when = as_of or context.now()

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from ledger.decoding import MAGIC, is_sealed, unseal
+from ledger.decoding import MAGIC, is_legacy_sealed, is_sealed, unseal
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
@@ -73,15 +73,25 @@ def verify_snapshots(app: SecretsLedger) -> SnapshotReport:
     for oid, snapshots in by_aggregate.items():
         checked += len(snapshots)
         for fault in _check_aggregate(app, oid, snapshots, key):
-            (unsealed if fault.detail == _UNSEALED else faults).append(fault)
+            (unsealed if fault.detail in _UNUSED else faults).append(fault)
     return SnapshotReport(checked, faults, unsealed, key is not None or not by_aggregate)
 
 
 _UNSEALED = "not sealed (written by an earlier version): unused"
+_LEGACY = "sealed by an earlier version, bound to neither the ledger nor its history: unused"
+_UNUSED = (_UNSEALED, _LEGACY)
 
 
-def _opened(stored: StoredEvent, key: bytes | None) -> tuple[StoredEvent | None, str]:
+def _opened(
+    app: SecretsLedger, stored: StoredEvent, key: bytes | None
+) -> tuple[StoredEvent | None, str]:
     """(the snapshot as the mapper wrote it, or None; the seal's fault, "" when none)."""
+    if is_legacy_sealed(stored):
+        body = bytes(stored.state)[len(MAGIC) + 32 :]
+        return (
+            StoredEvent(stored.originator_id, stored.originator_version, stored.topic, body),
+            _LEGACY,
+        )
     if not is_sealed(stored):
         return stored, _UNSEALED
     if key is None:  # nothing to check the seal with: take the contents as they are
@@ -90,7 +100,8 @@ def _opened(stored: StoredEvent, key: bytes | None) -> tuple[StoredEvent | None,
             StoredEvent(stored.originator_id, stored.originator_version, stored.topic, body),
             "",
         )
-    opened = unseal(key, stored)
+    link = app.event_link(UUID(str(stored.originator_id)), stored.originator_version)
+    opened = unseal(key, stored, link)
     return opened, "" if opened is not None else "its seal does not verify (edited or forged)"
 
 
@@ -110,7 +121,7 @@ def _check_aggregate(
     folded: Any = None
     for stored in snapshots:
         version = stored.originator_version
-        opened, seal_fault = _opened(stored, key)
+        opened, seal_fault = _opened(app, stored, key)
         if opened is None:
             yield SnapshotFault(oid, version, seal_fault)
             continue

@@ -153,10 +153,21 @@ FOLDED: frozenset[type[Any]] = frozenset((*secret_summary.EVENTS, *_HANDLERS))
 class Replayer:
     """Replays the log up to a position, starting from the nearest saved fold state."""
 
-    def __init__(self, ledger: SecretsLedger, db: sqlite3.Connection | None = None) -> None:
+    def __init__(
+        self,
+        ledger: SecretsLedger,
+        db: sqlite3.Connection | None = None,
+        *,
+        open_vault: bool = False,
+    ) -> None:
+        """`db`: where states are saved; they are used and saved only under the ledger's
+        key (`SecretsLedger.replay_state_key`), read from the keychain with `open_vault`,
+        else only if the command has it open already."""
         self.ledger = ledger
         self._reader = EventReader(ledger.mapper)
-        self._saved = SavedStates(db) if db is not None else None
+        self._saved = (
+            SavedStates(db, ledger.replay_state_key(open_vault)) if db is not None else None
+        )
         # Positions of the events this replayer could not decode, and so left out of what it
         # folded: the caller says so (a damaged log must not read as a clean answer).
         self.skipped: list[int] = []
@@ -174,6 +185,11 @@ class Replayer:
             state = empty()
             self._saved.track(state)
         return state
+
+    @property
+    def saves(self) -> bool:
+        """Whether this replayer can use and save states (it has the key)."""
+        return self._saved is not None and self._saved.key is not None
 
     def changed(self, oid: str) -> None:
         """Mark a secret of the state being folded as changed since its last save (every

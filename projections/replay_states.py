@@ -9,14 +9,20 @@ reads one state's parts directly (no chain of deltas to apply, which halved the 
 cold replay in a prototype: docs/performance.md).
 
 A state is trusted only as it was saved: bound to the ledger's chain link at its position and
-to a digest over its head and the SHA-256 of each of its parts in order. A part missing,
-edited or shared by mistake fails the digest, and the state is never used.
+to an HMAC-SHA256 over that link, its head and the SHA-256 of each of its parts in order, under
+a key derived from the ledger's fingerprint key (`SecretsLedger.replay_state_key`: only the
+keychain holds it). A part missing, edited or shared by mistake fails the MAC, and so does a
+state forged whole by a writer of views.sqlite (an unkeyed digest could be recomputed by
+anyone: a forged state made `audit replay` and `who-can` show a senior-engineer nobody
+appointed). Without the key (a command that does not open the keychain) states are neither
+saved nor used, nor deleted: the replay folds from the first event.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import re
 import sqlite3
@@ -36,6 +42,7 @@ _COLUMNS = {
     "replay_parts": ["id", "text"],
 }
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+_DIGEST_LABEL = b"secrets-ledger replay state v2\x00"
 # A secret's part as known to this process: (its text, SHA-256 of the text, its row id once
 # stored).
 Part = tuple[str, bytes, int | None]
@@ -77,8 +84,10 @@ def _head(state: State) -> str:
     return _DUMPS({k: (None if k == "secrets" else v) for k, v in state.items()})
 
 
-def _digest(link: bytes | None, head: str, hashes: list[bytes]) -> str:
-    found = hashlib.sha256(link or b"")
+def _digest(key: bytes, link: bytes | None, head: str, hashes: list[bytes]) -> str:
+    found = hmac.new(key, _DIGEST_LABEL, hashlib.sha256)
+    found.update(len(link or b"").to_bytes(8, "big"))
+    found.update(link or b"")
     encoded = head.encode()
     found.update(len(encoded).to_bytes(8, "big"))
     found.update(encoded)
@@ -95,8 +104,9 @@ class SavedStates:
     is not the tracked one is encoded whole, so a missed mark can only come from a caller
     that folds the tracked state without marking."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, key: bytes | None) -> None:
         self.db = db
+        self.key = key
         prepare(db)
         self._state: State | None = None
         self._parts: dict[str, Part] = {}
@@ -113,7 +123,12 @@ class SavedStates:
         (a savepoint inside the caller's), unless a state is saved there already: a good one
         is as good, and a bad one is deleted by the first load that meets it, before the
         replay that loaded it saves again. So a process whose ids went stale (another one
-        rebuilt) cannot overwrite a good state, and no overwritten state leaves parts behind."""
+        rebuilt) cannot overwrite a good state, and no overwritten state leaves parts behind.
+        Without the key nothing is saved (no load could believe it)."""
+        key = self.key
+        if key is None:
+            self._changed.clear()
+            return
         if state is not self._state:
             self.track(state)
         secrets: dict[str, Any] = state["secrets"]
@@ -152,7 +167,7 @@ class SavedStates:
                 cur.execute(
                     "INSERT INTO replay_checkpoints (position, head, parts, link, digest) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (state["position"], head, _DUMPS(ids), link, _digest(link, head, hashes)),
+                    (state["position"], head, _DUMPS(ids), link, _digest(key, link, head, hashes)),
                 )
         except BaseException:
             cur.execute("ROLLBACK TO replay_state")
@@ -166,7 +181,9 @@ class SavedStates:
         """The saved state nearest at or before `position` that is as it was saved and
         belongs to this log (`link_at(p)`: the chain link at p now), tracked; None if none.
         Those that are not (another history, damaged, edited) are deleted on the way, and
-        then the parts no state lists."""
+        then the parts no state lists. Without the key: None, and nothing is deleted."""
+        if self.key is None:
+            return None
         deleted = False
         try:
             while True:
@@ -205,6 +222,8 @@ class SavedStates:
     def read(self, position: int) -> State | None:
         """The state saved at `position` if it is as it was saved (its chain link is not
         compared with the log's: `nearest` does that), else None; nothing is deleted."""
+        if self.key is None:
+            return None
         row = self.db.execute(_SELECT_STATE + "WHERE position = ?", (position,)).fetchone()
         return None if row is None else self._load(row, row[3])
 
@@ -237,7 +256,8 @@ class SavedStates:
         if any(type(t) is not str for t in texts):
             return None
         hashes = [_hash(t) for t in texts]
-        if digest != _digest(link, head, hashes):
+        key = self.key
+        if key is None or not hmac.compare_digest(digest, _digest(key, link, head, hashes)):
             return None
         try:
             state = json.loads(head)

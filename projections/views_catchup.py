@@ -76,7 +76,8 @@ class ViewsCatchUp(ViewsFold):
                     fold = None
                     if start == 0 or last // every > start // every:
                         replayer = replay.Replayer(self.ledger, self._db)
-                        fold = replayer.resume(start)
+                        # Without the key no state could be saved: no fold to keep.
+                        fold = replayer.resume(start) if replayer.saves else None
                 # Audit rows are written with one executemany per page (nothing in `_apply`
                 # reads audit_view back): per-row execute calls were most of a rebuild's cost.
                 audit_rows: list[tuple[Any, ...]] = []

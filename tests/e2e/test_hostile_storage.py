@@ -206,11 +206,11 @@ def test_a_bundle_key_of_an_unknown_algorithm_is_not_an_internal_error(
 # -- doctor --repair acts only on a log that verifies ---------------------------------------
 
 
-def test_doctor_repair_does_not_delete_a_value_on_an_unchained_event(ledger: Ledger) -> None:
-    ledger.set(*ADDRESS[1::2], VALUE)
+def _insert_unchained_prune(ledger: Ledger) -> int:
+    """A `VersionPruned` of the secret's version 1 inserted with no chain link; its position."""
     added = ledger.events("ledger.secret:Secret.VersionAdded")[0]
     with _db(ledger) as db:
-        db.execute(
+        cur = db.execute(
             "INSERT INTO stored_events (originator_id, originator_version, topic, state) "
             "VALUES (?, 3, 'ledger.secret:Secret.VersionPruned', ?)",
             (
@@ -225,6 +225,13 @@ def test_doctor_repair_does_not_delete_a_value_on_an_unchained_event(ledger: Led
                 ).encode(),
             ),
         )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+
+def test_doctor_repair_does_not_delete_a_value_on_an_unchained_event(ledger: Ledger) -> None:
+    ledger.set(*ADDRESS[1::2], VALUE)
+    _insert_unchained_prune(ledger)
     repair = ledger.run("doctor", "--repair")  # the event has no chain link at all
     assert repair.returncode == 6 and "does not verify" in repair.stderr, repair.stderr
     with _db(ledger) as db:  # the forgery taken away again: the value is still there
@@ -259,3 +266,226 @@ def test_hidden_events_cannot_make_doctor_repair_destroy_a_value(ledger: Ledger)
     assert ledger.run("audit", "verify").returncode == 0
     got = ledger.run("get", *ADDRESS)
     assert got.returncode == 0 and got.stdout.strip() == VALUE, got.stderr
+
+
+# -- a secret's events are checked against the chain before a decision rests on them ------
+
+
+def test_an_unchained_prune_is_not_believed_by_get_or_set(ledger: Ledger) -> None:
+    """A `VersionPruned` row inserted without its link: `get` answered exit 3 "pruned" and
+    `set` folded it (the per-load chain check covered operators and settings only)."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    position = _insert_unchained_prune(ledger)
+    alarms_before = len(ledger.events("ledger.records:IntegrityAlarm"))
+    got = ledger.run("get", *ADDRESS)
+    assert got.returncode == 6, (got.returncode, got.stderr)
+    assert f"position {position}" in got.stderr and VALUE not in got.stdout
+    changed = ledger.run("set", *ADDRESS, "--value-stdin", input=VALUE + "-2")
+    assert changed.returncode == 6, (changed.returncode, changed.stderr)
+    alarms = ledger.events("ledger.records:IntegrityAlarm")
+    assert len(alarms) > alarms_before
+    assert alarms[-1].state["position"] == position
+    assert ledger.events("ledger.secret:Secret.VersionAdded")[-1].state["version"] == 1
+
+
+# -- a sealed snapshot is bound to its ledger and its history ------------------------------
+
+
+def test_a_snapshot_sealed_in_a_copy_of_the_ledger_is_not_accepted(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Two copies of one ledger (a backup restored beside it, `ledger copy`) share the
+    fingerprint key and the uid. A snapshot sealed in one, put into the other after their
+    histories diverged, was accepted: `get` served the other copy's version."""
+    import dataclasses
+    import shutil
+
+    from ledger.address import SecretAddress
+    from ledger.credentials import Credential
+
+    ledger.set(*ADDRESS[1::2], VALUE)
+    other_home = tmp_path / "copy-home"
+    shutil.copytree(ledger.home, other_home)
+    other = dataclasses.replace(
+        ledger, home=other_home, env={**ledger.env, "SECRETS_LEDGER_HOME": str(other_home)}
+    )
+    app = ledger._app()  # the original moves on: 30 versions, a snapshot sealed at 50
+    address = SecretAddress("default", *ADDRESS[1::2])
+    for n in range(30):
+        app.write(Credential(token=ledger.token), address, f"{VALUE}-{n:02d}")
+    with _db(ledger) as db:
+        snapshots = db.execute(
+            "SELECT * FROM stored_snapshots WHERE originator_id = ?", (address.id.hex,)
+        ).fetchall()
+    assert snapshots
+    with _db(other) as db:
+        db.executemany("INSERT INTO stored_snapshots VALUES (?, ?, ?, ?)", snapshots)
+    got = other.run("get", *ADDRESS)
+    # The copy's own version 1: its value where the copy has its own vault file; on the
+    # shared Secret Service the original pruned it (exit 8). Never the original's version 31.
+    assert (got.returncode, got.stdout.strip()) in ((0, VALUE), (8, "")), got
+    assert "does not authenticate" in got.stderr
+    doctor = other.run("doctor")
+    assert f"bad snapshot: {address.id.hex}@50" in doctor.stdout, doctor.stdout
+    original = ledger.run("get", *ADDRESS)
+    assert original.returncode == 0 and original.stdout.strip() == f"{VALUE}-29", original
+    assert "snapshot" not in original.stderr
+
+
+def _legacy_seal(fingerprint_key: bytes, oid: str, version: int, topic: str, state: bytes) -> bytes:
+    """A snapshot's state sealed as the first format did (`slsnap1:`): HMAC under a key from
+    the fingerprint key alone, over the id, version, topic and state."""
+    import hashlib
+    import hmac
+    from uuid import UUID
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    key = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"secrets-ledger snapshot seal v1"
+    ).derive(fingerprint_key)
+    parts = (str(UUID(oid)).encode(), str(version).encode(), topic.encode(), state)
+    message = b"".join(len(p).to_bytes(8, "big") + p for p in parts)
+    return b"slsnap1:" + hmac.new(key, message, hashlib.sha256).digest() + state
+
+
+def test_a_ledger_with_first_format_seals_keeps_working(ledger: Ledger) -> None:
+    """Snapshots sealed before seals named the ledger and its history are not used (folded
+    from the events, with a warning) and `doctor --repair` removes them."""
+    from ledger.address import SecretAddress
+    from ledger.credentials import Credential
+
+    ledger.set(*ADDRESS[1::2], VALUE)
+    app = ledger._app()
+    address = SecretAddress("default", *ADDRESS[1::2])
+    for n in range(30):
+        app.write(Credential(token=ledger.token), address, f"{VALUE}-{n:02d}")
+    fingerprint_key = bytes.fromhex(app.vault.get("ledger.fingerprint-key"))
+    with _db(ledger) as db:
+        rows = db.execute(
+            "SELECT originator_id, originator_version, topic, state FROM stored_snapshots"
+        ).fetchall()
+        assert rows
+        for oid, version, topic, state in rows:
+            assert bytes(state).startswith(b"slsnap2:")
+            legacy = _legacy_seal(fingerprint_key, oid, version, topic, bytes(state)[40:])
+            db.execute(
+                "UPDATE stored_snapshots SET state = ? "
+                "WHERE originator_id = ? AND originator_version = ?",
+                (legacy, oid, version),
+            )
+    got = ledger.run("get", *ADDRESS)
+    assert got.returncode == 0 and got.stdout.strip() == f"{VALUE}-29", got
+    assert "sealed by an earlier version" in got.stderr
+    for args in (("list",), ("versions", *ADDRESS), ("audit", "verify")):
+        result = ledger.run(*args)
+        assert result.returncode == 0, (args, result.stderr)
+    assert ledger.run("doctor").returncode == 0
+    assert ledger.run("doctor", "--repair").returncode == 0
+    with _db(ledger) as db:
+        assert db.execute("SELECT count(*) FROM stored_snapshots").fetchone()[0] == 0
+    again = ledger.run("set", *ADDRESS, "--value-stdin", input=VALUE + "-new")
+    assert again.returncode == 0 and "snapshot" not in again.stderr, again.stderr
+
+
+# -- views.sqlite rows are a cache, never the record ----------------------------------------
+
+
+def test_an_edited_audit_view_row_is_not_shown_as_recorded_history(ledger: Ledger) -> None:
+    """Rows of views.sqlite changed or added by hand showed in `audit log` as they were."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    assert ledger.run("audit", "log").returncode == 0  # views caught up
+    with _db(ledger, "views.sqlite") as views:
+        views.execute(
+            "UPDATE audit_view SET operator = 'mallory' WHERE event = 'Secret.VersionAdded'"
+        )
+        views.execute(
+            "UPDATE audit_view SET detail = 'mallory as senior-engineer' "
+            "WHERE event = 'Operator.Registered'"
+        )
+        top = views.execute("SELECT max(position) FROM audit_view").fetchone()[0]
+        views.execute(
+            "INSERT INTO audit_view SELECT position + 1000, timestamp, code, event, 'mallory', "
+            "action, environment, service, name, outcome, correlation_id, detail "
+            "FROM audit_view WHERE position = ?",
+            (top,),
+        )
+    shown = ledger.run("audit", "log", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert "mallory" not in shown.stdout
+    assert "not what the ledger recorded" in shown.stderr, shown.stderr
+    events = json.loads(shown.stdout)["events"]
+    assert [e["operator"] for e in events if e["event"] == "Secret.VersionAdded"] == ["alice"]
+    assert max(e["position"] for e in events) == top
+    again = ledger.run("audit", "log", "-o", "json")  # rebuilt: nothing more to say
+    assert again.returncode == 0 and again.stdout == shown.stdout
+    assert "not what the ledger recorded" not in again.stderr
+
+
+def _forge_replay_state(ledger: Ledger) -> int:
+    """A saved replay state naming mallory a senior-engineer, bound to the real chain link at
+    the head and carrying the unkeyed digest of the first layout; its position."""
+    import hashlib
+
+    with _db(ledger) as db:
+        position, link = db.execute(
+            "SELECT notification_id, link FROM event_chain ORDER BY notification_id DESC LIMIT 1"
+        ).fetchone()
+    head = json.dumps(
+        {
+            "position": position,
+            "timestamp": "2026-01-01T00:00:00.000Z",
+            "retention": 10,
+            "secrets": None,
+            "operators": {
+                operator_id("mallory").hex: {
+                    "name": "mallory",
+                    "role": "senior-engineer",
+                    "sessions": {},
+                }
+            },
+        },
+        separators=(",", ":"),
+    )
+    digest = hashlib.sha256(link)
+    digest.update(len(head.encode()).to_bytes(8, "big") + head.encode())
+    with _db(ledger, "views.sqlite") as views:
+        views.execute("DELETE FROM replay_checkpoints WHERE position = ?", (position,))
+        views.execute(
+            "INSERT INTO replay_checkpoints VALUES (?, ?, '[]', ?, ?)",
+            (position, head, link, digest.hexdigest()),
+        )
+    return int(position)
+
+
+def test_a_forged_replay_state_is_not_believed(ledger: Ledger) -> None:
+    """A row forged in views.sqlite made `audit replay` and `audit who-can` show mallory as
+    a senior-engineer while `audit verify` passed."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    ledger.run("list")  # views caught up
+    position = _forge_replay_state(ledger)
+    replay = ledger.run("audit", "replay", "--position", str(position))
+    assert replay.returncode == 0, replay.stderr
+    assert "mallory" not in replay.stdout and "alice" in replay.stdout, replay.stdout
+    _forge_replay_state(ledger)
+    who = ledger.run("audit", "who-can", *ADDRESS)
+    assert who.returncode == 0, who.stderr
+    assert "mallory" not in who.stdout and "alice" in who.stdout, who.stdout
+
+
+def test_an_event_damaged_after_the_views_applied_it_is_shown_as_unreadable(
+    ledger: Ledger,
+) -> None:
+    """The views keep the entry of an event applied while it decoded; `audit log` showed it
+    as recorded after the event's bytes were damaged."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    assert ledger.run("audit", "log").returncode == 0  # views caught up
+    (added,) = [e.position for e in ledger.events("ledger.secret:Secret.VersionAdded")]
+    with _db(ledger) as db:
+        db.execute("UPDATE stored_events SET state = x'7b22ff' WHERE rowid = ?", (added,))
+    shown = ledger.run("audit", "log", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert f"positions {added} cannot be decoded any more" in shown.stderr, shown.stderr
+    (entry,) = [e for e in json.loads(shown.stdout)["events"] if e["position"] == added]
+    assert (entry["code"], entry["action"]) == ("HBSE-013", "unreadable"), entry

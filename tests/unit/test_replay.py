@@ -200,10 +200,17 @@ def _busy_ledger(home: Path, writes: int) -> tuple[Any, Credential]:
     return ledger, cred
 
 
-def _saved(db: sqlite3.Connection) -> dict[int, str]:
-    """position -> the text of the state saved there, as it loads (its digest checked; a
-    state that would not load maps to "")."""
-    states = SavedStates(db)
+# The key of states saved outside a ledger (`SavedStates` alone).
+KEY = bytes(range(32))
+
+
+def _saved(db: sqlite3.Connection, keyed: Any) -> dict[int, str]:
+    """position -> the text of the state saved there, as it loads (its MAC checked under
+    `keyed`: a key, or a ledger's `replay_state_key()`; a state that would not load maps to
+    "")."""
+    key = keyed if isinstance(keyed, bytes) else keyed.replay_state_key()
+    assert key is not None
+    states = SavedStates(db, key)
     found: dict[int, str] = {}
     for (position,) in db.execute("SELECT position FROM replay_checkpoints ORDER BY position"):
         state = states.read(position)
@@ -238,7 +245,7 @@ def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypa
     before = views.snapshot()
     assert views.rebuild(progress=seen.append) == head and seen[-1] == head
     assert views.snapshot() == before
-    saved = _saved(views.db)
+    saved = _saved(views.db, ledger)
     spacing = REBUILD_SAVE_FACTOR * 4
     assert sorted(saved) == list(range(spacing, head + 1, spacing))
     for position, text in saved.items():
@@ -252,7 +259,7 @@ def test_rebuilding_the_views_saves_replay_states_again(tmp_path: Path, monkeypa
         )
         assert _Counting.folded <= position % spacing, position
     # The replays above saved the states in between as they passed them.
-    assert sorted(_saved(views.db)) == list(range(4, head + 1, 4))
+    assert sorted(_saved(views.db, ledger)) == list(range(4, head + 1, 4))
     assert Replayer(ledger, views.db).at_position(head) == expected
 
 
@@ -276,7 +283,7 @@ def test_catch_up_saves_replay_states_as_the_log_grows(tmp_path: Path, monkeypat
         views.close()
     views = Views(ledger)
     head = ledger.recorder.max_notification_id() or 0
-    saved = _saved(views.db)
+    saved = _saved(views.db, ledger)
     assert sorted(saved) == list(range(5, head + 1, 5))
     for position, text in saved.items():
         assert text == replay_states.encode(Replayer(ledger).at_position(position)), position
@@ -300,10 +307,10 @@ def test_catch_up_leaves_states_to_replays_when_none_is_near(
     _Counting.folded = 0
     monkeypatch.setattr(replay, "Replayer", _Counting)
     assert views.catch_up() > 0
-    assert _Counting.folded == 0 and _saved(views.db) == {}
+    assert _Counting.folded == 0 and _saved(views.db, ledger) == {}
     head = ledger.recorder.max_notification_id() or 0
     assert _Counting(ledger, views.db).at_position(head) == Replayer(ledger).at_position(head)
-    assert len(_saved(views.db)) == head // 2
+    assert len(_saved(views.db, ledger)) == head // 2
 
 
 def _saved_every_3(tmp_path: Path, monkeypatch: Any) -> tuple[Any, Any, replay_states.State, int]:
@@ -316,7 +323,7 @@ def _saved_every_3(tmp_path: Path, monkeypatch: Any) -> tuple[Any, Any, replay_s
     views = Views(ledger)
     views.catch_up()
     full = Replayer(ledger).at_position(ledger.recorder.max_notification_id() or 0)
-    return ledger, views, full, max(_saved(views.db))
+    return ledger, views, full, max(_saved(views.db, ledger))
 
 
 def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatch: Any) -> None:
@@ -342,16 +349,16 @@ def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatc
     db.execute(
         "UPDATE replay_parts SET text = ? WHERE id = ?", (oid + ":" + json.dumps(edited), part)
     )
-    assert _saved(db)[last] == ""  # no longer loads
+    assert _saved(db, ledger)[last] == ""  # no longer loads
     _Counting.folded = 0
     assert _Counting(ledger, db).at_position(head) == full
     assert _Counting.folded > head - last  # started before the edited state
-    assert _saved(db)[last] == replay_states.encode(Replayer(ledger).at_position(last))
+    assert _saved(db, ledger)[last] == replay_states.encode(Replayer(ledger).at_position(last))
     # A part missing.
     db.execute("DELETE FROM replay_parts WHERE id = ?", (parts_of(last)[-1],))
-    assert _saved(db)[last] == ""
+    assert _saved(db, ledger)[last] == ""
     assert Replayer(ledger, db).at_position(head) == full
-    assert _saved(db)[last] == replay_states.encode(Replayer(ledger).at_position(last))
+    assert _saved(db, ledger)[last] == replay_states.encode(Replayer(ledger).at_position(last))
     # A damaged head, and a list of parts that is not one.
     db.execute("UPDATE replay_checkpoints SET head = 'not json' WHERE position = ?", (last,))
     assert Replayer(ledger, db).at_position(head) == full
@@ -362,7 +369,7 @@ def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatc
     _Counting.folded = 0
     assert _Counting(ledger, db).at_position(head) == full
     assert _Counting.folded == head  # every state was stale: a full re-fold
-    saved = _saved(db)
+    saved = _saved(db, ledger)
     assert saved and all(
         text == replay_states.encode(Replayer(ledger).at_position(p)) for p, text in saved.items()
     )
@@ -377,7 +384,7 @@ def test_a_stale_or_damaged_saved_state_is_never_used(tmp_path: Path, monkeypatc
         old.commit()
         old.close()
         reopened = Views(ledger)
-        assert _saved(reopened.db) == {}
+        assert _saved(reopened.db, ledger) == {}
         assert Replayer(ledger, reopened.db).at_position(head) == full
         reopened.close()
 
@@ -402,7 +409,7 @@ def test_saved_states_share_the_parts_of_secrets_that_did_not_change(
     views.rebuild()
     db = views.db
     head = ledger.recorder.max_notification_id() or 0
-    saved = _saved(db)
+    saved = _saved(db, ledger)
     assert len(saved) >= 3
     for position, text in saved.items():
         assert text == replay_states.encode(Replayer(ledger).at_position(position)), position
@@ -421,32 +428,34 @@ def test_a_state_folded_on_is_saved_with_only_its_marked_secrets_encoded_again(
     """`SavedStates` encodes again only the secrets marked changed in the state it tracks (so
     the fold marks every `Secret.*` event); a state it does not track is encoded whole."""
     db = sqlite3.connect(tmp_path / "states.sqlite", isolation_level=None)
-    states = SavedStates(db)
+    states = SavedStates(db, KEY)
     state = replay.empty()
     state["secrets"]["a"] = {"name": "x", "retained": [1], "born": {"1": "t"}}
     state["secrets"]["b"] = {"name": 'y\u00e9"', "retained": [], "born": {}}
     state.update(position=3, timestamp="2025-01-01T00:00:00.000Z", retention=10)
     states.save(state, b"L" * 32)
-    assert _saved(db)[3] == replay_states.encode(state)
+    assert _saved(db, KEY)[3] == replay_states.encode(state)
     state["position"] = 6
     state["secrets"]["a"]["retained"].append(2)
     states.changed("a")
     state["operators"]["o"] = {"name": "alice", "role": None, "sessions": {"s": {}}}
     state["secrets"]["b"]["name"] = "z"  # not marked: its old part stays
     states.save(state, None)
-    assert _saved(db)[6] != replay_states.encode(state)
-    assert json.loads(_saved(db)[6])["secrets"]["b"]["name"] == 'y\u00e9"'
-    assert json.loads(_saved(db)[6])["secrets"]["a"]["retained"] == [1, 2]
+    assert _saved(db, KEY)[6] != replay_states.encode(state)
+    assert json.loads(_saved(db, KEY)[6])["secrets"]["b"]["name"] == 'y\u00e9"'
+    assert json.loads(_saved(db, KEY)[6])["secrets"]["a"]["retained"] == [1, 2]
     copy = json.loads(replay_states.encode(state))  # not the tracked state: encoded whole
     copy["position"] = 9
     states.changed("gone")  # marked but not in the state: ignored
     states.save(copy, None)
-    assert _saved(db)[9] == replay_states.encode(copy)
-    loaded = SavedStates(db).nearest(9, lambda _at: None)
+    assert _saved(db, KEY)[9] == replay_states.encode(copy)
+    loaded = SavedStates(db, KEY).nearest(9, lambda _at: None)
     assert loaded == copy and loaded is not None
     assert replay_states.encode(loaded) == replay_states.encode(copy)
-    assert SavedStates(db).nearest(8, lambda _at: b"M" * 32) is None  # other links: deleted
-    assert _saved(db) == {9: replay_states.encode(copy)}
+    assert SavedStates(db, None).nearest(9, lambda _at: None) is None  # no key: not used
+    assert SavedStates(db, bytes(32)).read(9) is None  # another key: not believed
+    assert SavedStates(db, KEY).nearest(8, lambda _at: b"M" * 32) is None  # other links: deleted
+    assert _saved(db, KEY) == {9: replay_states.encode(copy)}
 
 
 def test_replay_gives_each_secret_its_compliance_as_it_was_then(tmp_path: Path) -> None:
@@ -648,7 +657,7 @@ def test_replay_skips_decoding_only_what_cannot_change_the_state(
     for position in range(head + 1):
         assert Replayer(ledger).at_position(position) == one_by_one(position), position
         assert Replayer(ledger, cache).at_position(position) == one_by_one(position), position
-    assert 10 not in _saved(cache) and 5 in _saved(cache)
+    assert 10 not in _saved(cache, ledger) and 5 in _saved(cache, ledger.replay_state_key())
 
 
 def test_hostile_saved_state_rows_never_break_a_replay(tmp_path: Path, monkeypatch: Any) -> None:
@@ -674,9 +683,9 @@ def test_hostile_saved_state_rows_never_break_a_replay(tmp_path: Path, monkeypat
     ]
     for statement, parameters in damage:
         db.execute(statement, parameters)
-        assert _saved(db).get(last) == ""  # refused, not raised
+        assert _saved(db, ledger).get(last) == ""  # refused, not raised
         assert Replayer(ledger, db).at_position(head) == full
-        assert _saved(db)[last] == replay_states.encode(Replayer(ledger).at_position(last))
+        assert _saved(db, ledger)[last] == replay_states.encode(Replayer(ledger).at_position(last))
         listed = json.loads(
             db.execute(
                 "SELECT parts FROM replay_checkpoints WHERE position = ?", (last,)
@@ -695,7 +704,7 @@ def test_hostile_saved_state_rows_never_break_a_replay(tmp_path: Path, monkeypat
     # Another history at every position: all states deleted, their parts too, new ones saved.
     db.execute("UPDATE replay_checkpoints SET link = ?", (b"\x01" * 32,))
     assert Replayer(ledger, db).at_position(head) == full
-    assert unlisted() == 0 and len(_saved(db)) == head // 3
+    assert unlisted() == 0 and len(_saved(db, ledger)) == head // 3
     # A parts table of another shape is dropped on open, and the states with it refused.
     views.close()
     other = sqlite3.connect(tmp_path / "views.sqlite")
@@ -705,7 +714,7 @@ def test_hostile_saved_state_rows_never_break_a_replay(tmp_path: Path, monkeypat
     other.close()
     reopened = Views(ledger)
     assert Replayer(ledger, reopened.db).at_position(head) == full
-    assert all(text for text in _saved(reopened.db).values())
+    assert all(text for text in _saved(reopened.db, ledger).values())
     reopened.close()
 
 
@@ -726,4 +735,6 @@ def test_a_window_marks_what_it_folds_for_the_next_save(tmp_path: Path, monkeypa
     window(replayer, state, head)
     replayer.save_state(state)
     assert state["position"] == head
-    assert _saved(views.db)[head] == replay_states.encode(Replayer(ledger).at_position(head))
+    assert _saved(views.db, ledger)[head] == replay_states.encode(
+        Replayer(ledger).at_position(head)
+    )

@@ -241,7 +241,7 @@ def test_a_forged_operator_snapshot_is_found(
         app.write(bob, SecretAddress("production", "nexus", "busy.key"), "bobs-own-value-123")
     bob_now: Any = app.repository.get(operator_id("bob"))
     stored = app.mapper.to_stored_event(type(bob_now).Snapshot.take(bob_now))
-    forged = seal(bytes(32), stored)
+    forged = seal(bytes(32), stored, bytes(32))
     edited = bytes(forged.state).replace(b'"analyst"', b'"senior-engineer"', 1)
     assert edited != bytes(forged.state)
     with sqlite3.connect(home / "ledger.sqlite") as db:

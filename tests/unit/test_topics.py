@@ -21,7 +21,14 @@ import ledger.checkpoint
 import ledger.records
 import ledger.rotation_records
 from ledger import topics
-from ledger.decoding import AllowListMapper, UndecodableData, is_sealed, seal, unseal
+from ledger.decoding import (
+    AllowListMapper,
+    UndecodableData,
+    is_sealed,
+    seal,
+    seal_key,
+    unseal,
+)
 from ledger.errors import IntegrityFailure
 from ledger.stamping import LedgerAggregate, LedgerSnapshot
 
@@ -85,18 +92,32 @@ def test_any_state_of_a_listed_topic_decodes_or_fails_as_damage(state: dict[str,
 
 def test_a_seal_binds_the_snapshot_to_its_aggregate_version_and_bytes() -> None:
     key, other = bytes(range(32)), bytes(32)
+    link = bytes(range(1, 33))
     oid = uuid4()
-    sealed = seal(key, StoredEvent(oid, 50, topics.SNAPSHOT_TOPIC, b'{"a":1}'))
+    sealed = seal(key, StoredEvent(oid, 50, topics.SNAPSHOT_TOPIC, b'{"a":1}'), link)
     assert is_sealed(sealed)
-    opened = unseal(key, StoredEvent(oid.hex, 50, sealed.topic, sealed.state))  # type: ignore[arg-type]
+    opened = unseal(key, StoredEvent(oid.hex, 50, sealed.topic, sealed.state), link)  # type: ignore[arg-type]
     assert opened is not None and opened.state == b'{"a":1}'
-    assert unseal(other, sealed) is None
-    assert unseal(key, StoredEvent(uuid4(), 50, sealed.topic, sealed.state)) is None
-    assert unseal(key, StoredEvent(oid, 51, sealed.topic, sealed.state)) is None
+    assert unseal(other, sealed, link) is None
+    assert unseal(key, StoredEvent(uuid4(), 50, sealed.topic, sealed.state), link) is None
+    assert unseal(key, StoredEvent(oid, 51, sealed.topic, sealed.state), link) is None
     flipped = bytearray(sealed.state)
     flipped[-2] ^= 1
-    assert unseal(key, StoredEvent(oid, 50, sealed.topic, bytes(flipped))) is None
-    assert unseal(key, StoredEvent(oid, 50, sealed.topic, b'{"a":1}')) is None
+    assert unseal(key, StoredEvent(oid, 50, sealed.topic, bytes(flipped)), link) is None
+    assert unseal(key, StoredEvent(oid, 50, sealed.topic, b'{"a":1}'), link) is None
+
+
+def test_a_seal_binds_the_snapshot_to_its_ledger_and_its_history() -> None:
+    fingerprint_key = bytes(range(32))
+    key = seal_key(fingerprint_key, "a" * 32)
+    link = bytes(range(1, 33))
+    sealed = seal(key, StoredEvent(uuid4(), 50, topics.SNAPSHOT_TOPIC, b'{"a":1}'), link)
+    assert unseal(key, sealed, link) is not None
+    # Another ledger sharing the fingerprint key (`ledger import-key` of the same key).
+    assert unseal(seal_key(fingerprint_key, "b" * 32), sealed, link) is None
+    # A copy of the same ledger (`ledger copy`: same uid, same key) whose history diverged.
+    assert unseal(key, sealed, bytes(32)) is None
+    assert unseal(key, sealed, None) is None
 
 
 def _denial(**changes: Any) -> StoredEvent:
