@@ -136,7 +136,7 @@ def _auth(root: typer.Typer) -> None:
 
 
 def _audit(root: typer.Typer) -> None:
-    from commands.audit_cmds import audit_app, projections_app, report_app
+    from commands.audit import audit_app, projections_app, report_app
 
     root.add_typer(audit_app, name="audit")
     root.add_typer(report_app, name="report")
