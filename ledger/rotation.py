@@ -45,10 +45,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
+
 from ledger import context
 from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue, KeySpec, load_catalogue
-from ledger.errors import LedgerError, NotFound, ValidationFailed
+from ledger.errors import IntegrityFailure, LedgerError, NotFound, ValidationFailed
 from ledger.generate import generate_value
 from ledger.notifications import notifications, originator_of
 from ledger.operator import Operator
@@ -363,11 +365,29 @@ class Rotator:
 
     # -- runs ---------------------------------------------------------------------------
 
+    def _load(self, aggregate_id: UUID, kind: type[Any], shown: str) -> Any:
+        """A run or an incident a rotation decides on (what it rotates, what it resumes),
+        folded from chain-checked events, failing closed on damage (exit 6, an alarm
+        recorded): an unchained `RotationRun.Started` would otherwise choose the targets."""
+        with self.ledger._failing_closed(f"a rotation on {shown}"):
+            try:
+                found: Any = self.ledger._load_authority(aggregate_id)
+            except AggregateNotFoundError:
+                found = None
+        if not isinstance(found, kind):
+            raise IntegrityFailure(
+                f"{shown} is missing or recorded as another kind of record: the ledger was "
+                "altered or damaged: run `secrets audit verify`"
+            )
+        return found
+
+    def _load_run(self, run_id: UUID) -> RotationRun:
+        found: RotationRun = self._load(run_id, RotationRun, f"rotation run {run_id.hex}")
+        return found
+
     def _runs(self) -> Iterator[RotationRun]:
         for n in notifications(self.ledger.recorder, RotationRun, "Started"):
-            found: Any = self.ledger.repository.get(originator_of(n))
-            assert isinstance(found, RotationRun)
-            yield found
+            yield self._load_run(originator_of(n))
 
     def open_run(self, scope: str) -> RotationRun | None:
         """The newest run of `scope` if it is unfinished (only the newest can be)."""
@@ -395,8 +415,7 @@ class Rotator:
 
     def _save_run(self, run: RotationRun, change: Callable[[RotationRun], None]) -> None:
         def attempt() -> None:
-            found: Any = self.ledger.repository.get(run.id)
-            assert isinstance(found, RotationRun)
+            found = self._load_run(run.id)
             change(found)
             self.ledger._save(found)
 
@@ -656,14 +675,12 @@ class Rotator:
     def _complete_incident(
         self, principal: Principal, incident_id: UUID, run_id: UUID, report: BatchReport
     ) -> None:
-        finished: Any = self.ledger.repository.get(run_id)
-        assert isinstance(finished, RotationRun)
+        finished = self._load_run(run_id)
         needs = list(report.needs_value)
         failed = sorted({a for a, _ in report.failed} | {a for a, _ in report.rejected})
 
         def attempt() -> None:
-            incident: Any = self.ledger.repository.get(incident_id)
-            assert isinstance(incident, Incident)
+            incident: Incident = self._load(incident_id, Incident, f"incident {incident_id.hex}")
             # Rotated over the whole incident, across resumed invocations.
             incident.complete(list(finished.rotated), needs, failed)
             self.ledger._save(incident)

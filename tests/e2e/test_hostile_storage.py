@@ -489,3 +489,104 @@ def test_an_event_damaged_after_the_views_applied_it_is_shown_as_unreadable(
     assert f"positions {added} cannot be decoded any more" in shown.stderr, shown.stderr
     (entry,) = [e for e in json.loads(shown.stdout)["events"] if e["position"] == added]
     assert (entry["code"], entry["action"]) == ("HBSE-013", "unreadable"), entry
+
+
+# -- an unfinished rotation run read from storage ---------------------------------------------
+
+NEW_VALUE = "sk-live-value-0002-klmnopqrst"
+STAMP = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00.000000+00:00"}
+
+
+def _insert(db: sqlite3.Connection, oid: str, topic: str, state: dict[str, object]) -> None:
+    """One event row at version 1, with no chain link: nothing recomputed."""
+    db.execute(
+        "INSERT INTO stored_events VALUES (?, 1, ?, ?)",
+        (oid, topic, json.dumps(state, separators=(",", ":")).encode()),
+    )
+
+
+def _forge_open_run(home: Path, scope: str, with_incident: bool = True) -> None:
+    """An unfinished rotation run of `scope` with no targets (and, for an emergency, its
+    incident), inserted as two unchained rows."""
+    import uuid
+
+    incident = uuid.uuid4().hex if scope == "emergency" else None
+    common = {"timestamp": STAMP, "operator": "alice", "correlation_id": "0" * 32}
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        if incident is not None and with_incident:
+            _insert(
+                db,
+                incident,
+                "ledger.records:Incident.EmergencyRotationStarted",
+                {**common, "originator_topic": "ledger.records:Incident", "reason": "old"},
+            )
+        _insert(
+            db,
+            uuid.uuid4().hex,
+            "ledger.rotation_records:RotationRun.Started",
+            {
+                **common,
+                "originator_topic": "ledger.rotation_records:RotationRun",
+                "scope": scope,
+                "trigger": "manual",
+                "targets": {},
+                "incident_id": incident,
+            },
+        )
+
+
+def _values_file(tmp_path: Path) -> Path:
+    path = tmp_path / "values.toml"
+    path.write_text(f'"default/nexus/mcp.bun.apiKey" = "{NEW_VALUE}"\n')
+    path.chmod(0o600)
+    return path
+
+
+def _current_version(ledger: Ledger) -> int:
+    return int(ledger.json("versions", *ADDRESS)["current_version"])
+
+
+@pytest.mark.parametrize(
+    ("scope", "command"),
+    [("emergency", ("emergency-rotate", "--reason", "leaked")), ("all", ("rotate", "--all"))],
+)
+def test_a_forged_open_run_does_not_decide_what_a_rotation_rotates(
+    ledger: Ledger, tmp_path: Path, scope: str, command: tuple[str, ...]
+) -> None:
+    """Two rows inserted without chain links made the real `emergency-rotate` "resume" a
+    forged incident with no targets (nothing rotated, exit 0), and `rotate --all` rotate
+    nothing: the run is read for a decision, so it is checked and fails closed."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    before = _current_version(ledger)
+    _forge_open_run(ledger.home, scope)
+    result = ledger.run(*command, "--values-file", str(_values_file(tmp_path)))
+    assert result.returncode == 6, (result.returncode, result.stdout, result.stderr)
+    assert "position" in result.stderr, result.stderr
+    assert _current_version(ledger) == before
+
+
+def test_a_forged_open_emergency_without_its_incident_is_an_integrity_failure(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Was exit 1, `internal error (AggregateNotFoundError)`."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    _forge_open_run(ledger.home, "emergency", with_incident=False)
+    result = ledger.run(
+        "emergency-rotate", "--reason", "leaked", "--values-file", str(_values_file(tmp_path))
+    )
+    _not_internal(result)
+    assert result.returncode == 6, (result.returncode, result.stderr)
+
+
+def test_deleting_the_newest_event_is_an_integrity_failure(ledger: Ledger) -> None:
+    """SQLite gives the next insert the deleted row's id, whose chain link is still there:
+    every write (a `get`'s receipt included) was exit 1, `the event store failed: UNIQUE
+    constraint failed: event_chain.notification_id`, where the log was cut."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    ledger.set(*ADDRESS[1::2], NEW_VALUE)  # the newest event: this version's
+    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+        db.execute("DELETE FROM stored_events WHERE rowid = (SELECT max(rowid) FROM stored_events)")
+    read = ledger.run("get", *ADDRESS)
+    _not_internal(read)
+    assert read.returncode == 6, (read.returncode, read.stderr)
+    assert "position" in read.stderr, read.stderr
