@@ -112,6 +112,19 @@ def head_link(position: object, stored: object) -> bytes:
     )
 
 
+def refuse_cut_log(head_position: int, first_new: int) -> None:
+    """A write's first new position must be past the chain head. A link at or after it has
+    lost its event: the log was cut (its newest rows deleted, links left; on SQLite the
+    deleted row's id is handed out again, on PostgreSQL a reset sequence does the same).
+    Damage, not a race to retry: nothing is appended to it."""
+    if first_new <= head_position:
+        raise IntegrityFailure(
+            f"the chain holds a link at position {first_new} but the log has no event there (its "
+            "newest events were deleted); nothing was written: run `secrets audit verify` and "
+            "restore from a backup"
+        )
+
+
 @dataclass(frozen=True)
 class StoredRow:
     """An event as stored (for verification)."""

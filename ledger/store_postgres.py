@@ -25,7 +25,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link
+from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link, refuse_cut_log
 from ledger.errors import BadConfiguration
 
 if TYPE_CHECKING:
@@ -120,10 +120,9 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         )
         head = curs.fetchone()
         previous = head_link(head["notification_id"], head["link"]) if head is not None else GENESIS
-        if head is not None and min(ids) <= int(head["notification_id"]):
-            raise IntegrityError(
-                f"notification id {min(ids)} is not past the chain head {head['notification_id']}"
-            )
+        if head is not None:
+            # Under the lock no writer can be ahead: an id not past the head is damage.
+            refuse_cut_log(int(head["notification_id"]), min(ids))
         # Chain the rows exactly as stored, in notification id order.
         curs.execute(
             SQL(

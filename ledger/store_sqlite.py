@@ -14,7 +14,7 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
 )
 
-from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link
+from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link, refuse_cut_log
 from ledger.errors import BadConfiguration
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         )
         row = c.fetchone()
         previous = head_link(row[0], row[1]) if row is not None else GENESIS
+        if row is not None:
+            refuse_cut_log(int(row[0]), min(ids))
         for notification_id, s in zip(ids, stored_events, strict=True):
             previous = link(
                 previous,

@@ -15,6 +15,7 @@ from eventsourcing.persistence import IntegrityError
 from ledger.application import SecretsLedger
 from ledger.chain import ChainedRecorder, verify, verify_store
 from ledger.config import open_ledger
+from ledger.errors import IntegrityFailure
 from ledger.secret import Secret
 from ledger.store_postgres import ChainedPostgresApplicationRecorder
 from ledger.vault.memory import MemoryKeyring
@@ -94,6 +95,26 @@ def test_a_deleted_event_or_link_is_detected(app: SecretsLedger, pg_url: str) ->
     _sql(pg_url, f"DELETE FROM {CHAIN} WHERE notification_id IN (2, 5)")
     report = verify_store(_recorder(app))  # the link at 3 chains over the missing 2
     assert report.fault is not None and report.fault.position == 3
+
+
+def test_a_cut_log_whose_id_is_handed_out_again_is_damage_not_a_race(
+    app: SecretsLedger,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """The newest event deleted and the sequence set back: the next write gets the id of a
+    position that still has its link. It was the library's IntegrityError (retried as a race,
+    then "another writer kept changing"); it is damage, and nothing is written."""
+    _add(app, 2)
+    _sql(pg_url, f"DELETE FROM {EVENTS} WHERE notification_id = 4")
+    _sql(
+        pg_url,
+        f"SELECT setval(pg_get_serial_sequence('{EVENTS}', 'notification_id'), 3)",
+    )
+    secret = Secret("default", "svc", "late")
+    secret.add_version("e" * 64, "manual", "h")
+    with pytest.raises(IntegrityFailure, match="position 4"):
+        app.save(secret)
+    assert _sql(pg_url, f"SELECT count(*) FROM {EVENTS}")[0][0] == 3  # rolled back
 
 
 def test_sequence_gaps_from_rolled_back_inserts_do_not_break_the_chain(
