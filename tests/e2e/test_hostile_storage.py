@@ -173,6 +173,38 @@ def test_a_deeply_nested_intent_is_not_an_internal_error(ledger: Ledger) -> None
     _not_internal(ledger.run("doctor"))
 
 
+@pytest.mark.parametrize("pid", [2**70, -(2**70), 0, "1", True], ids=str)
+def test_an_intent_with_a_pid_no_process_has_is_damage_doctor_reports(
+    ledger: Ledger, pid: object
+) -> None:
+    """`os.kill(2**70, 0)` raised OverflowError: `doctor` and `doctor --repair` exit 1."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    uid = ledger.events("ledger.settings:")[0].state["ledger_uid"]
+    pending = ledger.home / "pending"
+    pending.mkdir(mode=0o700, exist_ok=True)
+    intent = pending / f"{'0' * 32}.intent"
+    intent.write_text(
+        json.dumps(
+            {
+                "namespace": f"secrets-ledger:{uid}",
+                "entry": "default/nexus/mcp.bun.apiKey#v1.aaaaaaaaaaaa",
+                "pid": pid,
+                "started": 1,
+            }
+        )
+    )
+    doctor = ledger.run("doctor")
+    _not_internal(doctor)
+    assert doctor.returncode == 6, doctor.stderr
+    assert f"damaged pending-write intent: {intent.name}" in doctor.stdout, doctor.stdout
+    repair = ledger.run("doctor", "--repair")
+    _not_internal(repair)
+    assert repair.returncode == 0, repair.stderr
+    assert not intent.exists()
+    got = ledger.run("get", *ADDRESS)
+    assert got.returncode == 0 and got.stdout.strip() == VALUE, got.stderr
+
+
 def _bundle(ledger: Ledger, tmp_path: Path) -> Path:
     out = tmp_path / "bundle"
     exported = ledger.run("audit", "export", "--out", str(out))
