@@ -385,3 +385,35 @@ def test_an_event_time_beyond_utc_is_unreadable_in_views_and_damage_in_verify(
         _not_internal(result)
         _damage(result, position)
         assert "cannot be decoded" in result.stderr, result.stderr
+
+
+@pytest.mark.sqlite_file
+def test_an_unchained_event_time_beyond_utc_is_not_an_internal_error(ledger: Ledger) -> None:
+    """The review's PoC: the same read receipt inserted with no chain link."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    state = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": "9999-12-31T23:59:59-23:59"},
+        "originator_topic": "ledger.records:ReadReceipt",
+        "operator": "alice",
+        "correlation_id": "0" * 32,
+        "environment": "default",
+        "service": "nexus",
+        "name": "mcp.bun.apiKey",
+        "version": 1,
+    }
+    with _db(ledger) as db:
+        db.execute(
+            "INSERT INTO stored_events VALUES (?, 1, ?, ?)",
+            (uuid4().hex, "ledger.records:ReadReceipt.SecretRead", json.dumps(state).encode()),
+        )
+    for command in (
+        ("list",),
+        ("audit", "log"),
+        ("dashboard",),
+        ("report", "compliance"),
+        ("projections", "rebuild"),
+    ):
+        _not_internal(ledger.run(*command))
+    verify = ledger.run("audit", "verify")
+    _not_internal(verify)
+    assert verify.returncode == 6, verify.stderr
