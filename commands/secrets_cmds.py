@@ -493,6 +493,7 @@ def doctor(
     unresolved = (
         views_damage
         + [s for s in report.bad_snapshots if f"snapshot {s}" not in report.repaired]
+        + report.damaged_intents
         + report.missing_values
         + [e for e in report.orphans if e not in report.repaired]
         + [e for e in report.leftovers if e not in report.repaired]
@@ -509,6 +510,7 @@ def doctor(
                 "repaired": report.repaired,
                 "on_other_hosts": report.on_other_hosts,
                 "bad_snapshots": report.bad_snapshots,
+                "damaged_intents": report.damaged_intents,
                 "damaged_views": views_damage,
                 "in_progress": report.in_progress,
                 "keychain_listed": report.keychain_listed,
@@ -523,6 +525,7 @@ def doctor(
         for label, items in (
             ("damaged views cache", views_damage),
             ("bad snapshot", report.bad_snapshots),
+            ("damaged pending-write intent", report.damaged_intents),
             ("missing value", report.missing_values),
             ("orphaned entry", report.orphans),
             ("leftover value", report.leftovers),

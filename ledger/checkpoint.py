@@ -65,6 +65,24 @@ class Checkpoint(LedgerAggregate):
 CHECKPOINT_TOPIC = f"{Checkpoint.__module__}:{Checkpoint.__qualname__}.CheckpointSigned"
 
 
+# Lengths in hex digits of a SHA-256 chain link, an Ed25519 public key and signature.
+_HEAD_HEX, _KEY_HEX, _SIGNATURE_HEX = 64, 64, 128
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _hex(value: object, lengths: tuple[int, ...]) -> str:
+    if not isinstance(value, str) or len(value) not in lengths or not set(value) <= _HEX_DIGITS:
+        raise ValueError("not a hex field of the expected length")
+    return value
+
+
+def _counter(value: object, least: int) -> int:
+    # bool is an int; a position beyond 2**63 is no row's (SQLite's rowid is 64-bit signed).
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value < 2**63:
+        raise ValueError("not a counter in range")
+    return value
+
+
 @dataclass(frozen=True)
 class SignedHead:
     """What a checkpoint claims, as decoded from the log (or from a witness)."""
@@ -78,13 +96,17 @@ class SignedHead:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SignedHead:
+        """ValueError unless every field has the form a writer gives it: the fields are read
+        from storage and then compared (`hmac.compare_digest` refuses non-ASCII text) and
+        decoded as hex, so anything else would fail later as an internal error, not here as
+        an undecodable checkpoint."""
         return cls(
-            int(state["sequence"]),
-            int(state["position"]),
-            str(state["head"]),
-            str(state["previous_signature"]),
-            str(state["public_key"]),
-            str(state["signature"]),
+            _counter(state["sequence"], 1),
+            _counter(state["position"], 0),
+            _hex(state["head"], (_HEAD_HEX,)),
+            _hex(state["previous_signature"], (0, _SIGNATURE_HEX)),
+            _hex(state["public_key"], (_KEY_HEX,)),
+            _hex(state["signature"], (_SIGNATURE_HEX,)),
         )
 
     def message(self) -> bytes:

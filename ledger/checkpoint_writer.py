@@ -30,7 +30,14 @@ def latest(app: SecretsLedger) -> tuple[int, SignedHead] | None:
     row = app._chained_recorder().last_with_topic(CHECKPOINT_TOPIC)
     if row is None:
         return None
-    return row.notification_id, SignedHead.from_state(app._decode_row(row))
+    try:
+        return row.notification_id, SignedHead.from_state(app._decode_row(row))
+    except (ValueError, KeyError) as exc:
+        # Not the message: it may quote stored bytes.
+        raise IntegrityFailure(
+            f"the checkpoint at position {row.notification_id} cannot be decoded "
+            f"({type(exc).__name__}); run `secrets audit verify`"
+        ) from None
 
 
 def signing_key(app: SecretsLedger, expected_public: str | None) -> str:

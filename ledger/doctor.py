@@ -41,10 +41,18 @@ class DoctorReport:
     # Entries whose write is still running in another process (its intent names a live
     # writer): not orphans yet, so neither reported as such nor repaired.
     in_progress: list[str] = field(default_factory=list)
+    # Intent files no writer wrote ("<file>: <why>"), left for `--repair` to remove.
+    damaged_intents: list[str] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
-        return not (self.missing_values or self.orphans or self.leftovers or self.bad_snapshots)
+        return not (
+            self.missing_values
+            or self.orphans
+            or self.leftovers
+            or self.bad_snapshots
+            or self.damaged_intents
+        )
 
 
 def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
@@ -99,7 +107,16 @@ def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
     orphans: list[str] = []
     in_progress: list[str] = []
     journaled: set[str] = set()
+    damaged_intents: list[str] = []
     for intent in app.intents.outstanding(app.namespace):
+        if intent.damage is not None:
+            # Not believed for anything, the entry it names included: only removed on repair.
+            if repair:
+                app.intents.done(intent)
+                repaired.append(f"intent {intent.path.name}")
+            else:
+                damaged_intents.append(f"{intent.path.name}: {intent.damage}")
+            continue
         journaled.add(intent.entry)
         if not intent.entry or intent.entry in recorded:
             app.intents.done(intent)
@@ -138,6 +155,7 @@ def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
         bad_snapshots,
         keychain_listed=listed is not None,
         in_progress=in_progress,
+        damaged_intents=damaged_intents,
     )
 
 

@@ -16,7 +16,7 @@ import inspect
 import sys
 import types
 import typing
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 # (field, the exact types its value may have, the exact types of its items (list) or values
@@ -140,6 +140,13 @@ def conforms(state: dict[str, Any], shape: Shape) -> str:
             if kind is dict and not all(type(k) is str and _text_ok(k) for k in value):
                 return f"field {name!r} has a key of the wrong type"
     stamp = state.get("timestamp")
-    if isinstance(stamp, datetime) and stamp.tzinfo is None:
-        return "its timestamp has no time zone"
+    if isinstance(stamp, datetime):
+        if stamp.tzinfo is None:
+            return "its timestamp has no time zone"
+        try:
+            # Every reader puts the time in UTC: an offset that moves it past year 1 or 9999
+            # fits the type but raises OverflowError there, so it is damage here.
+            stamp.astimezone(UTC)
+        except OverflowError:
+            return "its timestamp is beyond the range of UTC"
     return ""

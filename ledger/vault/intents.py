@@ -35,6 +35,31 @@ class Intent:
     entry: str
     pid: int | None = None  # the writing process; None in intents written before it was kept
     started: int | None = None  # its start time (Linux clock ticks since boot), if known
+    # Why the file is no intent a writer wrote (a pid no process can have, ...): `doctor`
+    # reports it and `--repair` removes it, never acting on the entry it names.
+    damage: str | None = None
+
+
+# pid_t is a signed 32-bit int on every platform the ledger runs on: `os.kill` raises
+# OverflowError beyond it, so a larger stored pid is damage, not a process to ask about.
+_PID_MAX = 2**31 - 1
+# A start time in clock ticks since boot; SQLite-sized, as far as a writer could ever record.
+_STARTED_MAX = 2**63 - 1
+
+
+def _field_damage(pid: object, started: object) -> str | None:
+    """What is wrong with an intent's writer fields (None: absent or as a writer writes them)."""
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, int)):
+        return "its writer pid is not a number"
+    if isinstance(pid, int) and not 0 < pid <= _PID_MAX:
+        return "its writer pid is out of range"
+    if started is not None and (
+        isinstance(started, bool)
+        or not isinstance(started, int)
+        or not 0 <= started <= _STARTED_MAX
+    ):
+        return "its writer start time is not a number in range"
+    return None
 
 
 def process_start(pid: int) -> tuple[str, int] | None:
@@ -122,17 +147,11 @@ class IntentJournal:
             try:
                 data = json.loads(path.read_text())
                 pid, started = data.get("pid"), data.get("started")
-                if isinstance(pid, bool):
-                    pid = None
-                found.append(
-                    Intent(
-                        path,
-                        str(data["namespace"]),
-                        str(data["entry"]),
-                        pid if isinstance(pid, int) else None,
-                        started if isinstance(started, int) else None,
-                    )
-                )
+                damage = _field_damage(pid, started)
+                if damage is not None:
+                    found.append(Intent(path, str(data["namespace"]), "", damage=damage))
+                    continue
+                found.append(Intent(path, str(data["namespace"]), str(data["entry"]), pid, started))
             except (OSError, ValueError, KeyError, AttributeError, RecursionError):
                 # A torn intent file (crash mid-write) names nothing recoverable, unless a
                 # writer is writing it right now: leave a young one alone.
@@ -143,7 +162,7 @@ class IntentJournal:
         return [
             i
             if not i.entry or parse_entry_name(i.entry) is not None
-            else Intent(i.path, namespace, "")
+            else Intent(i.path, namespace, "", damage=i.damage)
             for i in found
             if i.namespace == namespace
         ]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ledger.chain import GENESIS, link
 from ledger.operator import operator_id
 from ledger.settings import SETTINGS_ID
 from tests.clikit import Ledger, rechain
@@ -172,6 +173,38 @@ def test_a_deeply_nested_intent_is_not_an_internal_error(ledger: Ledger) -> None
     _not_internal(ledger.run("doctor"))
 
 
+@pytest.mark.parametrize("pid", [2**70, -(2**70), 0, "1", True], ids=str)
+def test_an_intent_with_a_pid_no_process_has_is_damage_doctor_reports(
+    ledger: Ledger, pid: object
+) -> None:
+    """`os.kill(2**70, 0)` raised OverflowError: `doctor` and `doctor --repair` exit 1."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    uid = ledger.events("ledger.settings:")[0].state["ledger_uid"]
+    pending = ledger.home / "pending"
+    pending.mkdir(mode=0o700, exist_ok=True)
+    intent = pending / f"{'0' * 32}.intent"
+    intent.write_text(
+        json.dumps(
+            {
+                "namespace": f"secrets-ledger:{uid}",
+                "entry": "default/nexus/mcp.bun.apiKey#v1.aaaaaaaaaaaa",
+                "pid": pid,
+                "started": 1,
+            }
+        )
+    )
+    doctor = ledger.run("doctor")
+    _not_internal(doctor)
+    assert doctor.returncode == 6, doctor.stderr
+    assert f"damaged pending-write intent: {intent.name}" in doctor.stdout, doctor.stdout
+    repair = ledger.run("doctor", "--repair")
+    _not_internal(repair)
+    assert repair.returncode == 0, repair.stderr
+    assert not intent.exists()
+    got = ledger.run("get", *ADDRESS)
+    assert got.returncode == 0 and got.stdout.strip() == VALUE, got.stderr
+
+
 def _bundle(ledger: Ledger, tmp_path: Path) -> Path:
     out = tmp_path / "bundle"
     exported = ledger.run("audit", "export", "--out", str(out))
@@ -201,6 +234,74 @@ def test_a_bundle_key_of_an_unknown_algorithm_is_not_an_internal_error(
         f"-----BEGIN PUBLIC KEY-----\n{pem}\n-----END PUBLIC KEY-----\n"
     )
     _not_internal(ledger.run("audit", "verify", "--bundle", str(bundle)))
+
+
+def _edit_last_checkpoint(db_path: Path, field: str, value: str) -> int:
+    """Set `field` of the newest checkpoint event (the log's last event) and recompute its own
+    chain link only, the one link after the newest signed checkpoint, which anyone can; its
+    position."""
+    with sqlite3.connect(db_path) as db:
+        position, oid, version, topic, state = db.execute(
+            "SELECT rowid, originator_id, originator_version, topic, state FROM stored_events "
+            "ORDER BY rowid DESC LIMIT 1"
+        ).fetchone()
+        assert topic.startswith("ledger.checkpoint:"), topic
+        data = json.loads(bytes(state))
+        data[field] = value
+        state = json.dumps(data, separators=(",", ":")).encode()
+        row = db.execute(
+            "SELECT link FROM event_chain WHERE notification_id < ? "
+            "ORDER BY notification_id DESC LIMIT 1",
+            (position,),
+        ).fetchone()
+        previous = bytes(row[0]) if row else GENESIS
+        db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (state, position))
+        db.execute(
+            "UPDATE event_chain SET link = ? WHERE notification_id = ?",
+            (link(previous, position, oid, version, topic, state), position),
+        )
+    return int(position)
+
+
+# Non-ASCII text, which `hmac.compare_digest` refuses with TypeError (exit 1 before the fix),
+# and text that is ASCII but no hex, in each field a checkpoint compares or decodes.
+CHECKPOINT_FIELDS = [
+    ("public_key", "\u00e9"),
+    ("head", "\u00e9" * 64),
+    ("signature", "\u00e9"),
+    ("previous_signature", "\u00e9"),
+    ("public_key", "zz" * 32),
+]
+CHECKPOINT_IDS = ["key-text", "head-text", "signature-text", "previous-text", "key-no-hex"]
+
+
+@pytest.mark.parametrize(("field", "value"), CHECKPOINT_FIELDS, ids=CHECKPOINT_IDS)
+def test_a_checkpoint_field_that_is_no_hex_is_damage_at_its_position(
+    ledger: Ledger, field: str, value: str
+) -> None:
+    ledger.set(*ADDRESS[1::2], VALUE)
+    signed = ledger.run("audit", "checkpoint")
+    assert signed.returncode == 0, signed.stderr
+    position = _edit_last_checkpoint(ledger.home / "ledger.sqlite", field, value)
+    verify = ledger.run("audit", "verify", "--output", "json")
+    assert verify.returncode == 6, verify.stderr
+    assert json.loads(verify.stdout)["fault"]["position"] == position, verify.stdout
+    for command in (("doctor", "--repair"), ("audit", "checkpoint"), ("audit", "pubkey")):
+        result = ledger.run(*command)
+        _not_internal(result)
+        assert result.returncode == 6, (command, result.stderr)
+
+
+@pytest.mark.parametrize(("field", "value"), CHECKPOINT_FIELDS[:2], ids=CHECKPOINT_IDS[:2])
+def test_a_bundle_checkpoint_field_that_is_no_hex_is_damage_on_the_auditors_machine(
+    ledger: Ledger, tmp_path: Path, field: str, value: str
+) -> None:
+    ledger.set(*ADDRESS[1::2], VALUE)
+    bundle = _bundle(ledger, tmp_path)
+    _edit_last_checkpoint(bundle / "ledger.sqlite", field, value)
+    verify = ledger.run("audit", "verify", "--bundle", str(bundle))
+    _not_internal(verify)
+    assert verify.returncode == 6, verify.stderr
 
 
 # -- doctor --repair acts only on a log that verifies ---------------------------------------

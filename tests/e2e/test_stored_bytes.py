@@ -54,6 +54,36 @@ def _insert(ledger: Ledger, table: str, oid: UUID, version: int, topic: str, sta
         )
 
 
+def _link_newest(ledger: Ledger, oid: UUID, version: int, topic: str, state: bytes) -> None:
+    """Give the newest event row (the one just inserted) the chain link anyone can compute
+    (the chain needs no secret), so that what refuses it is decoding, not the chain check."""
+    from ledger.chain import link
+
+    if ledger.database_url is None:
+        with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+            (position,) = db.execute("SELECT max(rowid) FROM stored_events").fetchone()
+            (previous,) = db.execute(
+                "SELECT link FROM event_chain ORDER BY notification_id DESC LIMIT 1"
+            ).fetchone()
+            chained = link(bytes(previous), position, oid.hex, version, topic, state)
+            db.execute("INSERT INTO event_chain VALUES (?, ?)", (position, chained))
+        return
+    import psycopg
+
+    with psycopg.connect(ledger.database_url) as conn:
+        ((position,),) = conn.execute(
+            "SELECT max(notification_id) FROM public.secretsledger_events"
+        ).fetchall()
+        ((previous,),) = conn.execute(
+            "SELECT link FROM public.secretsledger_event_chain "
+            "ORDER BY notification_id DESC LIMIT 1"
+        ).fetchall()
+        chained = link(bytes(previous), position, oid.hex, version, topic, state)
+        conn.execute(
+            "INSERT INTO public.secretsledger_event_chain VALUES (%s, %s)", (position, chained)
+        )
+
+
 def _operator_version(ledger: Ledger, name: str) -> int:
     return len(
         [
@@ -155,8 +185,12 @@ def test_a_forged_event_runs_nothing_and_fails_closed(
     ledger: Ledger, tmp_path: Path, topic: str, state: dict[str, object] | None
 ) -> None:
     """An operator `mallory` that only forged rows define: every way to name code is refused
-    as damage (exit 6, the row named), never imported or called."""
+    as damage (exit 6, the row named), never imported or called. The row that names code
+    under an allowed topic is given its chain link, so that the mapper's check of the classes
+    a state names (`AllowListMapper._check_named_classes`) is what refuses it, not the chain
+    check before decoding."""
     marker = tmp_path / "pwned-event"
+    relink = state is None
     if state is None:
         state = {
             "timestamp": STAMP,
@@ -168,6 +202,8 @@ def test_a_forged_event_runs_nothing_and_fails_closed(
         }
     text = json.dumps(state).replace("{marker}", str(marker)).encode()
     _insert(ledger, "events", operator_id("mallory"), 1, topic, text)
+    if relink:
+        _link_newest(ledger, operator_id("mallory"), 1, topic, text)
     result = ledger.run(
         "list",
         env={"SECRETS_LEDGER_TOKEN": "slt.mallory.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},

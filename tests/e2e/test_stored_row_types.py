@@ -347,3 +347,73 @@ def test_a_short_newest_chain_link_stops_every_write(ledger: Ledger) -> None:
     assert wrote.returncode == 6 and f"position {position}" in wrote.stderr, wrote.stderr
     assert len(ledger.events("ledger.secret:Secret.Registered")) == 1  # nothing written
     _damage(ledger.run("audit", "verify"), position)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"],
+    ids=["after-the-last-utc-day", "before-the-first-utc-day"],
+)
+def test_an_event_time_beyond_utc_is_unreadable_in_views_and_damage_in_verify(
+    ledger: Ledger, stamp: str
+) -> None:
+    """An aware timestamp that fits the state's shape but overflows when put in UTC: exit 1,
+    `internal error (OverflowError)`, for `list`, `audit log`, `dashboard`, `report
+    compliance`, `projections rebuild`, `audit replay` and `who-can` before the fix."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    state = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": stamp},
+        "originator_topic": "ledger.records:ReadReceipt",
+        "operator": "alice",
+        "correlation_id": "0" * 32,
+        "environment": "default",
+        "service": "nexus",
+        "name": "mcp.bun.apiKey",
+        "version": 1,
+    }
+    raw = json.dumps(state, separators=(",", ":")).encode()
+    position = _append_linked(ledger, uuid4(), "ledger.records:ReadReceipt.SecretRead", raw)
+    for command in (("dashboard",), ("report", "compliance")):
+        _not_internal(ledger.run(*command))
+    _views_show_it_and_verify_names_it(ledger, position)
+    # The past is answered without the row and the row named, as for any undecodable event.
+    for command in (
+        ("audit", "replay", "--position", str(position)),
+        ("audit", "who-can", *ADDRESS),
+    ):
+        result = ledger.run(*command)
+        _not_internal(result)
+        _damage(result, position)
+        assert "cannot be decoded" in result.stderr, result.stderr
+
+
+@pytest.mark.sqlite_file
+def test_an_unchained_event_time_beyond_utc_is_not_an_internal_error(ledger: Ledger) -> None:
+    """The review's PoC: the same read receipt inserted with no chain link."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    state = {
+        "timestamp": {"_type_": "datetime_iso", "_data_": "9999-12-31T23:59:59-23:59"},
+        "originator_topic": "ledger.records:ReadReceipt",
+        "operator": "alice",
+        "correlation_id": "0" * 32,
+        "environment": "default",
+        "service": "nexus",
+        "name": "mcp.bun.apiKey",
+        "version": 1,
+    }
+    with _db(ledger) as db:
+        db.execute(
+            "INSERT INTO stored_events VALUES (?, 1, ?, ?)",
+            (uuid4().hex, "ledger.records:ReadReceipt.SecretRead", json.dumps(state).encode()),
+        )
+    for command in (
+        ("list",),
+        ("audit", "log"),
+        ("dashboard",),
+        ("report", "compliance"),
+        ("projections", "rebuild"),
+    ):
+        _not_internal(ledger.run(*command))
+    verify = ledger.run("audit", "verify")
+    _not_internal(verify)
+    assert verify.returncode == 6, verify.stderr
