@@ -232,3 +232,57 @@ def test_a_views_page_damaged_behind_an_intact_header_is_not_called_the_ledger(
     again = ledger.run("list", "--output", "json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == expected
+
+
+# -- a views cache edited as an attacker would (second hostile-storage review) ---------------
+
+VIEWS_ADDRESS = ("--service", "nexus", "--name", "mcp.bun.apiKey")
+
+
+def _views(ledger: Ledger, statement: str, *args: object) -> None:
+    """One statement run on the caught-up views cache."""
+    ledger.run("list")
+    with sqlite3.connect(ledger.views_file) as views:
+        views.execute(statement, args)
+
+
+def _not_internal(result: Any) -> None:
+    assert result.returncode != 1, (result.returncode, result.stderr)
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        ("DROP TABLE tracking",),
+        ("DROP TABLE audit_view", "CREATE TABLE audit_view (x)"),
+        ("CREATE TRIGGER t BEFORE INSERT ON audit_view BEGIN SELECT RAISE(ABORT, 'boom'); END",),
+    ],
+    ids=["no-tracking", "replaced-table", "trigger"],
+)
+def test_a_views_cache_of_another_shape_is_rebuilt_not_an_event_store_failure(
+    ledger: Ledger, statements: tuple[str, ...]
+) -> None:
+    """A table dropped or replaced, or a trigger added: the cache is not ours, so it is
+    rebuilt with a warning, and `doctor` reports it; never "the event store failed"."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    for stage in ("doctor", "list", "audit log --limit 1", "projections rebuild"):
+        assert ledger.run("list").returncode == 0  # the views caught up
+        views = ledger.views_file
+        with sqlite3.connect(views) as db:
+            for statement in statements:
+                db.execute(statement)
+        ledger.set(*VIEWS_ADDRESS[1::2], f"sk-live-value-{stage.split()[-1]}-klmnopqrst")
+        if stage == "doctor":
+            result = ledger.run("doctor")
+            assert result.returncode == 6, result.stderr
+            assert "damaged views cache" in result.stdout, result.stdout
+            assert ledger.run("doctor", "--repair").returncode == 0
+            continue
+        result = ledger.run(*stage.split())
+        assert result.returncode == 0, (stage, result.stderr)
+        assert "event store failed" not in result.stderr
+        assert f"warning: the views cache {views} was damaged" in result.stderr, result.stderr
+    with sqlite3.connect(ledger.views_file) as db:
+        rows, last = db.execute("SELECT count(*), max(position) FROM audit_view").fetchone()
+    assert rows == last  # every event of the log once, none twice
