@@ -286,3 +286,43 @@ def test_a_views_cache_of_another_shape_is_rebuilt_not_an_event_store_failure(
     with sqlite3.connect(ledger.views_file) as db:
         rows, last = db.execute("SELECT count(*), max(position) FROM audit_view").fetchone()
     assert rows == last  # every event of the log once, none twice
+
+
+@pytest.mark.parametrize("value", [b"\xff", "garbage"], ids=["blob", "text"])
+def test_a_last_rotation_of_the_wrong_type_is_not_an_internal_error(
+    ledger: Ledger, value: object
+) -> None:
+    """A BLOB or text that is no time in `secrets_view.last_rotation` reached the JSON
+    encoder and the date parser: `internal error` from `list -o json`, `dashboard`,
+    `metrics write`."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE secrets_view SET last_rotation = ?", value)
+    for command in (
+        ("list", "-o", "json"),
+        ("dashboard",),
+        ("metrics", "write", "--textfile", str(ledger.home.parent / "m.prom")),
+    ):
+        result = ledger.run(*command)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "views cache" in result.stderr, (command, result.stderr)
+
+
+def test_a_time_coverage_that_is_no_number_is_not_an_internal_error(ledger: Ledger) -> None:
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE audit_time_coverage SET since = 'zz'")
+    _not_internal(ledger.run("audit", "replay", "--at", "now"))
+    who = ledger.run("audit", "who-can", *VIEWS_ADDRESS, "--at", "now")
+    assert who.returncode == 0 and "alice" in who.stdout, (who.returncode, who.stderr)
+
+
+def test_an_edited_time_block_does_not_move_a_replay_to_another_position(
+    ledger: Ledger,
+) -> None:
+    """The time blocks are cache rows: an `earliest` moved to 2999 made `audit replay --at
+    now` answer position 0 and `who-can --at now` say the secret did not exist (exit 3)."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE audit_time_blocks SET earliest = '2999-01-01T00:00:00.000Z'")
+    who = ledger.run("audit", "who-can", *VIEWS_ADDRESS, "--at", "now")
+    assert who.returncode == 0 and "alice" in who.stdout, (who.returncode, who.stderr)
+    replay = ledger.run("audit", "replay", "--at", "now")
+    assert replay.returncode == 0 and "empty ledger" not in replay.stdout, replay.stdout
