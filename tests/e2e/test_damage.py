@@ -326,3 +326,24 @@ def test_an_edited_time_block_does_not_move_a_replay_to_another_position(
     assert who.returncode == 0 and "alice" in who.stdout, (who.returncode, who.stderr)
     replay = ledger.run("audit", "replay", "--at", "now")
     assert replay.returncode == 0 and "empty ledger" not in replay.stdout, replay.stdout
+
+
+@pytest.mark.sqlite_file
+def test_a_replay_state_with_a_non_ascii_digest_is_not_an_internal_error(ledger: Ledger) -> None:
+    """`hmac.compare_digest` of two str raises TypeError for non-ASCII text: exit 1 for
+    `audit replay` and `audit who-can`."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    ledger.run("list")
+    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+        position, chained = db.execute(
+            "SELECT notification_id, link FROM event_chain ORDER BY notification_id DESC LIMIT 1"
+        ).fetchone()
+    with sqlite3.connect(ledger.views_file) as views:
+        views.execute(
+            "INSERT OR REPLACE INTO replay_checkpoints VALUES (?, '{}', '[]', ?, ?)",
+            (position, chained, "\u00e9"),
+        )
+    replay = ledger.run("audit", "replay", "--position", str(position))
+    assert replay.returncode == 0, replay.stderr
+    who = ledger.run("audit", "who-can", *VIEWS_ADDRESS)
+    assert who.returncode == 0 and "alice" in who.stdout, (who.returncode, who.stderr)
