@@ -347,3 +347,22 @@ def test_a_replay_state_with_a_non_ascii_digest_is_not_an_internal_error(ledger:
     assert replay.returncode == 0, replay.stderr
     who = ledger.run("audit", "who-can", *VIEWS_ADDRESS)
     assert who.returncode == 0 and "alice" in who.stdout, (who.returncode, who.stderr)
+
+
+def test_an_edited_views_cache_is_not_reported_as_an_altered_log(ledger: Ledger) -> None:
+    """One UPDATE of views.sqlite made `projections rebuild` exit 6 saying "the log may have
+    been altered", and a tracked position moved ahead made every `audit verify` report the
+    intact log `truncated` and record HBSE-013. The cache is said to differ, not the log."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE secrets_view SET fingerprint = 'deadbeefdead'")
+    rebuilt = ledger.run("projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "differ from the cache" in rebuilt.stderr, rebuilt.stderr
+    with sqlite3.connect(ledger.views_file) as views:
+        views.execute("UPDATE tracking SET position = 999999")
+    for _ in range(2):
+        verify = ledger.run("audit", "verify")
+        assert verify.returncode == 0, (verify.stdout, verify.stderr)
+        assert "views cache says the log reached position 999999" in verify.stderr
+    assert ledger.run("projections", "rebuild").returncode == 0
+    assert ledger.json("audit", "log", "--code", "HBSE-013")["events"] == []
