@@ -257,7 +257,11 @@ class SavedStates:
             return None
         hashes = [_hash(t) for t in texts]
         key = self.key
-        if key is None or not hmac.compare_digest(digest, _digest(key, link, head, hashes)):
+        # Compared as bytes: `compare_digest` of two str raises TypeError for non-ASCII text,
+        # which an edited row may hold.
+        if key is None or not hmac.compare_digest(
+            digest.encode(), _digest(key, link, head, hashes).encode()
+        ):
             return None
         try:
             state = json.loads(head)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from projections import views_schema
+from projections import event_reader, views_schema
+from projections.timefmt import parse_iso
 from projections.view_rows import (
     ActionCount,
     AddressCount,
@@ -17,9 +18,35 @@ from projections.view_rows import (
 )
 from projections.views_schema import ViewsDatabase
 
+if TYPE_CHECKING:
+    from ledger.application import SecretsLedger
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _instant(value: object) -> str | None:
+    """`value` if it is a stored instant; None for anything else an edited file may hold
+    there (a BLOB, a number, text that is no time)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parse_iso(value)
+    except (ValueError, OverflowError):
+        return None
+    return value
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
 
 class ViewsQueries(ViewsDatabase):
     """The queries of `Views`."""
+
+    ledger: SecretsLedger
+    _reader: event_reader.EventReader
 
     # -- queries --------------------------------------------------------------------------
 
@@ -38,23 +65,45 @@ class ViewsQueries(ViewsDatabase):
         if not include_deleted:
             sql += " AND deleted = 0"
         sql += " ORDER BY environment, service, name"
-        return [
-            SecretRow(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4] or "",
-                r[5] or "",
-                r[6] or "",
-                r[7] or "",
-                r[8] or "",
-                bool(r[9]),
-                bool(r[10]),
-                r[11],
+        found: list[SecretRow] = []
+        unfit = 0
+        for r in self._db.execute(sql, params):
+            # A cache row is shown only as far as it fits its columns: a writer of the file
+            # can put any type anywhere, and a BLOB or text that is no time must not reach
+            # the JSON encoder or a date parser (exit 1 in `list -o json`, `dashboard`).
+            version, retained = _count(r[3]), _count(r[11])
+            changed, rotated = _instant(r[5]), _instant(r[8])
+            fits = (
+                all(isinstance(v, str) for v in r[0:3])
+                and version is not None
+                and retained is not None
+                and (changed is not None or r[5] is None)
+                and (rotated is not None or r[8] is None)
+                and all(isinstance(v, str) or v is None for v in (r[4], r[6], r[7]))
             )
-            for r in self._db.execute(sql, params)
-        ]
+            unfit += not fits
+            found.append(
+                SecretRow(
+                    _text(r[0]),
+                    _text(r[1]),
+                    _text(r[2]),
+                    version or 0,
+                    _text(r[4]),
+                    changed or "",
+                    _text(r[6]),
+                    _text(r[7]),
+                    rotated or "",
+                    bool(r[9]) if isinstance(r[9], int) else True,
+                    bool(r[10]) if isinstance(r[10], int) else True,
+                    retained or 0,
+                )
+            )
+        if unfit:
+            self.ledger.warnings.append(
+                f"the views cache has {unfit} secret row(s) that do not fit their columns "
+                "(shown without the values that do not); run `secrets projections rebuild`"
+            )
+        return found
 
     def audit(
         self,
@@ -106,22 +155,52 @@ class ViewsQueries(ViewsDatabase):
         return self._db
 
     def position_at(self, when: str) -> int:
-        """The last position whose event timestamp (ISO, as stored) is at or before `when`."""
+        """The last position whose event timestamp (ISO, as stored) is at or before `when`.
+
+        The blocks and the coverage are cache rows a writer of views.sqlite can edit (an
+        `earliest` moved to 2999 made `audit replay --at now` answer position 0): the answer
+        is checked against the log, which is the truth: the event at it is stamped at or
+        before `when` and the next one after. When the log says otherwise, the audit view is
+        scanned from its end instead."""
+        found = self._position_at(when)
+        if self._agrees_with_log(when, found):
+            return found
+        return self._last_at_or_before(when, self.position() + 1)
+
+    def _position_at(self, when: str) -> int:
         below = self.position() + 1  # positions below this are still to search
         covered = self._db.execute("SELECT since FROM audit_time_coverage").fetchone()
-        if covered is not None:
+        since = _count(covered[0]) if covered is not None else None
+        if since is not None and since >= 0:
             # Blocks wholly at or after `since` are complete; the last one with an event at
             # or before `when` holds the answer (every later event is stamped after it).
-            since = int(covered[0])
             first = 0 if since <= 1 else -(-since // views_schema.TIME_BLOCK)
             row = self._db.execute(
                 "SELECT max(block) FROM audit_time_blocks WHERE block >= ? AND earliest <= ?",
                 (first, when),
             ).fetchone()
-            if row is not None and row[0] is not None:
-                return self._last_at_or_before(when, (int(row[0]) + 1) * views_schema.TIME_BLOCK)
+            block = _count(row[0]) if row is not None else None
+            if block is not None:
+                return self._last_at_or_before(when, (block + 1) * views_schema.TIME_BLOCK)
             below = min(below, first * views_schema.TIME_BLOCK)
         return self._last_at_or_before(when, below)
+
+    def _agrees_with_log(self, when: str, position: int) -> bool:
+        """Whether the log's events at `position` and the one after it (up to the views'
+        position) are stamped at or before `when`, and after it. Two rows read."""
+        head = self.position()
+        try:
+            rows, convert = event_reader.read_rows(
+                self.ledger.recorder, max(position - 1, 0), 2 if position else 1
+            )
+            stamps = [(row[0], self._reader.read_row(row, convert)[1]) for row in rows]
+        except Exception:  # an undecodable event there: the scan below answers
+            return False
+        if position:
+            if not stamps or stamps[0][0] != position or not stamps[0][1] <= when:
+                return False
+            stamps = stamps[1:]
+        return not stamps or stamps[0][0] > head or stamps[0][1] > when
 
     def _last_at_or_before(self, when: str, below: int) -> int:
         row = self._db.execute(

@@ -97,14 +97,59 @@ def _open(path: Path) -> sqlite3.Connection:
             problem = quick_check(db)
             if problem is not None:
                 raise DamagedViews(f"{suspect}; {problem}")
+        problem = schema_problem(db)
+        if problem is not None:
+            raise DamagedViews(problem)
         db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
+        # One transaction: a process opening the file meanwhile sees all the tables or none,
+        # never a table missing beside the others (which `schema_problem` calls damage).
+        db.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
         replay_states.prepare(db)
         db.execute("SELECT position FROM tracking LIMIT 1").fetchall()
     except BaseException:
         db.close()
         raise
     return db
+
+
+_Entry = tuple[str, str, str, str | None]
+_expected: frozenset[_Entry] | None = None
+
+
+def _expected_schema() -> frozenset[_Entry]:
+    """Every entry of sqlite_master our schema makes, as SQLite words it: built once in
+    memory from the same statements, so no hand-kept copy can drift from them."""
+    global _expected
+    if _expected is None:
+        db = sqlite3.connect(":memory:")
+        try:
+            db.executescript(SCHEMA)
+            replay_states.prepare(db)
+            _expected = frozenset(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+        finally:
+            db.close()
+    return _expected
+
+
+def schema_problem(db: sqlite3.Connection) -> str | None:
+    """What in the file's schema is not ours, or None. A writer of views.sqlite can drop a
+    table (the catch-up would then apply the log again over rows it holds), replace one with
+    other columns, or add a trigger or view that fails every write: each made the views
+    fail as "the event store failed". Anything we did not create, or a view table missing
+    beside the others, is damage. Indexes and the replay tables may be missing (an
+    interrupted rebuild, an older file): the open creates them. One query of sqlite_master."""
+    found = set(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+    if not found:
+        return None  # a new file
+    extra = found - _expected_schema()
+    if extra:
+        names = ", ".join(sorted(f"{kind} {name}" for kind, name, _, _ in extra))
+        return f"its schema is not as created ({names[:200]})"
+    tables = {name for kind, name, _, _ in found if kind == "table"}
+    missing = [t for t in VIEW_TABLES if t not in tables]
+    if missing and len(missing) < len(VIEW_TABLES):
+        return f"its table {missing[0]} is missing"
+    return None
 
 
 def header_problem(path: Path) -> str | None:
@@ -160,6 +205,8 @@ def damage(path: Path) -> str | None:
         return str(exc)
     try:
         problem = quick_check(db)
+        if problem is None:
+            problem = schema_problem(db)
     finally:
         db.close()
     if problem is None and suspect is None:

@@ -232,3 +232,137 @@ def test_a_views_page_damaged_behind_an_intact_header_is_not_called_the_ledger(
     again = ledger.run("list", "--output", "json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == expected
+
+
+# -- a views cache edited as an attacker would (second hostile-storage review) ---------------
+
+VIEWS_ADDRESS = ("--service", "nexus", "--name", "mcp.bun.apiKey")
+
+
+def _views(ledger: Ledger, statement: str, *args: object) -> None:
+    """One statement run on the caught-up views cache."""
+    ledger.run("list")
+    with sqlite3.connect(ledger.views_file) as views:
+        views.execute(statement, args)
+
+
+def _not_internal(result: Any) -> None:
+    assert result.returncode != 1, (result.returncode, result.stderr)
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        ("DROP TABLE tracking",),
+        ("DROP TABLE audit_view", "CREATE TABLE audit_view (x)"),
+        ("CREATE TRIGGER t BEFORE INSERT ON audit_view BEGIN SELECT RAISE(ABORT, 'boom'); END",),
+    ],
+    ids=["no-tracking", "replaced-table", "trigger"],
+)
+def test_a_views_cache_of_another_shape_is_rebuilt_not_an_event_store_failure(
+    ledger: Ledger, statements: tuple[str, ...]
+) -> None:
+    """A table dropped or replaced, or a trigger added: the cache is not ours, so it is
+    rebuilt with a warning, and `doctor` reports it; never "the event store failed"."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    for stage in ("doctor", "list", "audit log --limit 1", "projections rebuild"):
+        assert ledger.run("list").returncode == 0  # the views caught up
+        views = ledger.views_file
+        with sqlite3.connect(views) as db:
+            for statement in statements:
+                db.execute(statement)
+        ledger.set(*VIEWS_ADDRESS[1::2], f"sk-live-value-{stage.split()[-1]}-klmnopqrst")
+        if stage == "doctor":
+            result = ledger.run("doctor")
+            assert result.returncode == 6, result.stderr
+            assert "damaged views cache" in result.stdout, result.stdout
+            assert ledger.run("doctor", "--repair").returncode == 0
+            continue
+        result = ledger.run(*stage.split())
+        assert result.returncode == 0, (stage, result.stderr)
+        assert "event store failed" not in result.stderr
+        assert f"warning: the views cache {views} was damaged" in result.stderr, result.stderr
+    with sqlite3.connect(ledger.views_file) as db:
+        rows, last = db.execute("SELECT count(*), max(position) FROM audit_view").fetchone()
+    assert rows == last  # every event of the log once, none twice
+
+
+@pytest.mark.parametrize("value", [b"\xff", "garbage"], ids=["blob", "text"])
+def test_a_last_rotation_of_the_wrong_type_is_not_an_internal_error(
+    ledger: Ledger, value: object
+) -> None:
+    """A BLOB or text that is no time in `secrets_view.last_rotation` reached the JSON
+    encoder and the date parser: `internal error` from `list -o json`, `dashboard`,
+    `metrics write`."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE secrets_view SET last_rotation = ?", value)
+    for command in (
+        ("list", "-o", "json"),
+        ("dashboard",),
+        ("metrics", "write", "--textfile", str(ledger.home.parent / "m.prom")),
+    ):
+        result = ledger.run(*command)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "views cache" in result.stderr, (command, result.stderr)
+
+
+def test_a_time_coverage_that_is_no_number_is_not_an_internal_error(ledger: Ledger) -> None:
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE audit_time_coverage SET since = 'zz'")
+    _not_internal(ledger.run("audit", "replay", "--at", "now"))
+    who = ledger.run("audit", "who-can", *VIEWS_ADDRESS, "--at", "now")
+    assert who.returncode == 0 and "alice" in who.stdout, (who.returncode, who.stderr)
+
+
+def test_an_edited_time_block_does_not_move_a_replay_to_another_position(
+    ledger: Ledger,
+) -> None:
+    """The time blocks are cache rows: an `earliest` moved to 2999 made `audit replay --at
+    now` answer position 0 and `who-can --at now` say the secret did not exist (exit 3)."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE audit_time_blocks SET earliest = '2999-01-01T00:00:00.000Z'")
+    who = ledger.run("audit", "who-can", *VIEWS_ADDRESS, "--at", "now")
+    assert who.returncode == 0 and "alice" in who.stdout, (who.returncode, who.stderr)
+    replay = ledger.run("audit", "replay", "--at", "now")
+    assert replay.returncode == 0 and "empty ledger" not in replay.stdout, replay.stdout
+
+
+@pytest.mark.sqlite_file
+def test_a_replay_state_with_a_non_ascii_digest_is_not_an_internal_error(ledger: Ledger) -> None:
+    """`hmac.compare_digest` of two str raises TypeError for non-ASCII text: exit 1 for
+    `audit replay` and `audit who-can`."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    ledger.run("list")
+    with sqlite3.connect(ledger.home / "ledger.sqlite") as db:
+        position, chained = db.execute(
+            "SELECT notification_id, link FROM event_chain ORDER BY notification_id DESC LIMIT 1"
+        ).fetchone()
+    with sqlite3.connect(ledger.views_file) as views:
+        views.execute(
+            "INSERT OR REPLACE INTO replay_checkpoints VALUES (?, '{}', '[]', ?, ?)",
+            (position, chained, "\u00e9"),
+        )
+    replay = ledger.run("audit", "replay", "--position", str(position))
+    assert replay.returncode == 0, replay.stderr
+    who = ledger.run("audit", "who-can", *VIEWS_ADDRESS)
+    assert who.returncode == 0 and "alice" in who.stdout, (who.returncode, who.stderr)
+
+
+def test_an_edited_views_cache_is_not_reported_as_an_altered_log(ledger: Ledger) -> None:
+    """One UPDATE of views.sqlite made `projections rebuild` exit 6 saying "the log may have
+    been altered", and a tracked position moved ahead made every `audit verify` report the
+    intact log `truncated` and record HBSE-013. The cache is said to differ, not the log."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE secrets_view SET fingerprint = 'deadbeefdead'")
+    rebuilt = ledger.run("projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "differ from the cache" in rebuilt.stderr, rebuilt.stderr
+    with sqlite3.connect(ledger.views_file) as views:
+        views.execute("UPDATE tracking SET position = 999999")
+    for _ in range(2):
+        verify = ledger.run("audit", "verify")
+        assert verify.returncode == 0, (verify.stdout, verify.stderr)
+        assert "views cache says the log reached position 999999" in verify.stderr
+    assert ledger.run("projections", "rebuild").returncode == 0
+    assert ledger.json("audit", "log", "--code", "HBSE-013")["events"] == []
