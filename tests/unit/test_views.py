@@ -354,4 +354,4 @@ def test_every_stored_event_class_has_a_view_handler() -> None:
     from ledger import topics
 
     stored = {topics.stored_class(t) for t in topics.EVENT_OWNERS}
-    assert set(views_fold._HANDLERS) == stored
+    assert set(views_fold.handlers()) == stored
