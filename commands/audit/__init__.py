@@ -5,13 +5,14 @@ Each command lives in a module by concern and registers itself on `audit_app`.""
 
 from __future__ import annotations
 
-import importlib
-
 from commands.audit.common import audit_app
 from commands.audit.reports import projections_app, report_app
 
+# isort: off
 # Imported in this order because `secrets audit --help` lists commands as they register.
-for _module in ("verify", "log", "past"):
-    importlib.import_module(f"commands.audit.{_module}")
+from commands.audit import verify  # noqa: F401  (registers verify, checkpoint, pubkey, export)
+from commands.audit import log  # noqa: F401  (registers log, codes)
+from commands.audit import past  # noqa: F401  (registers replay, diff, who-can, hash)
+# isort: on
 
 __all__ = ["audit_app", "projections_app", "report_app"]
