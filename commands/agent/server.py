@@ -436,13 +436,40 @@ def _remove_socket(agent: Agent) -> None:
 READY = "agent ready"
 
 
+def interpreter_flags() -> list[str]:
+    """The options of this interpreter that decide what the agent may import and how it
+    warns, read from the public `sys.flags` and `sys.warnoptions`: an agent started from an
+    isolated (`-I`) or environment-blind (`-E`) `secrets` must be just as isolated."""
+    flags = sys.flags
+    args = ["-" + "O" * flags.optimize] if flags.optimize else []
+    if flags.isolated:
+        args.append("-I")
+    else:
+        args += [
+            opt
+            for on, opt in (
+                (flags.ignore_environment, "-E"),
+                (flags.no_user_site, "-s"),
+                (flags.safe_path, "-P"),
+            )
+            if on
+        ]
+    args += [opt for on, opt in ((flags.no_site, "-S"), (flags.dont_write_bytecode, "-B")) if on]
+    warnings = list(sys.warnoptions)
+    if flags.dev_mode:
+        warnings.remove("default")  # `-X dev` adds it; passing it again would double it
+    args += [f"-W{option}" for option in warnings]
+    if flags.dev_mode:
+        args += ["-X", "dev"]
+    return args
+
+
 def command_line(idle_seconds: float, *, foreground: bool) -> list[str]:
     """How `secrets agent start` starts the agent: a new process of this interpreter, with
     its flags and import path, running only this module (so no command ever ran in it)."""
     import json
-    import subprocess
 
-    flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    flags = interpreter_flags()
     # Not `-m`: that would find `commands` on the new process's own path before this one's
     # is in place, and could load it from elsewhere than the `ledger` it then imports.
     start = (
