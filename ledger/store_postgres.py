@@ -46,6 +46,10 @@ def table_prefix(events_table_name: str) -> str:
     return events_table_name
 
 
+# Every event read as a `StoredRow` has these columns, in this order ({0}: the events table).
+_SELECT_ROWS = "SELECT notification_id, originator_id, originator_version, topic, state FROM {0}"
+
+
 class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(
         self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
@@ -125,10 +129,9 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             refuse_cut_log(int(head["notification_id"]), min(ids))
         # Chain the rows exactly as stored, in notification id order.
         curs.execute(
-            SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
-                "FROM {0} WHERE notification_id = ANY(%s) ORDER BY notification_id"
-            ).format(self._events),
+            SQL(_SELECT_ROWS + " WHERE notification_id = ANY(%s) ORDER BY notification_id").format(
+                self._events
+            ),
             (list(ids),),
         )
         positions: list[int] = []
@@ -175,8 +178,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         """Stored events after position `start`, in log order."""
         last = start
         query = SQL(
-            "SELECT notification_id, originator_id, originator_version, topic, state "
-            "FROM {0} WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            _SELECT_ROWS + " WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
         ).format(self._events)
         while True:
             rows = self._rows(query, (last, PAGE))
@@ -277,10 +279,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def row_at(self, position: int) -> StoredRow | None:
         rows = self._rows(
-            SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
-                "FROM {0} WHERE notification_id = %s"
-            ).format(self._events),
+            SQL(_SELECT_ROWS + " WHERE notification_id = %s").format(self._events),
             (position,),
         )
         return self._stored_row(rows[0]) if rows else None
@@ -307,10 +306,9 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
 
     def last_with_topic(self, topic: str) -> StoredRow | None:
         rows = self._rows(
-            SQL(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
-                "FROM {0} WHERE topic = %s ORDER BY notification_id DESC LIMIT 1"
-            ).format(self._events),
+            SQL(_SELECT_ROWS + " WHERE topic = %s ORDER BY notification_id DESC LIMIT 1").format(
+                self._events
+            ),
             (topic,),
         )
         return self._stored_row(rows[0]) if rows else None

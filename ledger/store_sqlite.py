@@ -85,9 +85,14 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     @property
     def _rows_after(self) -> str:
         """The query of `select_rows`: (start, limit)."""
+        return f"{self._select_rows} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+
+    @property
+    def _select_rows(self) -> str:
+        """Every event read as a `StoredRow` or `RawRow` has these columns, in this order."""
         return (
-            f"SELECT rowid, originator_id, originator_version, topic, state "
-            f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+            "SELECT rowid, originator_id, originator_version, topic, state "
+            f"FROM {self.events_table_name}"
         )
 
     def row_opener(self) -> Callable[[], Callable[[int, int], list[RawRow]]] | None:
@@ -125,16 +130,12 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         last = start
         while True:
             with self.datastore.transaction(commit=False) as c:
-                c.execute(
-                    f"SELECT rowid, originator_id, originator_version, topic, state "
-                    f"FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
-                    (last, PAGE),
-                )
+                c.execute(self._rows_after, (last, PAGE))
                 rows = c.fetchall()
             if not rows:
                 return
             for r in rows:
-                yield StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4]))
+                yield _stored_row(r)
             last = rows[-1][0]
 
     def iter_joined(self, start: int = 0) -> Iterator[JoinedPage]:
@@ -211,13 +212,9 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     def row_at(self, position: int) -> StoredRow | None:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT rowid, originator_id, originator_version, topic, state "
-                f"FROM {self.events_table_name} WHERE rowid = ?",
-                (position,),
-            )
+            c.execute(f"{self._select_rows} WHERE rowid = ?", (position,))
             r = c.fetchone()
-        return StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4])) if r is not None else None
+        return _stored_row(r) if r is not None else None
 
     def position_of(self, originator_id: UUID, version: int) -> int | None:
         with self.datastore.transaction(commit=False) as c:
@@ -239,13 +236,9 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 
     def last_with_topic(self, topic: str) -> StoredRow | None:
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT rowid, originator_id, originator_version, topic, state "
-                f"FROM {self.events_table_name} WHERE topic = ? ORDER BY rowid DESC LIMIT 1",
-                (topic,),
-            )
+            c.execute(f"{self._select_rows} WHERE topic = ? ORDER BY rowid DESC LIMIT 1", (topic,))
             r = c.fetchone()
-        return StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4])) if r is not None else None
+        return _stored_row(r) if r is not None else None
 
     def iter_links(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
         last = start
@@ -320,6 +313,10 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 ),
             )
         return count
+
+
+def _stored_row(r: Any) -> StoredRow:
+    return StoredRow(r[0], r[1], r[2], r[3], _as_bytes(r[4]))
 
 
 def _hex(originator_id: UUID | str) -> str:
