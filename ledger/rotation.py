@@ -209,6 +209,20 @@ class RunSummary:
     needs_value: int
     failed: int
 
+    @classmethod
+    def of(cls, run: RotationRun) -> RunSummary:
+        return cls(
+            run_id=run.id.hex,
+            scope=run.scope,
+            trigger=run.trigger,
+            started=run.created_on,
+            ended=run.modified_on if run.batches else None,
+            complete=run.complete,
+            rotated=len(run.rotated),
+            needs_value=len(run.needs_value),
+            failed=len(run.failed),
+        )
+
 
 @dataclass(frozen=True)
 class ScheduleState:
@@ -398,20 +412,7 @@ class Rotator:
         return newest if newest is not None and newest.open else None
 
     def runs(self) -> list[RunSummary]:
-        return [
-            RunSummary(
-                run_id=run.id.hex,
-                scope=run.scope,
-                trigger=run.trigger,
-                started=run.created_on,
-                ended=run.modified_on if run.batches else None,
-                complete=run.complete,
-                rotated=len(run.rotated),
-                needs_value=len(run.needs_value),
-                failed=len(run.failed),
-            )
-            for run in self._runs()
-        ]
+        return [RunSummary.of(run) for run in self._runs()]
 
     def _save_run(self, run: RotationRun, change: Callable[[RotationRun], None]) -> None:
         def attempt() -> None:

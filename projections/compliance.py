@@ -322,20 +322,7 @@ def compliance(
     runs = [r for r in runs_by_id.values() if isinstance(r, RotationRun)]
     secrets.sort(key=lambda a: a.address)
     scheduled = sorted((r for r in runs if r.trigger == "schedule"), key=lambda r: r.created_on)
-    last_run = None
-    if scheduled:
-        r = scheduled[-1]
-        last_run = RunSummary(
-            run_id=r.id.hex,
-            scope=r.scope,
-            trigger=r.trigger,
-            started=r.created_on,
-            ended=r.modified_on if r.batches else None,
-            complete=r.complete,
-            rotated=len(r.rotated),
-            needs_value=len(r.needs_value),
-            failed=len(r.failed),
-        )
+    last_run = RunSummary.of(scheduled[-1]) if scheduled else None
     if schedule_event is None:
         schedule = ScheduleState(False, None, None, None, last_run)
     else:
