@@ -7,7 +7,7 @@ never a ValueError that would surface as an internal error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -31,6 +31,30 @@ def topic_of(aggregate: type[Any], event_name: str) -> str:
     return topic
 
 
+def pages(
+    recorder: Any,
+    *,
+    topics: Sequence[str] = (),
+    start: int | None = None,
+    stop: int | None = None,
+    page_size: int = PAGE_SIZE,
+) -> Iterator[list[Notification]]:
+    """The log after position `start` up to and including `stop`, oldest first, a page at a
+    time; only events of `topics` when given (filtered in the store)."""
+    while True:
+        page = recorder.select_notifications(
+            start=start,
+            limit=page_size,
+            stop=stop,
+            topics=list(topics),
+            inclusive_of_start=False,
+        )
+        if not page:
+            return
+        yield page
+        start = page[-1].id
+
+
 def notifications(
     recorder: Any,
     aggregate: type[Any],
@@ -41,15 +65,8 @@ def notifications(
     """Every recorded event of `aggregate` named in `event_names`, oldest first, up to and
     including position `stop` when given."""
     topics = [topic_of(aggregate, name) for name in event_names]
-    start: int | None = None
-    while True:
-        page = recorder.select_notifications(
-            start=start, limit=page_size, stop=stop, topics=topics, inclusive_of_start=False
-        )
-        if not page:
-            return
+    for page in pages(recorder, topics=topics, stop=stop, page_size=page_size):
         yield from page
-        start = page[-1].id
 
 
 def originator_of(notification: Notification) -> UUID:

@@ -24,6 +24,7 @@ from uuid import UUID
 from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue
 from ledger.errors import ValidationFailed
+from ledger.notifications import pages
 from ledger.records import Incident
 from ledger.rotation import (
     DUE_SOON,
@@ -289,14 +290,7 @@ def compliance(
     stopped: set[UUID] = set()  # aggregates with an event after `as_of`: keep their prefix
     schedule_event: Any = None
     since: datetime | None = None  # the newest emergency rotation's start up to `as_of`
-    start: int | None = None
-    while True:
-        page = ledger.recorder.select_notifications(
-            start=start, limit=PAGE, stop=position, topics=_topics(), inclusive_of_start=False
-        )
-        if not page:
-            break
-        start = page[-1].id
+    for page in pages(ledger.recorder, topics=_topics(), stop=position, page_size=PAGE):
         for notification in page:
             event: Any = ledger.mapper.to_domain_event(notification)
             oid = event.originator_id

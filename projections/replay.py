@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from eventsourcing.persistence import MapperDeserialisationError
 
 from ledger import topics
+from ledger.notifications import pages
 from ledger.operator import Operator
 from ledger.records import Denial
 from ledger.secret import Secret
@@ -219,15 +220,8 @@ class Replayer:
 
     def notifications(self, start: int, stop: int | None) -> Iterator[Any]:
         """The stored notifications after `start` up to `stop` (inclusive), in pages."""
-        recorder = self.ledger.recorder
-        while True:
-            page = recorder.select_notifications(
-                start=start, limit=PAGE, stop=stop, inclusive_of_start=False
-            )
-            if not page:
-                return
+        for page in pages(self.ledger.recorder, start=start, stop=stop, page_size=PAGE):
             yield from page
-            start = page[-1].id
 
     def resume(self, position: int) -> State | None:
         """The state as of `position` if a saved one is near it (within `RESUME_WITHIN`), or
