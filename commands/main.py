@@ -411,6 +411,6 @@ def run() -> None:
         runtime.report_post_commit_problems()
         runtime.close_opened()
         oplog.command_finished(operation, status, failure[0] if failure else None, started)
-    if status == ExitCode.OK:
-        runtime.exec_pending()  # `secrets run`: the program takes over this process
+        if status == ExitCode.OK:
+            runtime.exec_pending()  # `secrets run`: the program takes over this process
     sys.exit(status)
