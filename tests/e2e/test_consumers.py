@@ -72,7 +72,10 @@ def test_run_hands_the_selection_to_the_program_and_records_every_read(ledger: L
     other = _value("other")
     ledger.set("db", "password", other)
     ledger.set("unrelated", "token", _value("unrelated"))
+    log = ledger.home.parent / "commands.log"
     result = ledger.run(
+        "--log-file",
+        str(log),
         "run",
         "--service",
         "nexus",
@@ -105,8 +108,12 @@ def test_run_hands_the_selection_to_the_program_and_records_every_read(ledger: L
     )
     details = _audit_details(ledger)
     assert details.count(f"v1 ({purpose})") == 4, details
+    (line,) = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()]
+    assert line["operation"] == "run" and line["exit_code"] == 0
+    assert str(purpose).endswith(line["correlation_id"][:12])
     for value in [*values.values(), other]:
         assert value not in result.stderr
+        assert value not in log.read_text(encoding="utf-8")
         assert all(value not in json.dumps(e.state) for e in ledger.events())
 
 
@@ -177,6 +184,8 @@ def test_denied_missing_or_unknown_reads_run_nothing_and_record_no_read(
     ss_ledger.run("auth", "logout")
     denied = ss_ledger.run("run", "--map", "ONE=nexus/one", "--", *touch)
     assert denied.returncode == 4, denied.stderr
+    (denial,) = [e.state for e in ss_ledger.events("ledger.records:Denial")]
+    assert denial["action"] == "run"
     assert not marker.exists()
     assert _reads(ss_ledger) == []
 
