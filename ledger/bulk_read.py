@@ -56,7 +56,8 @@ def read_many(
     receipts = [
         ReadReceipt(a.environment, a.service, a.name, v.number, purpose) for a, v, _ in found
     ]
-    # Fail closed: reads that cannot be recorded are not served.
-    with ledger._stamp(principal):
-        ledger._save(*receipts)
+    if receipts:  # a template without references reads nothing
+        # Fail closed: reads that cannot be recorded are not served.
+        with ledger._stamp(principal):
+            ledger._save(*receipts)
     return found
