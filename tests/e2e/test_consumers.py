@@ -345,6 +345,11 @@ def test_inject_fills_references_into_a_private_file_atomically(
     assert all(str(r["purpose"]).startswith("inject ") for r in reads)
     stdout = ss_ledger.run("inject", "--in", str(template))
     assert stdout.returncode == 0 and stdout.stdout == out.read_text(encoding="utf-8")
+    plain = tmp_path / "plain.tmpl"
+    plain.write_text("no references {{ here }}\n", encoding="utf-8")
+    copied = ss_ledger.run("inject", "--in", str(plain))
+    assert copied.returncode == 0 and copied.stdout == "no references {{ here }}\n"
+    assert len(_reads(ss_ledger)) == 4
 
 
 def test_inject_with_an_unknown_or_malformed_reference_writes_nothing(
