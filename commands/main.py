@@ -123,6 +123,12 @@ def _secrets_commands(root: typer.Typer) -> None:
     secrets_cmds.register(root)
 
 
+def _consumers(root: typer.Typer) -> None:
+    from commands import consume_cmds
+
+    consume_cmds.register(root)
+
+
 def _dashboard(root: typer.Typer) -> None:
     from commands import dashboard_cmds
 
@@ -176,6 +182,7 @@ def _agent(root: typer.Typer) -> None:
 # In the order of `secrets --help`.
 _PARTS: tuple[Callable[[typer.Typer], None], ...] = (
     _secrets_commands,
+    _consumers,
     _dashboard,
     _auth,
     _audit,
@@ -208,6 +215,7 @@ PART_OF: dict[str, Callable[[typer.Typer], None]] = {
         ),
         _secrets_commands,
     ),
+    **dict.fromkeys(("run", "export", "inject"), _consumers),
     "auth": _auth,
     **dict.fromkeys(("audit", "report", "projections"), _audit),
     **dict.fromkeys(("rotate", "rotate-status", "emergency-rotate", "provision"), _rotate),
@@ -403,4 +411,6 @@ def run() -> None:
         runtime.report_post_commit_problems()
         runtime.close_opened()
         oplog.command_finished(operation, status, failure[0] if failure else None, started)
+        if status == ExitCode.OK:
+            runtime.exec_pending()  # `secrets run`: the program takes over this process
     sys.exit(status)

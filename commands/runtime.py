@@ -173,3 +173,34 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     for row in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+_exec: tuple[list[str], dict[str, str]] | None = None
+
+
+def exec_after(argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with `argv` once the command has finished its own work (its
+    writes committed, ledgers closed, log line written): `commands.main.run` calls
+    `exec_pending` last."""
+    global _exec
+    _exec = (argv, env)
+
+
+def exec_pending() -> None:
+    """Exec what `exec_after` asked for, if anything; returns only if nothing was asked."""
+    import os
+
+    global _exec
+    if _exec is None:
+        return
+    argv, env = _exec
+    _exec = None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(argv[0], argv, env)  # noqa: S606  # the caller's own program, no shell
+    except OSError as exc:
+        from commands.exit_codes import ExitCode
+
+        print(f"error: cannot start {argv[0]!r}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(ExitCode.ERROR)

@@ -12,10 +12,17 @@ from ledger.stamping import LedgerAggregate
 
 
 class ReadReceipt(LedgerAggregate):
+    """A value read. `purpose` names the consumer run that read it (`run <id>`, `export
+    <id>`, `inject <id>`), shared by every read of that run; None for `get` and for reads
+    recorded before the field existed (their stored states lack it: the default stands in)."""
+
     @event("SecretRead")
-    def __init__(self, environment: str, service: str, name: str, version: int) -> None:
+    def __init__(
+        self, environment: str, service: str, name: str, version: int, purpose: str | None = None
+    ) -> None:
         self.address = (environment, service, name)
         self.read_version = version
+        self.purpose = purpose
 
 
 class Denial(LedgerAggregate):

@@ -70,6 +70,11 @@ _SECRET_READ: type[Any] = ReadReceipt.SecretRead  # type: ignore[attr-defined]
 READ_CODE, READ_ACTION = EVENT_CODES[_SECRET_READ.__qualname__]
 
 
+def read_detail(version: int, purpose: str | None) -> str:
+    """A read's audit detail: its version, and the consumer run that read it, if any."""
+    return f"v{version}" if purpose is None else f"v{version} ({purpose})"
+
+
 def _parse(stored: Any) -> tuple[dict[str, Any], datetime, str] | None:
     """(decoded state, its timestamp, the `iso()` text of it) for stored bytes the shortcut
     takes (see `EventReader`), else None."""
@@ -247,7 +252,8 @@ class EventReader:
         operator, correlation_id = state["operator"], state["correlation_id"]
         target = state["environment"], state["service"], state["name"]
         if keys is _READ_KEYS:
-            done, outcome, detail = action, "success", f"v{state['version']}"
+            detail = read_detail(state["version"], state.get("purpose"))
+            done, outcome = action, "success"
         elif keys is _DENIAL_KEYS:
             done, outcome, detail = state["action"], "denied", state["reason"]
         else:

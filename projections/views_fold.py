@@ -24,7 +24,7 @@ from ledger.secret import Secret
 from ledger.settings import LedgerSettings
 from projections import secret_summary, views_schema
 from projections.audit_codes import EVENT_CODES, REASON_CODES
-from projections.event_reader import READ_ACTION, READ_CODE, EventReader
+from projections.event_reader import READ_ACTION, READ_CODE, EventReader, read_detail
 from projections.views_schema import ViewsDatabase
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class ViewsFold(ViewsDatabase):
                 event.name,
                 "success",
                 getattr(event, "correlation_id", ""),
-                f"v{event.version}",
+                read_detail(event.version, getattr(event, "purpose", None)),
             )
         code, action = EVENT_CODES.get(kind, ("HBSE-000", kind))
         handler = _HANDLERS.get(cls)

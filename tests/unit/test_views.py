@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -355,3 +356,45 @@ def test_every_stored_event_class_has_a_view_handler() -> None:
 
     stored = {topics.stored_class(t) for t in topics.EVENT_OWNERS}
     assert set(views_fold.handlers()) == stored
+
+
+def test_a_read_names_its_run_and_reads_stored_before_the_field_still_decode(
+    tmp_path: Path,
+) -> None:
+    """`SecretRead.purpose` (the consumer run, `secrets run`) is optional: a stored read
+    without it decodes (None) and shows `v1`; with it the audit row names the run, the same
+    from the shortcut and from the mapper; a purpose of another type is not a read's state."""
+    from uuid import uuid4
+
+    from eventsourcing.persistence import Notification
+
+    ledger = open_ledger(tmp_path, create=True, backend=MemoryKeyring())
+    reader = EventReader(ledger.mapper)
+    stamp = "2025-01-01T01:36:12.965123+00:00"
+    topic = "ledger.records:ReadReceipt.SecretRead"
+    for extra, detail in [
+        ("", "v1"),
+        (',"purpose":null', "v1"),
+        (',"purpose":"run 0123456789ab"', "v1 (run 0123456789ab)"),
+    ]:
+        text = (READ_STATE % (stamp, extra)).encode()
+        row = (1, uuid4().hex, 1, topic, text)
+        shown = reader.audit_row(row)
+        assert shown is not None and shown[-1] == detail
+        event = ledger.mapper.to_domain_event(
+            Notification(
+                id=1, originator_id=UUID(row[1]), originator_version=1, topic=topic, state=text
+            )
+        )
+        # An event stored before the field has no attribute: readers take None for it.
+        assert getattr(event, "purpose", None) == (
+            None if "run" not in extra else "run 0123456789ab"
+        )
+    wrong = (READ_STATE % (stamp, ',"purpose":7')).encode()
+    assert reader.audit_row((1, uuid4().hex, 1, topic, wrong)) is None
+    with pytest.raises(Exception, match=r"(?i)shape|field|decod"):
+        ledger.mapper.to_domain_event(
+            Notification(
+                id=1, originator_id=uuid4(), originator_version=1, topic=topic, state=wrong
+            )
+        )
