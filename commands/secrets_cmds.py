@@ -17,6 +17,7 @@ from commands.options import (
     DatabaseUrlOpt,
     EnvironmentOpt,
     HomeOpt,
+    IfVersionOpt,
     NameOpt,
     Output,
     OutputOpt,
@@ -149,6 +150,7 @@ def set_secret(
     ] = False,
     environment: EnvironmentOpt = DEFAULT_ENV,
     catalogue: CatalogueOpt = None,
+    if_version: IfVersionOpt = None,
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
@@ -157,6 +159,7 @@ def set_secret(
 
     The value is checked against its key's format in the catalogue (the built-in one plus
     the team's `--catalogue` file); a rejected value is recorded (HBSE-007) and exits 5.
+    With --if-version N nothing is written unless the current version is N (exit 7).
 
     Example: printf %s "$KEY" | secrets set --service nexus --name mcp.bun.apiKey --value-stdin
     """
@@ -172,7 +175,11 @@ def set_secret(
     )
     cred = runtime.credential(ledger)
     added = ledger.write(
-        cred, addr, secret_value, spec_check=lambda v: validate_value(spec, v, addr)
+        cred,
+        addr,
+        secret_value,
+        spec_check=lambda v: validate_value(spec, v, addr),
+        expected=if_version,
     )
     if output is Output.json:
         runtime.emit_json(
@@ -345,6 +352,7 @@ def rollback(
     name: NameOpt,
     version: Annotated[int, typer.Option("--version", help="The version to bring back.")],
     environment: EnvironmentOpt = DEFAULT_ENV,
+    if_version: IfVersionOpt = None,
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
@@ -355,7 +363,7 @@ def rollback(
     """
     ledger = runtime.open_ledger(home)
     addr = runtime.address(environment, service, name)
-    added = ledger.rollback(runtime.credential(ledger), addr, version)
+    added = ledger.rollback(runtime.credential(ledger), addr, version, if_version)
     if output is Output.json:
         runtime.emit_json(
             {
