@@ -109,6 +109,7 @@ COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
         "import-key",
     ),
     "ledger copy": (["ledger", "copy", "--to", "{tmp}/copy"], None, SENIOR, "ledger copy"),
+    "ledger retention": (["ledger", "retention", "10"], None, SENIOR, "ledger retention"),
     # Last, and install before remove: an installed schedule enlists the rotation-bot as a second
     # senior-engineer, which `auth revoke --operator alice` above must not see.
     "rotate schedule install": (
