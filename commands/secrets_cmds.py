@@ -268,6 +268,7 @@ def list_secrets(
                 "FINGERPRINT",
                 "LAST CHANGE",
                 "OPERATOR",
+                "LAST READ",
                 "VALUE",
             ],
             [
@@ -279,6 +280,7 @@ def list_secrets(
                     f"[{r.fingerprint[:12]}]",
                     r.last_change,
                     r.operator,
+                    f"{r.last_read} by {r.last_reader}" if r.last_read else "never",
                     "********",
                 ]
                 for r in rows
@@ -307,6 +309,15 @@ def versions(
     history = sorted(secret.versions.values(), key=lambda v: v.number, reverse=True)
     last = secret.last_rotation
     if output is Output.json:
+        # The last read comes from the views (the reads are not part of the secret's events).
+        row = next(
+            (
+                r
+                for r in runtime.views(ledger).secrets(environment, include_deleted=True)
+                if (r.service, r.name) == (service, name)
+            ),
+            None,
+        )
         runtime.emit_json(
             {
                 "environment": environment,
@@ -314,6 +325,7 @@ def versions(
                 "name": name,
                 "current_version": secret.current_version,
                 "last_rotation": iso(last) if last else None,
+                "last_read": row.last_read_json() if row is not None else None,
                 "deleted": secret.deleted,
                 "destroyed": secret.destroyed,
                 "versions": [
