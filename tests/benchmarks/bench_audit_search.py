@@ -1,10 +1,12 @@
-"""How long `secrets audit hash` without an address takes: every secret loaded (chain-checked)
-and one keyed fingerprint per address, on a generated ledger of about 1,000 secrets.
+"""How long the whole-ledger searches take on a generated ledger of about 1,000 secrets:
+`secrets audit hash` without an address (every secret loaded, chain-checked, and one keyed
+fingerprint per address) and `secrets report unused` (a fold of the Secret events and every
+value read).
 
-    PYTHONPATH=. python tests/benchmarks/bench_hash_search.py [--secrets 1000] [--events 20000]
+    PYTHONPATH=. python tests/benchmarks/bench_audit_search.py [--secrets 1000] [--events 20000]
 
 In one process (the generator's in-memory keychain holds the fingerprint key); prints the
-event count, the search time and the matches, twice (cold and warm snapshot caches).
+event count, each time and the answers, twice.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 
@@ -19,6 +22,7 @@ def main() -> int:
     from ledger.address import SecretAddress
     from ledger.credentials import Credential
     from ledger.hash_search import search_ledger
+    from projections.unused import unused
     from tests.benchmarks.generate_ledger import _Generator
 
     parser = argparse.ArgumentParser()
@@ -47,6 +51,13 @@ def main() -> int:
                 f"{run}: {searched} secrets, {events} events: {took:.2f} s "
                 f"({took / searched * 1000:.2f} ms per secret); "
                 f"matches {[(str(m.address), m.versions) for m in matches]}"
+            )
+            started = time.perf_counter()
+            report = unused(gen.ledger, gen.clock, gen.clock - timedelta(days=1))
+            took = time.perf_counter() - started
+            print(
+                f"{run}: report unused over {events} events: {took:.2f} s; "
+                f"{len(report.secrets)} of {report.live} live secrets unread in the last day"
             )
         gen.close()
     return 0
