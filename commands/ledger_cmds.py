@@ -1,4 +1,5 @@
-"""`secrets ledger ...`: the event store itself: copy it elsewhere, share its fingerprint key."""
+"""`secrets ledger ...`: the event store itself: copy it elsewhere, share its fingerprint key,
+change its retention."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from commands import runtime
 from commands.options import DatabaseUrlOpt, HomeOpt, Output, OutputOpt
 
 ledger_app = typer.Typer(
-    help="The event store: copy it between SQLite and PostgreSQL, share its fingerprint key.",
+    help=(
+        "The event store: copy it between SQLite and PostgreSQL, share its fingerprint key, "
+        "change its retention."
+    ),
     no_args_is_help=True,
 )
 
@@ -136,3 +140,31 @@ def import_key(
         print(f"fingerprint key stored in this host's keychain ({ledger.vault.description})")
     else:
         print("this keychain already holds this ledger's fingerprint key; nothing changed")
+
+
+@ledger_app.command("retention")
+def retention(
+    versions: Annotated[
+        int, typer.Argument(help="How many versions of each secret keep their values (>= 1).")
+    ],
+    home: HomeOpt = None,
+    database_url: DatabaseUrlOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Change how many versions keep their values (set by `init --retention`). Recorded
+    (HBSE-014); senior-engineers only, a refusal is recorded as a denial. Each secret's next
+    write prunes the values beyond the new figure; the change itself prunes nothing.
+
+    Example: secrets ledger retention 5
+    """
+    from ledger.retention import change_retention
+
+    ledger = runtime.open_ledger(home)
+    before = change_retention(ledger, runtime.credential(ledger), versions)
+    if output is Output.json:
+        runtime.emit_json({"retention": versions, "previous": before})
+        return
+    if before == versions:
+        print(f"retention is already {versions}; nothing changed")
+    else:
+        print(f"retention {before} -> {versions}")

@@ -87,6 +87,15 @@ NameOpt = Annotated[
     ),
 ]
 
+IfVersionOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--if-version",
+        min=0,
+        help="Write only if the current version is this one (0: none yet); else exit 7.",
+    ),
+]
+
 
 def _use_database_url(value: str | None) -> str | None:
     # Remembered for the whole command: every ledger it opens uses the same store.

@@ -145,11 +145,31 @@ def claim_operator(name: str) -> None:
 def address(environment: str, service: str, name: str) -> SecretAddress:
     from commands import oplog
     from ledger.address import SecretAddress
+    from ledger.errors import ValidationFailed
 
-    parsed = SecretAddress.parse(environment, service, name)
+    try:
+        parsed = SecretAddress.parse(environment, service, name)
+    except ValidationFailed as failed:
+        _record_rejected_name(environment, service, name, failed.rule)
+        raise
     # Only once validated: a rejected name could carry anything, even a pasted value.
     oplog.bind(address=str(parsed))
     return parsed
+
+
+def _record_rejected_name(environment: str, service: str, name: str, rule: str) -> None:
+    """HBSE-007 for a bad address, in the ledger the command opened (every command that takes
+    an address opens it first); an uninitialised home records nothing."""
+    from ledger.errors import NotInitialized
+    from ledger.name_rejection import record_rejected_name
+
+    if not _opened:
+        return
+    ledger = _opened[-1]
+    try:
+        record_rejected_name(ledger, credential(ledger), environment, service, name, rule)
+    except NotInitialized:
+        return
 
 
 def emit_json(document: Any) -> None:

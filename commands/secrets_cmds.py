@@ -17,6 +17,7 @@ from commands.options import (
     DatabaseUrlOpt,
     EnvironmentOpt,
     HomeOpt,
+    IfVersionOpt,
     NameOpt,
     Output,
     OutputOpt,
@@ -149,6 +150,7 @@ def set_secret(
     ] = False,
     environment: EnvironmentOpt = DEFAULT_ENV,
     catalogue: CatalogueOpt = None,
+    if_version: IfVersionOpt = None,
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
@@ -157,6 +159,7 @@ def set_secret(
 
     The value is checked against its key's format in the catalogue (the built-in one plus
     the team's `--catalogue` file); a rejected value is recorded (HBSE-007) and exits 5.
+    With --if-version N nothing is written unless the current version is N (exit 7).
 
     Example: printf %s "$KEY" | secrets set --service nexus --name mcp.bun.apiKey --value-stdin
     """
@@ -172,7 +175,11 @@ def set_secret(
     )
     cred = runtime.credential(ledger)
     added = ledger.write(
-        cred, addr, secret_value, spec_check=lambda v: validate_value(spec, v, addr)
+        cred,
+        addr,
+        secret_value,
+        spec_check=lambda v: validate_value(spec, v, addr),
+        expected=if_version,
     )
     if output is Output.json:
         runtime.emit_json(
@@ -261,6 +268,7 @@ def list_secrets(
                 "FINGERPRINT",
                 "LAST CHANGE",
                 "OPERATOR",
+                "LAST READ",
                 "VALUE",
             ],
             [
@@ -272,6 +280,7 @@ def list_secrets(
                     f"[{r.fingerprint[:12]}]",
                     r.last_change,
                     r.operator,
+                    f"{r.last_read} by {r.last_reader}" if r.last_read else "never",
                     "********",
                 ]
                 for r in rows
@@ -300,6 +309,15 @@ def versions(
     history = sorted(secret.versions.values(), key=lambda v: v.number, reverse=True)
     last = secret.last_rotation
     if output is Output.json:
+        # The last read comes from the views (the reads are not part of the secret's events).
+        row = next(
+            (
+                r
+                for r in runtime.views(ledger).secrets(environment, include_deleted=True)
+                if (r.service, r.name) == (service, name)
+            ),
+            None,
+        )
         runtime.emit_json(
             {
                 "environment": environment,
@@ -307,6 +325,7 @@ def versions(
                 "name": name,
                 "current_version": secret.current_version,
                 "last_rotation": iso(last) if last else None,
+                "last_read": row.last_read_json() if row is not None else None,
                 "deleted": secret.deleted,
                 "destroyed": secret.destroyed,
                 "versions": [
@@ -345,6 +364,7 @@ def rollback(
     name: NameOpt,
     version: Annotated[int, typer.Option("--version", help="The version to bring back.")],
     environment: EnvironmentOpt = DEFAULT_ENV,
+    if_version: IfVersionOpt = None,
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
@@ -355,7 +375,7 @@ def rollback(
     """
     ledger = runtime.open_ledger(home)
     addr = runtime.address(environment, service, name)
-    added = ledger.rollback(runtime.credential(ledger), addr, version)
+    added = ledger.rollback(runtime.credential(ledger), addr, version, if_version)
     if output is Output.json:
         runtime.emit_json(
             {

@@ -681,11 +681,12 @@ class SecretsLedger(Application[UUID]):
         action: str = "set",
         incident_id: str | None = None,
         spec_check: Callable[[str], None] | None = None,
+        expected: int | None = None,
     ) -> Version:
         principal = self.authorize(cred, Permission.MANAGE, action, address)
         self._check_value(cred, address, value, spec_check)
         with self._stamp(principal):
-            return self._write_version(address, value, reason, None, incident_id)
+            return self._write_version(address, value, reason, None, incident_id, None, expected)
 
     def _check_value(
         self,
@@ -715,9 +716,11 @@ class SecretsLedger(Application[UUID]):
         rolled_back_from: int | None,
         incident_id: str | None,
         refuse: Callable[[Secret, str], None] | None = None,
+        expected: int | None = None,
     ) -> Version:
         """`refuse(secret, fingerprint)` may raise to refuse the value against the secret as
-        loaded for this attempt (before its value reaches the vault)."""
+        loaded for this attempt (before its value reaches the vault); so does `expected`, the
+        current version a check-and-set requires (`Secret.expect_version`)."""
         fingerprint = self.fingerprint(address, value)
         retention = self.settings.retention
 
@@ -725,6 +728,7 @@ class SecretsLedger(Application[UUID]):
             secret = self._load_secret(address) or Secret(
                 address.environment, address.service, address.name
             )
+            secret.expect_version(expected)
             if refuse is not None:
                 refuse(secret, fingerprint)
             number = secret.current_version + 1
@@ -790,9 +794,12 @@ class SecretsLedger(Application[UUID]):
                 failed.append(f"{address} v{v.number}")
         return failed
 
-    def rollback(self, cred: Credential, address: SecretAddress, version: int) -> Version:
+    def rollback(
+        self, cred: Credential, address: SecretAddress, version: int, expected: int | None = None
+    ) -> Version:
         principal = self.authorize(cred, Permission.MANAGE, "rollback", address)
         secret = self._existing_secret(address)
+        secret.expect_version(expected)
         target = secret.readable_version(version)
         if target.number == secret.current_version:
             raise ValidationFailed("rollback-current", f"{address} v{version} is already current")
@@ -800,7 +807,9 @@ class SecretsLedger(Application[UUID]):
         if value is None:
             raise self._value_missing(address, target)
         with self._stamp(principal):
-            return self._write_version(address, value, "rollback", target.number, None)
+            return self._write_version(
+                address, value, "rollback", target.number, None, None, expected
+            )
 
     def _change(
         self,

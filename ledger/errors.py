@@ -37,6 +37,10 @@ class ConflictUnresolved(LedgerError):
     """Concurrent writers kept winning; retries ran out."""
 
 
+class VersionConflict(ConflictUnresolved):
+    """A check-and-set (`--if-version N`) found another current version: nothing written."""
+
+
 class KeychainUnavailable(LedgerError):
     """No secure keychain could be used (missing, locked, refused, or insecure)."""
 

@@ -324,6 +324,7 @@ class Rotator:
         reason: str,
         incident_id: str | None = None,
         compromised_through: int | None = None,
+        expected: int | None = None,
     ) -> Version:
         def refuse(secret: Secret, fingerprint: str) -> None:
             # Checked again against the secret as the write loads it: another writer may have
@@ -338,26 +339,43 @@ class Rotator:
         rotation = reason in ("rotation", "emergency")
         with context.acting_as(principal.operator):
             return self.ledger._write_version(
-                address, value, reason, None, incident_id, refuse=refuse if rotation else None
+                address,
+                value,
+                reason,
+                None,
+                incident_id,
+                refuse=refuse if rotation else None,
+                expected=expected,
             )
 
     # -- rotate one ---------------------------------------------------------------------
 
-    def check_rotatable(self, cred: Credential, address: SecretAddress) -> Principal:
-        """The caller, if it may rotate `address` and `address` can be rotated; else raise.
+    def check_rotatable(
+        self, cred: Credential, address: SecretAddress, expected: int | None = None
+    ) -> Principal:
+        """The caller, if it may rotate `address` and `address` can be rotated (and is at
+        version `expected`, when given); else raise.
 
         Lets the CLI refuse before prompting for a value that could not be used."""
         principal = self.ledger.authorize(cred, Permission.MANAGE, "rotate", address)
         secret = self.ledger._existing_secret(address)
+        secret.expect_version(expected)
         if secret.deleted:
             raise NotFound(f"{address} is deleted (restore it first)")
         if self.kind(address) == "none":
             raise self._refuse_identifier(address)
         return principal
 
-    def rotate(self, cred: Credential, address: SecretAddress, value: str | None = None) -> Version:
-        """Rotate one secret: a generated value, or `value` (required for external kinds)."""
-        principal = self.check_rotatable(cred, address)
+    def rotate(
+        self,
+        cred: Credential,
+        address: SecretAddress,
+        value: str | None = None,
+        expected: int | None = None,
+    ) -> Version:
+        """Rotate one secret: a generated value, or `value` (required for external kinds);
+        with `expected`, only if its current version is that one (check-and-set)."""
+        principal = self.check_rotatable(cred, address, expected)
         spec = self.spec(address)
         kind = self.kind(address)
         through = self.compromised().get(address)
@@ -375,7 +393,7 @@ class Rotator:
             )
             if refused is not None:
                 raise refused
-        return self._write(principal, address, value, "rotation", None, through)
+        return self._write(principal, address, value, "rotation", None, through, expected)
 
     # -- runs ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from uuid import UUID
 from eventsourcing.domain import event
 
 from ledger.address import SecretAddress, secret_id
-from ledger.errors import NotFound, ValidationFailed
+from ledger.errors import NotFound, ValidationFailed, VersionConflict
 from ledger.stamping import LedgerAggregate
 
 Reason = Literal["manual", "rotation", "emergency", "rollback", "provision"]
@@ -124,6 +124,17 @@ class Secret(LedgerAggregate):
             why = "destroyed" if self.destroyed else "pruned by the retention policy"
             raise NotFound(f"{self.address} v{number} has no value any more ({why})")
         return found
+
+    def expect_version(self, expected: int | None) -> None:
+        """Check-and-set: refuse unless the current version is `expected` (0: no version yet).
+
+        Called on the secret as each write attempt loads it, so a retry after another writer's
+        save checks again and fails rather than writing over a version its caller never saw."""
+        if expected is not None and expected != self.current_version:
+            raise VersionConflict(
+                f"{self.address} is at v{self.current_version}, not v{expected} (--if-version): "
+                "someone else changed it; nothing was written"
+            )
 
     # -- commands -------------------------------------------------------------------------
 

@@ -20,6 +20,20 @@ class SecretRow:
     deleted: bool
     destroyed: bool
     retained: int
+    # The newest value read of the secret (`get`), by whom and of which version; None if
+    # never read.
+    last_read: str | None = None
+    last_reader: str | None = None
+    last_read_version: int | None = None
+
+    def last_read_json(self) -> dict[str, Any] | None:
+        if self.last_read is None:
+            return None
+        return {
+            "timestamp": self.last_read,
+            "operator": self.last_reader,
+            "version": self.last_read_version,
+        }
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +48,7 @@ class SecretRow:
             "last_rotation": self.last_rotation,
             "deleted": self.deleted,
             "destroyed": self.destroyed,
+            "last_read": self.last_read_json(),
             "value": "********",
         }
 

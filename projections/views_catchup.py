@@ -113,6 +113,7 @@ class ViewsCatchUp(ViewsFold):
                     crashpoints.reached("during-catch-up")
                 cur.executemany(AUDIT_INSERT, audit_rows)
                 self._note_times(cur, start, audit_rows)
+                self._note_reads(cur, audit_rows)
                 folded_to = last if fold is not None else -1
                 cur.execute(
                     "INSERT INTO tracking (name, position) VALUES (?, ?) "

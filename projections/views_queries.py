@@ -55,8 +55,8 @@ class ViewsQueries(ViewsDatabase):
     ) -> list[SecretRow]:
         sql = (
             "SELECT environment, service, name, current_version, fingerprint, last_change, "
-            "operator, reason, last_rotation, deleted, destroyed, retained FROM secrets_view "
-            "WHERE current_version > 0"
+            "operator, reason, last_rotation, deleted, destroyed, retained, last_read, "
+            "last_reader, last_read_version FROM secrets_view WHERE current_version > 0"
         )
         params: list[Any] = []
         if environment is not None:
@@ -73,13 +73,16 @@ class ViewsQueries(ViewsDatabase):
             # the JSON encoder or a date parser (exit 1 in `list -o json`, `dashboard`).
             version, retained = _count(r[3]), _count(r[11])
             changed, rotated = _instant(r[5]), _instant(r[8])
+            read, read_version = _instant(r[12]), _count(r[14])
             fits = (
                 all(isinstance(v, str) for v in r[0:3])
                 and version is not None
                 and retained is not None
                 and (changed is not None or r[5] is None)
                 and (rotated is not None or r[8] is None)
-                and all(isinstance(v, str) or v is None for v in (r[4], r[6], r[7]))
+                and all(isinstance(v, str) or v is None for v in (r[4], r[6], r[7], r[13]))
+                and (read is not None or r[12] is None)
+                and (read_version is not None or r[14] is None)
             )
             unfit += not fits
             found.append(
@@ -96,6 +99,9 @@ class ViewsQueries(ViewsDatabase):
                     bool(r[9]) if isinstance(r[9], int) else True,
                     bool(r[10]) if isinstance(r[10], int) else True,
                     retained or 0,
+                    read,
+                    r[13] if read is not None and isinstance(r[13], str) else None,
+                    read_version if read is not None else None,
                 )
             )
         if unfit:

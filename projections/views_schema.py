@@ -19,7 +19,8 @@ TRACKING_NAME = "views"
 # 2: a refused grant's detail shows the recorded (already escaped) name and role as they are.
 # 3: a version with its predecessor's fingerprint keeps the predecessor's `last_rotation`
 #    (saved replay states, folded by the old rule, are dropped with the rows).
-VIEWS_FORMAT = 3
+# 4: each secret's last read (`last_read`, `last_reader`, `last_read_version`).
+VIEWS_FORMAT = 4
 VIEW_TABLES = (
     "tracking",
     "secrets_view",
@@ -47,7 +48,8 @@ CREATE TABLE IF NOT EXISTS secrets_view (
     current_version INTEGER NOT NULL DEFAULT 0,
     fingerprint TEXT, last_change TEXT, operator TEXT, reason TEXT, last_rotation TEXT,
     deleted INTEGER NOT NULL DEFAULT 0, destroyed INTEGER NOT NULL DEFAULT 0,
-    retained INTEGER NOT NULL DEFAULT 0
+    retained INTEGER NOT NULL DEFAULT 0,
+    last_read TEXT, last_reader TEXT, last_read_version INTEGER
 );
 CREATE UNIQUE INDEX IF NOT EXISTS secrets_view_address
     ON secrets_view (environment, service, name);

@@ -13,6 +13,8 @@ from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from ledger.application import SecretsLedger
+
 
 # -- the past -----------------------------------------------------------------------------
 
@@ -277,8 +279,10 @@ def who_can(
 
 @audit_app.command("hash")
 def hash_value(
-    service: Annotated[str, typer.Option("--service", "-s", help="Service, e.g. nexus.")],
-    name: Annotated[str, typer.Option("--name", "-n", help="Key name.")],
+    service: Annotated[
+        str | None, typer.Option("--service", "-s", help="Service, e.g. nexus.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Key name.")] = None,
     environment: Annotated[
         str,
         typer.Option(
@@ -290,14 +294,22 @@ def hash_value(
 ) -> None:
     """Print the fingerprint a value (read from stdin) would have, and which version has it.
 
-    Needs the keychain (the fingerprint key lives there) and read access to the secret.
+    Without --service/--name, search the whole ledger: every secret and version (pruned and
+    destroyed ones too) that ever held the value. Exit 0 either way; the answer is the list.
+    Needs the keychain (the fingerprint key lives there) and read access.
 
-    Example: printf %s "$CANDIDATE" | secrets audit hash --service nexus --name mcp.bun.apiKey
+    Examples: printf %s "$CANDIDATE" | secrets audit hash --service nexus --name mcp.bun.apiKey;
+    printf %s "$LEAKED" | secrets audit hash
     """
-    from commands.value_input import read_value
+    from commands.value_input import UsageProblem, read_value
     from ledger.errors import NotFound
 
     ledger = runtime.open_ledger(home)
+    if service is None and name is None:
+        _hash_everywhere(ledger, read_value(None, None, True, prompt="Value"), output)
+        return
+    if service is None or name is None:
+        raise UsageProblem("give both --service and --name, or neither to search every secret")
     addr = runtime.address(environment, service, name)
     value = read_value(None, None, True, prompt="Value")
     cred = runtime.credential(ledger)
@@ -314,3 +326,29 @@ def hash_value(
         return
     found = ", ".join(f"v{n}" for n in matches) if matches else "no recorded version"
     print(f"[{fingerprint[:12]}] matches {found}")
+
+
+def _hash_everywhere(ledger: SecretsLedger, value: str, output: Output) -> None:
+    from ledger.hash_search import search_ledger
+
+    searched, matches = search_ledger(ledger, runtime.credential(ledger), value)
+    if output is Output.json:
+        runtime.emit_json(
+            {
+                "searched_secrets": searched,
+                "matches": [
+                    {
+                        "secret": str(m.address),
+                        "fingerprint": m.fingerprint[:12],
+                        "matching_versions": m.versions,
+                    }
+                    for m in matches
+                ],
+            }
+        )
+        return
+    if not matches:
+        print(f"no recorded version of the {searched} secrets held this value")
+        return
+    for m in matches:
+        print(f"{m.address} [{m.fingerprint[:12]}] " + ", ".join(f"v{n}" for n in m.versions))

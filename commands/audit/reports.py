@@ -1,4 +1,4 @@
-"""`secrets report compliance` and `secrets projections rebuild`."""
+"""`secrets report compliance`, `secrets report unused` and `secrets projections rebuild`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 
 from commands import runtime
 from commands.audit.common import as_of_option
-from commands.options import HomeOpt
+from commands.options import HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
     pass
@@ -117,3 +117,74 @@ def rebuild(home: HomeOpt = None) -> None:
         print(f"rebuilt views from {applied} events in {elapsed:.1f}s; they differ from the cache")
         return
     print(f"rebuilt views from {applied} events in {elapsed:.1f}s; identical")
+
+
+@report_app.command("unused")
+def unused_report(
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since",
+            help="The window: a span before --as-of (90d, 12w) or a date; a read after it "
+            "counts as use.",
+        ),
+    ] = "90d",
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="As the ledger stood at this date (the end of that day, UTC), date-time or "
+            "span ago (7d). Default: now.",
+        ),
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Only this environment.")
+    ] = None,
+    home: HomeOpt = None,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Secrets nobody read in the window (`get` of any version): candidates for deletion.
+    Lists the secrets live at --as-of whose newest read up to then is before the window,
+    or that were never read.
+
+    Example: secrets report unused --since 90d --as-of 2026-03-31
+    """
+    from ledger import context
+    from ledger.policy import Permission
+    from projections.timefmt import iso, parse_when
+    from projections.unused import unused
+
+    when = as_of_option(as_of) or context.now()
+    try:
+        start = parse_when(since, now=when)
+    except ValueError as exc:
+        from commands.value_input import UsageProblem
+
+        raise UsageProblem(f"--since: {exc}") from None
+    ledger = runtime.open_ledger(home)
+    ledger.authorize(runtime.credential(ledger), Permission.AUDIT, "report unused")
+    report = unused(ledger, when, start, environment)
+    if output is Output.json:
+        runtime.emit_json(report.as_json())
+        return
+    runtime.info(
+        f"{len(report.secrets)} of {report.live} secrets not read between {iso(report.since)} "
+        f"and {iso(report.as_of)}"
+    )
+    if report.secrets:
+        print(
+            runtime.table(
+                ["ENVIRONMENT", "SERVICE", "NAME", "REGISTERED", "LAST READ", "BY"],
+                [
+                    [
+                        s.environment,
+                        s.service,
+                        s.name,
+                        iso(s.registered),
+                        iso(s.last_read) if s.last_read else "never",
+                        s.last_reader or "",
+                    ]
+                    for s in report.secrets
+                ],
+            )
+        )

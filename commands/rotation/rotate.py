@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from commands import runtime
-from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
+from commands.options import CatalogueOpt, HomeOpt, IfVersionOpt, Output, OutputOpt
 from commands.rotation.shared import (
     DEFAULT_ENV,
     ValuesFileOpt,
@@ -69,6 +69,7 @@ def rotate(
             help="Record the run as the schedule's (the cron job and systemd timer pass it).",
         ),
     ] = False,
+    if_version: IfVersionOpt = None,
     catalogue: CatalogueOpt = None,
     home: HomeOpt = None,
     output: OutputOpt = Output.table,
@@ -93,10 +94,14 @@ def rotate(
             raise UsageProblem("give both --service and --name to rotate one secret")
         if all_ or values_file is not None or partial or fresh:
             raise UsageProblem("--all, --values-file, --partial and --fresh are for batches")
-        _rotate_one(service, name, environment, value_file, value_stdin, catalogue, home, output)
+        _rotate_one(
+            service, name, environment, value_file, value_stdin, catalogue, home, output, if_version
+        )
         return
     if value_file is not None or value_stdin:
         raise UsageProblem("--value-file/--value-stdin need --service and --name")
+    if if_version is not None:
+        raise UsageProblem("--if-version needs --service and --name")
     _rotate_batch(
         "all" if all_ else "due", values_file, partial, fresh, scheduled, catalogue, home, output
     )
@@ -111,6 +116,7 @@ def _rotate_one(
     catalogue: Path | None,
     home: Path | None,
     output: Output,
+    if_version: int | None = None,
 ) -> None:
     from commands.value_input import read_value
 
@@ -121,11 +127,11 @@ def _rotate_one(
     value: str | None = None
     if value_file is not None or value_stdin or rotator.kind(addr) == "external":
         # Refuse before asking: no prompt for a value that could not be used.
-        rotator.check_rotatable(cred, addr)
+        rotator.check_rotatable(cred, addr, if_version)
         value = read_value(
             None, value_file, value_stdin, prompt=f"New value for {addr}", address=str(addr)
         )
-    added = rotator.rotate(cred, addr, value)
+    added = rotator.rotate(cred, addr, value, if_version)
     if output is Output.json:
         runtime.emit_json(
             {

@@ -61,6 +61,7 @@ COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
     "audit log": (["audit", "log"], None, "analyst", "audit log"),
     "audit verify": (["audit", "verify"], None, "analyst", "audit verify"),
     "report compliance": (["report", "compliance"], None, "analyst", "report compliance"),
+    "report unused": (["report", "unused"], None, "analyst", "report unused"),
     "audit replay": (["audit", "replay", "--at", "1h"], None, "analyst", "audit replay"),
     "audit diff": (
         ["audit", "diff", "--from", "7d", "--to", "1h"],
@@ -109,6 +110,7 @@ COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
         "import-key",
     ),
     "ledger copy": (["ledger", "copy", "--to", "{tmp}/copy"], None, SENIOR, "ledger copy"),
+    "ledger retention": (["ledger", "retention", "10"], None, SENIOR, "ledger retention"),
     # Last, and install before remove: an installed schedule enlists the rotation-bot as a second
     # senior-engineer, which `auth revoke --operator alice` above must not see.
     "rotate schedule install": (

@@ -307,6 +307,25 @@ def test_a_last_rotation_of_the_wrong_type_is_not_an_internal_error(
         assert "views cache" in result.stderr, (command, result.stderr)
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("last_read", b"\xff"), ("last_read", "garbage"), ("last_read_version", "v2")],
+    ids=["blob", "text", "version-text"],
+)
+def test_a_last_read_of_the_wrong_type_is_not_an_internal_error(
+    ledger: Ledger, column: str, value: object
+) -> None:
+    """Issue 22: the last read columns are shown only as far as they fit, like the others."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    assert ledger.run("get", *VIEWS_ADDRESS).returncode == 0
+    _views(ledger, f"UPDATE secrets_view SET {column} = ?", value)  # noqa: S608
+    for command in (("list", "-o", "json"), ("list",), ("versions", *VIEWS_ADDRESS, "-o", "json")):
+        result = ledger.run(*command)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "views cache" in result.stderr, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
 def test_a_time_coverage_that_is_no_number_is_not_an_internal_error(ledger: Ledger) -> None:
     ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
     _views(ledger, "UPDATE audit_time_coverage SET since = 'zz'")

@@ -290,3 +290,45 @@ def test_snapshots_round_trip_busy_secrets_and_operators(
     assert fresh.whoami(alice)[0] is not None
     snapshots = list(ledger.snapshots.get(ADDR.id))
     assert snapshots, "no snapshot was taken"
+
+
+def test_check_and_set_checks_again_after_losing_the_race(
+    request: pytest.FixtureRequest, ledger: SecretsLedger, keychain: FlakyKeyring, tmp_path: Path
+) -> None:
+    """Issue 22: two writers start from v1 with `expected=1`. The second one saves first (while
+    the first holds its value in the keychain, between its check and its save); the first then
+    loses the store's race, reloads, and must fail the check again: exit 7, nothing written,
+    its value gone from the keychain."""
+    from ledger.errors import VersionConflict
+
+    alice = _senior(ledger)
+    ledger.write(alice, ADDR, KEY)
+    url = (
+        request.getfixturevalue("pg_url")
+        if request.node.callspec.params["ledger"] == "postgres"
+        else f"sqlite://{tmp_path / 'home'}"
+    )
+    other = open_ledger(tmp_path / "home", backend=keychain, database_url=url)
+    vault = ledger.vault
+    put = vault.put
+    raced: list[int] = []
+
+    def racing_put(entry: str, value: str) -> None:
+        put(entry, value)
+        if not raced and entry.startswith(str(ADDR)):
+            raced.append(other.write(alice, ADDR, KEY[:-1] + "y", expected=1).number)
+
+    vault.put = racing_put  # type: ignore[method-assign]
+    try:
+        with pytest.raises(VersionConflict, match="at v2, not v1"):
+            ledger.write(alice, ADDR, KEY[:-1] + "z", expected=1)
+    finally:
+        other.close()
+    assert raced == [2]
+    secret = ledger._load_secret(ADDR)
+    assert secret is not None and sorted(secret.versions) == [1, 2]
+    assert [u for _, u in keychain.entries if "#v3" in u] == []
+    with pytest.raises(VersionConflict):
+        ledger.rollback(alice, ADDR, 1, expected=1)
+    assert ledger.rollback(alice, ADDR, 1, expected=2).number == 3
+    assert ledger.write(alice, SecretAddress("production", "nexus", "new"), KEY, expected=0)
