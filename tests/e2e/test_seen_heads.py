@@ -9,7 +9,6 @@ real CLI runs in a subprocess as its victim. Only `secrets audit verify` noticed
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -281,6 +280,11 @@ def test_a_ledger_copy_and_a_second_home_raise_no_false_alarm(
     assert _alarms(ledger) == []
 
 
+def _sqlite_backup(source: Path, target: Path) -> None:
+    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+        src.backup(dst)
+
+
 @pytest.mark.sqlite_file
 def test_a_restored_backup_is_refused_until_a_senior_resets_the_witness(
     secret_service: Any, tmp_path: Path
@@ -289,16 +293,12 @@ def test_a_restored_backup_is_refused_until_a_senior_resets_the_witness(
     ledger.set(SERVICE, NAME, OLD_VALUE)
     live = ledger.home / "ledger.sqlite"
     backup = tmp_path / "backup.sqlite"
-    with sqlite3.connect(live) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    shutil.copy(live, backup)
+    _sqlite_backup(live, backup)
     ledger.set(SERVICE, NAME, NEW_VALUE)
     _grant(ledger, "bob", "senior-engineer")
     _ok(ledger.run("auth", "revoke", "--operator", "bob"))  # changes the settings too
     _ok(ledger.run("get", *ADDRESS))
-    for suffix in ("-wal", "-shm"):
-        Path(f"{live}{suffix}").unlink(missing_ok=True)
-    shutil.copy(backup, live)
+    _sqlite_backup(backup, live)  # the restore, through SQLite as writers may be active
 
     read = ledger.run("get", *ADDRESS)
     assert read.returncode == 6 and "reset-witness" in read.stderr, read.stderr
