@@ -259,8 +259,12 @@ class SecretsLedger(Application[UUID]):
         seen = self.seen_heads
         if seen is None:
             return authority.load(repository, aggregate_id)
+        store = repository.event_store
         return seen.load(
-            aggregate_id, lambda: authority.load(repository, aggregate_id), self._holds_events
+            aggregate_id,
+            lambda: authority.load(repository, aggregate_id),
+            self._holds_events,
+            store.read_rows if isinstance(store, authority.CheckedEventStore) else None,
         )
 
     @property

@@ -217,10 +217,16 @@ class SeenHeads:
     # -- loads ------------------------------------------------------------------------------
 
     def load(
-        self, aggregate_id: UUID, load: Callable[[], Any], holds_events: Callable[[], bool]
+        self,
+        aggregate_id: UUID,
+        load: Callable[[], Any],
+        holds_events: Callable[[], bool],
+        rows_read: Callable[[UUID], dict[int, tuple[int, Any]]] | None = None,
     ) -> Any:
         """`load()`'s aggregate, refused as `DamagedHistory` when the store holds less of it
-        than this host has seen; the record advanced to what was loaded."""
+        than this host has seen; the record advanced to what was loaded. `rows_read` gives
+        the rows the load itself read and checked against their links (version -> position,
+        link), which spares a query for each version found there."""
         from eventsourcing.application import AggregateNotFoundError
 
         seen = self._read(aggregate_id)  # before the store: see the module's docstring
@@ -233,20 +239,32 @@ class SeenHeads:
                 raise self._refusal(aggregate_id, seen, "holds none of its events") from None
             raise
         version = found.version
+        read = rows_read(aggregate_id) if rows_read is not None else {}
         if seen is not None:
-            self._check(aggregate_id, seen, version)
+            self._check(aggregate_id, seen, version, read.get(seen.version))
             if version == seen.version:
                 return found
-        self._advance(aggregate_id, version, label_of(found))
+        self._advance(aggregate_id, version, label_of(found), read.get(version))
         return found
 
-    def _check(self, aggregate_id: UUID, seen: Head, version: int) -> None:
+    def _row(
+        self, aggregate_id: UUID, version: int, read: tuple[int, Any] | None
+    ) -> tuple[int, Any] | None:
+        """(position, stored link) of the aggregate's event at `version`, None if none."""
+        if read is not None:
+            return read
+        rows = self.store.select_linked(aggregate_id, version - 1, version)
+        return (rows[0][0], rows[0][5]) if rows else None
+
+    def _check(
+        self, aggregate_id: UUID, seen: Head, version: int, read: tuple[int, Any] | None = None
+    ) -> None:
         if version < seen.version:
             raise self._refusal(aggregate_id, seen, f"ends it at version {version}")
-        rows = self.store.select_linked(aggregate_id, seen.version - 1, seen.version)
-        if not rows:
+        row = self._row(aggregate_id, seen.version, read)
+        if row is None:
             raise self._refusal(aggregate_id, seen, "holds no event of it at that version")
-        position, _, _, _, _, link, _ = rows[0]
+        position, link = row
         if position != seen.position:
             raise self._refusal(aggregate_id, seen, f"holds that version at position {position}")
         if not isinstance(link, bytes | bytearray | memoryview):
@@ -259,11 +277,13 @@ class SeenHeads:
                 kind="edited",
             )
 
-    def _advance(self, aggregate_id: UUID, version: int, label: str) -> None:
-        rows = self.store.select_linked(aggregate_id, version - 1, version)
-        if not rows:
+    def _advance(
+        self, aggregate_id: UUID, version: int, label: str, read: tuple[int, Any] | None
+    ) -> None:
+        row = self._row(aggregate_id, version, read)
+        if row is None:
             return  # gone since the load: the next load has nothing to compare either
-        position, _, _, _, _, link, _ = rows[0]
+        position, link = row
         if isinstance(position, int) and isinstance(link, bytes | bytearray | memoryview):
             self._write(aggregate_id, Head(version, position, bytes(link), label))
 

@@ -25,6 +25,10 @@ OLD_VALUE = "sk-old-" + "a1B2" * 8
 NEW_VALUE = "sk-new-" + "z9Y8" * 8
 PG_EVENTS = "public.secretsledger_events"
 PG_CHAIN = "public.secretsledger_event_chain"
+PG_ROWS = (
+    "SELECT notification_id, originator_id, originator_version, topic, state "
+    "FROM public.secretsledger_events ORDER BY notification_id"
+)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -58,10 +62,7 @@ class Store:
         import psycopg
 
         with psycopg.connect(self.ledger.database_url) as conn:
-            got = conn.execute(
-                "SELECT notification_id, originator_id, originator_version, topic, state "
-                f"FROM {PG_EVENTS} ORDER BY notification_id"  # noqa: S608
-            ).fetchall()
+            got = conn.execute(PG_ROWS).fetchall()
         return [(int(p), o.hex, int(v), str(t), bytes(s)) for p, o, v, t, s in got]
 
     def position(self, topic_end: str, originator_hex: str | None = None) -> int:
@@ -337,4 +338,3 @@ def test_an_edited_witness_row_is_not_an_internal_error(ledger: Ledger) -> None:
     with sqlite3.connect(witness) as db:
         types = db.execute("SELECT DISTINCT typeof(version), typeof(link) FROM seen_heads")
         assert set(types.fetchall()) == {("integer", "blob")}
-
