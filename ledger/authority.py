@@ -10,7 +10,8 @@ position, computed from the link stored before it), then decoded; either failing
 store's business (authenticated there); only what the repository folds on top is read here.
 
 What this cannot see: an attacker who edits an event and recomputes every link after it (the
-chain needs no secret). Signed checkpoints catch that, in `audit verify`, not on every load.
+chain needs no secret). Signed checkpoints catch that, in `audit verify`, not on every load;
+on load, only for what this host has already seen (ledger/seen_heads.py).
 """
 
 from __future__ import annotations
