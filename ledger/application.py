@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from ledger.checkpoint import SignedHead, Witness
     from ledger.doctor import DoctorReport
     from ledger.integrity import IntegrityReport
+    from ledger.seen_heads import SeenHeads
     from ledger.vault.port import ValueVault
 
 T = TypeVar("T")
@@ -170,6 +171,7 @@ class SecretsLedger(Application[UUID]):
         # checkpoint): the command succeeded; the edge reports these as warnings.
         self.post_commit_problems: list[str] = []
         self._authority_repository: Any = None
+        self._seen_heads: Any = None
 
     def construct_mapper(self) -> Mapper[UUID]:
         from ledger.decoding import AllowListMapper
@@ -253,7 +255,31 @@ class SecretsLedger(Application[UUID]):
                 self._authority_repository = authority.checked_repository(self.repository)
             else:  # a store with no chain (none of this project's): nothing to check against
                 self._authority_repository = self.repository
-        return authority.load(self._authority_repository, aggregate_id)
+        repository = self._authority_repository
+        seen = self.seen_heads
+        if seen is None:
+            return authority.load(repository, aggregate_id)
+        store = repository.event_store
+        return seen.load(
+            aggregate_id,
+            lambda: authority.load(repository, aggregate_id),
+            self._holds_events,
+            store.read_rows if isinstance(store, authority.CheckedEventStore) else None,
+        )
+
+    @property
+    def seen_heads(self) -> SeenHeads | None:
+        """This host's witness of the heads it has seen of this store (ledger/seen_heads.py);
+        None for a store with no chain."""
+        if self._seen_heads is None:
+            from ledger import authority, seen_heads
+
+            if not isinstance(self.recorder, authority.LinkedRecorder):
+                return None
+            path = self.home / seen_heads.file_name(self.views_file)
+            self._seen_heads = seen_heads.SeenHeads(path, self.recorder, self.warnings.append)
+        found: SeenHeads = self._seen_heads
+        return found
 
     def _holds_events(self) -> bool:
         try:
@@ -352,6 +378,13 @@ class SecretsLedger(Application[UUID]):
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         recordings = super().save(*objs, **kwargs)
+        if recordings and self.seen_heads is not None:
+            try:  # after the commit: never turn a recorded write into an exception
+                self.seen_heads.saved(objs, recordings)
+            except Exception as exc:
+                self.post_commit_problems.append(
+                    f"this host's record of seen heads was not advanced ({type(exc).__name__})"
+                )
         every = self.checkpoint_every
         if recordings and every > 0 and not self._checkpointing:
             first = recordings[0].notification.id
@@ -441,6 +474,8 @@ class SecretsLedger(Application[UUID]):
             operator = Operator(first_operator, SENIOR)
             issued = tokens.issue(first_operator)
             operator.issue_token(issued.token_id, issued.digest)
+            if self.seen_heads is not None:  # heads of a ledger no longer in this store
+                self.seen_heads.forget()
             try:
                 self._save(settings, operator)
             except BaseException as exc:
@@ -1208,10 +1243,28 @@ class SecretsLedger(Application[UUID]):
             principal = self.authorize(cred, Permission.AUDIT, action)
             with self._stamp(principal):
                 return self.write_checkpoint()
-        principal = self.authorize(cred, Permission.ADMIN, "audit checkpoint --reset-witness")
+        # A restored (older) log is what this host's seen heads refuse: authorising the
+        # reset must not read them, and a successful reset forgets them (ledger/seen_heads.py).
+        seen = self.seen_heads
+        if seen is not None:
+            seen.suspended = True
+        try:
+            principal = self.authorize(cred, Permission.ADMIN, "audit checkpoint --reset-witness")
+        finally:
+            if seen is not None:
+                seen.suspended = False
         with self._stamp(principal):
             known = self.keychain_witness()
+            overruled = seen.forget() if seen is not None else []
             at, signed = self.write_checkpoint()
+            if overruled:
+                from ledger.records import IntegrityAlarm
+
+                detail = (
+                    f"this host's seen heads forgotten by {principal.operator}; the log held "
+                    f"less than seen of {len(overruled)} (first: {overruled[0]})"
+                )
+                self._save(IntegrityAlarm(at, "seen-heads-reset", detail))
             if known is not None and known.position >= at:
                 from ledger.records import IntegrityAlarm
 

@@ -10,7 +10,8 @@ position, computed from the link stored before it), then decoded; either failing
 store's business (authenticated there); only what the repository folds on top is read here.
 
 What this cannot see: an attacker who edits an event and recomputes every link after it (the
-chain needs no secret). Signed checkpoints catch that, in `audit verify`, not on every load.
+chain needs no secret). Signed checkpoints catch that, in `audit verify`, not on every load;
+on load, only for what this host has already seen (ledger/seen_heads.py).
 """
 
 from __future__ import annotations
@@ -95,6 +96,16 @@ class CheckedEventStore(EventStore[UUID]):
 
     def forget(self) -> None:
         self._folding.position = None
+        self._folding.read = None
+
+    def read_rows(self, originator_id: UUID) -> dict[int, tuple[int, Any]]:
+        """The rows of `originator_id` the last read in this thread checked: version ->
+        (position, stored link); empty when that read was of another aggregate."""
+        read = getattr(self._folding, "read", None)
+        if read is None or read[0] != originator_id:
+            return {}
+        found: dict[int, tuple[int, Any]] = read[1]
+        return found
 
     def get(
         self,
@@ -118,6 +129,7 @@ class CheckedEventStore(EventStore[UUID]):
             if problem is not None:
                 raise problem
         decoded = [(row[0], self._decode(originator_id, row)) for row in rows]
+        self._folding.read = (originator_id, {row[2]: (row[0], row[5]) for row in rows})
         return self._handing_out(decoded)
 
     def _handing_out(self, decoded: list[tuple[int, Any]]) -> Iterator[Any]:

@@ -244,7 +244,8 @@ def checkpoint(
         typer.Option(
             "--reset-witness",
             help="After restoring a backup: let the keychain's checkpoint note follow the "
-            "restored (shorter) log. Senior-engineer only; recorded as an integrity alarm.",
+            "restored (shorter) log, and forget what this host had seen of the ledger (its "
+            "seen heads). Senior-engineer only; recorded as an integrity alarm.",
         ),
     ] = False,
     home: HomeOpt = None,
