@@ -45,8 +45,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from ledger import context
 from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue, KeySpec, load_catalogue
@@ -316,14 +314,14 @@ class Rotator:
             # set this very value since the caller's check.
             refused = _reuse(secret, fingerprint, compromised_through)
             if refused is not None:
-                self.ledger._save(
+                self.ledger.uow.save(
                     Rejection(address.environment, address.service, address.name, refused.rule)
                 )
                 raise refused
 
         rotation = reason in ("rotation", "emergency")
         with context.acting_as(principal.operator):
-            return self.ledger._write_version(
+            return self.ledger.secrets.write_version(
                 address, value, reason, None, incident_id, refuse=refuse if rotation else None
             )
 
@@ -334,7 +332,7 @@ class Rotator:
 
         Lets the CLI refuse before prompting for a value that could not be used."""
         principal = self.ledger.authorize(cred, Permission.MANAGE, "rotate", address)
-        secret = self.ledger._existing_secret(address)
+        secret = self.ledger.uow.existing_secret(address)
         if secret.deleted:
             raise NotFound(f"{address} is deleted (restore it first)")
         if self.kind(address) == "none":
@@ -357,7 +355,7 @@ class Rotator:
             value = generate_value(spec)
         else:
             refused = self._checked(cred, address, value) or self._reused(
-                cred, self.ledger._existing_secret(address), value, through
+                cred, self.ledger.uow.existing_secret(address), value, through
             )
             if refused is not None:
                 raise refused
@@ -369,11 +367,7 @@ class Rotator:
         """A run or an incident a rotation decides on (what it rotates, what it resumes),
         folded from chain-checked events, failing closed on damage (exit 6, an alarm
         recorded): an unchained `RotationRun.Started` would otherwise choose the targets."""
-        with self.ledger._failing_closed(f"a rotation on {shown}"):
-            try:
-                found: Any = self.ledger._load_authority(aggregate_id)
-            except AggregateNotFoundError:
-                found = None
+        found = self.ledger.uow.load_checked(aggregate_id, f"a rotation on {shown}")
         if not isinstance(found, kind):
             raise IntegrityFailure(
                 f"{shown} is missing or recorded as another kind of record: the ledger was "
@@ -417,9 +411,9 @@ class Rotator:
         def attempt() -> None:
             found = self._load_run(run.id)
             change(found)
-            self.ledger._save(found)
+            self.ledger.uow.save(found)
 
-        self.ledger._retrying(attempt)
+        self.ledger.uow.retrying(attempt)
 
     # -- rotate many --------------------------------------------------------------------
 
@@ -481,7 +475,7 @@ class Rotator:
                     targets[str(address)] = secret.current_version
             with context.acting_as(principal.operator):
                 run = RotationRun(scope, trigger, targets, None)
-                self.ledger._save(run)
+                self.ledger.uow.save(run)
         report = BatchReport(scope=scope, run_id=run.id.hex, resumed=resumed)
         report.rejected = rejected
         report.skipped = skipped
@@ -589,7 +583,7 @@ class Rotator:
         # Done over the whole run (every invocation so far): targets whose version moved on.
         done = []
         for name, started_at in sorted(run.targets.items()):
-            secret = self.ledger._load_secret(_parse(name))
+            secret = self.ledger.uow.load_secret(_parse(name))
             if secret is not None and secret.current_version != started_at:
                 done.append(name)
         needs = list(report.needs_value)
@@ -634,7 +628,7 @@ class Rotator:
                     if self.kind(a) != "none"
                 }
                 run = RotationRun("emergency", "manual", targets, incident.id.hex)
-                self.ledger._save(incident, run)
+                self.ledger.uow.save(incident, run)
                 resumed = False
             else:
                 targets = {
@@ -683,10 +677,10 @@ class Rotator:
             incident: Incident = self._load(incident_id, Incident, f"incident {incident_id.hex}")
             # Rotated over the whole incident, across resumed invocations.
             incident.complete(list(finished.rotated), needs, failed)
-            self.ledger._save(incident)
+            self.ledger.uow.save(incident)
 
         with context.acting_as(principal.operator):
-            self.ledger._retrying(attempt)
+            self.ledger.uow.retrying(attempt)
 
     def close_other_sessions(self, principal: Principal) -> int:
         """End every open session but the caller's own; return how many were ended."""
@@ -696,7 +690,7 @@ class Rotator:
         for oid in names:
 
             def attempt(oid: UUID = oid) -> int:
-                operator: Any = self.ledger._load_authority(oid)
+                operator: Any = self.ledger.uow.load_authority(oid)
                 assert isinstance(operator, Operator)
                 now = context.now()
                 # Expired sessions are already useless; ending them would only inflate the count.
@@ -708,11 +702,11 @@ class Rotator:
                 for session_id in doomed:
                     operator.close_session(session_id, "emergency")
                 if doomed:
-                    self.ledger._save(operator)
+                    self.ledger.uow.save(operator)
                 return len(doomed)
 
             with context.acting_as(principal.operator):
-                closed += self.ledger._retrying(attempt)
+                closed += self.ledger.uow.retrying(attempt)
         return closed
 
     # -- provision ----------------------------------------------------------------------
@@ -760,7 +754,7 @@ class Rotator:
         if on_plan is not None:
             on_plan(len(wanted))
         for address, spec in wanted.items():
-            existing = self.ledger._load_secret(address)
+            existing = self.ledger.uow.load_secret(address)
             name = str(address)
             if existing is not None and existing.versions:
                 (report.deleted if existing.deleted else report.present).append(name)
@@ -796,7 +790,7 @@ class Rotator:
     def record_schedule(self, cred: Credential, action: str, at: str | None, entry: str) -> None:
         principal = self.ledger.authorize(cred, Permission.MANAGE, f"schedule-{action}")
         with context.acting_as(principal.operator):
-            self.ledger._save(ScheduleChange(action, at, self.ledger.host, entry))
+            self.ledger.uow.save(ScheduleChange(action, at, self.ledger.host, entry))
 
     def enlist_bot(self, cred: Credential) -> None:
         """Create (or re-key) the rotation-bot as a senior-engineer; keep its token in the
