@@ -1,9 +1,10 @@
 """Rotation use cases: rotate one secret, every due secret or all of them; emergency rotation;
 provisioning an environment from the catalogue; and the rotation policy that says what is due.
 
-Every write goes through the application's own primitives (`authorize`, `_write_version`,
-`record_rejection`), so rotation keeps the write path's guarantees: the value reaches the
-keychain before its event, lost races are retried, old values are pruned.
+Every write goes through the unit of work (ledger/unit_of_work.py: `authorize`, `save`,
+`retrying`) and the write path (`SecretsService.write_version`, `record_rejection`), so
+rotation keeps the write path's guarantees: the value reaches the keychain before its event,
+lost races are retried, old values are pruned.
 
 Rotation policy
 ===============
