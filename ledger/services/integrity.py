@@ -17,6 +17,7 @@ from ledger.policy import Permission
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
+    from ledger.authority import DamagedHistory
     from ledger.chain import ChainFault, RowCheck
     from ledger.checkpoint import SignedHead, Witness
     from ledger.doctor import DoctorReport
@@ -172,14 +173,28 @@ class IntegrityService:
         fault."""
         from ledger.authority import DamagedHistory
 
-        uow = self.uow
         damage: DamagedHistory | None = None
         principal: Principal | None = None
         try:
-            principal = uow.authorize(cred, Permission.AUDIT, "audit verify")
+            principal = self.uow.authorize(cred, Permission.AUDIT, "audit verify")
         except DamagedHistory as found_damage:
             damage = found_damage
         self.app.check_pages()
+        found, pinned_key, pinned_by = self._witnessed(witnesses, pinned_key)
+        report = self.verify_history(
+            pinned_key, found, fast=True, decodes=decodes, pinned_by=pinned_by
+        )
+        if report.fault is None:
+            report = self.with_snapshot_check(report)
+        return self._alarmed(report, damage, principal)
+
+    def _witnessed(
+        self, witnesses: list[Witness] | None, pinned_key: str | None
+    ) -> tuple[list[Witness], str | None, str]:
+        """The witnesses to check the log against (with this keychain's note of the newest
+        checkpoint), the public key to pin, and what pins it."""
+        from ledger.authority import DamagedHistory
+
         found = [*(witnesses or [])]
         try:
             keychain = self.keychain_witness()
@@ -196,11 +211,13 @@ class IntegrityService:
 
                 pinned_key = checkpoint_writer.keychain_public_key(self.app)
                 pinned_by = "this keychain's checkpoint key"
-        report = self.verify_history(
-            pinned_key, found, fast=True, decodes=decodes, pinned_by=pinned_by
-        )
-        if report.fault is None:
-            report = self.with_snapshot_check(report)
+        return found, pinned_key, pinned_by
+
+    def _alarmed(
+        self, report: IntegrityReport, damage: DamagedHistory | None, principal: Principal | None
+    ) -> tuple[IntegrityReport, bool]:
+        """The report, with the damage authorising read if the chain itself holds, and
+        whether an alarm of its fault is recorded (one fault, one alarm)."""
         if report.fault is None and damage is not None:
             # The chain holds (the bytes are the ones written) yet they cannot be used:
             # still damage, and the report must say so.
@@ -216,7 +233,7 @@ class IntegrityService:
                 return report, True
             actor = principal.operator if principal is not None else context.ANONYMOUS
             with context.acting_as(actor):
-                recorded = uow.record_alarm(report.fault)
+                recorded = self.uow.record_alarm(report.fault)
         return report, recorded
 
     def with_snapshot_check(self, report: IntegrityReport) -> IntegrityReport:

@@ -60,44 +60,14 @@ class KeysService:
 
     def import_key(self, cred: Credential, exported: str) -> bool:
         """Put an exported fingerprint key into this host's keychain; False if already there."""
-        from ledger.application import FINGERPRINT_KEY_ENTRY
         from ledger.vault.keyring_vault import KeyringVault
 
         app, uow = self.app, self.uow
         principal = uow.authorize(cred, Permission.MANAGE, "import-key")
-        parts = exported.strip().split(".")
-        if (
-            len(parts) != 3
-            or parts[0] != KEY_EXPORT_PREFIX
-            or len(parts[2]) != 64
-            or any(c not in "0123456789abcdef" for c in parts[2])
-        ):
-            raise ValidationFailed(
-                "key-format", "not an exported fingerprint key (expected slk1.<ledger>.<64 hex>)"
-            )
-        settings = app.fresh_settings()  # the export may have just been recorded by another host
-        if parts[1] != settings.ledger_uid:
-            raise ValidationFailed("key-ledger", "this key belongs to another ledger")
-        key = bytes.fromhex(parts[2])
-        check = self._key_check(key)
-        if settings.key_check is None:
-            raise ValidationFailed(
-                "key-check",
-                "this ledger has no recorded key check yet: export the key with "
-                "`secrets ledger export-key` (it records one) and import that",
-            )
-        if not hmac.compare_digest(check, settings.key_check):
-            raise ValidationFailed("key-check", "this is not the key of this ledger")
+        key, check = self._checked_export(exported)
+        if not self._put_key(key):
+            return False
         vault = app.vault
-        existing = vault.get(FINGERPRINT_KEY_ENTRY)
-        if existing is not None:
-            if hmac.compare_digest(existing, key.hex()):
-                return False
-            raise IntegrityFailure(
-                f"this keychain ({vault.description}) already holds a different "
-                "fingerprint key for this ledger; remove it first"
-            )
-        vault.put(FINGERPRINT_KEY_ENTRY, key.hex())
         kind = vault.kind if isinstance(vault, KeyringVault) else KEYCHAIN
 
         def attempt() -> None:
@@ -110,4 +80,49 @@ class KeysService:
 
         with uow.stamp(principal):
             uow.retrying(attempt)
+        return True
+
+    def _checked_export(self, exported: str) -> tuple[bytes, str]:
+        """The key an exported line holds, and its check value; ValidationFailed unless it
+        is a well-formed export of this ledger's recorded key."""
+        parts = exported.strip().split(".")
+        if (
+            len(parts) != 3
+            or parts[0] != KEY_EXPORT_PREFIX
+            or len(parts[2]) != 64
+            or any(c not in "0123456789abcdef" for c in parts[2])
+        ):
+            raise ValidationFailed(
+                "key-format", "not an exported fingerprint key (expected slk1.<ledger>.<64 hex>)"
+            )
+        settings = self.app.fresh_settings()  # the export may have just been recorded elsewhere
+        if parts[1] != settings.ledger_uid:
+            raise ValidationFailed("key-ledger", "this key belongs to another ledger")
+        key = bytes.fromhex(parts[2])
+        check = self._key_check(key)
+        if settings.key_check is None:
+            raise ValidationFailed(
+                "key-check",
+                "this ledger has no recorded key check yet: export the key with "
+                "`secrets ledger export-key` (it records one) and import that",
+            )
+        if not hmac.compare_digest(check, settings.key_check):
+            raise ValidationFailed("key-check", "this is not the key of this ledger")
+        return key, check
+
+    def _put_key(self, key: bytes) -> bool:
+        """Put `key` into this host's vault; False if it is there already. A different
+        fingerprint key of this ledger there is never replaced."""
+        from ledger.application import FINGERPRINT_KEY_ENTRY
+
+        vault = self.app.vault
+        existing = vault.get(FINGERPRINT_KEY_ENTRY)
+        if existing is not None:
+            if hmac.compare_digest(existing, key.hex()):
+                return False
+            raise IntegrityFailure(
+                f"this keychain ({vault.description}) already holds a different "
+                "fingerprint key for this ledger; remove it first"
+            )
+        vault.put(FINGERPRINT_KEY_ENTRY, key.hex())
         return True
