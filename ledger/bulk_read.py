@@ -44,20 +44,20 @@ def read_many(
     vault = ledger.vault  # opened before the loads, so that they can use sealed snapshots
     chosen: list[tuple[SecretAddress, Version, str]] = []
     for address in addresses:
-        version = ledger._existing_secret(address).readable_version()
+        version = ledger.uow.existing_secret(address).readable_version()
         chosen.append((address, version, entry_name(address, version.number, version.fingerprint)))
     values = get_many(vault, [entry for _, _, entry in chosen])
     found: list[ReadValue] = []
     for address, version, entry in chosen:
         value = values.get(entry)
         if value is None:
-            raise ledger._value_missing(address, version)
+            raise ledger.secrets.value_missing(address, version)
         found.append(ReadValue(address, version, value))
     receipts = [
         ReadReceipt(a.environment, a.service, a.name, v.number, purpose) for a, v, _ in found
     ]
     if receipts:  # a template without references reads nothing
         # Fail closed: reads that cannot be recorded are not served.
-        with ledger._stamp(principal):
-            ledger._save(*receipts)
+        with ledger.uow.stamp(principal):
+            ledger.uow.save(*receipts)
     return found

@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 
 def latest(app: SecretsLedger) -> tuple[int, SignedHead] | None:
     """The newest checkpoint in the log: (its position, what it signed)."""
-    row = app._chained_recorder().last_with_topic(CHECKPOINT_TOPIC)
+    row = app.uow.chained_recorder().last_with_topic(CHECKPOINT_TOPIC)
     if row is None:
         return None
     try:
-        return row.notification_id, SignedHead.from_state(app._decode_row(row))
+        return row.notification_id, SignedHead.from_state(app.uow.decode_row(row))
     except (ValueError, KeyError) as exc:
         # Not the message: it may quote stored bytes.
         raise IntegrityFailure(
@@ -62,7 +62,7 @@ def signing_key(app: SecretsLedger, expected_public: str | None) -> str:
 
 def write(app: SecretsLedger) -> tuple[int, SignedHead]:
     """Sign the current chain head; returns the checkpoint's position and content."""
-    recorder = app._chained_recorder()
+    recorder = app.uow.chained_recorder()
 
     def attempt() -> tuple[int, SignedHead]:
         found = latest(app)
@@ -90,14 +90,11 @@ def write(app: SecretsLedger) -> tuple[int, SignedHead]:
             signed.public_key,
             signed.signature,
         )
-        recordings = app._save(checkpoint)
+        recordings = app.uow.save(checkpoint)
         return recordings[-1].notification.id, signed
 
-    app._checkpointing = True
-    try:
-        at, signed = app._retrying(attempt)
-    finally:
-        app._checkpointing = False
+    with app.uow.saving_checkpoint():
+        at, signed = app.uow.retrying(attempt)
     remember(app, at, signed)
     return at, signed
 
@@ -107,7 +104,7 @@ def verify_since(app: SecretsLedger, previous: SignedHead | None) -> None:
     must never vouch for tampered history."""
     from ledger.chain import GENESIS, verify
 
-    recorder = app._chained_recorder()
+    recorder = app.uow.chained_recorder()
     after = (0, GENESIS)
     if previous is not None and previous.position:
         stored = recorder.link_at(previous.position)

@@ -182,7 +182,7 @@ def _entry_recorded(app: SecretsLedger, entry: str) -> bool:
     if parsed is None:
         return False
     address, number = parsed
-    found = app._load_secret(address)
+    found = app.uow.load_secret(address)
     version = found.versions.get(number) if found is not None else None
     return version is not None and entry_name(address, number, version.fingerprint) == entry
 
@@ -197,7 +197,7 @@ def _check_snapshots(app: SecretsLedger, repair: bool) -> tuple[list[str], list[
     drop = bad + [f"{f.originator_id}@{f.version}" for f in checked.unsealed]
     if not repair or not drop:
         return bad, []
-    recorder = app._chained_recorder()
+    recorder = app.uow.chained_recorder()
     removed = []
     for item in drop:
         oid, _, version = item.rpartition("@")

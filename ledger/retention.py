@@ -31,12 +31,12 @@ def change_retention(ledger: SecretsLedger, cred: Credential, retention: int) ->
     validate_retention(retention)
 
     def attempt() -> int:
-        settings = ledger._fresh_settings()  # another writer may have changed it since
+        settings = ledger.fresh_settings()  # another writer may have changed it since
         before = int(settings.retention)
         if before != retention:
             settings.change_retention(retention)
-            ledger._save(settings)
+            ledger.uow.save(settings)
         return before
 
-    with ledger._stamp(principal):
-        return ledger._retrying(attempt)
+    with ledger.uow.stamp(principal):
+        return ledger.uow.retrying(attempt)

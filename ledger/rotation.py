@@ -1,9 +1,10 @@
 """Rotation use cases: rotate one secret, every due secret or all of them; emergency rotation;
 provisioning an environment from the catalogue; and the rotation policy that says what is due.
 
-Every write goes through the application's own primitives (`authorize`, `_write_version`,
-`record_rejection`), so rotation keeps the write path's guarantees: the value reaches the
-keychain before its event, lost races are retried, old values are pruned.
+Every write goes through the unit of work (ledger/unit_of_work.py: `authorize`, `save`,
+`retrying`) and the write path (`SecretsService.write_version`, `record_rejection`), so
+rotation keeps the write path's guarantees: the value reaches the keychain before its event,
+lost races are retried, old values are pruned.
 
 Rotation policy
 ===============
@@ -44,8 +45,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
-
-from eventsourcing.application import AggregateNotFoundError
 
 from ledger import context
 from ledger.address import SecretAddress
@@ -331,14 +330,14 @@ class Rotator:
             # set this very value since the caller's check.
             refused = _reuse(secret, fingerprint, compromised_through)
             if refused is not None:
-                self.ledger._save(
+                self.ledger.uow.save(
                     Rejection(address.environment, address.service, address.name, refused.rule)
                 )
                 raise refused
 
         rotation = reason in ("rotation", "emergency")
         with context.acting_as(principal.operator):
-            return self.ledger._write_version(
+            return self.ledger.secrets.write_version(
                 address,
                 value,
                 reason,
@@ -358,7 +357,7 @@ class Rotator:
 
         Lets the CLI refuse before prompting for a value that could not be used."""
         principal = self.ledger.authorize(cred, Permission.MANAGE, "rotate", address)
-        secret = self.ledger._existing_secret(address)
+        secret = self.ledger.uow.existing_secret(address)
         secret.expect_version(expected)
         if secret.deleted:
             raise NotFound(f"{address} is deleted (restore it first)")
@@ -389,7 +388,7 @@ class Rotator:
             value = generate_value(spec)
         else:
             refused = self._checked(cred, address, value) or self._reused(
-                cred, self.ledger._existing_secret(address), value, through
+                cred, self.ledger.uow.existing_secret(address), value, through
             )
             if refused is not None:
                 raise refused
@@ -401,11 +400,7 @@ class Rotator:
         """A run or an incident a rotation decides on (what it rotates, what it resumes),
         folded from chain-checked events, failing closed on damage (exit 6, an alarm
         recorded): an unchained `RotationRun.Started` would otherwise choose the targets."""
-        with self.ledger._failing_closed(f"a rotation on {shown}"):
-            try:
-                found: Any = self.ledger._load_authority(aggregate_id)
-            except AggregateNotFoundError:
-                found = None
+        found = self.ledger.uow.load_checked(aggregate_id, f"a rotation on {shown}")
         if not isinstance(found, kind):
             raise IntegrityFailure(
                 f"{shown} is missing or recorded as another kind of record: the ledger was "
@@ -436,9 +431,9 @@ class Rotator:
         def attempt() -> None:
             found = self._load_run(run.id)
             change(found)
-            self.ledger._save(found)
+            self.ledger.uow.save(found)
 
-        self.ledger._retrying(attempt)
+        self.ledger.uow.retrying(attempt)
 
     # -- rotate many --------------------------------------------------------------------
 
@@ -500,7 +495,7 @@ class Rotator:
                     targets[str(address)] = secret.current_version
             with context.acting_as(principal.operator):
                 run = RotationRun(scope, trigger, targets, None)
-                self.ledger._save(run)
+                self.ledger.uow.save(run)
         report = BatchReport(scope=scope, run_id=run.id.hex, resumed=resumed)
         report.rejected = rejected
         report.skipped = skipped
@@ -608,7 +603,7 @@ class Rotator:
         # Done over the whole run (every invocation so far): targets whose version moved on.
         done = []
         for name, started_at in sorted(run.targets.items()):
-            secret = self.ledger._load_secret(_parse(name))
+            secret = self.ledger.uow.load_secret(_parse(name))
             if secret is not None and secret.current_version != started_at:
                 done.append(name)
         needs = list(report.needs_value)
@@ -653,7 +648,7 @@ class Rotator:
                     if self.kind(a) != "none"
                 }
                 run = RotationRun("emergency", "manual", targets, incident.id.hex)
-                self.ledger._save(incident, run)
+                self.ledger.uow.save(incident, run)
                 resumed = False
             else:
                 targets = {
@@ -702,10 +697,10 @@ class Rotator:
             incident: Incident = self._load(incident_id, Incident, f"incident {incident_id.hex}")
             # Rotated over the whole incident, across resumed invocations.
             incident.complete(list(finished.rotated), needs, failed)
-            self.ledger._save(incident)
+            self.ledger.uow.save(incident)
 
         with context.acting_as(principal.operator):
-            self.ledger._retrying(attempt)
+            self.ledger.uow.retrying(attempt)
 
     def close_other_sessions(self, principal: Principal) -> int:
         """End every open session but the caller's own; return how many were ended."""
@@ -715,7 +710,7 @@ class Rotator:
         for oid in names:
 
             def attempt(oid: UUID = oid) -> int:
-                operator: Any = self.ledger._load_authority(oid)
+                operator: Any = self.ledger.uow.load_authority(oid)
                 assert isinstance(operator, Operator)
                 now = context.now()
                 # Expired sessions are already useless; ending them would only inflate the count.
@@ -727,11 +722,11 @@ class Rotator:
                 for session_id in doomed:
                     operator.close_session(session_id, "emergency")
                 if doomed:
-                    self.ledger._save(operator)
+                    self.ledger.uow.save(operator)
                 return len(doomed)
 
             with context.acting_as(principal.operator):
-                closed += self.ledger._retrying(attempt)
+                closed += self.ledger.uow.retrying(attempt)
         return closed
 
     # -- provision ----------------------------------------------------------------------
@@ -779,7 +774,7 @@ class Rotator:
         if on_plan is not None:
             on_plan(len(wanted))
         for address, spec in wanted.items():
-            existing = self.ledger._load_secret(address)
+            existing = self.ledger.uow.load_secret(address)
             name = str(address)
             if existing is not None and existing.versions:
                 (report.deleted if existing.deleted else report.present).append(name)
@@ -815,7 +810,7 @@ class Rotator:
     def record_schedule(self, cred: Credential, action: str, at: str | None, entry: str) -> None:
         principal = self.ledger.authorize(cred, Permission.MANAGE, f"schedule-{action}")
         with context.acting_as(principal.operator):
-            self.ledger._save(ScheduleChange(action, at, self.ledger.host, entry))
+            self.ledger.uow.save(ScheduleChange(action, at, self.ledger.host, entry))
 
     def enlist_bot(self, cred: Credential) -> None:
         """Create (or re-key) the rotation-bot as a senior-engineer; keep its token in the

@@ -49,7 +49,7 @@ def _stored_snapshots(app: SecretsLedger) -> Iterator[StoredEvent]:
     """Every stored snapshot, by aggregate then version (SQLite or PostgreSQL)."""
     if app.snapshots is None:
         return
-    yield from app._chained_recorder().iter_snapshots()
+    yield from app.uow.chained_recorder().iter_snapshots()
 
 
 def _state_bytes(app: SecretsLedger, aggregate: Any) -> bytes:

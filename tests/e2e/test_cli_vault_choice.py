@@ -224,7 +224,7 @@ def test_a_ledger_without_the_record_chooses_as_before(
         alice = Operator("alice", "senior-engineer")
         issued = tokens.issue("alice")
         alice.issue_token(issued.token_id, issued.digest)
-        old._save(settings, alice)
+        old.uow.save(settings, alice)
     old.close()
     with sqlite3.connect(home / "ledger.sqlite") as db:
         # The bytes of an `Initialized` event written before it had a `vaults` field.

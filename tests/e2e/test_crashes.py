@@ -169,7 +169,7 @@ def test_set_survives_sigkill(harness: Harness, point: str) -> None:
             else 0
         )
         h.crash(point, *_set_args(address), stdin=value)
-        current = h.app._load_secret(address)
+        current = h.app.uow.load_secret(address)
         recorded = current.current_version if current is not None else 0
         if point == "after-vault-put":
             assert recorded == before
@@ -184,7 +184,7 @@ def test_set_survives_sigkill(harness: Harness, point: str) -> None:
             assert recorded == before + 1
             leftovers: list[str] = []
             if recorded > 10:
-                pruned = h.app._load_secret(address).versions[recorded - 10]  # type: ignore[union-attr]
+                pruned = h.app.uow.load_secret(address).versions[recorded - 10]  # type: ignore[union-attr]
                 leftovers = [entry_name(address, pruned.number, pruned.fingerprint)]
             assert leftovers or point == "after-append"
 

@@ -162,7 +162,7 @@ def test_compliance_equals_the_aggregates_assessment(ops: list[Any], hours: int)
             report = compliance(ledger, catalogue, as_of)
             expected = []
             for address in _ADDRESSES:
-                secret = ledger._load_secret(address)
+                secret = ledger.uow.load_secret(address)
                 if secret is None or not secret.versions or secret.deleted:
                     continue
                 spec = catalogue.lookup(address.service, address.name)

@@ -51,7 +51,7 @@ def test_keychain_failing_midway_through_many_secrets_leaves_no_half_write(
     assert written == addresses[:3]
     keychain.fail_sets_after = None
     for a in addresses:
-        found = app._load_secret(a)
+        found = app.uow.load_secret(a)
         if a in written:
             assert app.read(alice, a)[1] == values[a]
         else:
@@ -180,7 +180,7 @@ def test_an_unwritable_intent_journal_refuses_the_write(app: SecretsLedger) -> N
     (app.home / "pending").write_text("a file where the journal directory belongs")
     with pytest.raises(LedgerUnavailable, match="pending keychain write"):
         app.write(alice, address, fault_value())
-    assert app._load_secret(address) is None
+    assert app.uow.load_secret(address) is None
 
 
 # -- through the CLI: a full disk ----------------------------------------------------------

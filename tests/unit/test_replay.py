@@ -51,7 +51,7 @@ def expected_state(ledger: Any, operators: list[str], when: datetime) -> dict[st
     """What the aggregates say, in the shape of `replay.snapshot`."""
     secrets = []
     for address in ADDRESSES:
-        secret = ledger._load_secret(address)
+        secret = ledger.uow.load_secret(address)
         if secret is None or not secret.versions:
             continue
         assert isinstance(secret, Secret)
@@ -76,7 +76,7 @@ def expected_state(ledger: Any, operators: list[str], when: datetime) -> dict[st
     people = []
     sessions = []
     for name in operators:
-        found = ledger._load_operator(name)
+        found = ledger.uow.load_operator(name)
         people.append({"name": name, "role": found.role})
         sessions += [
             (name, s.session_id[:8]) for s in found.sessions.values() if s.expires_at > when

@@ -325,7 +325,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def ledger_matches_the_model(self) -> None:
         for address in EVERY:
             model = self.secrets.get(address)
-            found = self.app._load_secret(address)
+            found = self.app.uow.load_secret(address)
             if model is None:
                 assert found is None or not found.versions
                 continue
@@ -340,7 +340,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 )
                 assert stored == value
         for name, role in self.roles.items():
-            operator = self.app._load_operator(name)
+            operator = self.app.uow.load_operator(name)
             assert operator is not None and operator.role == role
 
     def _model_state(self) -> dict[str, object]:

@@ -261,7 +261,7 @@ def test_a_forged_operator_snapshot_is_found(
     audited, alarmed = reopened.audit_verify(alice)
     assert audited.fault is not None and audited.fault.kind == "snapshot", audited
     assert audited.snapshots_valid == audited.snapshots_checked - 1
-    recorder = reopened._chained_recorder()
+    recorder = reopened.uow.chained_recorder()
     assert audited.fault.position == recorder.position_of(operator_id("bob"), bob_now.version)
     assert alarmed
     # Loads never believe it: bob's role is folded from his events.
