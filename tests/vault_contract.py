@@ -89,6 +89,22 @@ class VaultContract:
         assert vault.get("one") is None
         assert vault.get("two") == "2"
 
+    def test_many_values_in_one_opening_are_what_get_gives(self) -> None:
+        from ledger.vault.batch import get_many
+
+        vault = self.make_vault()
+        vault.put("one", "1")
+        vault.put("two", "zwei \u00e9 $x")
+        vault.put("empty", "")
+        entries = ["two", "missing", "one", "empty"]
+        assert get_many(vault, entries) == {e: vault.get(e) for e in entries}
+        assert get_many(vault, entries) == {
+            "two": "zwei \u00e9 $x",
+            "missing": None,
+            "one": "1",
+            "empty": "",
+        }
+
     def test_empty_value_is_stored_not_missing(self) -> None:
         vault = self.make_vault()
         vault.put("empty", "")

@@ -22,7 +22,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("commands/typer_adapter.py", "typer._param_types"): "typer: the CLI's one door into it",
     ("commands/typer_adapter.py", "_runtime_param"): "typer: the CLI's one door into it",
     ("commands/agent/client.py", "_xoptions"): "sys._xoptions: the interpreter's -X options",
-    ("commands/agent/server.py", "_args_from_interpreter_flags"): "subprocess: same flags",
     ("commands/agent/server.py", "_exit"): "os._exit: a forked child ends without cleanup",
     ("projections/rebuild_feed.py", "_exit"): "os._exit: the feed's child process",
     ("ledger/vault/keyring_vault.py", "_query"): "keyring: the Secret Service's attributes",
