@@ -23,6 +23,7 @@ from uuid import UUID
 
 from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue
+from ledger.checked_events import checked_event
 from ledger.errors import ValidationFailed
 from ledger.records import Incident
 from ledger.rotation import (
@@ -290,6 +291,7 @@ def compliance(
     schedule_event: Any = None
     since: datetime | None = None  # the newest emergency rotation's start up to `as_of`
     start: int | None = None
+    decisive = {f"{c.__module__}:{c.__qualname__}" for c in (_SCHEDULE_CHANGED, _EMERGENCY_STARTED)}
     while True:
         page = ledger.recorder.select_notifications(
             start=start, limit=PAGE, stop=position, topics=_topics(), inclusive_of_start=False
@@ -298,7 +300,12 @@ def compliance(
             break
         start = page[-1].id
         for notification in page:
-            event: Any = ledger.mapper.to_domain_event(notification)
+            if notification.topic in decisive:
+                # Few, and each one sets every secret's status (an emergency start) or the
+                # schedule's: chain-checked (exit 6 on damage, ledger/checked_events.py).
+                event: Any = checked_event(ledger, notification, "a rotation status")
+            else:
+                event = ledger.mapper.to_domain_event(notification)
             oid = event.originator_id
             if oid in stopped:
                 continue
