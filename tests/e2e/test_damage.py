@@ -366,3 +366,59 @@ def test_an_edited_views_cache_is_not_reported_as_an_altered_log(ledger: Ledger)
         assert "views cache says the log reached position 999999" in verify.stderr
     assert ledger.run("projections", "rebuild").returncode == 0
     assert ledger.json("audit", "log", "--code", "HBSE-013")["events"] == []
+
+
+# -- a views cache that claims more than the log holds (third hostile-storage review) --------
+
+
+def _listed(ledger: Ledger) -> tuple[set[str], str]:
+    result = ledger.run("list", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    names = {s["name"] for s in json.loads(result.stdout)["secrets"]}
+    return names, result.stderr
+
+
+def test_a_tracked_position_past_the_log_is_rebuilt_not_left_stale(ledger: Ledger) -> None:
+    """A forged tracking row past the log's head: the catch-up found nothing to apply, so
+    `list` and `audit log` never showed what was recorded after, until `projections rebuild`."""
+    ledger.set("nexus", "first.key", "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE tracking SET position = position + 50")
+    doctor = ledger.run("doctor")
+    assert doctor.returncode == 6, (doctor.stdout, doctor.stderr)
+    assert "damaged views cache" in doctor.stdout and "ahead of" in doctor.stdout, doctor.stdout
+    ledger.set("nexus", "second.key", "sk-live-value-0002-klmnopqrst")
+    names, err = _listed(ledger)
+    assert names == {"first.key", "second.key"}, (names, err)
+    assert f"the views cache {ledger.views_file} was ahead of the ledger's log" in err, err
+    log = ledger.json("audit", "log")["events"]
+    assert any(e["name"] == "second.key" for e in log)
+    again = ledger.run("list")
+    assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
+    assert ledger.run("doctor").returncode == 0
+
+
+@pytest.mark.sqlite_file
+def test_views_of_a_newer_log_beside_a_restored_older_one_are_rebuilt(ledger: Ledger) -> None:
+    """An older ledger file restored next to the views of a newer one, then written to until
+    its log passes the views' position: the views kept the lost secret and never showed the
+    new ones (the event at their position is another one now)."""
+    ledger.set("nexus", "kept.key", "sk-live-value-0001-abcdefghij")
+    assert ledger.run("list").returncode == 0
+    database = ledger.home / "ledger.sqlite"
+    with sqlite3.connect(database) as db:
+        backup = sqlite3.connect(":memory:")
+        db.backup(backup)
+    ledger.set("nexus", "lost.key", "sk-live-value-0002-klmnopqrst")
+    assert _listed(ledger)[0] == {"kept.key", "lost.key"}
+    with sqlite3.connect(ledger.views_file) as views:
+        (claimed,) = views.execute("SELECT position FROM tracking").fetchone()
+    with sqlite3.connect(database) as db:
+        backup.backup(db)  # the older ledger, restored in place
+    for n in range(3):
+        ledger.set("nexus", f"new{n}.key", f"sk-live-value-000{n + 3}-uvwxyzabcd")
+        if len(ledger.events()) >= claimed:
+            break
+    assert len(ledger.events()) >= claimed
+    names, err = _listed(ledger)
+    assert "lost.key" not in names and "new0.key" in names, (names, err)
+    assert "was ahead of the ledger's log" in err, err
