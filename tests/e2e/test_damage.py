@@ -422,3 +422,27 @@ def test_views_of_a_newer_log_beside_a_restored_older_one_are_rebuilt(ledger: Le
     names, err = _listed(ledger)
     assert "lost.key" not in names and "new0.key" in names, (names, err)
     assert "was ahead of the ledger's log" in err, err
+
+
+@pytest.mark.parametrize("limit", [(), ("--limit", "2")], ids=["all", "newest-2"])
+def test_an_audit_entry_deleted_from_the_views_is_not_silently_left_out(
+    ledger: Ledger, limit: tuple[str, ...]
+) -> None:
+    """`audit log` checked each row it showed against its event, but a row deleted from
+    views.sqlite simply was not shown: the write of a value vanished from the audit trail."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    ledger.set("nexus", "other.key", "sk-live-value-0002-klmnopqrst")
+    expected = ledger.json("audit", "log", *limit)["events"]
+    written = [e["position"] for e in expected if e["event"] == "Secret.VersionAdded"]
+    # Never the views' own position (that is the check before every catch-up): the first
+    # version's entry, or the older of the newest two.
+    gone = written[:1] if not limit else [min(e["position"] for e in expected)]
+    for position in gone:
+        _views(ledger, "DELETE FROM audit_view WHERE position = ?", position)
+    result = ledger.run("audit", "log", "--output", "json", *limit)
+    assert result.returncode == 0, result.stderr
+    assert "lacked the audit entries of recorded events" in result.stderr, result.stderr
+    shown = json.loads(result.stdout)["events"]
+    assert [e["position"] for e in shown] == [e["position"] for e in expected]
+    again = ledger.run("audit", "log", *limit)
+    assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
