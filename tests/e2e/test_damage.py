@@ -446,3 +446,46 @@ def test_an_audit_entry_deleted_from_the_views_is_not_silently_left_out(
     assert [e["position"] for e in shown] == [e["position"] for e in expected]
     again = ledger.run("audit", "log", *limit)
     assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
+
+
+# One cell per kind of reader: the audit rows shown (the log, the dashboard), the counts the
+# metrics group by, the operator names and version ages the catch-up's fold reads back.
+_CELLS = [
+    ("audit_view", "environment"),
+    ("audit_view", "detail"),
+    ("operators_view", "name"),
+    ("version_rotations", "rotated_at"),
+    ("secrets_view", "environment"),
+]
+
+
+@pytest.mark.parametrize(("table", "column"), _CELLS, ids=[f"{t}.{c}" for t, c in _CELLS])
+def test_a_views_cell_of_the_wrong_type_is_cache_damage_not_an_internal_error(
+    ledger: Ledger, table: str, column: str
+) -> None:
+    """Every views table's cells that commands read, given a BLOB: the secrets view's were
+    checked; the audit view's, the operators view's and the version rotations' reached the
+    JSON and CSV writers, the table renderer, the dashboard, the metrics and the catch-up's
+    own fold as they were."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    # Names from the fixed list above, never from input.
+    _views(ledger, f"UPDATE {table} SET {column} = ?", b"\xff\x00")  # noqa: S608
+    commands: list[tuple[str, ...]] = [
+        ("audit", "log"),
+        ("audit", "log", "-o", "json"),
+        ("audit", "log", "-o", "csv"),
+        ("list", "-o", "json"),
+        ("dashboard",),
+        ("metrics", "write", "--textfile", str(ledger.home.parent / "m.prom")),
+    ]
+    for command in commands:
+        result = ledger.run(*command)
+        assert result.returncode == 0, (command, result.returncode, result.stderr)
+        assert "\\xff" not in result.stdout and "b'" not in result.stdout, (command, result.stdout)
+    # The catch-up folds new events over the edited rows.
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0002-klmnopqrst")
+    for command in commands:
+        result = ledger.run(*command)
+        assert result.returncode == 0, (command, result.returncode, result.stderr)
+    log = ledger.json("audit", "log")["events"]
+    assert [e["position"] for e in log] == list(range(1, len(log) + 1)) or ledger.database_url
