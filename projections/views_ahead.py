@@ -26,16 +26,18 @@ if TYPE_CHECKING:
 
 def ahead(views: Views) -> str | None:
     """Why the views claim what the log does not hold, or None."""
-    position = views.position()
+    # The position and its entry from one state of the views: a rebuild committing in
+    # another process between the two reads must not look like damage.
+    with views.consistent_read() as position:
+        rows = views.audit(after_position=position - 1, limit=1) if position > 0 else []
     if position <= 0:
         return None
-    head = views.ledger.recorder.max_notification_id() or 0
+    head = views.ledger.recorder.max_notification_id() or 0  # read after: it only grows
     if position > head:
         return (
             f"it reached position {position} but the log ends at {head}: the log's tail may "
             "have been cut (run `secrets audit verify`), or the cache is another copy's"
         )
-    rows = views.audit(after_position=position - 1, limit=1)
     if not rows or rows[0].position != position:
         return f"it holds no audit entry at its own position {position}"
     from projections.audit_check import check
