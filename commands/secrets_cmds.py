@@ -558,7 +558,7 @@ def _views_damage(ledger: SecretsLedger, repair: bool, repaired: list[str]) -> l
     if problem is None:
         # An intact file can still claim more than the log holds (projections/views_ahead.py).
         ahead = of_file(ledger, path)
-        problem = None if ahead is None else f"ahead of the ledger's log: {ahead}"
+        problem = None if ahead is None else f"claims more than the ledger's log holds: {ahead}"
     if problem is None:
         return []
     if repair:

@@ -119,8 +119,8 @@ class Views(ViewsCatchUp, ViewsQueries):
         problem = views_ahead.ahead(self)
         if problem is not None:
             self.ledger.warnings.append(
-                f"the views cache {self.path} was ahead of the ledger's log ({problem}); "
-                "it is rebuilt from the log"
+                f"the views cache {self.path} claims more than the ledger's log holds "
+                f"({problem}); it is rebuilt from the log"
             )
             return self.rebuild(progress)
         return super().catch_up(progress)

@@ -43,7 +43,7 @@ def ahead(views: Views) -> str | None:
     from projections.audit_check import check
 
     if check(views, rows).unfaithful:
-        return f"its entry at position {position} is not the log's event there"
+        return f"its entry at position {position} is not what the ledger recorded there"
     return None
 
 
