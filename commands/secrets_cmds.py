@@ -570,10 +570,15 @@ def doctor(
 def _views_damage(ledger: SecretsLedger, repair: bool, repaired: list[str]) -> list[str]:
     """This host's views cache, read whole: its damage (a command would rebuild it from the
     log, with a warning), unless `repair` removes it (then it is listed in `repaired`)."""
+    from projections.views_ahead import of_file
     from projections.views_schema import damage, discard
 
     path = ledger.home / ledger.views_file
     problem = damage(path)
+    if problem is None:
+        # An intact file can still claim more than the log holds (projections/views_ahead.py).
+        ahead = of_file(ledger, path)
+        problem = None if ahead is None else f"claims more than the ledger's log holds: {ahead}"
     if problem is None:
         return []
     if repair:

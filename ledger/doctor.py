@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ledger.entries import entry_name, parse_entry_name
-from ledger.errors import KeychainUnavailable
+from ledger.errors import IntegrityFailure, KeychainUnavailable
 from ledger.secret import Secret
 from ledger.vault.intents import writer_running
 from ledger.vault.port import ListableVault
@@ -80,8 +80,14 @@ def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
     elsewhere: dict[str, int] = {}
     checked = 0
     for sid in app.secret_ids():
-        secret: Any = app.repository.get(sid)
-        assert isinstance(secret, Secret)
+        # Checked against the chain (exit 6 on damage, an alarm recorded): what is missing,
+        # left over or orphaned, and so what a repair deletes, rests on these versions.
+        secret: Any = app.load_secret(sid, f"secret {sid.hex}")
+        if not isinstance(secret, Secret):
+            raise IntegrityFailure(
+                f"secret {sid.hex} is registered in the log but its history is missing: the "
+                "ledger was altered or damaged; run `secrets audit verify`"
+            )
         for v in secret.versions.values():
             entry = entry_name(secret.address, v.number, v.fingerprint)
             known.add(entry)
@@ -190,7 +196,9 @@ def _entry_recorded(app: SecretsLedger, entry: str) -> bool:
 def _check_snapshots(app: SecretsLedger, repair: bool) -> tuple[list[str], list[str]]:
     from ledger.snapshot_check import verify_snapshots
 
-    checked = verify_snapshots(app)
+    # The events each snapshot is compared with are chain-checked: a snapshot is removed
+    # only on the word of events that verify.
+    checked = verify_snapshots(app, chain_checked=True)
     bad = [f"{f.originator_id}@{f.version}" for f in checked.faults]
     # Unsealed snapshots that match their events are no fault (loads never use them), but a
     # repair clears them out with the bad ones.

@@ -49,6 +49,7 @@ from uuid import UUID
 from ledger import context
 from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue, KeySpec, load_catalogue
+from ledger.checked_events import checked_event
 from ledger.errors import IntegrityFailure, LedgerError, NotFound, ValidationFailed
 from ledger.generate import generate_value
 from ledger.notifications import notifications, originator_of
@@ -833,7 +834,9 @@ class Rotator:
 
     def schedule_state(self) -> ScheduleState:
         changes = deque(notifications(self.ledger.recorder, ScheduleChange, "ScheduleChanged"), 1)
-        newest: Any = self.ledger.mapper.to_domain_event(changes[0]) if changes else None
+        newest: Any = (
+            checked_event(self.ledger, changes[0], "the rotation schedule") if changes else None
+        )
         scheduled = [r for r in self.runs() if r.trigger == "schedule"]
         last = scheduled[-1] if scheduled else None
         if newest is None:

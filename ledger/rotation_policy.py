@@ -79,12 +79,17 @@ def emergency_since(
     """When the newest emergency rotation that started at or before `as_of` started, or None.
 
     `position` cuts the log there as well (a replay's cut). Reads only the incidents' start
-    events (filtered by topic in the store)."""
+    events (filtered by topic in the store), each checked against the hash chain (exit 6 on
+    damage, ledger/checked_events.py)."""
+    from ledger.checked_events import checked_event
+
     newest: datetime | None = None
     for notification in notifications(
         ledger.recorder, Incident, "EmergencyRotationStarted", stop=position
     ):
-        event: Any = ledger.mapper.to_domain_event(notification)
+        # Checked against its chain link: an inserted or edited start would mark every
+        # secret pending (or, moved in time, none).
+        event: Any = checked_event(ledger, notification, "a rotation status")
         when: datetime = event.timestamp
         if when <= as_of and (newest is None or when > newest):
             newest = when

@@ -260,6 +260,19 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             ]
         return rows
 
+    def positions(self, first: int, last: int) -> list[int]:
+        """The positions in [first, last] that hold an event, ascending: ids only, read from
+        the primary key (`audit log`'s check that no entry of them is missing from the views).
+        A sequence leaves gaps here (a rolled-back insert), so a count would not do."""
+        rows = self._rows(
+            SQL(
+                "SELECT notification_id FROM {0} "
+                "WHERE notification_id BETWEEN %s AND %s ORDER BY notification_id"
+            ).format(self._events),
+            (first, last),
+        )
+        return [int(r["notification_id"]) for r in rows]
+
     def chain_head(self) -> tuple[int, bytes]:
         """The newest (position, link), or (0, GENESIS) for an empty log."""
         rows = self._rows(

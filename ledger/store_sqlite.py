@@ -194,6 +194,18 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             rows: list[LinkedRow] = c.fetchall()
             return rows
 
+    def positions(self, first: int, last: int) -> list[int]:
+        """The positions in [first, last] that hold an event, ascending: ids only, read from
+        the primary key (`audit log`'s check that no entry of them is missing from the views)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.sqlite_cursor.row_factory = None
+            c.execute(
+                f"SELECT rowid FROM {self.events_table_name} "
+                "WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                (first, last),
+            )
+            return [int(r[0]) for r in c.fetchall()]
+
     def chain_head(self) -> tuple[int, bytes]:
         """The newest (position, link), or (0, GENESIS) for an empty log."""
         with self.datastore.transaction(commit=False) as c:

@@ -23,6 +23,7 @@ from uuid import UUID
 
 from ledger.address import SecretAddress
 from ledger.catalogue import Catalogue
+from ledger.checked_events import checked_event
 from ledger.errors import ValidationFailed
 from ledger.notifications import pages
 from ledger.records import Incident
@@ -290,9 +291,15 @@ def compliance(
     stopped: set[UUID] = set()  # aggregates with an event after `as_of`: keep their prefix
     schedule_event: Any = None
     since: datetime | None = None  # the newest emergency rotation's start up to `as_of`
+    decisive = {f"{c.__module__}:{c.__qualname__}" for c in (_SCHEDULE_CHANGED, _EMERGENCY_STARTED)}
     for page in pages(ledger.recorder, topics=_topics(), stop=position, page_size=PAGE):
         for notification in page:
-            event: Any = ledger.mapper.to_domain_event(notification)
+            if notification.topic in decisive:
+                # Few, and each one sets every secret's status (an emergency start) or the
+                # schedule's: chain-checked (exit 6 on damage, ledger/checked_events.py).
+                event: Any = checked_event(ledger, notification, "a rotation status")
+            else:
+                event = ledger.mapper.to_domain_event(notification)
             oid = event.originator_id
             if oid in stopped:
                 continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +109,21 @@ class Views(ViewsCatchUp, ViewsQueries):
                 cur.execute(f"DELETE FROM {table}")
             replay_states.clear(cur)
             cur.execute(f"PRAGMA user_version = {VIEWS_FORMAT}")
+
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+        """`ViewsCatchUp.catch_up`, once the views' claim is checked against the log: views
+        that claim more than it holds (projections/views_ahead.py) would never apply anything
+        after their position, so they are rebuilt from it, with a warning."""
+        from projections import views_ahead
+
+        problem = views_ahead.ahead(self)
+        if problem is not None:
+            self.ledger.warnings.append(
+                f"the views cache {self.path} claims more than the ledger's log holds "
+                f"({problem}); it is rebuilt from the log"
+            )
+            return self.rebuild(progress)
+        return super().catch_up(progress)
 
     def close(self) -> None:
         self._db.close()

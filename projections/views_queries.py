@@ -38,6 +38,14 @@ def _instant(value: object) -> str | None:
     return value
 
 
+def _texts(*groups: tuple[Any, ...]) -> bool:
+    return all(isinstance(v, str) for group in groups for v in group)
+
+
+def _texts_or_none(values: tuple[Any, ...]) -> bool:
+    return all(v is None or isinstance(v, str) for v in values)
+
+
 def _count(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -153,7 +161,43 @@ class ViewsQueries(ViewsDatabase):
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [AuditRow(*r) for r in self._db.execute(sql, params)]
+        found: list[AuditRow] = []
+        unfit = 0
+        for r in self._db.execute(sql, params):
+            # As for secret rows: a writer of the file can put any type in any cell; shown
+            # only as far as it fits (`audit log` then finds the row unlike its event).
+            fits = _texts(r[1:6], r[9:12]) and _texts_or_none(r[6:9])
+            unfit += not fits
+            found.append(
+                AuditRow(
+                    r[0],
+                    *(_text(v) for v in r[1:6]),
+                    *(v if isinstance(v, str) else None for v in r[6:9]),
+                    *(_text(v) for v in r[9:12]),
+                )
+            )
+        self._unfit(unfit, "audit")
+        return found
+
+    def _unfit(self, unfit: int, what: str) -> None:
+        if unfit:
+            self.ledger.warnings.append(
+                f"the views cache has {unfit} {what} row(s) that do not fit their columns "
+                "(shown without the values that do not); run `secrets projections rebuild`"
+            )
+
+    def _counted(self, rows: Any, what: str) -> list[tuple[Any, ...]]:
+        """The grouped counts of `rows` whose keys are text (or NULL) and count a count:
+        a group keyed by a BLOB or a number (an edited cell) is left out, with a warning,
+        rather than reach the metrics' labels (a TypeError there)."""
+        found = list(rows)
+        kept = [r for r in found if _texts_or_none(r[:-1]) and _count(r[-1]) is not None]
+        if len(kept) < len(found):
+            self.ledger.warnings.append(
+                f"the views cache has {len(found) - len(kept)} {what} count(s) keyed by values "
+                "that do not fit their columns (left out); run `secrets projections rebuild`"
+            )
+        return kept
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -240,11 +284,14 @@ class ViewsQueries(ViewsDatabase):
         marks = ", ".join("?" for _ in events)
         return [
             ActionCount(r[0], r[1], r[2], int(r[3]))
-            for r in self._db.execute(
-                f"SELECT event, action, environment, COUNT(*) FROM audit_view "
-                f"WHERE event IN ({marks}) GROUP BY event, action, environment "
-                "ORDER BY event, action, environment",
-                events,
+            for r in self._counted(
+                self._db.execute(
+                    f"SELECT event, action, environment, COUNT(*) FROM audit_view "
+                    f"WHERE event IN ({marks}) GROUP BY event, action, environment "
+                    "ORDER BY event, action, environment",
+                    events,
+                ),
+                "audit",
             )
         ]
 
@@ -252,11 +299,14 @@ class ViewsQueries(ViewsDatabase):
         """(operator, action, environment, count) of one event kind."""
         return [
             OperatorCount(r[0], r[1], r[2], int(r[3]))
-            for r in self._db.execute(
-                "SELECT operator, action, environment, COUNT(*) FROM audit_view "
-                "WHERE event = ? GROUP BY operator, action, environment "
-                "ORDER BY operator, action, environment",
-                (event,),
+            for r in self._counted(
+                self._db.execute(
+                    "SELECT operator, action, environment, COUNT(*) FROM audit_view "
+                    "WHERE event = ? GROUP BY operator, action, environment "
+                    "ORDER BY operator, action, environment",
+                    (event,),
+                ),
+                "audit",
             )
         ]
 
@@ -264,11 +314,14 @@ class ViewsQueries(ViewsDatabase):
         """(environment, service, name, count) of one event kind that names a secret."""
         return [
             AddressCount(r[0], r[1], r[2], int(r[3]))
-            for r in self._db.execute(
-                "SELECT environment, service, name, COUNT(*) FROM audit_view "
-                "WHERE event = ? AND service IS NOT NULL "
-                "GROUP BY environment, service, name ORDER BY environment, service, name",
-                (event,),
+            for r in self._counted(
+                self._db.execute(
+                    "SELECT environment, service, name, COUNT(*) FROM audit_view "
+                    "WHERE event = ? AND service IS NOT NULL "
+                    "GROUP BY environment, service, name ORDER BY environment, service, name",
+                    (event,),
+                ),
+                "audit",
             )
         ]
 
@@ -276,18 +329,24 @@ class ViewsQueries(ViewsDatabase):
         """(environment, status, count): status is active, deleted or destroyed."""
         return [
             StatusCount(r[0], r[1], int(r[2]))
-            for r in self._db.execute(
-                "SELECT environment, CASE WHEN destroyed THEN 'destroyed' "
-                "WHEN deleted THEN 'deleted' ELSE 'active' END AS status, COUNT(*) "
-                "FROM secrets_view WHERE current_version > 0 "
-                "GROUP BY environment, status ORDER BY environment, status"
+            for r in self._counted(
+                self._db.execute(
+                    "SELECT environment, CASE WHEN destroyed THEN 'destroyed' "
+                    "WHEN deleted THEN 'deleted' ELSE 'active' END AS status, COUNT(*) "
+                    "FROM secrets_view WHERE current_version > 0 "
+                    "GROUP BY environment, status ORDER BY environment, status"
+                ),
+                "secret",
             )
         ]
 
     def operators(self) -> list[OperatorRow]:
         return [
             OperatorRow(r[0], r[1], r[2])
-            for r in self._db.execute(
-                "SELECT name, role, updated_at FROM operators_view ORDER BY name"
+            for r in self._counted(
+                self._db.execute(
+                    "SELECT name, role, updated_at, 0 FROM operators_view ORDER BY name"
+                ),
+                "operator",
             )
         ]

@@ -132,7 +132,12 @@ def log(
         "since": iso(start) if start else None,
         "until": iso(end) if end else None,
     }
-    newest = _faithful(views, lambda: views.audit(**filters, limit=limit, newest_first=True))
+    newest = _faithful(
+        views,
+        lambda: views.audit(**filters, limit=limit, newest_first=True),
+        # Fewer than `limit` rows: every row that matches, from the first position on.
+        lambda rows: rows[-1].position if limit is not None and len(rows) == limit else 1,
+    )
     last = max((r.position for r in newest), default=views.position())
     if output is LogOutput.json:
         runtime.emit_json({"events": [r.as_json() for r in reversed(newest)]})
@@ -149,7 +154,11 @@ def log(
         while True:
             time.sleep(interval)
             views.catch_up()
-            fresh = _faithful(views, functools.partial(views.audit, **filters, after_position=last))
+            fresh = _faithful(
+                views,
+                functools.partial(views.audit, **filters, after_position=last),
+                functools.partial(lambda after, _: after + 1, last),
+            )
             if fresh:
                 _emit_rows(fresh, output, header=False)
                 last = fresh[-1].position
@@ -157,28 +166,41 @@ def log(
         return
 
 
-def _faithful(views: Views, query: Callable[[], list[AuditRow]]) -> list[AuditRow]:
-    """The rows of `query`, each checked against the event it claims to show
-    (projections/audit_check.py). Rows that do not match mean the views cache was edited or
-    damaged: it is rebuilt from the log, said on stderr, and the query asked again."""
+def _faithful(
+    views: Views,
+    query: Callable[[], list[AuditRow]],
+    first: Callable[[list[AuditRow]], int],
+) -> list[AuditRow]:
+    """The rows of `query`, each checked against the event it claims to show, and none
+    missing from the positions `first` gives for them on (projections/audit_check.py). Rows
+    that do not match, or are missing, mean the views cache was edited or damaged: it is
+    rebuilt from the log, said on stderr, and the query asked again."""
     from ledger.errors import IntegrityFailure
-    from projections.audit_check import check
+    from projections.audit_check import check, missing
 
     rows = query()
     found = check(views, rows)
-    if found.unfaithful:
+    gone = missing(views, first(rows))
+    if found.unfaithful or gone:
+        held = (
+            f"held audit entries that are not what the ledger recorded (positions "
+            f"{_positions(found.unfaithful)})"
+            if found.unfaithful
+            else f"lacked the audit entries of recorded events (positions {_positions(gone)})"
+        )
         runtime.info(
-            f"warning: the views cache {views.path} held audit entries that are not what the "
-            f"ledger recorded (positions {_positions(found.unfaithful)}): it was edited or "
-            "damaged, and is rebuilt from the ledger's log"
+            f"warning: the views cache {views.path} {held}: it was edited or damaged, and is "
+            "rebuilt from the ledger's log"
         )
         views.rebuild()
         rows = query()
         found = check(views, rows)
-        if found.unfaithful:
+        gone = missing(views, first(rows))
+        if found.unfaithful or gone:
             raise IntegrityFailure(
-                f"audit entries at positions {_positions(found.unfaithful)} do not match the "
-                "recorded events even after a rebuild of the views: run `secrets audit verify`"
+                f"audit entries at positions {_positions(found.unfaithful or gone)} do not "
+                "match the recorded events even after a rebuild of the views: run "
+                "`secrets audit verify`"
             )
     if found.undecodable:
         # Damage of the log since the views applied it: shown as the catch-up shows an event

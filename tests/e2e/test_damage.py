@@ -385,3 +385,130 @@ def test_an_edited_views_cache_is_not_reported_as_an_altered_log(ledger: Ledger)
         assert "views cache says the log reached position 999999" in verify.stderr
     assert ledger.run("projections", "rebuild").returncode == 0
     assert ledger.json("audit", "log", "--code", "HBSE-013")["events"] == []
+
+
+# -- a views cache that claims more than the log holds (third hostile-storage review) --------
+
+
+def _listed(ledger: Ledger) -> tuple[set[str], str]:
+    result = ledger.run("list", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    names = {s["name"] for s in json.loads(result.stdout)["secrets"]}
+    return names, result.stderr
+
+
+def test_a_tracked_position_past_the_log_is_rebuilt_not_left_stale(ledger: Ledger) -> None:
+    """A forged tracking row past the log's head: the catch-up found nothing to apply, so
+    `list` and `audit log` never showed what was recorded after, until `projections rebuild`."""
+    ledger.set("nexus", "first.key", "sk-live-value-0001-abcdefghij")
+    _views(ledger, "UPDATE tracking SET position = position + 50")
+    doctor = ledger.run("doctor")
+    assert doctor.returncode == 6, (doctor.stdout, doctor.stderr)
+    assert "damaged views cache" in doctor.stdout and "claims more than" in doctor.stdout, (
+        doctor.stdout
+    )
+    ledger.set("nexus", "second.key", "sk-live-value-0002-klmnopqrst")
+    names, err = _listed(ledger)
+    assert names == {"first.key", "second.key"}, (names, err)
+    assert f"the views cache {ledger.views_file} claims more than the ledger's log holds" in err, (
+        err
+    )
+    log = ledger.json("audit", "log")["events"]
+    assert any(e["name"] == "second.key" for e in log)
+    again = ledger.run("list")
+    assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
+    assert ledger.run("doctor").returncode == 0
+
+
+@pytest.mark.sqlite_file
+def test_views_of_a_newer_log_beside_a_restored_older_one_are_rebuilt(ledger: Ledger) -> None:
+    """An older ledger file restored next to the views of a newer one, then written to until
+    its log passes the views' position: the views kept the lost secret and never showed the
+    new ones (the event at their position is another one now)."""
+    ledger.set("nexus", "kept.key", "sk-live-value-0001-abcdefghij")
+    assert ledger.run("list").returncode == 0
+    database = ledger.home / "ledger.sqlite"
+    with sqlite3.connect(database) as db:
+        backup = sqlite3.connect(":memory:")
+        db.backup(backup)
+    ledger.set("nexus", "lost.key", "sk-live-value-0002-klmnopqrst")
+    assert _listed(ledger)[0] == {"kept.key", "lost.key"}
+    with sqlite3.connect(ledger.views_file) as views:
+        (claimed,) = views.execute("SELECT position FROM tracking").fetchone()
+    with sqlite3.connect(database) as db:
+        backup.backup(db)  # the older ledger, restored in place
+    for n in range(3):
+        ledger.set("nexus", f"new{n}.key", f"sk-live-value-000{n + 3}-uvwxyzabcd")
+        if len(ledger.events()) >= claimed:
+            break
+    assert len(ledger.events()) >= claimed
+    names, err = _listed(ledger)
+    assert "lost.key" not in names and "new0.key" in names, (names, err)
+    assert "claims more than the ledger's log holds" in err, err
+
+
+@pytest.mark.parametrize("limit", [(), ("--limit", "2")], ids=["all", "newest-2"])
+def test_an_audit_entry_deleted_from_the_views_is_not_silently_left_out(
+    ledger: Ledger, limit: tuple[str, ...]
+) -> None:
+    """`audit log` checked each row it showed against its event, but a row deleted from
+    views.sqlite simply was not shown: the write of a value vanished from the audit trail."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    ledger.set("nexus", "other.key", "sk-live-value-0002-klmnopqrst")
+    expected = ledger.json("audit", "log", *limit)["events"]
+    written = [e["position"] for e in expected if e["event"] == "Secret.VersionAdded"]
+    # Never the views' own position (that is the check before every catch-up): the first
+    # version's entry, or the older of the newest two.
+    gone = written[:1] if not limit else [min(e["position"] for e in expected)]
+    for position in gone:
+        _views(ledger, "DELETE FROM audit_view WHERE position = ?", position)
+    result = ledger.run("audit", "log", "--output", "json", *limit)
+    assert result.returncode == 0, result.stderr
+    assert "lacked the audit entries of recorded events" in result.stderr, result.stderr
+    shown = json.loads(result.stdout)["events"]
+    assert [e["position"] for e in shown] == [e["position"] for e in expected]
+    again = ledger.run("audit", "log", *limit)
+    assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
+
+
+# One cell per kind of reader: the audit rows shown (the log, the dashboard), the counts the
+# metrics group by, the operator names and version ages the catch-up's fold reads back.
+_CELLS = [
+    ("audit_view", "environment"),
+    ("audit_view", "detail"),
+    ("operators_view", "name"),
+    ("version_rotations", "rotated_at"),
+    ("secrets_view", "environment"),
+]
+
+
+@pytest.mark.parametrize(("table", "column"), _CELLS, ids=[f"{t}.{c}" for t, c in _CELLS])
+def test_a_views_cell_of_the_wrong_type_is_cache_damage_not_an_internal_error(
+    ledger: Ledger, table: str, column: str
+) -> None:
+    """Every views table's cells that commands read, given a BLOB: the secrets view's were
+    checked; the audit view's, the operators view's and the version rotations' reached the
+    JSON and CSV writers, the table renderer, the dashboard, the metrics and the catch-up's
+    own fold as they were."""
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0001-abcdefghij")
+    # Names from the fixed list above, never from input.
+    _views(ledger, f"UPDATE {table} SET {column} = ?", b"\xff\x00")  # noqa: S608
+    commands: list[tuple[str, ...]] = [
+        ("audit", "log"),
+        ("audit", "log", "-o", "json"),
+        ("audit", "log", "-o", "csv"),
+        ("list", "-o", "json"),
+        ("dashboard",),
+        ("metrics", "write", "--textfile", str(ledger.home.parent / "m.prom")),
+    ]
+    for command in commands:
+        result = ledger.run(*command)
+        assert result.returncode == 0, (command, result.returncode, result.stderr)
+        assert "\\xff" not in result.stdout and "b'" not in result.stdout, (command, result.stdout)
+    # The catch-up folds new events over the edited rows.
+    ledger.set(*VIEWS_ADDRESS[1::2], "sk-live-value-0002-klmnopqrst")
+    for command in commands:
+        result = ledger.run(*command)
+        assert result.returncode == 0, (command, result.returncode, result.stderr)
+    log = ledger.json("audit", "log")["events"]
+    assert [e["position"] for e in log] == list(range(1, len(log) + 1)) or ledger.database_url

@@ -691,3 +691,80 @@ def test_deleting_the_newest_event_is_an_integrity_failure(ledger: Ledger) -> No
     _not_internal(read)
     assert read.returncode == 6, (read.returncode, read.stderr)
     assert "position" in read.stderr, read.stderr
+
+
+# -- incidents, the schedule and doctor's loads are chain-checked before use ---------------
+
+
+def _insert_unchained(ledger: Ledger, topic: str, state: dict[str, object]) -> int:
+    """One event of a new aggregate at version 1, stamped now, with no chain link; its
+    position."""
+    import uuid
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    stamp = {"_type_": "datetime_iso", "_data_": now}
+    common = {"timestamp": stamp, "operator": "alice", "correlation_id": "0" * 32}
+    aggregate = topic.split(":", 1)[0] + ":" + topic.split(":", 1)[1].split(".", 1)[0]
+    with _db(ledger) as db:
+        cur = db.execute(
+            "INSERT INTO stored_events VALUES (?, 1, ?, ?)",
+            (
+                uuid.uuid4().hex,
+                topic,
+                json.dumps(
+                    {**common, "originator_topic": aggregate, **state}, separators=(",", ":")
+                ).encode(),
+            ),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+
+def _fails_closed_at(ledger: Ledger, result: object, position: int, alarms_before: int) -> None:
+    _not_internal(result)
+    rc, err = result.returncode, result.stderr  # type: ignore[attr-defined]
+    assert rc == 6 and f"position {position}" in err, (rc, err)
+    alarms = ledger.events("ledger.records:IntegrityAlarm")
+    assert len(alarms) > alarms_before and alarms[-1].state["position"] == position
+
+
+def test_an_unchained_emergency_start_does_not_decide_a_rotation_status(ledger: Ledger) -> None:
+    """An `EmergencyRotationStarted` inserted without its link marked every secret
+    emergency-pending in `rotate-status` (and the dashboard, compliance): it was read
+    without the chain check a secret's events get."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    position = _insert_unchained(
+        ledger, "ledger.records:Incident.EmergencyRotationStarted", {"reason": "forged"}
+    )
+    alarms_before = len(ledger.events("ledger.records:IntegrityAlarm"))
+    status = ledger.run("rotate-status")
+    _fails_closed_at(ledger, status, position, alarms_before)
+    assert "emergency-pending" not in status.stdout
+    # `rotate` (the due ones) decides on it too: every secret would be due.
+    rotate = ledger.run("rotate")
+    _fails_closed_at(ledger, rotate, position, alarms_before + 1)
+
+
+def test_an_unchained_schedule_change_is_not_believed(ledger: Ledger) -> None:
+    """A `ScheduleChanged` inserted without its link was reported as the ledger's schedule."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    position = _insert_unchained(
+        ledger,
+        "ledger.rotation_records:ScheduleChange.ScheduleChanged",
+        {"action": "installed", "at": "03:00", "host": "elsewhere", "entry": "forged"},
+    )
+    alarms_before = len(ledger.events("ledger.records:IntegrityAlarm"))
+    status = ledger.run("rotate", "schedule", "status", "--output", "json")
+    _fails_closed_at(ledger, status, position, alarms_before)
+
+
+def test_doctor_reports_an_unchained_event_as_damage_not_a_leftover(ledger: Ledger) -> None:
+    """`doctor` folded a secret's events unchecked: an inserted `VersionPruned` made the
+    retained value a "leftover" (which `--repair` deletes). Now exit 6 naming the position."""
+    ledger.set(*ADDRESS[1::2], VALUE)
+    position = _insert_unchained_prune(ledger)
+    alarms_before = len(ledger.events("ledger.records:IntegrityAlarm"))
+    doctor = ledger.run("doctor")
+    _fails_closed_at(ledger, doctor, position, alarms_before)
+    assert "leftover" not in doctor.stdout.lower()

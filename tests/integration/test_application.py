@@ -325,7 +325,7 @@ def test_check_and_set_checks_again_after_losing_the_race(
     finally:
         other.close()
     assert raced == [2]
-    secret = ledger._load_secret(ADDR)
+    secret = ledger.uow.load_secret(ADDR)
     assert secret is not None and sorted(secret.versions) == [1, 2]
     assert [u for _, u in keychain.entries if "#v3" in u] == []
     with pytest.raises(VersionConflict):
