@@ -118,10 +118,13 @@ def refuse_cut_log(head_position: int, first_new: int) -> None:
     deleted row's id is handed out again, on PostgreSQL a reset sequence does the same).
     Damage, not a race to retry: nothing is appended to it."""
     if first_new <= head_position:
+        # The head is the link that lacks its event (a forged link past the log's newest
+        # event, or the events deleted under it): name it, not the write's own position,
+        # which moves on with every retry and holds nothing wrong.
         raise IntegrityFailure(
-            f"the chain holds a link at position {first_new} but the log has no event there (its "
-            "newest events were deleted); nothing was written: run `secrets audit verify` and "
-            "restore from a backup"
+            f"a link at position {head_position} has no event: the chain runs past the log's "
+            "newest event (a link added, or the newest events deleted); nothing was written: "
+            "run `secrets audit verify` and restore from a backup"
         )
 
 
