@@ -379,6 +379,8 @@ class SecretsLedger(Application[UUID]):
         except IntegrityError:
             raise
         except PersistenceError as exc:
+            if "lock timeout" in str(exc):
+                raise  # PostgreSQL: worded in commands/main.py, as for a read
             if "locked" in str(exc) or "busy" in str(exc):
                 waited = self.env.get("SQLITE_LOCK_TIMEOUT") or "?"
                 raise LedgerUnavailable(

@@ -31,6 +31,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link, refuse_cut_log
+from ledger.config_postgres import SESSION_LOCK_TIMEOUT_SECONDS
 from ledger.errors import BadConfiguration, IntegrityFailure
 
 if TYPE_CHECKING:
@@ -65,6 +66,12 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             raise ProgrammingError(
                 "POSTGRES_ENABLE_DB_FUNCTIONS is not supported: it would bypass the hash chain"
             )
+        # Any role that may UPDATE a table may also LOCK it in ACCESS EXCLUSIVE mode, which
+        # blocks every read; the library bounds only its own LOCK statement. Every statement
+        # of every connection of the pool (opened lazily, by the first query: not before
+        # this) waits for a lock at most this long, then fails with a clear error
+        # (ledger/config_postgres.py `locked_out`).
+        datastore.pool.kwargs["options"] = f"-c lock_timeout={SESSION_LOCK_TIMEOUT_SECONDS}s"
         super().__init__(datastore, events_table_name=events_table_name)
         prefix = table_prefix(events_table_name)
         self.chain_table_name = f"{prefix}_event_chain"
