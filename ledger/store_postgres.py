@@ -30,7 +30,15 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link, refuse_cut_log
+from ledger.chain import (
+    GENESIS,
+    MAX_VERSION,
+    JoinedPage,
+    StoredRow,
+    head_link,
+    link,
+    refuse_cut_log,
+)
 from ledger.config_postgres import SESSION_LOCK_TIMEOUT_SECONDS
 from ledger.errors import BadConfiguration, IntegrityFailure
 
@@ -277,10 +285,19 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "c.link, (SELECT p.link FROM {1} AS p WHERE p.notification_id < e.notification_id "
             "ORDER BY p.notification_id DESC LIMIT 1) "
             "FROM {0} AS e LEFT JOIN {1} AS c ON c.notification_id = e.notification_id "
-            "WHERE e.originator_id = %s AND e.originator_version > %s "
-            "AND e.originator_version <= %s ORDER BY e.originator_version"
+            # A version no writer stores (below 1, past 2**62: an edited row) is read too,
+            # so that it fails its check at its own position instead of being left out of
+            # the fold, which then breaks on an innocent row.
+            "WHERE e.originator_id = %s AND ((e.originator_version > %s "
+            "AND e.originator_version <= %s) OR e.originator_version < 1 "
+            "OR e.originator_version > %s) ORDER BY e.originator_version"
         ).format(self._events, self._chain)
-        params = (originator_id, -1 if gt is None else gt, 2**62 if lte is None else lte)
+        params = (
+            originator_id,
+            -1 if gt is None else gt,
+            MAX_VERSION if lte is None else lte,
+            MAX_VERSION,
+        )
         with (
             self.datastore.get_connection() as conn,
             conn.cursor(row_factory=tuple_row) as curs,
