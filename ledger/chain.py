@@ -103,6 +103,7 @@ def link(
 # No aggregate reaches this many versions: a stored version past it (or below 1) was edited.
 MAX_VERSION = 2**62
 
+
 def head_link(position: object, stored: object) -> bytes:
     """The chain head a write links its events to, as stored at `position`; a head that no
     writer could have stored (NULL, text, not 32 bytes) is damage: nothing is appended to it,

@@ -79,7 +79,10 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         # of every connection of the pool (opened lazily, by the first query: not before
         # this) waits for a lock at most this long, then fails with a clear error
         # (ledger/config_postgres.py `locked_out`).
-        datastore.pool.kwargs["options"] = f"-c lock_timeout={SESSION_LOCK_TIMEOUT_SECONDS}s"
+        connect_kwargs = datastore.pool.kwargs
+        if not isinstance(connect_kwargs, dict):  # the library passes a dict: never a callable
+            raise ProgrammingError("cannot bound lock waits: unexpected connection pool settings")
+        connect_kwargs["options"] = f"-c lock_timeout={SESSION_LOCK_TIMEOUT_SECONDS}s"
         super().__init__(datastore, events_table_name=events_table_name)
         prefix = table_prefix(events_table_name)
         self.chain_table_name = f"{prefix}_event_chain"
@@ -355,8 +358,8 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             if "permission denied" not in str(exc):
                 raise
             table = f"{self.datastore.schema}.{self.snapshots_table_name}"
-            raise IntegrityFailure(
-                f"a bad stored snapshot (aggregate {originator_id}, version {version}) stays: "
+            raise IntegrityFailure(  # a message for a person, never run as a query
+                f"a bad stored snapshot (aggregate {originator_id}, version {version}) stays: "  # noqa: S608
                 f"this database role may not delete from {table}. Loads ignore it; to remove "
                 f"it, the tables' owner runs: DELETE FROM {table} WHERE originator_id = "
                 f"'{originator_id}' AND originator_version = {version};"

@@ -137,7 +137,7 @@ def test_a_snapshot_the_writer_role_cannot_delete_gets_a_clear_instruction(
 
 
 @POSTGRES
-def test_an_event_with_a_null_state_is_shown_unreadable_and_damage_in_verify(ledger: Ledger) -> None:
+def test_an_event_with_a_null_state_is_unreadable_and_damage_in_verify(ledger: Ledger) -> None:
     _history(ledger)
     position = _position(ledger, "ReadReceipt")
     assert ledger.run("get", *ADDRESS).returncode == 0  # a receipt after it, too
@@ -235,8 +235,7 @@ def test_an_edited_version_is_blamed_on_its_own_row(ledger: Ledger, version: int
     ledger.run("audit", "checkpoint")  # events after the edited one, a later position
     _sql(
         ledger,
-        "UPDATE public.secretsledger_events SET originator_version = %s "
-        "WHERE notification_id = %s",
+        "UPDATE public.secretsledger_events SET originator_version = %s WHERE notification_id = %s",
         (version, edited),
     )
     for args in (("get", *ADDRESS), ("versions", *ADDRESS)):
