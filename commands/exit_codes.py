@@ -48,8 +48,10 @@ HELP_TEXT = (
 
 def for_error(error: BaseException) -> ExitCode:
     from ledger import errors
+    from ledger.database_url import MalformedDatabaseUrl
 
     table: list[tuple[type[BaseException], ExitCode]] = [
+        (MalformedDatabaseUrl, ExitCode.USAGE),
         (errors.NotFound, ExitCode.NOT_FOUND),
         (errors.PermissionDenied, ExitCode.PERMISSION_DENIED),
         (errors.ValidationFailed, ExitCode.VALIDATION_FAILED),

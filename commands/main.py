@@ -354,6 +354,12 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
                     file=sys.stderr,
                 )
                 return ExitCode.INTEGRITY_FAILURE
+            from ledger.config_postgres import locked_out
+
+            locked = locked_out(exc)
+            if locked is not None:
+                print(f"error: {locked}", file=sys.stderr)
+                return ExitCode.ERROR
             # The event store failed mid-command (say, the PostgreSQL server went away).
             print(f"error: the event store failed: {first}", file=sys.stderr)
             return ExitCode.ERROR

@@ -100,6 +100,10 @@ def link(
     return digest.digest()
 
 
+# No aggregate reaches this many versions: a stored version past it (or below 1) was edited.
+MAX_VERSION = 2**62
+
+
 def head_link(position: object, stored: object) -> bytes:
     """The chain head a write links its events to, as stored at `position`; a head that no
     writer could have stored (NULL, text, not 32 bytes) is damage: nothing is appended to it,
@@ -118,10 +122,13 @@ def refuse_cut_log(head_position: int, first_new: int) -> None:
     deleted row's id is handed out again, on PostgreSQL a reset sequence does the same).
     Damage, not a race to retry: nothing is appended to it."""
     if first_new <= head_position:
+        # The head is the link that lacks its event (a forged link past the log's newest
+        # event, or the events deleted under it): name it, not the write's own position,
+        # which moves on with every retry and holds nothing wrong.
         raise IntegrityFailure(
-            f"the chain holds a link at position {first_new} but the log has no event there (its "
-            "newest events were deleted); nothing was written: run `secrets audit verify` and "
-            "restore from a backup"
+            f"a link at position {head_position} has no event: the chain runs past the log's "
+            "newest event (a link added, or the newest events deleted); nothing was written: "
+            "run `secrets audit verify` and restore from a backup"
         )
 
 

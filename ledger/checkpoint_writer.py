@@ -100,12 +100,13 @@ def write(app: SecretsLedger) -> tuple[int, SignedHead]:
 
 
 def verify_since(app: SecretsLedger, previous: SignedHead | None) -> None:
-    """Refuse to sign a chain that is already broken since the last checkpoint: a signature
-    must never vouch for tampered history."""
+    """Refuse to sign a chain that does not verify: a signature must never vouch for tampered
+    history. The whole chain is walked, not only what follows the previous checkpoint: an
+    edit before it (its link left as it was) would otherwise be signed over anew, as if
+    the log still held. One hash per event: seconds for a million events."""
     from ledger.chain import GENESIS, verify
 
     recorder = app.uow.chained_recorder()
-    after = (0, GENESIS)
     if previous is not None and previous.position:
         stored = recorder.link_at(previous.position)
         if stored is None or stored.hex() != previous.head:
@@ -113,12 +114,11 @@ def verify_since(app: SecretsLedger, previous: SignedHead | None) -> None:
                 f"the chain no longer matches checkpoint {previous.sequence}; "
                 "run `secrets audit verify`"
             )
-        after = (previous.position, stored)
     report, _ = verify(
-        recorder.iter_rows(after[0]),
-        recorder.iter_links(after[0]),
+        recorder.iter_rows(0),
+        recorder.iter_links(0),
         keep_verified=False,
-        after=after,
+        after=(0, GENESIS),
     )
     if report.fault is not None:
         raise IntegrityFailure(

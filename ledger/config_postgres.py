@@ -23,6 +23,22 @@ APPLICATION_NAME = "SecretsLedger"
 RECORDER_TOPIC = "ledger.store_postgres:ChainedPostgresApplicationRecorder"
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT_SECONDS = 30
+# No statement of the ledger's waits for a table lock but a writer's LOCK ... EXCLUSIVE, which
+# the library bounds itself (POSTGRES_LOCK_TIMEOUT); any other wait is a lock nobody using the
+# ledger takes (ACCESS EXCLUSIVE, by a role with UPDATE or an administrator).
+SESSION_LOCK_TIMEOUT_SECONDS = 10
+
+
+def locked_out(exc: BaseException) -> LedgerUnavailable | None:
+    """The clear error for a statement that gave up waiting for a table lock, else None."""
+    if "lock timeout" not in str(exc):
+        return None
+    return LedgerUnavailable(
+        "the ledger is locked by another session (a table lock held past the time limit: "
+        f"{SESSION_LOCK_TIMEOUT_SECONDS} s for a read, {LOCK_TIMEOUT_SECONDS} s for a write; "
+        "a role with UPDATE on the events table can hold one, see docs/postgres.md); nothing "
+        "was written, try again"
+    )
 
 
 def table_names(location: PostgresLocation) -> tuple[str, str, str]:

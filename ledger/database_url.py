@@ -23,6 +23,12 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 SQLITE_FILE = "ledger.sqlite"
 
 
+class MalformedDatabaseUrl(BadConfiguration):
+    """A database URL that names no store this tool can open (scheme, port, brackets, schema,
+    database name): a malformed option value, a usage error (exit 2), not a failure of the
+    store it names."""
+
+
 @dataclass(frozen=True)
 class PostgresLocation:
     host: str
@@ -95,14 +101,14 @@ def parse(url: str) -> Location:
     """Parse a database URL (or a plain path to a home directory)."""
     text = url.strip()
     if not text:
-        raise BadConfiguration("empty database URL")
+        raise MalformedDatabaseUrl("empty database URL")
     if "://" not in text:
         return _sqlite_home(Path(text))
     scheme = text.split("://", 1)[0].lower()
     if scheme == "sqlite":
         return _sqlite_home(Path(unquote(text.split("://", 1)[1])))
     if scheme not in POSTGRES_SCHEMES:
-        raise BadConfiguration(
+        raise MalformedDatabaseUrl(
             f"unsupported database URL scheme {scheme!r}: use postgresql://... or sqlite:///path"
         )
     return _postgres(text)
@@ -112,7 +118,7 @@ def _sqlite_home(path: Path) -> SQLiteLocation:
     path = path.expanduser()
     if path.suffix == ".sqlite":
         if path.name != SQLITE_FILE:
-            raise BadConfiguration(
+            raise MalformedDatabaseUrl(
                 f"a SQLite ledger file is always named {SQLITE_FILE} "
                 f"(its directory is the ledger's home): got {path.name}"
             )
@@ -125,19 +131,19 @@ def _postgres(text: str) -> PostgresLocation:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise BadConfiguration(
+        raise MalformedDatabaseUrl(
             "malformed PostgreSQL URL (expected postgresql://user:password@host:port/dbname; "
             "percent-encode special characters in the password)"
         ) from None
     dbname = unquote(parts.path.lstrip("/"))
     if not dbname or "/" in dbname:
-        raise BadConfiguration(
+        raise MalformedDatabaseUrl(
             "the PostgreSQL URL names no database (expected postgresql://user@host:port/dbname)"
         )
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - {"schema", "host"})
     if unknown:
-        raise BadConfiguration(
+        raise MalformedDatabaseUrl(
             f"unsupported PostgreSQL URL parameter {unknown[0]!r} (supported: schema, host; "
             "other libpq settings such as PGSSLMODE go in the environment)"
         )
@@ -151,7 +157,7 @@ def _postgres(text: str) -> PostgresLocation:
         user = getpass.getuser()
     schema = query.get("schema", ["public"])[0].strip() or "public"
     if not schema.replace("_", "").isalnum() or len(schema) > 63:
-        raise BadConfiguration(f"invalid schema name {schema!r} (letters, digits and _ only)")
+        raise MalformedDatabaseUrl(f"invalid schema name {schema!r} (letters, digits and _ only)")
     port_number = port or int(os.environ.get("PGPORT", "") or 5432)
     password = parts.password
     if password is not None:

@@ -20,13 +20,27 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import IntegrityError, ProgrammingError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    PersistenceError,
+    ProgrammingError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link, refuse_cut_log
-from ledger.errors import BadConfiguration
+from ledger.chain import (
+    GENESIS,
+    MAX_VERSION,
+    JoinedPage,
+    StoredRow,
+    head_link,
+    link,
+    refuse_cut_log,
+)
+from ledger.config_postgres import SESSION_LOCK_TIMEOUT_SECONDS
+from ledger.errors import BadConfiguration, IntegrityFailure
 
 if TYPE_CHECKING:
     from psycopg import Cursor
@@ -60,6 +74,15 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             raise ProgrammingError(
                 "POSTGRES_ENABLE_DB_FUNCTIONS is not supported: it would bypass the hash chain"
             )
+        # Any role that may UPDATE a table may also LOCK it in ACCESS EXCLUSIVE mode, which
+        # blocks every read; the library bounds only its own LOCK statement. Every statement
+        # of every connection of the pool (opened lazily, by the first query: not before
+        # this) waits for a lock at most this long, then fails with a clear error
+        # (ledger/config_postgres.py `locked_out`).
+        connect_kwargs = datastore.pool.kwargs
+        if not isinstance(connect_kwargs, dict):  # the library passes a dict: never a callable
+            raise ProgrammingError("cannot bound lock waits: unexpected connection pool settings")
+        connect_kwargs["options"] = f"-c lock_timeout={SESSION_LOCK_TIMEOUT_SECONDS}s"
         super().__init__(datastore, events_table_name=events_table_name)
         prefix = table_prefix(events_table_name)
         self.chain_table_name = f"{prefix}_event_chain"
@@ -188,6 +211,25 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 yield self._stored_row(r)
             last = int(rows[-1]["notification_id"])
 
+    def select_rows(self, start: int, limit: int) -> list[tuple[Any, ...]]:
+        """(id, originator id, version, topic, state) of the events after `start`, at most
+        `limit`, as stored: the views' catch-up reads these (projections/event_reader.py)
+        rather than the library's `select_notifications`, whose `bytes(state)` fails with a
+        TypeError on a NULL state (the column is nullable) before any decoder can call the
+        row damage. A row that does not decode is shown at its position, as on SQLite."""
+        query = SQL(_SELECT_ROWS + " WHERE notification_id > %s ORDER BY notification_id LIMIT %s")
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
+            curs.execute(query.format(self._events), (start, limit))
+            return curs.fetchall()
+
+    @staticmethod
+    def convert_originator_id(originator_id: Any) -> Any:
+        """psycopg reads a `uuid` column as a UUID already (`select_rows`)."""
+        return originator_id
+
     def iter_links(self, start: int = 0) -> Iterator[tuple[int, bytes]]:
         """Chain links after position `start`, in log order."""
         last = start
@@ -246,10 +288,19 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             "c.link, (SELECT p.link FROM {1} AS p WHERE p.notification_id < e.notification_id "
             "ORDER BY p.notification_id DESC LIMIT 1) "
             "FROM {0} AS e LEFT JOIN {1} AS c ON c.notification_id = e.notification_id "
-            "WHERE e.originator_id = %s AND e.originator_version > %s "
-            "AND e.originator_version <= %s ORDER BY e.originator_version"
+            # A version no writer stores (below 1, past 2**62: an edited row) is read too,
+            # so that it fails its check at its own position instead of being left out of
+            # the fold, which then breaks on an innocent row.
+            "WHERE e.originator_id = %s AND ((e.originator_version > %s "
+            "AND e.originator_version <= %s) OR e.originator_version < 1 "
+            "OR e.originator_version > %s) ORDER BY e.originator_version"
         ).format(self._events, self._chain)
-        params = (originator_id, -1 if gt is None else gt, 2**62 if lte is None else lte)
+        params = (
+            originator_id,
+            -1 if gt is None else gt,
+            MAX_VERSION if lte is None else lte,
+            MAX_VERSION,
+        )
         with (
             self.datastore.get_connection() as conn,
             conn.cursor(row_factory=tuple_row) as curs,
@@ -308,14 +359,24 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         return int(rows[0]["notification_id"]) if rows else None
 
     def delete_snapshot(self, originator_id: UUID, version: int) -> None:
-        """Snapshots are a cache: dropping a bad one makes loads fold the events instead."""
-        with self.datastore.transaction(commit=True) as curs:
-            curs.execute(
-                SQL("DELETE FROM {0} WHERE originator_id = %s AND originator_version = %s").format(
-                    self._snapshots
-                ),
-                (originator_id, version),
-            )
+        """Snapshots are a cache: dropping a bad one makes loads fold the events instead.
+
+        The writer role of docs/postgres.md has no DELETE on the snapshots table: then the
+        error says what the table's owner must run (exit 6: the bad row stays)."""
+        statement = SQL("DELETE FROM {0} WHERE originator_id = %s AND originator_version = %s")
+        try:
+            with self.datastore.transaction(commit=True) as curs:
+                curs.execute(statement.format(self._snapshots), (originator_id, version))
+        except PersistenceError as exc:
+            if "permission denied" not in str(exc):
+                raise
+            table = f"{self.datastore.schema}.{self.snapshots_table_name}"
+            raise IntegrityFailure(  # a message for a person, never run as a query
+                f"a bad stored snapshot (aggregate {originator_id}, version {version}) stays: "  # noqa: S608
+                f"this database role may not delete from {table}. Loads ignore it; to remove "
+                f"it, the tables' owner runs: DELETE FROM {table} WHERE originator_id = "
+                f"'{originator_id}' AND originator_version = {version};"
+            ) from None
 
     def last_with_topic(self, topic: str) -> StoredRow | None:
         rows = self._rows(
@@ -346,8 +407,13 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             if not rows:
                 return
             for r in rows:
+                # A NULL state or topic (the columns are nullable) is a snapshot that cannot
+                # authenticate: checked, reported and dropped as one, never a TypeError here.
                 yield StoredEvent(
-                    r["originator_id"], int(r["originator_version"]), r["topic"], bytes(r["state"])
+                    r["originator_id"],
+                    int(r["originator_version"]),
+                    r["topic"] if r["topic"] is not None else "",
+                    bytes(r["state"]) if r["state"] is not None else b"",
                 )
             last = (rows[-1]["originator_id"], int(rows[-1]["originator_version"]))
 

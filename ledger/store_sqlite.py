@@ -14,7 +14,15 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
 )
 
-from ledger.chain import GENESIS, JoinedPage, StoredRow, head_link, link, refuse_cut_log
+from ledger.chain import (
+    GENESIS,
+    MAX_VERSION,
+    JoinedPage,
+    StoredRow,
+    head_link,
+    link,
+    refuse_cut_log,
+)
 from ledger.errors import BadConfiguration
 
 if TYPE_CHECKING:
@@ -184,12 +192,20 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 "WHERE p.notification_id < e.rowid ORDER BY p.notification_id DESC LIMIT 1) "
                 f"FROM {self.events_table_name} AS e "
                 f"LEFT JOIN {CHAIN_TABLE} AS c ON c.notification_id = e.rowid "
-                # A version that is not an integer (an edited row) is read too, so that it
-                # fails its check instead of being silently left out of the fold.
+                # A version that is not an integer, or one no writer stores (below 1, past
+                # 2**62: an edited row), is read too, so that it fails its check at its own
+                # position instead of being left out of the fold, which then breaks on an
+                # innocent row.
                 "WHERE e.originator_id = ? AND ((e.originator_version > ? "
-                "AND e.originator_version <= ?) OR typeof(e.originator_version) != 'integer') "
+                "AND e.originator_version <= ?) OR typeof(e.originator_version) != 'integer' "
+                "OR e.originator_version < 1 OR e.originator_version > ?) "
                 "ORDER BY e.originator_version",
-                (originator_id.hex, -1 if gt is None else gt, 2**62 if lte is None else lte),
+                (
+                    originator_id.hex,
+                    -1 if gt is None else gt,
+                    MAX_VERSION if lte is None else lte,
+                    MAX_VERSION,
+                ),
             )
             rows: list[LinkedRow] = c.fetchall()
             return rows

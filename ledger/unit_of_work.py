@@ -311,6 +311,8 @@ class UnitOfWork:
         except IntegrityError:
             raise
         except PersistenceError as exc:
+            if "lock timeout" in str(exc):
+                raise  # PostgreSQL: worded in commands/main.py, as for a read
             if "locked" in str(exc) or "busy" in str(exc):
                 waited = app.env.get("SQLITE_LOCK_TIMEOUT") or "?"
                 raise LedgerUnavailable(

@@ -64,7 +64,10 @@ def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) 
             f"{report.checkpoints_valid}/{report.checkpoints_checked} checkpoints valid, "
             f"{report.snapshots_valid}/{report.snapshots_checked} snapshots valid"
         )
-        if fault is not None:
+        if fault is not None and fault.kind == "snapshot":
+            # A snapshot is a cache row outside the chain: it has no position of its own.
+            print(f"FAULT snapshot: {fault.detail}")
+        elif fault is not None:
             print(f"FAULT {fault.kind} at position {fault.position}: {fault.detail}")
             if report.events_valid < report.events_checked:
                 # The counts above stop there too: they read like a total otherwise.
@@ -77,6 +80,11 @@ def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) 
     if fault is not None:
         if alarm is False:
             runtime.info("warning: the integrity alarm could not be recorded in the ledger")
+        if fault.kind == "snapshot":
+            raise IntegrityFailure(
+                "the event history verifies, but a stored snapshot does not authenticate: "
+                f"{fault.detail}"
+            )
         raise IntegrityFailure(f"history is not intact: {fault.kind} at position {fault.position}")
 
 

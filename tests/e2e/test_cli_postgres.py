@@ -140,9 +140,13 @@ def test_bad_urls_and_servers_give_one_clear_line(
     url = make_url(pg)  # type: ignore[operator]
     home = tmp_path / "h"
     ledger = Ledger(home=home, env=_env(home, url), backend_factory=lambda: None)
+    # A malformed URL is a usage error (exit 2); a server that fails or refuses, exit 1.
+    malformed = expected in ("malformed", "names no database", "unsupported") or (
+        expected.startswith("unsupported database URL")
+    )
     for args in (["list"], ["get", "--service", "nexus", "--name", "x"]):
         result = ledger.run(*args)
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == (2 if malformed else 1), result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], result.stderr
         assert "Traceback" not in result.stderr
