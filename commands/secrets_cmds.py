@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from commands import runtime
+from commands.exit_codes import ExitCode
 from commands.options import (
     CatalogueOpt,
     DatabaseUrlOpt,
@@ -438,12 +439,37 @@ def destroy(
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask for confirmation (required off a terminal)."),
+    ] = False,
 ) -> None:
     """Remove every value of a secret from the keychain for good; its history stays.
 
-    Example: secrets destroy --service nexus --name mcp.expired.apiKey
+    Asks for confirmation on a terminal; a script must pass --yes.
+
+    Example: secrets destroy --service nexus --name mcp.expired.apiKey --yes
     """
+    if not yes:
+        _confirm_destroy(runtime.address(environment, service, name))
     _lifecycle("destroy", service, name, environment, home, output)
+
+
+def _confirm_destroy(address: object) -> None:
+    """Ask on a terminal; refuse (exit 2) anywhere else: destroying cannot be undone, so a
+    script must say --yes rather than destroy because nobody was there to answer."""
+    from commands.value_input import UsageProblem
+
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageProblem(
+            f"destroy removes every value of {address} for good and asks first; "
+            "no terminal to ask on: pass --yes to destroy without asking"
+        )
+    if not typer.confirm(
+        f"Remove every value of {address} for good (this cannot be undone)?", err=True
+    ):
+        runtime.info("not destroyed: nothing changed")
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def doctor(

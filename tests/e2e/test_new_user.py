@@ -1,0 +1,67 @@
+"""Issue 22: what a new user ran into, each through the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import pty
+import subprocess
+
+from tests.clikit import Ledger
+
+API_KEY = "sk-" + "Q7x" * 16
+ADDR = ("--service", "nexus", "--name", "mcp.bun.apiKey")
+
+
+def _on_terminal(ledger: Ledger, args: list[str], answer: bytes) -> tuple[int, str]:
+    """Run with stdin and stderr on a terminal that has `answer` typed into it already."""
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, answer)
+        done = subprocess.run(
+            [ledger.python, "-m", "commands", *args],
+            env=ledger.env,
+            cwd=ledger.cwd,
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: nobody holds the other side any more
+                break
+            if not chunk:
+                break
+            seen += chunk
+        return done.returncode, seen.decode(errors="replace")
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+
+
+def test_destroy_off_a_terminal_without_yes_refuses_and_keeps_the_values(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    refused = ledger.run("destroy", *ADDR)
+    assert refused.returncode == 2, refused.stderr
+    assert "--yes" in refused.stderr and "Traceback" not in refused.stderr
+    assert ledger.run("get", *ADDR).stdout == API_KEY
+    assert not ledger.events("ledger.secret:Secret.Destroyed")
+    done = ledger.run("destroy", *ADDR, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert ledger.run("get", *ADDR).returncode == 3
+
+
+def test_destroy_on_a_terminal_asks_and_no_keeps_the_values(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    code, seen = _on_terminal(ledger, ["destroy", *ADDR], b"n\n")
+    assert code == 1 and "cannot be undone" in seen and "nothing changed" in seen, seen
+    assert ledger.run("get", *ADDR).stdout == API_KEY
+    code, seen = _on_terminal(ledger, ["destroy", *ADDR], b"y\n")
+    assert code == 0, seen
+    assert ledger.run("get", *ADDR).returncode == 3
