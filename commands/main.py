@@ -15,12 +15,41 @@ import typer.core
 from commands.exit_codes import HELP_TEXT, ExitCode
 
 
+class PipeClosed(Exception):
+    """Whoever read the output closed it (`secrets list | head -1`): not a finding, not an
+    error; the process ends as any Unix tool does then (commands/pipe.py)."""
+
+
+def _pipe_closed(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno == errno.EPIPE
+
+
 class _Group(typer.core.TyperGroup):
     """The root group: before running, plain parameters get a coercion without pydantic
     (commands/fastparams.py; typer's own coercion still decides anything else), every
     parameter the rules of commands/inputs.py, help is drawn
     without rich's Markdown and traceback modules (commands/typerfast.py), and a usage error
     is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
+
+    # Parsing (with --help and --version) and running: a closed output pipe leaves either as
+    # PipeClosed, before typer's main turns it into exit 1, the code of a finding.
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except OSError as exc:
+            if _pipe_closed(exc):
+                raise PipeClosed from None
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if _pipe_closed(exc):
+                raise PipeClosed from None
+            raise
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         from commands import fastparams, inputs, typer_adapter, typerfast
@@ -288,6 +317,7 @@ def _exit_status(code: object) -> int:
 
 
 def _invoke(app: typer.Typer, failure: list[str]) -> int:
+    from commands import pipe
     from commands.exit_codes import for_error
     from commands.value_input import UsageProblem
     from ledger.errors import LedgerError
@@ -297,6 +327,9 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
         # A fixed name: usage lines say `secrets`, and the completion variable is
         # _SECRETS_COMPLETE however the program was started (`python -m commands` too).
         app(prog_name="secrets")
+    except PipeClosed:
+        failure.append("PipeClosed")
+        return pipe.CLOSED
     except UsageProblem as exc:
         failure.append(type(exc).__name__)
         print(f"usage: {exc}", file=sys.stderr)
@@ -392,15 +425,26 @@ def run() -> None:
     operation = oplog.command_path(app, sys.argv[1:])
     failure: list[str] = []
     status: int = ExitCode.ERROR
+    from commands import pipe
+
+    pipe.watch()
     try:
         status = _invoke(app, failure)
+        if status != pipe.CLOSED and not pipe.flushed():
+            failure.append("PipeClosed")  # what the command printed last met a closed pipe
+            status = pipe.CLOSED
     except SystemExit as exc:
         status = _exit_status(exc.code)
-        raise
+        if status != ExitCode.ERROR or not pipe.swapped_for_devnull():
+            raise
+        failure.append("PipeClosed")
+        status = pipe.CLOSED
     finally:
         from commands import runtime
 
         runtime.report_post_commit_problems()
         runtime.close_opened()
         oplog.command_finished(operation, status, failure[0] if failure else None, started)
+    if status == pipe.CLOSED:
+        pipe.end()
     sys.exit(status)

@@ -65,3 +65,44 @@ def test_destroy_on_a_terminal_asks_and_no_keeps_the_values(ledger: Ledger) -> N
     code, seen = _on_terminal(ledger, ["destroy", *ADDR], b"y\n")
     assert code == 0, seen
     assert ledger.run("get", *ADDR).returncode == 3
+
+
+def _into_closed_pipe(ledger: Ledger, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run with stdout a pipe whose reader has gone already (`| head -1` after one line)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        return subprocess.run(
+            [ledger.python, "-m", "commands", *args],
+            env=ledger.env,
+            cwd=ledger.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+
+
+def test_a_closed_output_pipe_ends_quietly_as_sigpipe_not_as_a_finding(ledger: Ledger) -> None:
+    """`secrets rotate-status | head -1` exited 1, the code of "overdue"; a closed pipe is
+    not a finding: the process ends as any Unix tool does (SIGPIPE, 141 in a shell)."""
+    import signal
+
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    for args in (
+        ["rotate-status"],
+        ["rotate-status", "-o", "json"],
+        ["list"],
+        ["audit", "log"],
+        ["versions", *ADDR],
+        ["get", *ADDR],
+        ["--help"],
+        ["audit", "--help"],
+        ["--version"],
+    ):
+        ended = _into_closed_pipe(ledger, *args)
+        assert (ended.returncode, ended.stderr) == (-signal.SIGPIPE, ""), (args, ended)
