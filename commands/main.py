@@ -71,7 +71,10 @@ class _Group(typer.core.TyperGroup):
             exc.show()  # `secrets` alone, or a group alone: its help, as before
             sys.exit(exc.exit_code)
         except click_errors.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx is not None else "secrets"
+            if exc.ctx is not None:
+                where = exc.ctx.command_path
+            else:  # the parser's own errors (`--value` with no argument) carry no context
+                where = _command_words(self, kwargs.get("args") or sys.argv[1:])
             print(f"usage: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
             sys.exit(exc.exit_code)
         except click_errors.ClickException as exc:
@@ -81,6 +84,19 @@ class _Group(typer.core.TyperGroup):
             print("aborted: no input", file=sys.stderr)
             sys.exit(ExitCode.ERROR)
         sys.exit(returned if isinstance(returned, int) else ExitCode.OK)
+
+
+def _command_words(group: Any, args: list[str]) -> str:
+    """`secrets` and the command words that lead `args`, as far as they name commands."""
+    words = ["secrets"]
+    current = group
+    for arg in args:
+        sub = (getattr(current, "commands", None) or {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        current = sub
+    return " ".join(words)
 
 
 # What a command says when the library cannot decode a recorded event (exit 6).
@@ -100,6 +116,8 @@ def _new_app() -> typer.Typer:
         cls=_Group,
         help="Secrets manager on an event-sourced audit ledger. " + HELP_TEXT,
         no_args_is_help=True,
+        # Inherited by every command's context: `-h` is help everywhere, as users expect.
+        context_settings={"help_option_names": ["-h", "--help"]},
         pretty_exceptions_enable=False,
         pretty_exceptions_show_locals=False,
     )
@@ -283,7 +301,7 @@ def app_for(args: list[str]) -> typer.Typer:
     if os.environ.get("_SECRETS_COMPLETE"):
         return full_app()
     word = args[0] if args else ""
-    if word in ("", "--help"):
+    if word in ("", "--help", "-h"):
         # `secrets` alone or `--help` first: click shows the root help (eager) before it looks
         # at any command word; an unknown option is refused with the root's options alone.
         return listing_app()

@@ -71,6 +71,7 @@ def init(
             "vault (default: the keychain if there is one, else the file vault). Recorded in "
             "the ledger: every later command uses it.",
             show_default=False,
+            case_sensitive=False,
         ),
     ] = None,
     output: OutputOpt = Output.table,
@@ -193,7 +194,8 @@ def get(
     service: ServiceOpt,
     name: NameOpt,
     version: Annotated[
-        int | None, typer.Option("--version", help="A past version (default: current).")
+        int | None,
+        typer.Option("--version", min=1, help="A past version (default: current)."),
     ] = None,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
@@ -344,7 +346,7 @@ def versions(
 def rollback(
     service: ServiceOpt,
     name: NameOpt,
-    version: Annotated[int, typer.Option("--version", help="The version to bring back.")],
+    version: Annotated[int, typer.Option("--version", min=1, help="The version to bring back.")],
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,

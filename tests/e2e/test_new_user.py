@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -106,3 +107,56 @@ def test_a_closed_output_pipe_ends_quietly_as_sigpipe_not_as_a_finding(ledger: L
     ):
         ended = _into_closed_pipe(ledger, *args)
         assert (ended.returncode, ended.stderr) == (-signal.SIGPIPE, ""), (args, ended)
+
+
+def test_dash_h_is_help_everywhere(ledger: Ledger) -> None:
+    for args in (["-h"], ["list", "-h"], ["audit", "-h"], ["audit", "log", "-h"]):
+        shown = ledger.run(*args)
+        assert shown.returncode == 0, (args, shown.stderr)
+        assert "Usage: secrets" in shown.stdout, args
+    assert ledger.run("-h").stdout == ledger.run("--help").stdout
+
+
+def test_choices_are_case_insensitive(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    listed = ledger.run("list", "-o", "JSON")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)["secrets"]] == ["mcp.bun.apiKey"]
+    csv = ledger.run("audit", "log", "-o", "CSV")
+    assert csv.returncode == 0 and csv.stdout.startswith("position,"), csv.stderr
+    report = ledger.run("report", "compliance", "--format", "Json")
+    assert report.returncode == 0 and json.loads(report.stdout), report.stderr
+    assert ledger.run("list", "-o", "xml").returncode == 2
+
+
+def test_a_missing_option_argument_points_to_the_commands_own_help(ledger: Ledger) -> None:
+    bare = ledger.run("set", *ADDR, "--value")
+    assert bare.returncode == 2
+    assert "requires an argument" in bare.stderr and "`secrets set --help`" in bare.stderr
+    login = ledger.run("auth", "login", "--operator")
+    assert "`secrets auth login --help`" in login.stderr
+
+
+def test_a_version_below_one_is_a_usage_error_not_not_found(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    for args in (["get", *ADDR, "--version", "-1"], ["rollback", *ADDR, "--version", "0"]):
+        refused = ledger.run(*args)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert "--version" in refused.stderr and "greater than or equal to 1" in refused.stderr
+    assert ledger.run("get", *ADDR, "--version", "1").stdout == API_KEY
+
+
+def test_missing_input_is_usage_and_empty_input_is_refused_alike(ledger: Ledger) -> None:
+    """One rule (docs/cli.md, Exit codes): nothing given at all is exit 2; given but empty is
+    exit 5, for a token as for a value. An empty token is no login attempt: no denial."""
+    denials = len(ledger.events("ledger.records:Denial."))
+    no_token = ledger.run("auth", "login", "--operator", "alice", input="")
+    no_value = ledger.run("set", *ADDR, input="")
+    assert (no_token.returncode, no_value.returncode) == (2, 2), (no_token, no_value)
+    assert no_token.stderr.startswith("usage: no token")
+    empty_token = ledger.run("auth", "login", "--operator", "alice", "--token-stdin", input="\n")
+    empty_value = ledger.run("set", *ADDR, "--value-stdin", input="\n")
+    assert (empty_token.returncode, empty_value.returncode) == (5, 5), (empty_token, empty_value)
+    assert "token read from stdin is empty" in empty_token.stderr
+    assert "auth login" not in empty_token.stderr
+    assert len(ledger.events("ledger.records:Denial.")) == denials
