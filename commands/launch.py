@@ -20,6 +20,9 @@ def run() -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    from commands import aliases
+
+    sys.argv[1:] = aliases.resolve(sys.argv[1:])
     from commands.agent import client as agent_client
 
     try:

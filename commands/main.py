@@ -76,6 +76,7 @@ class _Group(typer.core.TyperGroup):
             else:  # the parser's own errors (`--value` with no argument) carry no context
                 where = _command_words(self, kwargs.get("args") or sys.argv[1:])
             print(f"usage: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
+            _suggest(kwargs.get("args") or sys.argv[1:])
             sys.exit(exc.exit_code)
         except click_errors.ClickException as exc:
             print(f"error: {exc.format_message()}", file=sys.stderr)
@@ -84,6 +85,15 @@ class _Group(typer.core.TyperGroup):
             print("aborted: no input", file=sys.stderr)
             sys.exit(ExitCode.ERROR)
         sys.exit(returned if isinstance(returned, int) else ExitCode.OK)
+
+
+def _suggest(args: list[str]) -> None:
+    from commands import aliases
+
+    known = {*PART_OF, "dashboard"}
+    meant = aliases.suggestion(args, known)
+    if meant is not None:
+        print(f"did you mean `{meant}`?", file=sys.stderr)
 
 
 def _command_words(group: Any, args: list[str]) -> str:

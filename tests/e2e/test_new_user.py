@@ -160,3 +160,39 @@ def test_missing_input_is_usage_and_empty_input_is_refused_alike(ledger: Ledger)
     assert "token read from stdin is empty" in empty_token.stderr
     assert "auth login" not in empty_token.stderr
     assert len(ledger.events("ledger.records:Denial.")) == denials
+
+
+# The `secrets:` names of the team's operating guide (`bun run secrets:list` and so on).
+GUIDE_NAMES = {
+    "secrets:list": "list",
+    "secrets:set": "set",
+    "secrets:delete": "delete",
+    "secrets:rotate": "rotate",
+    "secrets:emergency-rotate": "emergency-rotate",
+    "secrets:provision": "provision",
+    "secrets:rotate:status": "rotate-status",
+    "secrets:versions": "versions",
+    "secrets:rollback": "rollback",
+}
+
+
+def test_the_operating_guides_colon_names_are_hidden_aliases(ledger: Ledger) -> None:
+    for alias, command in GUIDE_NAMES.items():
+        as_alias = ledger.run(alias, "--help")
+        assert as_alias.returncode == 0, (alias, as_alias.stderr)
+        assert as_alias.stdout == ledger.run(command, "--help").stdout, alias
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    assert ledger.run("secrets:list").stdout == ledger.run("list").stdout
+    history = ledger.run("secrets:versions", "--service=nexus", "--name=mcp.bun.apiKey")
+    assert history.returncode == 0 and "Current Version: 1" in history.stdout, history.stderr
+    status = ledger.run("secrets:rotate:status", "-o", "json")
+    assert status.returncode == 0 and json.loads(status.stdout), status.stderr
+    assert "secrets:list" not in ledger.run("--help").stdout
+
+
+def test_two_words_of_one_command_suggest_it(ledger: Ledger) -> None:
+    for args in (["rotate", "status"], ["rotate:status"], ["emergency", "rotate"]):
+        wrong = ledger.run(*args)
+        assert wrong.returncode == 2, args
+        meant = "emergency-rotate" if args[0] == "emergency" else "rotate-status"
+        assert f"did you mean `secrets {meant}`?" in wrong.stderr, (args, wrong.stderr)
