@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import subprocess
+from pathlib import Path
 
 from tests.clikit import Ledger
 
@@ -196,3 +197,27 @@ def test_two_words_of_one_command_suggest_it(ledger: Ledger) -> None:
         assert wrong.returncode == 2, args
         meant = "emergency-rotate" if args[0] == "emergency" else "rotate-status"
         assert f"did you mean `secrets {meant}`?" in wrong.stderr, (args, wrong.stderr)
+
+
+def test_provision_from_says_the_rule_broken_as_set_does(ledger: Ledger, tmp_path: Path) -> None:
+    values = tmp_path / "values.toml"
+    values.write_text('[staging.github]\n"github.token" = "ghp_short"\n')
+    values.chmod(0o600)
+    by_set = ledger.run(
+        "set",
+        "-e",
+        "staging",
+        "--service",
+        "github",
+        "--name",
+        "github.token",
+        "--value-stdin",
+        input="ghp_short",
+    )
+    assert by_set.returncode == 5
+    rule = by_set.stderr.strip().removeprefix("error: staging/github/github.token: ")
+    assert rule and "github_token" not in rule  # what `set` says: the rule, in words
+    refused = ledger.run("provision", "-e", "staging", "--from", str(values))
+    assert refused.returncode == 5, refused.stderr
+    assert f"staging/github/github.token: github_token: {rule}" in refused.stderr
+    assert "ghp_short" not in refused.stderr + refused.stdout
