@@ -336,7 +336,10 @@ def versions(
         lines.append("Status: destroyed" if secret.destroyed else "Status: deleted")
     lines.append("Versions:")
     for v in history:
-        note = "" if v.retained else " (value pruned)"
+        # Destroy removes every value left; the retention policy prunes old ones.
+        note = (
+            "" if v.retained else (" (value destroyed)" if secret.destroyed else " (value pruned)")
+        )
         lines.append(
             f"  v{v.number} - {iso(v.timestamp)} ({v.reason}) [{v.short_fingerprint}]{note}"
         )

@@ -221,3 +221,23 @@ def test_provision_from_says_the_rule_broken_as_set_does(ledger: Ledger, tmp_pat
     assert refused.returncode == 5, refused.stderr
     assert f"staging/github/github.token: github_token: {rule}" in refused.stderr
     assert "ghp_short" not in refused.stderr + refused.stdout
+
+
+def test_versions_after_destroy_says_destroyed_not_pruned(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "W2e" * 16)
+    assert ledger.run("destroy", *ADDR, "--yes").returncode == 0
+    shown = ledger.run("versions", *ADDR)
+    assert shown.returncode == 0, shown.stderr
+    lines = [line for line in shown.stdout.splitlines() if line.startswith("  v")]
+    assert len(lines) == 2 and all(line.endswith(" (value destroyed)") for line in lines)
+    assert "pruned" not in shown.stdout
+
+
+def test_the_dashboards_recent_access_logs_show_access_only(ledger: Ledger) -> None:
+    ledger.set("nexus", "mcp.bun.apiKey", API_KEY)
+    assert ledger.run("get", *ADDR).returncode == 0
+    checkpoint = ledger.run("audit", "checkpoint")  # a signed checkpoint row, newest
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    recent = ledger.json("dashboard")["recent"]
+    assert [(r["code"], r["action"]) for r in recent] == [("HBSE-001", "get"), ("HBSE-002", "set")]
