@@ -97,6 +97,12 @@ def login(
         )
     ledger = runtime.open_ledger(home)
     runtime.claim_operator(operator)
+    if not ledger.is_initialized():
+        from ledger.errors import NotInitialized
+
+        raise NotInitialized(
+            f"no ledger at {ledger.location or ledger.home} yet; run `secrets init`"
+        )
     session = ledger.login(operator, token, lifetime)
     save(session_path(ledger.home), session)
     if output is Output.json:

@@ -26,6 +26,7 @@ from commands.options import (
 )
 
 if TYPE_CHECKING:
+    from commands.init_undo import Undo as InitUndo
     from ledger.application import SecretsLedger
 
 DEFAULT_ENV = "default"
@@ -95,6 +96,7 @@ def init(
         )
     first = operator or getpass.getuser()
     runtime.claim_operator(first)
+    undo = _init_undo(home, database_url)
     ledger = runtime.open_ledger(home, create=True)
     if ledger.is_initialized():
         recorded = ledger.recorded_vault()
@@ -113,7 +115,14 @@ def init(
         if output is Output.json:
             runtime.emit_json({"created": False, "home": str(ledger.home)})
         return
-    issued = ledger.initialize(first, retention, None if vault is None else str(vault))
+    try:
+        issued = ledger.initialize(first, retention, None if vault is None else str(vault))
+    except BaseException:
+        if undo is not None:
+            runtime.close_opened()  # SQLite's own files first
+            if undo.undo():
+                runtime.info(f"init failed: removed the unfinished ledger file from {undo.home}")
+        raise
     if issued is None:
         runtime.info(
             f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"
@@ -134,6 +143,18 @@ def init(
     runtime.info(
         f"next: secrets auth login --operator {first}   (session file: {session_path(ledger.home)})"
     )
+
+
+def _init_undo(home: Path | None, database_url: str | None) -> InitUndo | None:
+    """How to remove what a failed init creates: for the SQLite ledger in the home only (a
+    PostgreSQL store is the server's, never removed)."""
+    from commands.init_undo import Undo
+    from ledger.config import DATABASE_FILE
+    from ledger.database_url import configured_url
+
+    if configured_url(database_url):
+        return None
+    return Undo(runtime.home_dir(home), DATABASE_FILE)
 
 
 def set_secret(

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pty
+import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
-from tests.clikit import Ledger
+from tests.clikit import REPO, Ledger
 
 API_KEY = "sk-" + "Q7x" * 16
 ADDR = ("--service", "nexus", "--name", "mcp.bun.apiKey")
@@ -241,3 +243,74 @@ def test_the_dashboards_recent_access_logs_show_access_only(ledger: Ledger) -> N
     assert checkpoint.returncode == 0, checkpoint.stderr
     recent = ledger.json("dashboard")["recent"]
     assert [(r["code"], r["action"]) for r in recent] == [("HBSE-001", "get"), ("HBSE-002", "set")]
+
+
+def test_audit_diff_lists_a_session_opened_and_closed_inside_the_window(ledger: Ledger) -> None:
+    import time
+
+    stamp = ledger.json("audit", "log", "--limit", "1")["events"][-1]["timestamp"]
+    time.sleep(0.05)
+    login = ("auth", "login", "--operator", "alice", "--token-stdin")
+    assert ledger.run(*login, input=ledger.token).returncode == 0
+    assert ledger.run("auth", "logout").returncode == 0
+    assert ledger.run(*login, input=ledger.token).returncode == 0
+    opened = [
+        e.state["session_id"][:8] for e in ledger.events("ledger.operator:Operator.SessionOpened")
+    ]
+    brief, still_open = opened[-2], opened[-1]
+    changes = ledger.json("audit", "diff", "--from", stamp, "--to", "now")
+    assert {("alice", brief), ("alice", still_open)} <= {
+        (s["operator"], s["session"]) for s in changes["sessions_opened"]
+    }
+    assert ("alice", brief) in {(s["operator"], s["session"]) for s in changes["sessions_ended"]}
+    assert ("alice", still_open) not in {
+        (s["operator"], s["session"]) for s in changes["sessions_ended"]
+    }
+    text = ledger.run("audit", "diff", "--from", stamp, "--to", "now").stdout
+    assert f"login    alice session {brief}" in text and f"logout   alice session {brief}" in text
+
+
+def _bare(cli_env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in cli_env.items() if not k.startswith("SECRETS_LEDGER_PASSPHRASE")}
+    env["SECRETS_LEDGER_VAULT"] = "file"
+    return subprocess.run(
+        [sys.executable, "-m", "commands", *args],
+        input=stdin,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_failed_init_leaves_no_ledger_and_the_next_step_stays_init(
+    cli_env: dict[str, str],
+) -> None:
+    home = Path(cli_env["SECRETS_LEDGER_HOME"])
+    failed = _bare(cli_env, "init", "--operator", "alice")
+    assert failed.returncode == 8 and "no passphrase" in failed.stderr, failed.stderr
+    assert not (home / "ledger.sqlite").exists()
+    for args in (["auth", "status"], ["dashboard"], ["list"]):
+        after = _bare(cli_env, *args)
+        assert after.returncode == 1 and "run `secrets init`" in after.stderr, (args, after)
+        assert "auth login" not in after.stderr + after.stdout
+    login = _bare(cli_env, "auth", "login", "--operator", "alice", "--token-stdin", stdin="x\n")
+    assert login.returncode == 1 and "run `secrets init`" in login.stderr, login.stderr
+
+
+def test_an_empty_ledger_file_asks_for_init_and_records_nothing(cli_env: dict[str, str]) -> None:
+    """A store nobody initialised (left by an older failed init, or an empty PostgreSQL
+    database): commands without a credential say `secrets init`; a login records no denial."""
+    from ledger.config import open_ledger
+
+    home = Path(cli_env["SECRETS_LEDGER_HOME"])
+    open_ledger(home, create=True).close()
+    for args in (["auth", "status"], ["dashboard"]):
+        after = _bare(cli_env, *args)
+        assert after.returncode == 1 and "run `secrets init`" in after.stderr, (args, after)
+    login = _bare(cli_env, "auth", "login", "--operator", "alice", "--token-stdin", stdin="x\n")
+    assert login.returncode == 1 and "run `secrets init`" in login.stderr, login.stderr
+    with sqlite3.connect(home / "ledger.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM stored_events").fetchone() == (0,)
