@@ -20,6 +20,39 @@ class PipeClosed(Exception):
     error; the process ends as any Unix tool does then (commands/pipe.py)."""
 
 
+# What a shell reports for a process killed by SIGPIPE (128 + 13); the oplog's exit code then.
+PIPE_CLOSED = 141
+
+
+def _stdout_file() -> tuple[int, int] | None:
+    try:
+        found = os.fstat(1)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _swapped_for_devnull(was: tuple[int, int] | None) -> bool:
+    """Whether stdout became /dev/null since it was `was`: what rich's Console does on a
+    broken pipe (help is drawn by rich) before it raises SystemExit(1)."""
+    now = _stdout_file()
+    if was is None or now is None or now == was:
+        return False
+    null = os.stat(os.devnull)
+    return now == (null.st_dev, null.st_ino)
+
+
+def _flushed() -> bool:
+    """Flush stdout; False when its reader has gone."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        if not _pipe_closed(exc):
+            raise
+        return False
+    return True
+
+
 def _pipe_closed(exc: OSError) -> bool:
     import errno
 
@@ -345,7 +378,6 @@ def _exit_status(code: object) -> int:
 
 
 def _invoke(app: typer.Typer, failure: list[str]) -> int:
-    from commands import pipe
     from commands.exit_codes import for_error
     from commands.value_input import UsageProblem
     from ledger.errors import LedgerError
@@ -357,7 +389,7 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
         app(prog_name="secrets")
     except PipeClosed:
         failure.append("PipeClosed")
-        return pipe.CLOSED
+        return PIPE_CLOSED
     except UsageProblem as exc:
         failure.append(type(exc).__name__)
         print(f"usage: {exc}", file=sys.stderr)
@@ -453,26 +485,26 @@ def run() -> None:
     operation = oplog.command_path(app, sys.argv[1:])
     failure: list[str] = []
     status: int = ExitCode.ERROR
-    from commands import pipe
-
-    pipe.watch()
+    stdout_was = _stdout_file()
     try:
         status = _invoke(app, failure)
-        if status != pipe.CLOSED and not pipe.flushed():
+        if status != PIPE_CLOSED and not _flushed():
             failure.append("PipeClosed")  # what the command printed last met a closed pipe
-            status = pipe.CLOSED
+            status = PIPE_CLOSED
     except SystemExit as exc:
         status = _exit_status(exc.code)
-        if status != ExitCode.ERROR or not pipe.swapped_for_devnull():
+        if status != ExitCode.ERROR or not _swapped_for_devnull(stdout_was):
             raise
         failure.append("PipeClosed")
-        status = pipe.CLOSED
+        status = PIPE_CLOSED
     finally:
         from commands import runtime
 
         runtime.report_post_commit_problems()
         runtime.close_opened()
         oplog.command_finished(operation, status, failure[0] if failure else None, started)
-    if status == pipe.CLOSED:
+    if status == PIPE_CLOSED:
+        from commands import pipe
+
         pipe.end()
     sys.exit(status)
