@@ -69,23 +69,40 @@ def login(
 
     Example: secrets auth login --operator alice
     """
+    from commands.value_input import UsageProblem
     from ledger.errors import ValidationFailed
     from ledger.session_file import save, session_path
     from projections.timefmt import iso
 
     lifetime = _parse_ttl(ttl)
+    # The rule for missing input (docs/cli.md, Exit codes): no source is a usage error (2),
+    # a source that gives nothing is refused input (5); neither is a login attempt.
     if token_stdin:
         # Bytes that are not UTF-8 reach the ledger as surrogates: a refused (and recorded)
         # login, not a decoding error.
         token = sys.stdin.buffer.readline().decode("utf-8", "surrogateescape").strip()
+        source = "read from stdin"
     elif sys.stdin.isatty():
         import getpass
 
         token = getpass.getpass("Token: ").strip()
+        source = "entered"
     else:
-        raise ValidationFailed("token", "no token: use --token-stdin or run on a terminal")
+        raise UsageProblem("no token: give it with --token-stdin or run on a terminal")
+    if not token:
+        raise ValidationFailed(
+            "token",
+            f"the token {source} is empty: give the operator's token "
+            "(printed once by `secrets init` or `secrets auth grant`)",
+        )
     ledger = runtime.open_ledger(home)
     runtime.claim_operator(operator)
+    if not ledger.is_initialized():
+        from ledger.errors import NotInitialized
+
+        raise NotInitialized(
+            f"no ledger at {ledger.location or ledger.home} yet; run `secrets init`"
+        )
     session = ledger.login(operator, token, lifetime)
     save(session_path(ledger.home), session)
     if output is Output.json:

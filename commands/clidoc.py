@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from commands.exit_codes import MEANING, ExitCode
+from commands.exit_codes import MEANING, RULES, ExitCode
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 
@@ -145,7 +145,10 @@ def _exit_codes() -> list[str]:
     ]
     for code in ExitCode:
         lines.append(f"| {int(code)} | `{code.name}` | {_cell(_prose(MEANING[code]))} |")
-    return [*lines, ""]
+    lines.append("")
+    for rule in RULES:
+        lines.extend([rule, ""])
+    return lines
 
 
 def render() -> str:

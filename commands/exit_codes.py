@@ -39,6 +39,18 @@ MEANING: dict[ExitCode, str] = {
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C) while the command ran",
 }
 
+# Rules that hold for every command, for docs/cli.md under the table.
+RULES: tuple[str, ...] = (
+    "Missing input: input a command needs but was not given at all (no option names a source "
+    "and there is no terminal to ask on: a value, a token, a key) is a usage error, exit 2, "
+    "before anything is opened or recorded. Input that was given but is refused for what it "
+    "is (an empty or whitespace-only value or token, a value breaking a rule, a malformed "
+    "file) is a validation failure, exit 5.",
+    "A closed output pipe (`secrets rotate-status | head -1`): the command stops writing and "
+    "ends as any Unix tool does, killed by SIGPIPE (status 141 in a shell), with nothing on "
+    "stderr; never exit 1, which is a finding.",
+)
+
 HELP_TEXT = (
     "Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 permission denied, "
     "5 validation failed, 6 integrity failure, 7 unresolved write conflict, "

@@ -20,6 +20,10 @@ def run() -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+    if len(sys.argv) > 1 and sys.argv[1].startswith("secrets:"):
+        from commands import aliases  # the operating guide's names, only when one is used
+
+        sys.argv[1:] = aliases.resolve(sys.argv[1:])
     from commands.agent import client as agent_client
 
     try:

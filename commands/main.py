@@ -15,12 +15,74 @@ import typer.core
 from commands.exit_codes import HELP_TEXT, ExitCode
 
 
+class PipeClosed(Exception):
+    """Whoever read the output closed it (`secrets list | head -1`): not a finding, not an
+    error; the process ends as any Unix tool does then (commands/pipe.py)."""
+
+
+# What a shell reports for a process killed by SIGPIPE (128 + 13); the oplog's exit code then.
+PIPE_CLOSED = 141
+
+
+def _stdout_file() -> tuple[int, int] | None:
+    try:
+        found = os.fstat(1)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def _swapped_for_devnull(was: tuple[int, int] | None) -> bool:
+    """Whether stdout became /dev/null since it was `was`: what rich's Console does on a
+    broken pipe (help is drawn by rich) before it raises SystemExit(1)."""
+    now = _stdout_file()
+    if was is None or now is None or now == was:
+        return False
+    null = os.stat(os.devnull)
+    return now == (null.st_dev, null.st_ino)
+
+
+def _flushed() -> bool:
+    """Flush stdout; False when its reader has gone."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        if not _pipe_closed(exc):
+            raise
+        return False
+    return True
+
+
+def _pipe_closed(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno == errno.EPIPE
+
+
 class _Group(typer.core.TyperGroup):
     """The root group: before running, plain parameters get a coercion without pydantic
     (commands/fastparams.py; typer's own coercion still decides anything else), every
     parameter the rules of commands/inputs.py, help is drawn
     without rich's Markdown and traceback modules (commands/typerfast.py), and a usage error
     is one line on stderr (`usage: ...`, exit 2) instead of typer's framed panel."""
+
+    # Parsing (with --help and --version) and running: a closed output pipe leaves either as
+    # PipeClosed, before typer's main turns it into exit 1, the code of a finding.
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except OSError as exc:
+            if _pipe_closed(exc):
+                raise PipeClosed from None
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if _pipe_closed(exc):
+                raise PipeClosed from None
+            raise
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         from commands import fastparams, inputs, typer_adapter, typerfast
@@ -42,8 +104,12 @@ class _Group(typer.core.TyperGroup):
             exc.show()  # `secrets` alone, or a group alone: its help, as before
             sys.exit(exc.exit_code)
         except click_errors.UsageError as exc:
-            where = exc.ctx.command_path if exc.ctx is not None else "secrets"
+            if exc.ctx is not None:
+                where = exc.ctx.command_path
+            else:  # the parser's own errors (`--value` with no argument) carry no context
+                where = _command_words(self, kwargs.get("args") or sys.argv[1:])
             print(f"usage: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
+            _suggest(kwargs.get("args") or sys.argv[1:])
             sys.exit(exc.exit_code)
         except click_errors.ClickException as exc:
             print(f"error: {exc.format_message()}", file=sys.stderr)
@@ -52,6 +118,28 @@ class _Group(typer.core.TyperGroup):
             print("aborted: no input", file=sys.stderr)
             sys.exit(ExitCode.ERROR)
         sys.exit(returned if isinstance(returned, int) else ExitCode.OK)
+
+
+def _suggest(args: list[str]) -> None:
+    from commands import aliases
+
+    known = {*PART_OF, "dashboard"}
+    meant = aliases.suggestion(args, known)
+    if meant is not None:
+        print(f"did you mean `{meant}`?", file=sys.stderr)
+
+
+def _command_words(group: Any, args: list[str]) -> str:
+    """`secrets` and the command words that lead `args`, as far as they name commands."""
+    words = ["secrets"]
+    current = group
+    for arg in args:
+        sub = (getattr(current, "commands", None) or {}).get(arg)
+        if sub is None:
+            break
+        words.append(arg)
+        current = sub
+    return " ".join(words)
 
 
 # What a command says when the library cannot decode a recorded event (exit 6).
@@ -71,6 +159,8 @@ def _new_app() -> typer.Typer:
         cls=_Group,
         help="Secrets manager on an event-sourced audit ledger. " + HELP_TEXT,
         no_args_is_help=True,
+        # Inherited by every command's context: `-h` is help everywhere, as users expect.
+        context_settings={"help_option_names": ["-h", "--help"]},
         pretty_exceptions_enable=False,
         pretty_exceptions_show_locals=False,
     )
@@ -262,7 +352,7 @@ def app_for(args: list[str]) -> typer.Typer:
     if os.environ.get("_SECRETS_COMPLETE"):
         return full_app()
     word = args[0] if args else ""
-    if word in ("", "--help"):
+    if word in ("", "--help", "-h"):
         # `secrets` alone or `--help` first: click shows the root help (eager) before it looks
         # at any command word; an unknown option is refused with the root's options alone.
         return listing_app()
@@ -305,6 +395,9 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
         # A fixed name: usage lines say `secrets`, and the completion variable is
         # _SECRETS_COMPLETE however the program was started (`python -m commands` too).
         app(prog_name="secrets")
+    except PipeClosed:
+        failure.append("PipeClosed")
+        return PIPE_CLOSED
     except UsageProblem as exc:
         failure.append(type(exc).__name__)
         print(f"usage: {exc}", file=sys.stderr)
@@ -406,11 +499,18 @@ def run() -> None:
     operation = oplog.command_path(app, sys.argv[1:])
     failure: list[str] = []
     status: int = ExitCode.ERROR
+    stdout_was = _stdout_file()
     try:
         status = _invoke(app, failure)
+        if status != PIPE_CLOSED and not _flushed():
+            failure.append("PipeClosed")  # what the command printed last met a closed pipe
+            status = PIPE_CLOSED
     except SystemExit as exc:
         status = _exit_status(exc.code)
-        raise
+        if status != ExitCode.ERROR or not _swapped_for_devnull(stdout_was):
+            raise
+        failure.append("PipeClosed")
+        status = PIPE_CLOSED
     finally:
         from commands import runtime
 
@@ -419,4 +519,8 @@ def run() -> None:
         oplog.command_finished(operation, status, failure[0] if failure else None, started)
         if status == ExitCode.OK:
             runtime.exec_pending()  # `secrets run`: the program takes over this process
+    if status == PIPE_CLOSED:
+        from commands import pipe
+
+        pipe.end()
     sys.exit(status)

@@ -75,7 +75,10 @@ EnvironmentOpt = Annotated[
         autocompletion=complete_environment,
     ),
 ]
-OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="Output format: table or json.")]
+OutputOpt = Annotated[
+    Output,
+    typer.Option("--output", "-o", help="Output format: table or json.", case_sensitive=False),
+]
 ServiceOpt = Annotated[
     str,
     typer.Option("--service", "-s", help="Service, e.g. nexus.", autocompletion=complete_service),

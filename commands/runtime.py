@@ -118,6 +118,14 @@ def credential(ledger: SecretsLedger) -> Credential:
     else:
         found = _credential(ledger.home)
     oplog.bind_credential(found)
+    if found.token is None and found.session_secret is None and not ledger.is_initialized():
+        # No credential on a ledger nobody initialised (a store left empty): the next step is
+        # `secrets init`, not `secrets auth login`. Read only when there is no credential.
+        from ledger.errors import NotInitialized
+
+        raise NotInitialized(
+            f"no ledger at {ledger.location or ledger.home} yet; run `secrets init`"
+        )
     return found
 
 

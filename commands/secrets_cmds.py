@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from commands import runtime
+from commands.exit_codes import ExitCode
 from commands.options import (
     CatalogueOpt,
     DatabaseUrlOpt,
@@ -26,6 +27,7 @@ from commands.options import (
 )
 
 if TYPE_CHECKING:
+    from commands.init_undo import Undo as InitUndo
     from ledger.application import SecretsLedger
 
 DEFAULT_ENV = "default"
@@ -71,6 +73,7 @@ def init(
             "vault (default: the keychain if there is one, else the file vault). Recorded in "
             "the ledger: every later command uses it.",
             show_default=False,
+            case_sensitive=False,
         ),
     ] = None,
     output: OutputOpt = Output.table,
@@ -94,6 +97,7 @@ def init(
         )
     first = operator or getpass.getuser()
     runtime.claim_operator(first)
+    undo = _init_undo(home, database_url)
     ledger = runtime.open_ledger(home, create=True)
     if ledger.is_initialized():
         recorded = ledger.recorded_vault()
@@ -112,7 +116,14 @@ def init(
         if output is Output.json:
             runtime.emit_json({"created": False, "home": str(ledger.home)})
         return
-    issued = ledger.initialize(first, retention, None if vault is None else str(vault))
+    try:
+        issued = ledger.initialize(first, retention, None if vault is None else str(vault))
+    except BaseException:
+        if undo is not None:
+            runtime.close_opened()  # SQLite's own files first
+            if undo.undo():
+                runtime.info(f"init failed: removed the unfinished ledger file from {undo.home}")
+        raise
     if issued is None:
         runtime.info(
             f"ledger already initialised at {ledger.location or ledger.home}; nothing changed"
@@ -133,6 +144,18 @@ def init(
     runtime.info(
         f"next: secrets auth login --operator {first}   (session file: {session_path(ledger.home)})"
     )
+
+
+def _init_undo(home: Path | None, database_url: str | None) -> InitUndo | None:
+    """How to remove what a failed init creates: for the SQLite ledger in the home only (a
+    PostgreSQL store is the server's, never removed)."""
+    from commands.init_undo import Undo
+    from ledger.config import DATABASE_FILE
+    from ledger.database_url import configured_url
+
+    if configured_url(database_url):
+        return None
+    return Undo(runtime.home_dir(home), DATABASE_FILE)
 
 
 def set_secret(
@@ -199,7 +222,8 @@ def get(
     service: ServiceOpt,
     name: NameOpt,
     version: Annotated[
-        int | None, typer.Option("--version", help="A past version (default: current).")
+        int | None,
+        typer.Option("--version", min=1, help="A past version (default: current)."),
     ] = None,
     environment: EnvironmentOpt = DEFAULT_ENV,
     home: HomeOpt = None,
@@ -352,7 +376,10 @@ def versions(
         lines.append("Status: destroyed" if secret.destroyed else "Status: deleted")
     lines.append("Versions:")
     for v in history:
-        note = "" if v.retained else " (value pruned)"
+        # Destroy removes every value left; the retention policy prunes old ones.
+        note = (
+            "" if v.retained else (" (value destroyed)" if secret.destroyed else " (value pruned)")
+        )
         lines.append(
             f"  v{v.number} - {iso(v.timestamp)} ({v.reason}) [{v.short_fingerprint}]{note}"
         )
@@ -362,7 +389,7 @@ def versions(
 def rollback(
     service: ServiceOpt,
     name: NameOpt,
-    version: Annotated[int, typer.Option("--version", help="The version to bring back.")],
+    version: Annotated[int, typer.Option("--version", min=1, help="The version to bring back.")],
     environment: EnvironmentOpt = DEFAULT_ENV,
     if_version: IfVersionOpt = None,
     home: HomeOpt = None,
@@ -458,12 +485,37 @@ def destroy(
     home: HomeOpt = None,
     database_url: DatabaseUrlOpt = None,
     output: OutputOpt = Output.table,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Do not ask for confirmation (required off a terminal)."),
+    ] = False,
 ) -> None:
     """Remove every value of a secret from the keychain for good; its history stays.
 
-    Example: secrets destroy --service nexus --name mcp.expired.apiKey
+    Asks for confirmation on a terminal; a script must pass --yes.
+
+    Example: secrets destroy --service nexus --name mcp.expired.apiKey --yes
     """
+    if not yes:
+        _confirm_destroy(runtime.address(environment, service, name))
     _lifecycle("destroy", service, name, environment, home, output)
+
+
+def _confirm_destroy(address: object) -> None:
+    """Ask on a terminal; refuse (exit 2) anywhere else: destroying cannot be undone, so a
+    script must say --yes rather than destroy because nobody was there to answer."""
+    from commands.value_input import UsageProblem
+
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageProblem(
+            f"destroy removes every value of {address} for good and asks first; "
+            "no terminal to ask on: pass --yes to destroy without asking"
+        )
+    if not typer.confirm(
+        f"Remove every value of {address} for good (this cannot be undone)?", err=True
+    ):
+        runtime.info("not destroyed: nothing changed")
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def doctor(

@@ -22,15 +22,17 @@ tmux_app = typer.Typer(
 
 BEGIN = "# >>> secrets-ledger tmux >>>"
 END = "# <<< secrets-ledger tmux <<<"
-DEFAULT_COMMAND = "secrets dashboard --watch 5"
+DASHBOARD = "dashboard --watch 5"
 WINDOW = "secrets"
 TABLE = "secrets"
 
 CommandOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--command",
-        help="What the window runs (e.g. a full path to `secrets`, or other options).",
+        help="What the window runs (default: this `secrets` by its full path, with "
+        f"`{DASHBOARD}`).",
+        show_default=False,
     ),
 ]
 PrefixOpt = Annotated[
@@ -61,9 +63,50 @@ def _quote(command: str) -> str:
     return f'"{escaped}"'
 
 
-def snippet_text(command: str = DEFAULT_COMMAND, prefix: bool = False) -> str:
+def this_secrets() -> str:
+    """The running `secrets` as a shell command by absolute path: the tmux server's PATH is
+    not the shell's that ran `install` and may lack it (then the window closed at once,
+    saying nothing)."""
+    import shlex
+    import sys
+
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name != "__main__.py" and os.access(script, os.X_OK):
+        return shlex.quote(os.path.abspath(script))
+    # `python -m commands`: the same interpreter, so the same installed package.
+    return f"{shlex.quote(sys.executable)} -m commands"
+
+
+def default_command() -> str:
+    return f"{this_secrets()} {DASHBOARD}"
+
+
+def unreachable(command: str) -> str | None:
+    """A warning when the program `command` starts is not found on this PATH, else None."""
+    import shlex
+    import shutil
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or "=" in words[0] or shutil.which(words[0]) is not None:
+        return None
+    return (
+        f"warning: {words[0]!r} is not found on this PATH, and the tmux server's may be "
+        "shorter still; give --command a full path"
+    )
+
+
+def snippet_text(command: str | None = None, prefix: bool = False) -> str:
+    command = command or default_command()
     # `new-window -S` selects the window if one of that name exists: "opens or switches to".
-    open_window = f"new-window -S -n {WINDOW} {_quote(command)}"
+    # remain-on-exit failed: a command that fails leaves its window and its message on
+    # screen instead of closing at once; set in the same binding, before tmux can see the
+    # program exit (tmux runs a binding's commands before it handles a child's exit).
+    open_window = (
+        f"new-window -S -n {WINDOW} {_quote(command)} \\; set-option -w remain-on-exit failed"
+    )
     if prefix:
         bindings = [
             "# C-Space is the prefix; prefix S opens (or switches to) the secrets dashboard.",
@@ -155,7 +198,7 @@ def uninstall_block(path: Path) -> bool:
 
 
 @tmux_app.command("snippet")
-def snippet(command: CommandOpt = DEFAULT_COMMAND, prefix: PrefixOpt = False) -> None:
+def snippet(command: CommandOpt = None, prefix: PrefixOpt = False) -> None:
     """Print the tmux configuration block (to paste by hand or review before installing).
 
     Example: secrets tmux snippet --prefix
@@ -164,14 +207,15 @@ def snippet(command: CommandOpt = DEFAULT_COMMAND, prefix: PrefixOpt = False) ->
 
 
 @tmux_app.command("install")
-def install(
-    file: FileOpt = None, command: CommandOpt = DEFAULT_COMMAND, prefix: PrefixOpt = False
-) -> None:
+def install(file: FileOpt = None, command: CommandOpt = None, prefix: PrefixOpt = False) -> None:
     """Add the block to your tmux configuration (idempotent: a second install changes nothing).
 
     Example: secrets tmux install && tmux source-file ~/.tmux.conf
     """
     path = file or default_config()
+    warning = unreachable(command) if command else None
+    if warning:
+        runtime.info(warning)
     if install_block(path, snippet_text(command, prefix)):
         runtime.info(f"installed in {path}; reload with: tmux source-file {path}")
     else:

@@ -518,6 +518,7 @@ class Rotator:
     ) -> list[tuple[str, str]]:
         """Drop unusable values from `given`; raise (nothing written) unless `partial`."""
         problems: list[tuple[str, str]] = []
+        said: dict[str, str] = {}
         for address in sorted(given):
             if address not in live:
                 problems.append((str(address), "unknown-secret"))
@@ -529,8 +530,9 @@ class Rotator:
                 )
                 if refused is not None:
                     problems.append((str(address), refused.rule))
+                    said[str(address)] = rule_broken(refused, address)
         if problems and not partial:
-            listed = "; ".join(f"{a}: {broken}" for a, broken in problems)
+            listed = "; ".join(f"{a}: {said.get(a, broken)}" for a, broken in problems)
             raise ValidationFailed(
                 "values-file",
                 f"{len(problems)} value(s) unusable, nothing was written ({listed}); "
@@ -765,7 +767,7 @@ class Rotator:
             except ValidationFailed as failed:
                 if not dry_run:
                     self.ledger.record_rejection(cred, address, failed.rule)
-                problems.append((str(address), failed.rule))
+                problems.append((str(address), rule_broken(failed, address)))
         if problems:
             listed = "; ".join(f"{a}: {rule}" for a, rule in problems)
             raise ValidationFailed(
@@ -866,6 +868,13 @@ def _reuse(
                     f"(rule {COMPROMISED_VALUE})",
                 )
     return None
+
+
+def rule_broken(failed: ValidationFailed, address: SecretAddress) -> str:
+    """The rule's name and what it asks, as `set` says it (`github_token: the value needs at
+    least 36 characters after the prefix`); never the value, which no message holds."""
+    message = str(failed).removeprefix(f"{address}: ")
+    return f"{failed.rule}: {message}" if message and message != failed.rule else failed.rule
 
 
 def _parse(name: str) -> SecretAddress:

@@ -41,6 +41,20 @@ from ledger.rotation import (
 )
 
 RECENT_ROWS: Final = 5
+# "Recent Access Logs": what was done to secrets or refused, as the operating guide has it
+# ("secret-related access log entries"): reads, sets, rotations, rollbacks, deletes, denials,
+# rejected values, provisioning. Not checkpoints, sessions, operators or settings, and not the
+# register row that goes with a secret's first set (the set row says it).
+ACCESS_CODES: Final = (
+    "HBSE-001",
+    "HBSE-002",
+    "HBSE-003",
+    "HBSE-004",
+    "HBSE-005",
+    "HBSE-006",
+    "HBSE-007",
+    "HBSE-009",
+)
 
 DENIED_HEADLINE: Final = f"Access denied - {SENIOR} role required"
 
@@ -272,5 +286,7 @@ def snapshot(
         generated_at=as_of,
         access=access_status(ledger, cred),
         rotation=rotation_status(views.secrets(), catalogue, as_of, emergency_since(ledger, as_of)),
-        recent=views.audit(limit=recent, newest_first=True),
+        recent=views.audit(
+            limit=recent, newest_first=True, codes=ACCESS_CODES, without_actions=("register",)
+        ),
     )

@@ -414,10 +414,15 @@ def window(replayer: Replayer, state: State, stop: int) -> dict[str, Any]:
     """Fold the events after `state`'s position up to `stop` into `state` (in place) and say
     what happened in between: each secret's changes by kind (added, set, rotated,
     emergency-rotated, rolled-back, provisioned, deleted, restored, destroyed, pruned), roles
-    granted and revoked, and access denied (HBSE-006). Every entry has its position and time."""
+    granted and revoked, access denied (HBSE-006), and the sessions opened (which the two
+    snapshots miss when they also ended inside the window). Every entry but a session has its
+    position and time."""
     secrets: dict[str, list[dict[str, Any]]] = {}
     roles: list[dict[str, Any]] = []
     denials: list[dict[str, Any]] = []
+    # (operator, session) as snapshots name them: a session opened and closed (or expired)
+    # inside the window is in neither snapshot, only here.
+    opened: list[tuple[str, str]] = []
     for at, event in replayer.events(state["position"], stop):
         cls = type(event)
         oid = event.originator_id.hex
@@ -445,6 +450,8 @@ def window(replayer: Replayer, state: State, stop: int) -> dict[str, Any]:
                 roles.append({"operator": name, "change": "revoked", "role": held, **when})
             else:
                 roles.append({"operator": name, "change": "granted", "role": event.role, **when})
+        elif cls is Operator.SessionOpened and oid in state["operators"]:
+            opened.append((state["operators"][oid]["name"], event.session_id[:8]))
         elif cls is Denial.AccessDenied:  # type: ignore[attr-defined]
             target = f"{event.environment}/{event.service}/{event.name}" if event.service else None
             denials.append(
@@ -458,7 +465,12 @@ def window(replayer: Replayer, state: State, stop: int) -> dict[str, Any]:
                 }
             )
         replayer.apply(state, at, event)
-    return {"secrets": secrets, "role_changes": roles, "denials": denials}
+    return {
+        "secrets": secrets,
+        "role_changes": roles,
+        "denials": denials,
+        "sessions_opened": opened,
+    }
 
 
 def diff(
@@ -506,6 +518,10 @@ def diff(
     ]
     sessions_before = {(s["operator"], s["session"]) for s in before["sessions"]}
     sessions_after = {(s["operator"], s["session"]) for s in after["sessions"]}
+    opened_within = {tuple(s) for s in (between or {}).get("sessions_opened", [])}
+    # Opened in the window and not open at its end: closed or expired within it.
+    ended = (sessions_before - sessions_after) | (opened_within - sessions_after)
+    started = (sessions_after - sessions_before) | opened_within
     return {
         "from": {"position": before["position"], "as_of": before["as_of"]},
         "to": {"position": after["position"], "as_of": after["as_of"]},
@@ -513,12 +529,8 @@ def diff(
         "operators": operators,
         "role_changes": list((between or {}).get("role_changes", [])),
         "denials": list((between or {}).get("denials", [])),
-        "sessions_opened": [
-            {"operator": o, "session": s} for o, s in sorted(sessions_after - sessions_before)
-        ],
-        "sessions_ended": [
-            {"operator": o, "session": s} for o, s in sorted(sessions_before - sessions_after)
-        ],
+        "sessions_opened": [{"operator": o, "session": s} for o, s in sorted(started)],
+        "sessions_ended": [{"operator": o, "session": s} for o, s in sorted(ended)],
     }
 
 

@@ -132,9 +132,17 @@ class ViewsQueries(ViewsDatabase):
         after_position: int | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        codes: tuple[str, ...] | None = None,
+        without_actions: tuple[str, ...] = (),
     ) -> list[AuditRow]:
         clauses: list[str] = []
         params: list[Any] = []
+        if codes is not None:
+            clauses.append(f"code IN ({', '.join('?' * len(codes))})" if codes else "0")
+            params.extend(codes)
+        if without_actions:
+            clauses.append(f"action NOT IN ({', '.join('?' * len(without_actions))})")
+            params.extend(without_actions)
         for column, value in (
             ("code", code),
             ("operator", operator),

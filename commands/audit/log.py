@@ -104,7 +104,10 @@ def log(
     ] = 1.0,
     home: HomeOpt = None,
     output: Annotated[
-        LogOutput, typer.Option("--output", "-o", help="table (newest first), json, jsonl, csv.")
+        LogOutput,
+        typer.Option(
+            "--output", "-o", help="table (newest first), json, jsonl, csv.", case_sensitive=False
+        ),
     ] = LogOutput.table,
 ) -> None:
     """Show the audit log with HBSE codes (every role may read it).

@@ -44,9 +44,10 @@ def compliance(
             ),
         ),
     ] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", help="md, json, csv or html.")] = (
-        ReportFormat.md
-    ),
+    fmt: Annotated[
+        ReportFormat,
+        typer.Option("--format", help="md, json, csv or html.", case_sensitive=False),
+    ] = ReportFormat.md,
     out: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
     home: HomeOpt = None,
 ) -> None:

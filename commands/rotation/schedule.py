@@ -57,6 +57,7 @@ def schedule_install(
             help="cron (a crontab block) or systemd (a user timer). Default: systemd where "
             "systemd runs for you, else cron.",
             show_default=False,
+            case_sensitive=False,
         ),
     ] = None,
     home: HomeOpt = None,

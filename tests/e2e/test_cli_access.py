@@ -48,7 +48,7 @@ COMMANDS: dict[str, tuple[list[str], str | None, str, str]] = {
     "emergency-rotate": (["emergency-rotate"], None, SENIOR, "emergency-rotate"),
     "delete": (["delete", *ADDR], None, SENIOR, "delete"),
     "restore": (["restore", *ADDR], None, SENIOR, "restore"),
-    "destroy": (["destroy", *ADDR], None, SENIOR, "destroy"),
+    "destroy": (["destroy", *ADDR, "--yes"], None, SENIOR, "destroy"),
     "doctor": (["doctor"], None, SENIOR, "doctor"),
     "auth grant": (
         ["auth", "grant", "--operator", "zed", "--role", "analyst"],

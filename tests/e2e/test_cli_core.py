@@ -181,7 +181,10 @@ def test_list_masks_values_and_delete_restore_destroy(ledger: Ledger) -> None:
     assert ledger.run("restore", "--service", "nexus", "--name", "mcp.bun.apiKey").returncode == 0
     assert ledger.run("get", "--service", "nexus", "--name", "mcp.bun.apiKey").stdout == API_KEY
 
-    assert ledger.run("destroy", "--service", "nexus", "--name", "mcp.bun.apiKey").returncode == 0
+    assert (
+        ledger.run("destroy", "--service", "nexus", "--name", "mcp.bun.apiKey", "--yes").returncode
+        == 0
+    )
     assert ledger.keychain_get("default/nexus/mcp.bun.apiKey#v1") is None
     gone = ledger.run(
         "rollback", "--service", "nexus", "--name", "mcp.bun.apiKey", "--version", "1"

@@ -262,7 +262,7 @@ def test_destroy_survives_sigkill_and_rerunning_finishes_it(harness: Harness) ->
         entries = [
             entry_name(address, n + 1, h.app.fingerprint(address, v)) for n, v in enumerate(values)
         ]
-        args = ["destroy", "-e", address.environment, "--service", address.service]
+        args = ["destroy", "--yes", "-e", address.environment, "--service", address.service]
         h.crash("after-destroy-append", *args, "--name", address.name)
         assert h.app.history(h.cred, address).destroyed
         h.check_consistent()

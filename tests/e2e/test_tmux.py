@@ -28,11 +28,14 @@ COLUMNS, ROWS = 160, 90  # the whole dashboard: Live cuts what does not fit
 def test_snippet_binds_ctrl_space_s_without_touching_the_prefix(ledger: Ledger) -> None:
     out = ledger.run("tmux", "snippet").stdout
     assert "bind-key -n C-Space switch-client -T secrets\n" in out
-    assert 'bind-key -T secrets S new-window -S -n secrets "secrets dashboard --watch 5"' in out
+    # The running `secrets` by its full path (here `python -m commands`): issue 22.
+    this = f'"{sys.executable} -m commands dashboard --watch 5"'
+    failed_stays = " \\; set-option -w remain-on-exit failed\n"
+    assert f"bind-key -T secrets S new-window -S -n secrets {this}{failed_stays}" in out
     assert "prefix" not in out.replace("the prefix is", "")
     with_prefix = ledger.run("tmux", "snippet", "--prefix").stdout
     assert "set-option -g prefix C-Space\n" in with_prefix
-    assert 'bind-key S new-window -S -n secrets "secrets dashboard --watch 5"' in with_prefix
+    assert f"bind-key S new-window -S -n secrets {this}{failed_stays}" in with_prefix
     odd = ledger.run("tmux", "snippet", "--command", 'echo "$HOME" \\x').stdout
     assert r'new-window -S -n secrets "echo \"\$HOME\" \\x"' in odd
 
@@ -244,3 +247,63 @@ def test_ctrl_space_s_opens_or_switches_to_the_dashboard(
 
         wait_for(exit_reported, "the dashboard to exit")
         assert ends[-1] == ("0", ""), f"exit status {ends[-1][0]!r}, signal {ends[-1][1]!r}"
+
+
+def test_the_default_binding_runs_this_secrets_when_the_servers_path_lacks_it(
+    ledger: Ledger, tmux_server: Path, tmp_path: Path
+) -> None:
+    """Issue 22: the binding ran a bare `secrets`; a tmux server whose PATH lacks it opened a
+    window that closed at once, saying nothing. `install` writes the running executable."""
+    ledger.set("nexus", "mcp.bun.apiKey", "sk-" + "Tq8" * 16)
+    conf = tmp_path / "tmux.conf"
+    conf.write_text("set -g base-index 0\n")
+    installed = ledger.run("tmux", "install", "--file", str(conf))
+    assert installed.returncode == 0, installed.stderr
+    env = {**ledger.env, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    with tmux_with_client(tmux_server, conf, env) as (tmux, fd):
+        press_ctrl_space_s(fd)
+        wait_for(lambda: "secrets" in tmux.windows(), "the secrets window")
+        screen: list[str] = [""]
+
+        def shows_dashboard() -> bool:
+            if "secrets" in tmux.windows():
+                screen[0] = tmux("capture-pane", "-p", "-t", "main:secrets")
+            return all(text in screen[0] for text in SECTIONS)
+
+        try:
+            wait_for(shows_dashboard, "the dashboard's sections")
+        except AssertionError:
+            raise AssertionError(f"windows {tmux.windows()}, screen:\n{screen[0]}") from None
+
+
+def test_a_failing_window_command_stays_on_screen_and_install_warns(
+    ledger: Ledger, tmux_server: Path, tmp_path: Path
+) -> None:
+    conf = tmp_path / "tmux.conf"
+    conf.write_text("set -g base-index 0\n")
+    missing = tmp_path / "no-such-dir" / "secrets"
+    installed = ledger.run(
+        "tmux", "install", "--file", str(conf), "--command", f"{missing} dashboard"
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert "not found on this PATH" in installed.stderr and "full path" in installed.stderr
+    env = {**ledger.env, "PATH": "/usr/bin:/bin"}
+    with tmux_with_client(tmux_server, conf, env) as (tmux, fd):
+        press_ctrl_space_s(fd)
+        screen: list[str] = [""]
+
+        def failure_shown() -> bool:
+            if "secrets" not in tmux.windows():
+                return False
+            # With history: tmux's own "Pane is dead" line can scroll the message up.
+            screen[0] = tmux("capture-pane", "-p", "-S", "-100", "-t", "main:secrets")
+            dead = tmux("display-message", "-p", "-t", "main:secrets", "#{pane_dead}")
+            said = "No such file or directory" in screen[0] or "not found" in screen[0]
+            return dead.strip() == "1" and said and str(missing) in screen[0]
+
+        try:
+            wait_for(failure_shown, "the failure on screen", timeout=20)
+        except AssertionError:
+            raise AssertionError(f"windows {tmux.windows()}, screen:\n{screen[0]}") from None
+        time.sleep(1)
+        assert "secrets" in tmux.windows()
