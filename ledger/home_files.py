@@ -114,10 +114,22 @@ def require_regular(path: Path) -> os.stat_result | None:
     return info
 
 
-def create_new(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to a new file at `path`: never through a link, never over an existing
-    file (O_CREAT | O_EXCL | O_NOFOLLOW); FileExistsError when something is there."""
+def create_new(path: Path, mode: int) -> int:
+    """A descriptor of a new file at `path`, opened for writing with exactly `mode` (the
+    umask aside): never through a link, never over an existing file (O_CREAT | O_EXCL |
+    O_NOFOLLOW); FileExistsError when anything is there, a dangling link included."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """`data` as the new file `path` (`create_new`), on disk before this returns."""
+    fd = create_new(path, mode)
     try:
         view = memoryview(data)
         while view:
