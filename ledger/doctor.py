@@ -80,7 +80,7 @@ def examine(app: SecretsLedger, repair: bool) -> DoctorReport:
     elsewhere: dict[str, int] = {}
     checked = 0
     for sid in app.secret_ids():
-        secret: Any = app.repository.get(sid)
+        secret: Any = _load_secret(app, sid)
         assert isinstance(secret, Secret)
         for v in secret.versions.values():
             entry = entry_name(secret.address, v.number, v.fingerprint)
@@ -207,3 +207,20 @@ def _check_snapshots(app: SecretsLedger, repair: bool) -> tuple[list[str], list[
             continue  # a forged row no load can reach (no aggregate id): reported, kept
         removed.append(f"snapshot {item}")
     return bad, removed
+
+
+def _load_secret(app: SecretsLedger, sid: UUID) -> Any:
+    """The secret `sid`; an event that does not decode is named by its position, as every
+    other command names it (a repository load reads rows without their positions)."""
+    from ledger.decoding import UndecodableData
+
+    try:
+        return app.repository.get(sid)
+    except UndecodableData as exc:
+        stored = exc.stored
+        if stored is None or not isinstance(stored.originator_version, int):
+            raise
+        locate = getattr(app.recorder, "position_of", None)
+        if locate is None:
+            raise
+        raise exc.at(locate(sid, stored.originator_version)) from None

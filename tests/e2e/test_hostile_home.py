@@ -247,3 +247,20 @@ def test_a_views_file_that_is_a_pipe_is_refused_not_a_hang(home_ledger: Ledger) 
     _clean(listed)
     assert listed.returncode == 6, listed.stderr
     assert "views.sqlite is a named pipe" in listed.stderr, listed.stderr
+
+
+# -- F12: doctor names an undecodable event by its position -----------------------------------
+
+
+def test_doctor_names_the_position_of_an_undecodable_event(home_ledger: Ledger) -> None:
+    import sqlite3
+
+    with sqlite3.connect(home_ledger.home / "ledger.sqlite") as db:
+        rowid = db.execute(
+            "SELECT max(rowid) FROM stored_events WHERE topic LIKE 'ledger.secret:%VersionAdded'"
+        ).fetchone()[0]
+        db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (b"\xff{", rowid))
+    doctor = _run(home_ledger, "doctor")
+    _clean(doctor)
+    assert doctor.returncode == 6, doctor.stderr
+    assert f"at position {rowid} (aggregate" in doctor.stderr, doctor.stderr
