@@ -311,7 +311,8 @@ def export(
     """Export evidence: events (no values), hash chain, checkpoints and the public key.
 
     Signs a checkpoint now and writes ledger.sqlite (a consistent copy), pubkey.pem and
-    checkpoint.json into DIR. An auditor checks it offline with `secrets audit verify --bundle DIR`.
+    checkpoint.json into DIR, a new or empty directory. An auditor checks it offline with
+    `secrets audit verify --bundle DIR`.
 
     Example: secrets audit export --out /media/audit/2026-q1
     """
