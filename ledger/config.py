@@ -33,6 +33,7 @@ PRIVATE_FILES = (
     "views.sqlite-shm",
     "vault.enc",
 )
+VAULT_FILE = "vault.enc"
 # Not session.json: one that others could read is refused, not repaired, since its secret
 # may already have been copied (ledger/session_file.py).
 
@@ -252,6 +253,29 @@ def repair_indexes(path: Path, rows_fault: Callable[[], str | None]) -> list[str
         con.close()
 
 
+def refuse_unsafe(home: Path, also: tuple[str, ...] = ()) -> None:
+    """IntegrityFailure when a name the ledger keeps a regular file under (PRIVATE_FILES,
+    `also`) holds anything else: a symbolic link, a pipe, a device, a directory. Checked
+    before anything opens them, so that the file blamed is the one that is wrong (SQLite
+    opening a linked -wal reports the database as damaged) and nothing follows a planted
+    link (docs/security.md, "The home directory")."""
+    from ledger.home_files import UnsafeFile, require_regular
+
+    for name in (*PRIVATE_FILES, *also):
+        if name == VAULT_FILE:
+            continue  # the vault refuses it when it reads it, as a vault error (exit 8)
+        try:
+            require_regular(home / name)
+        except UnsafeFile as exc:
+            raise IntegrityFailure(
+                f"{exc} where the ledger keeps a regular file of its own; it was neither "
+                f"followed nor changed: whoever can write {home} may have planted it; remove "
+                "it (restore the file from a backup if it was the ledger's)"
+            ) from None
+        except OSError as exc:
+            raise LedgerUnavailable(f"cannot inspect {home / name}: {exc.strerror}") from None
+
+
 def make_private(home: Path, also: tuple[str, ...] = ()) -> list[str]:
     """Take back group/other access to the ledger home and its files; say what was changed.
 
@@ -259,34 +283,74 @@ def make_private(home: Path, also: tuple[str, ...] = ()) -> list[str]:
     file or session invites offline attacks, so the modes are repaired rather than trusted.
     Files of another user are refused: chmod would fail and the owner is not us. `also`
     names more files of the home (a PostgreSQL ledger's views cache has its own name).
+    Nothing is changed through a symbolic link (`refuse_unsafe`; a home that is a link is
+    left to its owner): a link planted in the home must not choose which of the owner's
+    files gets its mode changed.
     """
+    refuse_unsafe(home, also)
     warnings: list[str] = []
     candidates = [home, *(home / name for name in (*PRIVATE_FILES, *also))]
     for path in candidates:
         try:
-            info = path.stat()
+            info = path.lstat()
         except FileNotFoundError:
             continue
         except OSError as exc:
             raise LedgerUnavailable(f"cannot inspect {path}: {exc.strerror}") from None
+        if path == home and stat.S_ISLNK(info.st_mode):
+            info = _linked_home(home)
+        elif path != home and not stat.S_ISREG(info.st_mode):
+            continue  # the vault file (`refuse_unsafe`): never followed or changed here
         mode = stat.S_IMODE(info.st_mode)
         if not mode & 0o077:
             continue
         if info.st_uid != os.getuid():
             raise LedgerUnavailable(f"{path} is accessible by others and belongs to another user")
         private = 0o700 if path == home else 0o600
-        try:
-            os.chmod(path, mode & 0o700 | private)
-        except OSError as exc:
-            raise LedgerUnavailable(
-                f"{path} is accessible by others (mode {mode:o}) and cannot be made private: "
-                f"{exc.strerror}"
-            ) from None
+        _chmod_unfollowed(path, info, mode & 0o700 | private, mode)
         warnings.append(
             f"{path} was accessible by group or others (mode {mode:04o}); "
             f"changed it to {mode & 0o700 | private:04o}"
         )
     return warnings
+
+
+def _linked_home(home: Path) -> os.stat_result:
+    """The directory a home given as a symbolic link names, which must already be private:
+    its mode is never changed through the link."""
+    try:
+        info = home.stat()
+    except OSError as exc:
+        raise LedgerUnavailable(f"cannot inspect {home}: {exc.strerror}") from None
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise LedgerUnavailable(
+            f"{home} is a symbolic link to a directory others can access (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); its mode is not changed through a link: "
+            f"run `chmod 700 {home.resolve()}`"
+        )
+    return info
+
+
+def _chmod_unfollowed(path: Path, seen: os.stat_result, new: int, mode: int) -> None:
+    """chmod the file `seen` (lstat) at `path` through a descriptor opened without following
+    a link, after checking it is still that file (Linux has no lchmod)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    if stat.S_ISDIR(seen.st_mode):
+        flags |= os.O_DIRECTORY
+    try:
+        fd = os.open(path, flags)
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+                raise IntegrityFailure(f"{path} was replaced while its mode was being checked")
+            os.fchmod(fd, new)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise LedgerUnavailable(
+            f"{path} is accessible by others (mode {mode:o}) and cannot be made private: "
+            f"{exc.strerror}"
+        ) from None
 
 
 def open_ledger(
@@ -323,16 +387,17 @@ def open_ledger(
             return shared
         home = location.home
     db = home / DATABASE_FILE
-    if not db.exists():
+    if not os.path.lexists(db):
         if not create:
             raise NotInitialized(f"no ledger at {home}; run `secrets init`")
         try:
             home.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Create the file ourselves so that it is private from its first byte.
-            os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         except OSError as exc:
             raise LedgerUnavailable(f"cannot create the ledger at {home}: {exc.strerror}") from None
     else:
+        refuse_unsafe(home)
         _check_sqlite_file(db)
     repaired = make_private(home) if private else []
     # SQLite's -wal and -shm files inherit the process umask: keep them private too.

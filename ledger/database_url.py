@@ -167,12 +167,19 @@ def _postgres(text: str) -> PostgresLocation:
     return PostgresLocation(host, port_number, dbname, user, password, schema)
 
 
+# libpq's password file: a line per server; more than this is not one.
+PGPASS_LIMIT = 1024 * 1024
+
+
 def _pgpass(host: str, port: int, dbname: str, user: str) -> str | None:
     """The password libpq would take from the password file (~/.pgpass or PGPASSFILE)."""
     path = Path(os.environ.get("PGPASSFILE", "") or Path.home() / ".pgpass")
+    from ledger.home_files import UnsafeFile, read_regular
+
     try:
-        lines = path.read_text().splitlines()
-    except OSError:
+        # Followed (the user's own file), but never waited on or read without a cap.
+        lines = read_regular(path, PGPASS_LIMIT, follow=True).data.decode().splitlines()
+    except (OSError, UnsafeFile, UnicodeDecodeError):
         return None
     wanted = ("localhost" if host.startswith("/") else host, str(port), dbname, user)
     for line in lines:

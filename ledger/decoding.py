@@ -48,18 +48,30 @@ _KEY_INFO = b"secrets-ledger snapshot seal v2\x00"
 class UndecodableData(IntegrityFailure, MapperDeserialisationError):
     """A stored row that does not decode into one of this project's types (damaged or forged)."""
 
+    stored: StoredEvent | None = None
+    why: str = ""
 
-def _where(stored: StoredEvent) -> str:
-    position = getattr(stored, "id", None)
+    def at(self, position: int | None) -> UndecodableData:
+        """The same error naming the row's position, for a caller that read the row without
+        it (a repository load) and has looked it up."""
+        if self.stored is None or position is None:
+            return self
+        return _damaged(self.stored, self.why, position)
+
+
+def _where(stored: StoredEvent, position: object = None) -> str:
+    position = getattr(stored, "id", None) if position is None else position
     at = f"position {position} " if isinstance(position, int) else ""
     return f"{at}(aggregate {stored.originator_id} version {stored.originator_version})"
 
 
-def _damaged(stored: StoredEvent, why: str) -> UndecodableData:
-    return UndecodableData(
-        f"a recorded event cannot be decoded: {why}, at {_where(stored)}; the ledger was "
-        "altered or damaged: run `secrets audit verify`"
+def _damaged(stored: StoredEvent, why: str, position: int | None = None) -> UndecodableData:
+    error = UndecodableData(
+        f"a recorded event cannot be decoded: {why}, at {_where(stored, position)}; the ledger "
+        "was altered or damaged: run `secrets audit verify`"
     )
+    error.stored, error.why = stored, why
+    return error
 
 
 _POSITION_FIELDS = ("originator_id", "originator_version")

@@ -18,6 +18,8 @@ from ledger.errors import LedgerUnavailable
 
 TOKEN_VARIABLE = "SECRETS_LEDGER_TOKEN"  # noqa: S105  (a variable name)
 SESSION_FILE_VARIABLE = "SECRETS_LEDGER_SESSION_FILE"
+# A session file holds four short fields (about 300 bytes).
+SESSION_FILE_LIMIT = 64 * 1024
 
 
 def session_path(home: Path) -> Path:
@@ -58,12 +60,19 @@ def credential(home: Path) -> Credential:
     if token:
         return Credential(token=token)
     path = session_path(home)
+    from ledger.home_files import UnsafeFile, read_regular
+
     try:
-        info = path.stat()
+        # Not followed, not waited on, not read beyond a session file's size: the home's
+        # writer must not make every command hang or fill memory (docs/security.md).
+        read = read_regular(path, SESSION_FILE_LIMIT)
     except FileNotFoundError:
         return Credential()
+    except UnsafeFile as exc:
+        return Credential(problem=f"session file {exc}, not a session file; log in again")
     except OSError as exc:
         return Credential(problem=f"session file unreadable: {exc.strerror}")
+    info = read.info
     if stat.S_IMODE(info.st_mode) & 0o077:
         return Credential(
             problem=f"session file {path} is readable by others "
@@ -72,11 +81,11 @@ def credential(home: Path) -> Credential:
     if info.st_uid != os.getuid():
         return Credential(problem=f"session file {path} belongs to another user")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read.data)
         return Credential(
             operator=str(data["operator"]),
             session_id=str(data["session_id"]),
             session_secret=str(data["session_secret"]),
         )
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return Credential(problem=f"session file {path} is malformed; log in again")

@@ -21,18 +21,24 @@ if TYPE_CHECKING:
 # -- verify, checkpoints ------------------------------------------------------------------
 
 
-def _pinned_key(pubkey: Path | None, label: str = "--pubkey") -> str | None:
-    from commands.value_input import UsageProblem
-    from ledger.checkpoint import public_hex_from_pem
+def _pinned_key(pubkey: Path | None) -> str | None:
+    from commands.audit.bundle_files import read_key_option
 
     if pubkey is None:
         return None
+    return _key_from_pem(read_key_option(pubkey, "--pubkey"), f"--pubkey {pubkey}:")
+
+
+def _key_from_pem(pem: bytes, label: str) -> str:
     from cryptography.exceptions import UnsupportedAlgorithm
 
+    from commands.value_input import UsageProblem
+    from ledger.checkpoint import public_hex_from_pem
+
     try:
-        return public_hex_from_pem(pubkey.read_bytes())
-    except (OSError, ValueError, UnsupportedAlgorithm) as exc:
-        raise UsageProblem(f"{label} {pubkey}: not a readable Ed25519 PEM key ({exc})") from None
+        return public_hex_from_pem(pem)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise UsageProblem(f"{label} not a readable Ed25519 PEM key ({exc})") from None
 
 
 def _verify_report(report: IntegrityReport, alarm: bool | None, output: Output) -> None:
@@ -145,25 +151,31 @@ def verify(
 
 
 def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
-    import shutil
     import sqlite3
     import tempfile
 
     from eventsourcing.persistence import PersistenceError
 
+    from commands.audit.bundle_files import (
+        NOTE_LIMIT,
+        PEM_LIMIT,
+        copy_database,
+        read_bundle_file,
+    )
     from commands.value_input import UsageProblem
     from ledger.checkpoint import Witness
     from ledger.config import open_ledger
     from ledger.errors import IntegrityFailure, LedgerError
 
-    if not (bundle / "ledger.sqlite").is_file():
+    if not (bundle / "ledger.sqlite").is_file() and not (bundle / "ledger.sqlite").is_symlink():
         raise UsageProblem(f"--bundle {bundle}: no ledger.sqlite there")
     own = bundle / "pubkey.pem"
     auditor_pinned = pinned is not None
     own_key = None
-    if own.is_file():
+    own_pem = read_bundle_file(bundle, "pubkey.pem", PEM_LIMIT)
+    if own_pem is not None:
         try:
-            own_key = _pinned_key(own, label="the bundle's pubkey.pem:")
+            own_key = _key_from_pem(own_pem, "the bundle's pubkey.pem:")
         except UsageProblem:
             if not auditor_pinned:
                 raise  # the auditor's key decides otherwise: the bundle's does not matter
@@ -174,8 +186,9 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
     witnesses: list[Witness] = []
     note = bundle / "checkpoint.json"
     found = None
-    if note.is_file():
-        text = note.read_bytes().decode("utf-8", "replace")  # not UTF-8: not a witness
+    raw_note = read_bundle_file(bundle, "checkpoint.json", NOTE_LIMIT)
+    if raw_note is not None:
+        text = raw_note.decode("utf-8", "replace")  # not UTF-8: not a witness
         found = Witness.loads("the bundle's checkpoint.json", text)
     if found is not None:
         witnesses.append(found)
@@ -188,9 +201,7 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
     with tempfile.TemporaryDirectory(prefix="secrets-bundle-") as scratch:
         # Evidence is never written to: verify a private copy (opening a store may create
         # tables or a WAL file).
-        for part in ("ledger.sqlite", "ledger.sqlite-wal"):
-            if (bundle / part).is_file():
-                shutil.copyfile(bundle / part, Path(scratch) / part)
+        copy_database(bundle, Path(scratch))
         try:
             # Explicitly this copy: a configured SECRETS_LEDGER_DATABASE_URL (a shared ledger)
             # must never be verified in place of the evidence.
@@ -309,23 +320,39 @@ def export(
     """Export evidence: events (no values), hash chain, checkpoints and the public key.
 
     Signs a checkpoint now and writes ledger.sqlite (a consistent copy), pubkey.pem and
-    checkpoint.json into DIR. An auditor checks it offline with `secrets audit verify --bundle DIR`.
+    checkpoint.json into DIR, a new or empty directory. An auditor checks it offline with
+    `secrets audit verify --bundle DIR`.
 
     Example: secrets audit export --out /media/audit/2026-q1
     """
+    import shutil
+    import tempfile
+
+    from commands.audit.bundle_files import new_output_directory, place_file, write_file
     from ledger.checkpoint import Witness, public_pem
 
     ledger = runtime.open_ledger(home)
-    at, signed = ledger.checkpoint(runtime.credential(ledger), action="audit export")
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
-    target = out / "ledger.sqlite"
-    target.unlink(missing_ok=True)
-    if ledger.location:
-        _copy_shared_ledger(ledger, out, target)
-    else:
-        _backup(ledger.home / "ledger.sqlite", target)
-    (out / "pubkey.pem").write_text(public_pem(signed.public_key))
-    (out / "checkpoint.json").write_text(Witness("bundle", at, signed.signature).dumps() + "\n")
+    cred = runtime.credential(ledger)
+    # Checked before signing (a refused directory leaves no checkpoint behind), made after
+    # (a refused operator leaves no directory behind).
+    new_output_directory(out, create=False)
+    at, signed = ledger.checkpoint(cred, action="audit export")
+    new_output_directory(out)
+    # Staged in a directory of our own (0700) and then created new in `out`: whoever can
+    # write `out` cannot make the copy go through a link they planted (docs/security.md).
+    work = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+    try:
+        staged = work / "bundle.sqlite"
+        if ledger.location:
+            _copy_shared_ledger(ledger, work, staged)
+        else:
+            _backup(ledger.home / "ledger.sqlite", staged)
+        place_file(staged, out, "ledger.sqlite", 0o600)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    write_file(out, "pubkey.pem", public_pem(signed.public_key).encode(), 0o644)
+    note = Witness("bundle", at, signed.signature).dumps() + "\n"
+    write_file(out, "checkpoint.json", note.encode(), 0o644)
     print(f"evidence exported to {out} (checkpoint #{signed.sequence} at {at})")
 
 

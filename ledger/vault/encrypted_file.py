@@ -51,6 +51,9 @@ SALT_BYTES: Final = 16
 NONCE_BYTES: Final = 12
 KEY_BYTES: Final = 32
 SCRYPT_MAXMEM: Final = 64 * 1024 * 1024
+# Larger is not a vault this tool wrote (about 2,900 values of the 64 KiB maximum, or some
+# 500,000 of 200 bytes): refused before it is read, so a planted sparse file cannot fill memory.
+VAULT_FILE_LIMIT: Final = 256 * 1024 * 1024
 
 _CHECK_PLAINTEXT: Final = b"secrets-ledger encrypted file vault: passphrase check"
 _CHECK_AAD: Final = b"secrets-ledger/vault/v1/check"
@@ -378,7 +381,10 @@ class EncryptedFileKeyring(KeyringBackend):
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            # Never through a link: a dangling one would create a file wherever it points.
+            fd = os.open(
+                self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+            )
         except OSError as exc:
             raise KeychainUnavailable(
                 f"cannot use the encrypted file vault at {self.path}: {exc.strerror}"
@@ -392,11 +398,21 @@ class EncryptedFileKeyring(KeyringBackend):
 
     def _read(self) -> _VaultDoc | None:
         # No lock: the file is only ever replaced whole, so a reader sees one complete version.
+        from pathlib import Path
+
+        from ledger.home_files import UnsafeFile, read_regular
+
         try:
-            with open(self.path, "rb") as f:
-                raw = f.read()
+            # Not followed, not waited on, capped: a pipe or a link to /dev/zero in the home
+            # must not hang or exhaust the command (docs/security.md, "The home directory").
+            raw = read_regular(Path(self.path), VAULT_FILE_LIMIT).data
         except FileNotFoundError:
             return None
+        except UnsafeFile as exc:
+            raise KeychainUnavailable(
+                f"the encrypted file vault {exc}: not a vault file; remove it and restore "
+                "the vault from a backup"
+            ) from None
         except OSError as exc:
             raise KeychainUnavailable(
                 f"cannot read the encrypted file vault at {self.path}: {exc.strerror}"

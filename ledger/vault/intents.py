@@ -23,9 +23,12 @@ from pathlib import Path
 
 from ledger.entries import parse_entry_name
 from ledger.errors import LedgerUnavailable
+from ledger.home_files import UnsafeFile, read_regular
 
 # A torn intent (empty or half-written JSON) this young may be one a writer is writing now.
 TORN_GRACE_SECONDS = 60.0
+# An intent names a namespace, an entry, a pid and a start time (a few hundred bytes).
+INTENT_FILE_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -145,13 +148,17 @@ class IntentJournal:
             return found
         for path in sorted(self.directory.glob("*.intent")):
             try:
-                data = json.loads(path.read_text())
+                data = json.loads(read_regular(path, INTENT_FILE_LIMIT).data)
                 pid, started = data.get("pid"), data.get("started")
                 damage = _field_damage(pid, started)
                 if damage is not None:
                     found.append(Intent(path, str(data["namespace"]), "", damage=damage))
                     continue
                 found.append(Intent(path, str(data["namespace"]), str(data["entry"]), pid, started))
+            except UnsafeFile as exc:
+                # A link, a pipe or a huge file was never written by a writer of this
+                # ledger: damage, whatever its age (and not followed or waited on).
+                found.append(Intent(path, namespace, "", damage=f"{exc.found}, not an intent"))
             except (OSError, ValueError, KeyError, AttributeError, RecursionError):
                 # A torn intent file (crash mid-write) names nothing recoverable, unless a
                 # writer is writing it right now: leave a young one alone.
