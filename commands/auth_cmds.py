@@ -70,8 +70,8 @@ def login(
     Example: secrets auth login --operator alice
     """
     from commands.value_input import UsageProblem
+    from ledger.access.session_file import save, session_path
     from ledger.errors import ValidationFailed
-    from ledger.session_file import save, session_path
     from projections.timefmt import iso
 
     lifetime = _parse_ttl(ttl)
@@ -137,7 +137,7 @@ def logout(home: HomeOpt = None, database_url: DatabaseUrlOpt = None) -> None:
 
     Example: secrets auth logout
     """
-    from ledger.session_file import remove, session_path
+    from ledger.access.session_file import remove, session_path
 
     ledger = runtime.open_ledger(home)
     closed = ledger.logout(runtime.credential(ledger))
@@ -154,7 +154,7 @@ def status(
     Example: secrets auth status
     """
     from commands.exit_codes import ExitCode
-    from ledger.policy import POLICY
+    from ledger.access.policy import POLICY
     from projections.timefmt import iso
 
     ledger = runtime.open_ledger(home)

@@ -91,7 +91,7 @@ def _read(
     environment: str, services: list[str], maps: list[str], home: Path | None, kind: str
 ) -> list[tuple[str, str]]:
     """(variable, value) of the selection, every read recorded; fails before any is."""
-    from ledger.bulk_read import read_many
+    from ledger.services.bulk_read import read_many
 
     ledger = runtime.open_ledger(home)
     cred = runtime.credential(ledger)
@@ -188,7 +188,7 @@ def inject(
     Example: secrets inject --in config.tmpl --out config.yml
     """
     from commands.inject_template import check_writable, fill, references, write_private
-    from ledger.bulk_read import read_many
+    from ledger.services.bulk_read import read_many
 
     text = _template_text(template)
     addresses = references(text)

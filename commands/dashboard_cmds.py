@@ -52,7 +52,7 @@ def dashboard(
     Example: secrets dashboard --watch 5
     """
     from ledger import context
-    from ledger.catalogue import load_catalogue
+    from ledger.rotation.catalogue import load_catalogue
     from projections.dashboard import snapshot
     from projections.views import Views
 

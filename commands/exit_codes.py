@@ -60,7 +60,7 @@ HELP_TEXT = (
 
 def for_error(error: BaseException) -> ExitCode:
     from ledger import errors
-    from ledger.database_url import MalformedDatabaseUrl
+    from ledger.store.database_url import MalformedDatabaseUrl
 
     table: list[tuple[type[BaseException], ExitCode]] = [
         (MalformedDatabaseUrl, ExitCode.USAGE),

@@ -43,11 +43,11 @@ def copy(
 
     Example: secrets ledger copy --to postgresql://ledger@db.internal:5432/secrets
     """
-    from ledger.config_postgres import open_postgres_ledger
-    from ledger.copy import CopyableRecorder, copy_history
-    from ledger.database_url import PostgresLocation, parse
+    from ledger.access.policy import Permission
     from ledger.errors import BadConfiguration
-    from ledger.policy import Permission
+    from ledger.store.config_postgres import open_postgres_ledger
+    from ledger.store.copy import CopyableRecorder, copy_history
+    from ledger.store.database_url import PostgresLocation, parse
 
     source = runtime.open_ledger(home)
     source.authorize(runtime.credential(source), Permission.ADMIN, "ledger copy")
@@ -61,7 +61,8 @@ def copy(
         )
         described = location.redacted
     else:
-        from ledger.config import DATABASE_FILE, open_ledger
+        from ledger.store.config import DATABASE_FILE
+        from ledger.store.opening import open_ledger
 
         if not source.location and location.home == source.home.resolve():
             raise BadConfiguration("the target is the ledger being copied")
@@ -157,7 +158,7 @@ def retention(
 
     Example: secrets ledger retention 5
     """
-    from ledger.retention import change_retention
+    from ledger.services.retention import change_retention
 
     ledger = runtime.open_ledger(home)
     before = change_retention(ledger, runtime.credential(ledger), versions)

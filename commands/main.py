@@ -447,7 +447,7 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
                     file=sys.stderr,
                 )
                 return ExitCode.INTEGRITY_FAILURE
-            from ledger.config_postgres import locked_out
+            from ledger.store.config_postgres import locked_out
 
             locked = locked_out(exc)
             if locked is not None:
@@ -474,9 +474,9 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
 
 def _storage_failure(exc: BaseException) -> Exception | None:
     """A full or failing disk under the home of a ledger the command opened (or the default
-    home), as ledger/config.py words it; None for any other storage error."""
+    home), as ledger/store/config.py words it; None for any other storage error."""
     from commands import runtime
-    from ledger.config import storage_failure
+    from ledger.store.sqlite_file import storage_failure
 
     homes = [ledger.home for ledger in runtime.opened()] or [runtime.home_dir(None)]
     for home in homes:

@@ -39,8 +39,8 @@ DEFAULT_PORT = 9464
 def _authorized_registry(
     home: Path | None, action: str, catalogue: Path | None
 ) -> CollectorRegistry:
-    from ledger.catalogue import load_catalogue
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
+    from ledger.rotation.catalogue import load_catalogue
     from projections.metrics import ledger_registry
 
     # Loaded first: a broken team catalogue is exit 5 before anything is served or written.

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 if TYPE_CHECKING:
     import typer
 
-    from ledger.credentials import Credential
+    from ledger.access.credentials import Credential
 
 LOG_FILE_VARIABLE: Final = "SECRETS_LEDGER_LOG_FILE"
 LOG_LEVEL_VARIABLE: Final = "SECRETS_LEDGER_LOG_LEVEL"
@@ -64,7 +64,8 @@ def bind(**fields: str) -> None:
 
 def bind_credential(cred: Credential) -> None:
     """The identity the caller presented. Proven or not: the outcome says which."""
-    from ledger import context, tokens
+    from ledger import context
+    from ledger.access import tokens
 
     claimed: str | None = None
     if cred.problem is None:

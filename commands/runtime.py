@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 from ledger import context
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
     from ledger.application import SecretsLedger
-    from ledger.credentials import Credential
     from projections.views import Views
 
 
 def home_dir(home: Path | None) -> Path:
-    from ledger.config import default_home
+    from ledger.store.config import default_home
 
     return home if home is not None else default_home()
 
@@ -31,7 +31,7 @@ def use_database_url(url: str | None) -> None:
 
 
 def open_ledger(home: Path | None, *, create: bool = False) -> SecretsLedger:
-    from ledger.config import open_ledger as _open
+    from ledger.store.opening import open_ledger as _open
 
     context.correlation_id()  # one correlation id for every event of this command
     ledger = _open(home_dir(home), create=create, database_url=_database_url)
@@ -97,13 +97,13 @@ def credential(ledger: SecretsLedger) -> Credential:
     import os
 
     from commands import oplog
-    from ledger.session_file import TOKEN_VARIABLE
-    from ledger.session_file import credential as _credential
+    from ledger.access.session_file import TOKEN_VARIABLE
+    from ledger.access.session_file import credential as _credential
 
     automation = os.environ.get("SECRETS_LEDGER_AUTOMATION", "").strip()
     if automation and not os.environ.get(TOKEN_VARIABLE, "").strip():
         # A scheduled job: its operator's token lives in the keychain, never in the crontab.
-        from ledger.credentials import Credential
+        from ledger.access.credentials import Credential
         from ledger.operator import validate_operator_name
 
         validate_operator_name(automation)
@@ -169,7 +169,7 @@ def _record_rejected_name(environment: str, service: str, name: str, rule: str) 
     """HBSE-007 for a bad address, in the ledger the command opened (every command that takes
     an address opens it first); an uninitialised home records nothing."""
     from ledger.errors import NotInitialized
-    from ledger.name_rejection import record_rejected_name
+    from ledger.services.name_rejection import record_rejected_name
 
     if not _opened:
         return

@@ -88,7 +88,7 @@ def init(
     import getpass
 
     from commands.value_input import UsageProblem
-    from ledger.session_file import session_path
+    from ledger.access.session_file import session_path
 
     asked = os.environ.get("SECRETS_LEDGER_VAULT", "").strip().lower()
     if vault is not None and _ENV_VAULT.get(asked, vault) is not vault:
@@ -150,8 +150,8 @@ def _init_undo(home: Path | None, database_url: str | None) -> InitUndo | None:
     """How to remove what a failed init creates: for the SQLite ledger in the home only (a
     PostgreSQL store is the server's, never removed)."""
     from commands.init_undo import Undo
-    from ledger.config import DATABASE_FILE
-    from ledger.database_url import configured_url
+    from ledger.store.config import DATABASE_FILE
+    from ledger.store.database_url import configured_url
 
     if configured_url(database_url):
         return None
@@ -187,7 +187,7 @@ def set_secret(
     Example: printf %s "$KEY" | secrets set --service nexus --name mcp.bun.apiKey --value-stdin
     """
     from commands.value_input import read_value
-    from ledger.catalogue import load_catalogue
+    from ledger.rotation.catalogue import load_catalogue
     from ledger.validation import validate_value
 
     spec = load_catalogue(catalogue).lookup(service, name)  # a bad file fails before any prompt
@@ -271,7 +271,7 @@ def list_secrets(
 
     Example: secrets list --environment production
     """
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
 
     ledger = runtime.open_ledger(home)
     ledger.authorize(runtime.credential(ledger), Permission.MANAGE, "list")

@@ -37,7 +37,7 @@ def readable_by_others(path: Path) -> bool:
 
 def load_values(path: Path) -> dict[SecretAddress, str]:
     """The file's values by address; ValidationFailed (rule ``values-file``) on any problem."""
-    from ledger.rotation import parse_address
+    from ledger.rotation.runs import parse_address
 
     try:
         with path.open("rb") as handle:

@@ -34,10 +34,11 @@ from eventsourcing.persistence import (
     Recording,
 )
 
-from ledger import context, tokens
+from ledger import context
+from ledger.access import tokens
+from ledger.access.credentials import Credential, Principal
+from ledger.access.policy import SENIOR, Permission
 from ledger.address import SecretAddress
-from ledger.checkpoint_names import DEFAULT_INTERVAL
-from ledger.credentials import Credential, Principal
 from ledger.entries import entry_name
 from ledger.errors import (
     IntegrityFailure,
@@ -47,8 +48,8 @@ from ledger.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from ledger.integrity.checkpoint_names import DEFAULT_INTERVAL
 from ledger.operator import Operator, validate_operator_name
-from ledger.policy import SENIOR, Permission
 from ledger.secret import Secret, Version
 from ledger.settings import (
     DEFAULT_RETENTION,
@@ -63,16 +64,16 @@ from ledger.vault.keyring_vault import open_vault
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
 
-    from ledger.chain import ChainFault, RowCheck
     from ledger.checkpoint import SignedHead, Witness
-    from ledger.doctor import DoctorReport
-    from ledger.integrity import IntegrityReport
-    from ledger.seen_heads import SeenHeads
+    from ledger.integrity.doctor import DoctorReport
+    from ledger.integrity.seen_heads import SeenHeads
+    from ledger.integrity.verify import IntegrityReport
     from ledger.services.integrity import IntegrityService
     from ledger.services.keys import KeysService
     from ledger.services.maintenance import MaintenanceService
     from ledger.services.operators import OperatorsService
     from ledger.services.secrets import SecretsService
+    from ledger.store.chain import ChainFault, RowCheck
     from ledger.vault.port import ValueVault
 
 # Names other modules and the tests import from here.
@@ -98,7 +99,7 @@ class SecretsLedger(Application[UUID]):
     # operator's events (grants, tokens, sessions) are few enough to fold on every load.
     snapshotting_intervals = {Secret: 50}  # noqa: RUF012  (library API)
     # Where the event store is, for messages ("" = the SQLite file in `home`), and the name of
-    # this host's read-model cache in `home` (one per store: see ledger/config_postgres.py).
+    # this host's read-model cache in `home` (one per store: see ledger/store/config_postgres.py).
     location = ""
     views_file = "views.sqlite"
 
@@ -132,10 +133,12 @@ class SecretsLedger(Application[UUID]):
 
     @property
     def seen_heads(self) -> SeenHeads | None:
-        """This host's witness of the heads it has seen of this store (ledger/seen_heads.py);
+        """This host's witness of the heads it has seen of this store
+        (ledger/integrity/seen_heads.py);
         None for a store with no chain."""
         if self._seen_heads is None:
-            from ledger import authority, seen_heads
+            from ledger.access import authority
+            from ledger.integrity import seen_heads
 
             if not isinstance(self.recorder, authority.LinkedRecorder):
                 return None
@@ -176,14 +179,14 @@ class SecretsLedger(Application[UUID]):
         return MaintenanceService(self)
 
     def construct_mapper(self) -> Mapper[UUID]:
-        from ledger.decoding import AllowListMapper
+        from ledger.codec.decoding import AllowListMapper
 
         return self.factory.mapper(
             transcoder=self.construct_transcoder(), mapper_class=AllowListMapper
         )
 
     def construct_snapshot_store(self) -> EventStore[UUID]:
-        from ledger.decoding import SealedSnapshotStore
+        from ledger.codec.decoding import SealedSnapshotStore
 
         return SealedSnapshotStore(
             mapper=self.mapper,
@@ -203,7 +206,7 @@ class SecretsLedger(Application[UUID]):
         a command that needs no keychain (`versions`, `list`, the dashboard) never opens it
         for a snapshot, which on the file vault would cost a passphrase and a key derivation."""
         if self._seal_key_state == "unread" and (open_vault or self._vault is not None):
-            from ledger.decoding import seal_key
+            from ledger.codec.decoding import seal_key
 
             self._seal_key_state = "reading"
             try:
@@ -219,7 +222,7 @@ class SecretsLedger(Application[UUID]):
         from the fingerprint key and the ledger uid, or None where the snapshot seal key
         cannot be had (`snapshot_seal_key`: the same rule for opening the keychain)."""
         if self._replay_key is None and self.snapshot_seal_key(open_vault) is not None:
-            from ledger.decoding import derive_key
+            from ledger.codec.decoding import derive_key
 
             assert self._fp_key is not None
             info = b"secrets-ledger replay states v1\x00" + self.settings.ledger_uid.encode()
@@ -238,7 +241,7 @@ class SecretsLedger(Application[UUID]):
             self.post_commit_problems.append(note)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
-        from ledger.transcodings import ALL
+        from ledger.codec.transcodings import ALL
 
         super().register_transcodings(transcoder)
         for transcoding in ALL:
@@ -259,7 +262,7 @@ class SecretsLedger(Application[UUID]):
                 found: Any = self.uow.load_authority(SETTINGS_ID)
             except AggregateNotFoundError:
                 if self.holds_events():
-                    from ledger.authority import DamagedHistory
+                    from ledger.access.authority import DamagedHistory
 
                     # `init` records the settings first: a log without them was altered
                     # (their rows deleted, or their id or version overwritten).

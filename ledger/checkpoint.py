@@ -23,7 +23,7 @@ from eventsourcing.domain import event
 
 from ledger.stamping import LedgerAggregate
 
-# The key entry names and the default interval are in ledger/checkpoint_names.py.
+# The key entry names and the default interval are in ledger/integrity/checkpoint_names.py.
 
 _NAMESPACE = uuid5(NAMESPACE_URL, "https://secrets-ledger.invalid/checkpoint")
 

@@ -16,8 +16,8 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import event
 
+from ledger.access.policy import ROLES
 from ledger.errors import ValidationFailed
-from ledger.policy import ROLES
 from ledger.stamping import LedgerAggregate
 
 _OPERATOR_NAMESPACE = uuid5(NAMESPACE_URL, "https://secrets-ledger.invalid/operator")

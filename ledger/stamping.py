@@ -10,7 +10,8 @@ from typing import Any
 from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.utils import get_topic
 
-from ledger import context, topics
+from ledger import context
+from ledger.codec import topics
 
 _PACKED = "__dataclass_map__"
 
@@ -34,7 +35,7 @@ def _pack(value: Any) -> Any:
 
 def _unpack(value: Any) -> Any:
     """The dict `_pack` wrote. The classes come from the fixed list of packed value types
-    (ledger/topics.py), never from the stored text: a snapshot is data."""
+    (ledger/codec/topics.py), never from the stored text: a snapshot is data."""
     if isinstance(value, dict) and set(value) == {_PACKED}:
         packed = value[_PACKED]
         if not isinstance(packed, list):

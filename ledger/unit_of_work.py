@@ -30,8 +30,10 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError, PersistenceError, Recording, StoredEvent
 
-from ledger import context, tokens
-from ledger.credentials import Credential, Principal
+from ledger import context
+from ledger.access import tokens
+from ledger.access.credentials import Credential, Principal
+from ledger.access.policy import REQUIRED_ROLE, Permission, allows
 from ledger.errors import (
     ConflictUnresolved,
     IntegrityFailure,
@@ -42,13 +44,12 @@ from ledger.errors import (
     ValidationFailed,
 )
 from ledger.operator import Operator, operator_id, validate_operator_name
-from ledger.policy import REQUIRED_ROLE, Permission, allows
 from ledger.secret import Secret
 
 if TYPE_CHECKING:
     from ledger.address import SecretAddress
     from ledger.application import SecretsLedger
-    from ledger.chain import ChainFault, CheckpointedRecorder, StoredRow
+    from ledger.store.chain import ChainFault, CheckpointedRecorder, StoredRow
 
 T = TypeVar("T")
 
@@ -112,8 +113,8 @@ class UnitOfWork:
     def load_authority(self, aggregate_id: UUID) -> Any:
         """An aggregate a decision rests on (an operator, the settings, a secret), each event
         folded checked against the hash chain and decoded, or `DamagedHistory` naming the
-        position (ledger/authority.py). AggregateNotFoundError as the repository's."""
-        from ledger import authority
+        position (ledger/access/authority.py). AggregateNotFoundError as the repository's."""
+        from ledger.access import authority
 
         if self._authority_repository is None:
             app = self.app
@@ -125,7 +126,8 @@ class UnitOfWork:
         seen = self.app.seen_heads
         if seen is None:
             return authority.load(repository, aggregate_id)
-        # This host's witness of the heads it has seen (ledger/seen_heads.py): a store that
+        # This host's witness of the heads it has seen (ledger/integrity/seen_heads.py): a store
+        # that
         # holds less of the aggregate than was seen here is refused.
         store = repository.event_store
         return seen.load(
@@ -147,7 +149,7 @@ class UnitOfWork:
     def load_secret_by_id(self, secret_id: UUID, shown: str) -> Secret | None:
         """A secret a decision rests on (a read, a change, a prune): folded like an authority
         (each event after the sealed snapshot it starts from checked against its chain link,
-        ledger/authority.py), failing closed on damage (exit 6, an alarm recorded). A
+        ledger/access/authority.py), failing closed on damage (exit 6, an alarm recorded). A
         `VersionPruned` inserted without its link would otherwise answer "pruned"."""
         found = self.load_checked(secret_id, f"a decision on {shown}")
         if found is not None and not isinstance(found, Secret):
@@ -270,8 +272,8 @@ class UnitOfWork:
     def failing_closed(self, action: str) -> Iterator[None]:
         """Damaged history read for a decision ends the command (exit 6), recorded as an
         integrity alarm where the ledger can still record one."""
-        from ledger.authority import DamagedHistory
-        from ledger.chain import ChainFault
+        from ledger.access.authority import DamagedHistory
+        from ledger.store.chain import ChainFault
 
         try:
             yield
@@ -319,7 +321,7 @@ class UnitOfWork:
                     f"the ledger at {app.home} is locked by another writer (waited {waited} s); "
                     "nothing was written, try again"
                 ) from None
-            from ledger.config import storage_failure
+            from ledger.store.sqlite_file import storage_failure
 
             failed = storage_failure(exc, app.home)
             if failed is not None:
@@ -346,7 +348,7 @@ class UnitOfWork:
 
     def chained_recorder(self) -> CheckpointedRecorder:
         """The store's recorder with its hash chain; LedgerUnavailable for a store without."""
-        from ledger.chain import CheckpointedRecorder
+        from ledger.store.chain import CheckpointedRecorder
 
         recorder = self.app.recorder
         if not isinstance(recorder, CheckpointedRecorder):

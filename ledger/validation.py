@@ -33,7 +33,8 @@ Checked in this order; the rule name is the `ValidationFailed.rule`:
 
 Format rules
 ============
-A catalogue key names a format (`ledger.catalogue.KeySpec.format`); its rule is checked after the
+A catalogue key names a format (`ledger.rotation.catalogue.KeySpec.format`); its rule is checked
+after the
 generic rules by a small pydantic validator (`TypeAdapter` over
 ``Annotated[str, AfterValidator(...)]``). A failure's rule is the format name. Pydantic's own error
 text embeds the input, so it is never passed on: messages are built only from fixed text written
@@ -109,7 +110,7 @@ copy-paste error that no provider's credential contains).
     * database name: required for postgres, mysql, mariadb, mssql (``/name``, no further ``/``);
       optional for mongodb; optional for redis, where it is a database number.
 ``generated_password`` (database.password)
-    32-1024 characters, each printable and not whitespace. What `ledger.generate` produces
+    32-1024 characters, each printable and not whitespace. What `ledger.rotation.generate` produces
     always passes.
 """
 
@@ -135,7 +136,7 @@ from ledger.names import (
 
 if TYPE_CHECKING:
     from ledger.address import SecretAddress
-    from ledger.catalogue import KeySpec
+    from ledger.rotation.catalogue import KeySpec
 
 __all__ = [
     "ENVIRONMENT_PATTERN",

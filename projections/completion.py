@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 from typing import Final, Literal
 
-from ledger.database_url import configured_url, views_path
+from ledger.store.database_url import configured_url, views_path
 
 Column = Literal["environment", "service", "name"]
 

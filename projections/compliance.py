@@ -7,7 +7,7 @@ and a past `--as-of` must see the ledger as it was then. So this projection read
 topic in the store, so reads, denials and sessions are never decoded), folds each secret's
 events up to the instant asked for with the summary fold that replay shares
 (projections/secret_summary.py), each rotation run's with the domain's own event classes, and
-applies the rotation policy (`ledger.rotation_policy.spec_status`) with the catalogue's
+applies the rotation policy (`ledger.rotation.policy.spec_status`) with the catalogue's
 rotation and warning days, and the newest emergency rotation up to that instant (status
 `emergency-pending`). One code path serves now, the past and the future (a future instant sees
 today's history).
@@ -22,12 +22,11 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from ledger.address import SecretAddress
-from ledger.catalogue import Catalogue
-from ledger.checked_events import checked_event
 from ledger.errors import ValidationFailed
-from ledger.notifications import pages
+from ledger.integrity.checked_events import checked_event
 from ledger.records import Incident
-from ledger.rotation import (
+from ledger.rotation.catalogue import Catalogue
+from ledger.rotation.runs import (
     DUE_SOON,
     EMERGENCY_PENDING,
     EXEMPT,
@@ -40,6 +39,7 @@ from ledger.rotation import (
     assess_value,
 )
 from ledger.rotation_records import RotationRun, ScheduleChange
+from ledger.store.notifications import pages
 from projections import secret_summary
 from projections.timefmt import iso
 
@@ -296,7 +296,7 @@ def compliance(
         for notification in page:
             if notification.topic in decisive:
                 # Few, and each one sets every secret's status (an emergency start) or the
-                # schedule's: chain-checked (exit 6 on damage, ledger/checked_events.py).
+                # schedule's: chain-checked (exit 6 on damage, ledger/integrity/checked_events.py).
                 event: Any = checked_event(ledger, notification, "a rotation status")
             else:
                 event = ledger.mapper.to_domain_event(notification)

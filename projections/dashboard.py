@@ -4,7 +4,7 @@ Opening the dashboard is a read of metadata: it reads the event store (to prove 
 session, as `secrets auth status` does) and the read models, never the keychain, and records
 nothing. It shows no value, so anyone may look; the access section says what they may do.
 
-Rotation policy: `ledger.rotation_policy.spec_status`, the function `projections.compliance` applies
+Rotation policy: `ledger.rotation.policy.spec_status`, the function `projections.compliance` applies
 too, fed from the read model: the value in use is as old as its `secrets_view.last_rotation` (a
 rollback keeps the restored value's age); it is due `rotation_days` later (catalogue, default
 90); ``emergency-pending`` when an emergency rotation started after that value was written,
@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from ledger.policy import POLICY, SENIOR, Permission
+from ledger.access.policy import POLICY, SENIOR, Permission
 from projections.timefmt import iso, parse_iso
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential
     from ledger.application import SecretsLedger
-    from ledger.catalogue import Catalogue
-    from ledger.credentials import Credential
+    from ledger.rotation.catalogue import Catalogue
     from projections.views import AuditRow, SecretRow, Views
 
 # One source for the statuses and the policy defaults: the rotation use cases own them.
-from ledger.rotation import (
+from ledger.rotation.runs import (
     DUE_SOON,
     EMERGENCY_PENDING,
     EXEMPT,

@@ -21,11 +21,11 @@ from eventsourcing.persistence import (
     find_id_convertor,
 )
 
-from ledger import topics
-from ledger.chain import ChainFault, RowCheck
-from ledger.decoding import AllowListMapper, UndecodableData
+from ledger.codec import topics
+from ledger.codec.decoding import AllowListMapper, UndecodableData
+from ledger.codec.state_shapes import conforms, shape_of
 from ledger.records import Denial, ReadReceipt, Rejection
-from ledger.state_shapes import conforms, shape_of
+from ledger.store.chain import ChainFault, RowCheck
 from projections.audit_codes import EVENT_CODES
 from projections.timefmt import iso
 
@@ -296,7 +296,7 @@ _Found = tuple[type[Any], Callable[[Any], Any], str]
 
 def _fits(state: dict[str, Any], cls: type[Any], owner: str) -> bool:
     """Whether AllowListMapper would build this state's event without a complaint: exactly the
-    class's fields, each of its type (ledger/state_shapes.py), and a created event's
+    class's fields, each of its type (ledger/codec/state_shapes.py), and a created event's
     `originator_topic` naming the aggregate that owns the class."""
     shape = shape_of(cls)
     if conforms(state, shape):
@@ -305,7 +305,7 @@ def _fits(state: dict[str, Any], cls: type[Any], owner: str) -> bool:
 
 
 def undecodable_check(mapper: Mapper[Any]) -> RowCheck:
-    """`verify_history`'s check that each event decodes (ledger/integrity.py): `read_row`,
+    """`verify_history`'s check that each event decodes (ledger/integrity/verify.py): `read_row`,
     whose shortcut gives the mapper's answer at twice its speed, for any stored id."""
     reader = EventReader(mapper)
     read, audit_row = reader.read_row, reader.audit_row

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Final
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from ledger.catalogue import Catalogue, load_catalogue
 from ledger.errors import LedgerUnavailable
 from ledger.names import ENVIRONMENT_PATTERN, NAME_PATTERN, SERVICE_PATTERN
 from ledger.operator import OPERATOR_NAME
 from ledger.records import Denial, Incident, IntegrityAlarm, ReadReceipt, Rejection
-from ledger.rotation_policy import OVERDUE, spec_status
+from ledger.rotation.catalogue import Catalogue, load_catalogue
+from ledger.rotation.policy import OVERDUE, spec_status
 from ledger.secret import Secret
 from projections.timefmt import parse_iso
 from projections.view_rows import AddressCount, OperatorCount, StatusCount
@@ -75,7 +75,7 @@ def rotation_overdue(
 ) -> bool:
     """Whether a secret last rotated at `last_rotation` is past its key's rotation policy.
 
-    The rule of `ledger.rotation.assess` (status "overdue"), applied to a read-model row: that
+    The rule of `ledger.rotation.runs.assess` (status "overdue"), applied to a read-model row: that
     function needs the Secret aggregate, and loading one per secret at every scrape would cost
     far more than the scrape. tests/test_metrics.py checks that both agree.
     """

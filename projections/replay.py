@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import MapperDeserialisationError
 
-from ledger import topics
-from ledger.notifications import pages
+from ledger.codec import topics
 from ledger.operator import Operator
 from ledger.records import Denial
 from ledger.secret import Secret
 from ledger.settings import LedgerSettings
+from ledger.store.notifications import pages
 from projections import secret_summary
 from projections.event_reader import EventReader, Row, read_rows, same_id
 from projections.replay_states import SavedStates, State
@@ -39,7 +39,7 @@ from projections.timefmt import iso, parse_iso
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
-    from ledger.catalogue import Catalogue
+    from ledger.rotation.catalogue import Catalogue
 
 SAVE_EVERY = 10_000
 PAGE = 2000
@@ -53,7 +53,7 @@ _folded_topics: dict[str, bool] = {}
 def _is_folded(topic: str) -> bool:
     """Whether events of this stored topic change more than the position and time (unknown
     topics: yes, so that decoding them fails or folds them as before). Decided by the class
-    the allow-list maps the topic to (ledger/topics.py), never by the topic's text."""
+    the allow-list maps the topic to (ledger/codec/topics.py), never by the topic's text."""
     found = _folded_topics.get(topic)
     if found is None:
         try:
@@ -361,13 +361,13 @@ def with_compliance(
 ) -> dict[str, Any]:
     """Add each secret's rotation compliance as it was then to a `snapshot` document.
 
-    The policy is `ledger.rotation_policy.spec_status` (what `secrets rotate-status --as-of` and
+    The policy is `ledger.rotation.policy.spec_status` (what `secrets rotate-status --as-of` and
     every other screen apply), fed from the replayed state itself: its `last_rotation` is
     folded as the `Secret` aggregate folds it (a rollback keeps the restored value's age), so
     no second fold of the log is needed (that second fold was most of a replay's time on a
     large ledger). Adds `compliance` (ok, due-soon, overdue, never-rotated, exempt,
     emergency-pending; n/a for a deleted or destroyed secret) and `rotation_due`."""
-    from ledger.rotation_policy import emergency_since, spec_status
+    from ledger.rotation.policy import emergency_since, spec_status
 
     as_of = parse_iso(doc["as_of"]) if doc["as_of"] is not None else None
     emergency: datetime | None = None
@@ -536,8 +536,8 @@ def diff(
 
 def who_can(doc: dict[str, Any], environment: str, service: str, name: str) -> dict[str, Any]:
     """Who could read or change one secret in a snapshot. Access is by role alone (see
-    ledger/policy.py), so this is every operator whose role then allowed it."""
-    from ledger.policy import Permission, allows
+    ledger/access/policy.py), so this is every operator whose role then allowed it."""
+    from ledger.access.policy import Permission, allows
 
     found = next(
         (

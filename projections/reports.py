@@ -6,7 +6,7 @@ shown, and the only date is the as-of date (by default the newest event's timest
 time the report was run).
 
 Rotation status of live secrets comes from the rotation projection (projections/compliance.py,
-`ledger.rotation.assess`: catalogue rotation and warning days, 90 and 14 for unknown keys; a
+`ledger.rotation.runs.assess`: catalogue rotation and warning days, 90 and 14 for unknown keys; a
 manual set counts as a rotation, a rollback does not reset the age), so the report and
 `secrets rotation status` never disagree. Deleted and destroyed secrets are listed with "n/a".
 """
@@ -23,15 +23,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ledger.records import Denial, Incident, Rejection
-from ledger.rotation import DEFAULT_ROTATION_DAYS, DEFAULT_WARNING_DAYS
+from ledger.rotation.runs import DEFAULT_ROTATION_DAYS, DEFAULT_WARNING_DAYS
 from ledger.secret import Secret
 from projections.replay import Replayer, apply, empty
 from projections.timefmt import iso, parse_iso
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
-    from ledger.catalogue import Catalogue
-    from ledger.integrity import IntegrityReport
+    from ledger.integrity.verify import IntegrityReport
+    from ledger.rotation.catalogue import Catalogue
 
 FORMATS = ("md", "json", "csv", "html")
 
@@ -117,7 +117,7 @@ def build(
 ) -> dict[str, Any]:
     """The report as data. `position` (else the last one stamped at or before `as_of`, else
     the head) cuts the log; `as_of` (else that position's timestamp) is the age reference."""
-    from ledger.catalogue import load_catalogue
+    from ledger.rotation.catalogue import load_catalogue
 
     catalogue = catalogue or load_catalogue(None)
     replayer = Replayer(ledger)
@@ -198,7 +198,8 @@ def build(
             "ok": statuses["ok"],
             "due_soon": statuses["due-soon"],
             "overdue": statuses["overdue"],
-            # Values older than an emergency rotation that did not replace them (ledger.rotation).
+            # Values older than an emergency rotation that did not replace them
+            # (ledger.rotation.runs).
             "emergency_pending": statuses["emergency-pending"],
             "exempt": statuses["exempt"],
             "emergency_rotations": len(incidents),

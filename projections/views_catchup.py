@@ -7,7 +7,7 @@ from typing import Any
 
 from eventsourcing.persistence import MapperDeserialisationError
 
-from ledger import crashpoints
+from ledger.store import crashpoints
 from projections import event_reader, rebuild_feed, replay, replay_states
 from projections.views_fold import ViewsFold
 from projections.views_schema import (

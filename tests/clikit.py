@@ -142,7 +142,7 @@ class Ledger:
         return [(e.position, e.topic) for e in self.events("ledger.secret:")]
 
     def _app(self) -> Any:
-        from ledger.config import open_ledger
+        from ledger.store.opening import open_ledger
 
         if self._ledger is None:
             self._ledger = open_ledger(
@@ -197,7 +197,7 @@ def rechain(home: Path) -> None:
     """Recompute the unkeyed hash chain of the SQLite ledger in `home`, as anyone who can
     write the file can before the first signed checkpoint (a test that edits stored bytes
     to stand for an older format, or an attacker who covers an edit)."""
-    from ledger.chain import GENESIS, MalformedRow, link
+    from ledger.store.chain import GENESIS, MalformedRow, link
 
     previous = GENESIS
     with sqlite3.connect(home / "ledger.sqlite") as db:

@@ -224,8 +224,8 @@ def store_url(store_for: Callable[[Path], str], tmp_path: Path) -> str:
 def tiny_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages of 4 rows in both stores' paged reads, so that faults fall inside pages, on their
     edges and past the last one (tests/*/test_verify_fast.py)."""
-    import ledger.store_postgres
-    import ledger.store_sqlite
+    import ledger.store.postgres
+    import ledger.store.sqlite
 
-    monkeypatch.setattr(ledger.store_sqlite, "PAGE", 4)
-    monkeypatch.setattr(ledger.store_postgres, "PAGE", 4)
+    monkeypatch.setattr(ledger.store.sqlite, "PAGE", 4)
+    monkeypatch.setattr(ledger.store.postgres, "PAGE", 4)

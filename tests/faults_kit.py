@@ -9,9 +9,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from ledger.access.credentials import Credential
 from ledger.application import SecretsLedger
-from ledger.chain import verify
-from ledger.credentials import Credential
+from ledger.store.chain import verify
 
 
 def chain_ok(app: SecretsLedger) -> None:

@@ -102,9 +102,9 @@ class BundleFixture:
     """A real bundle made once (a few secrets, a checkpoint), rewritten for every case."""
 
     def __init__(self) -> None:
+        from ledger.access.credentials import Credential
         from ledger.checkpoint import Witness, public_pem
-        from ledger.config import open_ledger
-        from ledger.credentials import Credential
+        from ledger.store.opening import open_ledger
         from ledger.vault.memory import MemoryKeyring
 
         self.tmp = Path(tempfile.mkdtemp(prefix="hostile-bundle-"))

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import FINGERPRINT_KEY_ENTRY
-from ledger.config import open_ledger
-from ledger.credentials import Credential
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 
 

@@ -11,12 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.chain import GENESIS, link
 from ledger.checkpoint import CHECKPOINT_TOPIC
-from ledger.config import open_ledger
-from ledger.credentials import Credential
-from ledger.integrity import IntegrityReport
+from ledger.integrity.verify import IntegrityReport
+from ledger.store.chain import GENESIS, link
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 
 Sql = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]

@@ -38,10 +38,10 @@ PRELOAD = (
     "commands.fastparams",
     "commands.typerfast",
     "commands.exit_codes",
-    "ledger.config",
+    "ledger.store.config",
     "ledger.application",
     "ledger.records",
-    "ledger.session_file",
+    "ledger.access.session_file",
     "ledger.vault.keyring_vault",
     "keyring",
     "keyring.backends.SecretService",
@@ -50,7 +50,11 @@ PRELOAD = (
 )
 # Loaded as well when the environment names a shared ledger (psycopg alone takes longer to
 # import than a whole `get` through the agent).
-POSTGRES_PRELOAD = ("ledger.config_postgres", "ledger.store_postgres", "eventsourcing.postgres")
+POSTGRES_PRELOAD = (
+    "ledger.store.config_postgres",
+    "ledger.store.postgres",
+    "eventsourcing.postgres",
+)
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -75,7 +79,7 @@ class Agent:
 def prepare(path: str, idle_seconds: float) -> Agent:
     """Load the CLI, then listen at `path` (0600, in a 0700 directory of this user's)."""
     identity = agent_client.identity()  # before any import could change the environment
-    from ledger.database_url import DATABASE_URL_VARIABLE
+    from ledger.store.database_url import DATABASE_URL_VARIABLE
 
     shared = bool(os.environ.get(DATABASE_URL_VARIABLE, "").strip())
     for name in PRELOAD + (POSTGRES_PRELOAD if shared else ()):

@@ -116,7 +116,7 @@ def log(
 
     Example: secrets audit log --code HBSE-006 --since 24h
     """
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
     from projections.timefmt import iso
 
     start, end = when_option(since, "--since"), when_option(until, "--until")

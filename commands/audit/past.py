@@ -90,8 +90,8 @@ def replay(
 
     Example: secrets audit replay --at 2026-01-31T00:00:00Z
     """
-    from ledger.catalogue import load_catalogue
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
+    from ledger.rotation.catalogue import load_catalogue
     from projections.replay import with_compliance
 
     when = _one_cut(at, position)
@@ -171,7 +171,7 @@ def diff(
     Example: secrets audit diff --from 2026-01-01 --to 2026-02-01
     """
     from commands.value_input import UsageProblem
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
     from projections.replay import Replayer, snapshot, window
     from projections.replay import diff as compare
     from projections.timefmt import iso
@@ -249,7 +249,7 @@ def who_can(
 
     Example: secrets audit who-can --service nexus --name mcp.bun.apiKey --at 2026-01-15
     """
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
     from projections.replay import who_can as holders
 
     when = when_option(at, "--at")
@@ -329,7 +329,7 @@ def hash_value(
 
 
 def _hash_everywhere(ledger: SecretsLedger, value: str, output: Output) -> None:
-    from ledger.hash_search import search_ledger
+    from ledger.services.hash_search import search_ledger
 
     searched, matches = search_ledger(ledger, runtime.credential(ledger), value)
     if output is Output.json:

@@ -56,7 +56,7 @@ def compliance(
 
     Example: secrets report compliance --as-of 2026-03-31 --format html --out q1.html
     """
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
     from projections.reports import RENDERERS, build
 
     when = as_of_option(as_of)
@@ -78,8 +78,8 @@ def rebuild(home: HomeOpt = None) -> None:
 
     Example: secrets projections rebuild
     """
+    from ledger.access.policy import Permission
     from ledger.errors import IntegrityFailure
-    from ledger.policy import Permission
     from projections.views import Views
 
     ledger = runtime.open_ledger(home)
@@ -151,7 +151,7 @@ def unused_report(
     Example: secrets report unused --since 90d --as-of 2026-03-31
     """
     from ledger import context
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
     from projections.timefmt import iso, parse_when
     from projections.unused import unused
 

@@ -15,7 +15,7 @@ from commands.options import HomeOpt, Output, OutputOpt
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
-    from ledger.integrity import IntegrityReport
+    from ledger.integrity.verify import IntegrityReport
 
 
 # -- verify, checkpoints ------------------------------------------------------------------
@@ -164,8 +164,8 @@ def _verify_bundle(bundle: Path, pinned: str | None, output: Output) -> None:
     )
     from commands.value_input import UsageProblem
     from ledger.checkpoint import Witness
-    from ledger.config import open_ledger
     from ledger.errors import IntegrityFailure, LedgerError
+    from ledger.store.opening import open_ledger
 
     if not (bundle / "ledger.sqlite").is_file() and not (bundle / "ledger.sqlite").is_symlink():
         raise UsageProblem(f"--bundle {bundle}: no ledger.sqlite there")
@@ -375,8 +375,8 @@ def _copy_shared_ledger(ledger: SecretsLedger, out: Path, target: Path) -> None:
     import shutil
     import tempfile
 
-    from ledger.config import open_ledger
-    from ledger.copy import CopyableRecorder, copy_history
+    from ledger.store.copy import CopyableRecorder, copy_history
+    from ledger.store.opening import open_ledger
 
     work = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
     try:

@@ -12,7 +12,7 @@ from commands.options import CatalogueOpt, HomeOpt, Output, OutputOpt
 from commands.rotation.shared import finish, open_rotator, progress, values_from
 
 if TYPE_CHECKING:
-    from ledger.rotation import ProvisionReport
+    from ledger.rotation.runs import ProvisionReport
 
 
 def provision(

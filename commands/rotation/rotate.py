@@ -214,8 +214,8 @@ def rotate_status(
     """
     from commands.exit_codes import ExitCode
     from ledger import context
-    from ledger.catalogue import load_catalogue
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
+    from ledger.rotation.catalogue import load_catalogue
     from projections.compliance import compliance, parse_as_of
 
     when = usage_value(parse_as_of, as_of) if as_of is not None else context.now()

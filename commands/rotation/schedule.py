@@ -73,8 +73,8 @@ def schedule_install(
     Example: secrets rotate schedule install --at 02:30
     """
     from commands import crontab, systemd_timer
-    from ledger.policy import Permission
-    from ledger.rotation import BOT_OPERATOR, Rotator
+    from ledger.access.policy import Permission
+    from ledger.rotation.runs import BOT_OPERATOR, Rotator
 
     usage_value(crontab.parse_at, at)
     chosen = _choose_scheduler(via)
@@ -129,8 +129,8 @@ def schedule_status(home: HomeOpt = None, output: OutputOpt = Output.table) -> N
     Example: secrets rotate schedule status
     """
     from commands import crontab, systemd_timer
-    from ledger.policy import Permission
-    from ledger.rotation import Rotator
+    from ledger.access.policy import Permission
+    from ledger.rotation.runs import Rotator
     from projections.compliance import describe_schedule
     from projections.timefmt import iso
 
@@ -190,8 +190,8 @@ def schedule_remove(home: HomeOpt = None) -> None:
     Example: secrets rotate schedule remove
     """
     from commands import crontab, systemd_timer
-    from ledger.policy import Permission
-    from ledger.rotation import Rotator
+    from ledger.access.policy import Permission
+    from ledger.rotation.runs import Rotator
 
     ledger = runtime.open_ledger(home)
     rotator = Rotator(ledger)

@@ -16,7 +16,7 @@ from commands import runtime
 if TYPE_CHECKING:
     from ledger.address import SecretAddress
     from ledger.application import SecretsLedger
-    from ledger.rotation import BatchReport, Rotator
+    from ledger.rotation.runs import BatchReport, Rotator
 
 _T = TypeVar("_T")
 
@@ -33,8 +33,8 @@ ValuesFileOpt = Annotated[
 
 
 def open_rotator(ledger: SecretsLedger, catalogue: Path | None) -> Rotator:
-    from ledger.catalogue import load_catalogue
-    from ledger.rotation import Rotator
+    from ledger.rotation.catalogue import load_catalogue
+    from ledger.rotation.runs import Rotator
 
     return Rotator(ledger, load_catalogue(catalogue))
 

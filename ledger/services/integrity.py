@@ -1,6 +1,7 @@
 """Integrity: signed checkpoints, verification of the chain and the snapshots, alarms, and
-`doctor` (keychain against ledger). The chain and its checks are ledger/chain.py and
-ledger/integrity.py; signing is ledger/checkpoint_writer.py; this module is the use cases."""
+`doctor` (keychain against ledger). The chain and its checks are ledger/store/chain.py and
+ledger/integrity/verify.py; signing is ledger/integrity/checkpoint_writer.py; this module is the
+use cases."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 
 from ledger import context
-from ledger.credentials import Credential, Principal
+from ledger.access.credentials import Credential, Principal
+from ledger.access.policy import Permission
 from ledger.errors import IntegrityFailure
-from ledger.policy import Permission
 
 if TYPE_CHECKING:
+    from ledger.access.authority import DamagedHistory
     from ledger.application import SecretsLedger
-    from ledger.authority import DamagedHistory
-    from ledger.chain import ChainFault, RowCheck
     from ledger.checkpoint import SignedHead, Witness
-    from ledger.doctor import DoctorReport
-    from ledger.integrity import IntegrityReport
+    from ledger.integrity.doctor import DoctorReport
+    from ledger.integrity.verify import IntegrityReport
+    from ledger.store.chain import ChainFault, RowCheck
     from ledger.unit_of_work import UnitOfWork
 
 
@@ -34,14 +35,14 @@ class IntegrityService:
 
     def latest_checkpoint(self) -> tuple[int, SignedHead] | None:
         """The newest checkpoint in the log: (its position, what it signed)."""
-        from ledger import checkpoint_writer
+        from ledger.integrity import checkpoint_writer
 
         return checkpoint_writer.latest(self.app)
 
     def write_checkpoint(self) -> tuple[int, SignedHead]:
-        """Sign the current chain head (ledger/checkpoint_writer.py); returns the
+        """Sign the current chain head (ledger/integrity/checkpoint_writer.py); returns the
         checkpoint's position and content."""
-        from ledger import checkpoint_writer
+        from ledger.integrity import checkpoint_writer
 
         return checkpoint_writer.write(self.app)
 
@@ -68,7 +69,7 @@ class IntegrityService:
         shorter log is legitimate, and without a reset every verify would report it truncated.
         The reset itself is recorded as an integrity alarm, so it cannot pass unnoticed.
         `action` names the command a refusal is recorded (and reported) for."""
-        from ledger import checkpoint_writer
+        from ledger.integrity import checkpoint_writer
 
         uow = self.uow
         if not reset_witness:
@@ -76,7 +77,8 @@ class IntegrityService:
             with uow.stamp(principal):
                 return self.write_checkpoint()
         # A restored (older) log is what this host's seen heads refuse: authorising the
-        # reset must not read them, and a successful reset forgets them (ledger/seen_heads.py).
+        # reset must not read them, and a successful reset forgets them
+        # (ledger/integrity/seen_heads.py).
         seen = self.app.seen_heads
         if seen is not None:
             seen.suspended = True
@@ -110,8 +112,8 @@ class IntegrityService:
 
     def checkpoint_public_key(self, cred: Credential) -> str:
         """The checkpoint public key (hex): as recorded in the log, else this keychain's."""
-        from ledger import checkpoint_writer
         from ledger.checkpoint import public_key_of
+        from ledger.integrity import checkpoint_writer
 
         self.uow.authorize(cred, Permission.AUDIT, "audit pubkey")
         latest = self.latest_checkpoint()
@@ -120,7 +122,7 @@ class IntegrityService:
         return public_key_of(checkpoint_writer.signing_key(self.app, None))
 
     def keychain_witness(self) -> Witness | None:
-        from ledger import checkpoint_writer
+        from ledger.integrity import checkpoint_writer
 
         return checkpoint_writer.keychain_witness(self.app)
 
@@ -135,7 +137,7 @@ class IntegrityService:
             oid = UUID(originator_id) if isinstance(originator_id, str) else originator_id
             self.app.mapper.to_domain_event(StoredEvent(oid, version, topic, bytes(state)))
         except Exception as exc:
-            from ledger.chain import ChainFault
+            from ledger.store.chain import ChainFault
 
             # Not the mapper's message: it may quote stored bytes.
             return ChainFault(
@@ -156,8 +158,8 @@ class IntegrityService:
         at the first fault anyway: the report is the same, which the tests check).
         `decodes` says whether each event decodes (default: through the mapper; the CLI
         passes projections/event_reader.py's check, the same answer faster)."""
-        from ledger.chain import JoinedRecorder
-        from ledger.integrity import verify_history
+        from ledger.integrity.verify import verify_history
+        from ledger.store.chain import JoinedRecorder
 
         recorder = self.uow.chained_recorder()
         joined = recorder.iter_joined if fast and isinstance(recorder, JoinedRecorder) else None
@@ -189,7 +191,7 @@ class IntegrityService:
         tool for that damage, read-only, and reports only integrity facts. The alarm of the
         damage is recorded (`UnitOfWork.failing_closed`), the report follows, and it is a
         fault."""
-        from ledger.authority import DamagedHistory
+        from ledger.access.authority import DamagedHistory
 
         damage: DamagedHistory | None = None
         principal: Principal | None = None
@@ -211,7 +213,7 @@ class IntegrityService:
     ) -> tuple[list[Witness], str | None, str]:
         """The witnesses to check the log against (with this keychain's note of the newest
         checkpoint), the public key to pin, and what pins it."""
-        from ledger.authority import DamagedHistory
+        from ledger.access.authority import DamagedHistory
 
         found = [*(witnesses or [])]
         try:
@@ -225,7 +227,7 @@ class IntegrityService:
                 # This keychain signed checkpoints of this ledger: its key is the ledger's, so
                 # a log re-signed under another key (every checkpoint forged anew) is found
                 # here rather than believed from the first checkpoint it shows.
-                from ledger import checkpoint_writer
+                from ledger.integrity import checkpoint_writer
 
                 pinned_key = checkpoint_writer.keychain_public_key(self.app)
                 pinned_by = "this keychain's checkpoint key"
@@ -239,7 +241,7 @@ class IntegrityService:
         if report.fault is None and damage is not None:
             # The chain holds (the bytes are the ones written) yet they cannot be used:
             # still damage, and the report must say so.
-            from ledger.chain import ChainFault
+            from ledger.store.chain import ChainFault
 
             fault = ChainFault(damage.position, damage.kind, damage.detail)
             return replace(report, fault=fault), damage.recorded
@@ -256,8 +258,8 @@ class IntegrityService:
 
     def with_snapshot_check(self, report: IntegrityReport) -> IntegrityReport:
         """Snapshots are outside the chain, yet loads start from them: fold and compare."""
-        from ledger.chain import ChainFault
-        from ledger.snapshot_check import verify_snapshots
+        from ledger.integrity.snapshot_check import verify_snapshots
+        from ledger.store.chain import ChainFault
 
         checked = verify_snapshots(self.app)
         fault = None
@@ -286,8 +288,9 @@ class IntegrityService:
     # -- doctor -------------------------------------------------------------------------
 
     def doctor(self, cred: Credential, repair: bool) -> DoctorReport:
-        """Keychain against ledger on this host (ledger/doctor.py); senior-engineer only."""
-        from ledger.doctor import examine
+        """Keychain against ledger on this host (ledger/integrity/doctor.py); senior-engineer
+        only."""
+        from ledger.integrity.doctor import examine
 
         self.uow.authorize(cred, Permission.MANAGE, "doctor")
         if repair:

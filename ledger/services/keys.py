@@ -10,13 +10,13 @@ import hashlib
 import hmac
 from typing import TYPE_CHECKING
 
+from ledger.access.policy import Permission
 from ledger.errors import IntegrityFailure, ValidationFailed
-from ledger.policy import Permission
 from ledger.settings import KEYCHAIN
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential
     from ledger.application import SecretsLedger
-    from ledger.credentials import Credential
     from ledger.unit_of_work import UnitOfWork
 
 KEY_EXPORT_PREFIX = "slk1"

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from ledger.notifications import notifications, originator_of
 from ledger.secret import Secret
+from ledger.store.notifications import notifications, originator_of
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
@@ -23,10 +23,11 @@ class MaintenanceService:
 
     def repair_indexes(self) -> list[str]:
         """Rebuild the indexes of an embedded store when they are all that is damaged and
-        the rows match the hash chain (`config.repair_indexes`); the names rebuilt."""
-        from ledger.chain import verify_store
-        from ledger.config import DATABASE_FILE, repair_indexes
-        from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+        the rows match the hash chain (`sqlite_file.repair_indexes`); the names rebuilt."""
+        from ledger.store.chain import verify_store
+        from ledger.store.config import DATABASE_FILE
+        from ledger.store.sqlite import ChainedSQLiteApplicationRecorder
+        from ledger.store.sqlite_file import repair_indexes
 
         recorder = self.app.recorder
         if not isinstance(recorder, ChainedSQLiteApplicationRecorder):
@@ -40,9 +41,10 @@ class MaintenanceService:
 
     def check_pages(self, deep: bool = False) -> None:
         """Read every page of an embedded (SQLite) store, and with `deep` check its indexes
-        against its rows (`config.check_pages`): damage is IntegrityFailure."""
-        from ledger.config import DATABASE_FILE, check_pages
-        from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+        against its rows (`sqlite_file.check_pages`): damage is IntegrityFailure."""
+        from ledger.store.config import DATABASE_FILE
+        from ledger.store.sqlite import ChainedSQLiteApplicationRecorder
+        from ledger.store.sqlite_file import check_pages
 
         if isinstance(self.app.recorder, ChainedSQLiteApplicationRecorder):
             check_pages(self.app.home / DATABASE_FILE, deep)

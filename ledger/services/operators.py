@@ -11,12 +11,13 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ledger import context, tokens
-from ledger.credentials import Credential, Principal
+from ledger import context
+from ledger.access import tokens
+from ledger.access.credentials import Credential, Principal
+from ledger.access.policy import REQUIRED_ROLE, SENIOR, Permission, allows
 from ledger.errors import NotFound, PermissionDenied, ValidationFailed
-from ledger.notifications import notifications, originator_of
 from ledger.operator import Operator, check_role, validate_operator_name
-from ledger.policy import REQUIRED_ROLE, SENIOR, Permission, allows
+from ledger.store.notifications import notifications, originator_of
 from ledger.unit_of_work import shown_name
 
 if TYPE_CHECKING:

@@ -13,16 +13,17 @@ from typing import TYPE_CHECKING
 
 from eventsourcing.persistence import IntegrityError
 
-from ledger import context, crashpoints
+from ledger import context
+from ledger.access.policy import Permission
 from ledger.entries import entry_name
 from ledger.errors import KeychainUnavailable, ValidationFailed
-from ledger.policy import Permission
 from ledger.secret import Secret, Version
+from ledger.store import crashpoints
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
     from ledger.application import SecretsLedger
-    from ledger.credentials import Credential
     from ledger.unit_of_work import UnitOfWork
     from ledger.vault.intents import Intent
 
@@ -116,7 +117,7 @@ class SecretsService:
         value: str,
         spec_check: Callable[[str], None] | None,
     ) -> None:
-        from ledger.catalogue import load_catalogue
+        from ledger.rotation.catalogue import load_catalogue
         from ledger.validation import validate_value
 
         try:

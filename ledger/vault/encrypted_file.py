@@ -109,7 +109,7 @@ def clear_key_cache() -> None:
 def default_vault_path() -> str:
     """`$SECRETS_LEDGER_HOME/vault.enc`, else under the XDG data directory.
 
-    Mirrors `ledger.config.default_home` (keep the two in step) without importing it: that
+    Mirrors `ledger.store.config.default_home` (keep the two in step) without importing it: that
     module reaches the application and the event store, which a backend loaded by keyring
     itself (PYTHON_KEYRING_BACKEND) has no use for.
     """

@@ -19,9 +19,9 @@ from pathlib import Path
 
 
 def main() -> int:
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
-    from ledger.credentials import Credential
-    from ledger.hash_search import search_ledger
+    from ledger.services.hash_search import search_ledger
     from projections.unused import unused
     from tests.benchmarks.generate_ledger import _Generator
 

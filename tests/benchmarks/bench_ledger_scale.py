@@ -54,7 +54,7 @@ MiB = 1024 * 1024
 
 
 def _open(home: Path) -> Any:
-    from ledger.config import open_ledger
+    from ledger.store.opening import open_ledger
 
     ledger = open_ledger(home)
     ledger.checkpoint_every = 0  # nothing here writes; never sign

@@ -35,9 +35,9 @@ if str(REPO) not in sys.path:
 
 
 def _build(home: Path, versions: int) -> tuple[Any, Any, Any]:
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
-    from ledger.config import open_ledger
-    from ledger.credentials import Credential
+    from ledger.store.opening import open_ledger
     from ledger.vault.memory import MemoryKeyring
 
     backend = MemoryKeyring()
@@ -61,7 +61,7 @@ def _ms(work: Any) -> float:
 
 def measure(versions: int, runs: int) -> dict[str, Any]:
     from ledger.address import secret_id
-    from ledger.config import open_ledger
+    from ledger.store.opening import open_ledger
 
     home = Path(tempfile.mkdtemp(prefix="bench-load-versions-"))
     try:

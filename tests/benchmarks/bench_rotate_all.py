@@ -98,9 +98,9 @@ def _provision(side: str, kind: str, n: int, work: Path, backend: Any) -> None:
         for i in range(n):
             backend.set_password(service, _raw_entry(i, 1), "x" * 40)
         return
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
-    from ledger.config import open_ledger
-    from ledger.credentials import Credential
+    from ledger.store.opening import open_ledger
 
     ledger = open_ledger(work / "home", create=True, backend=backend)
     issued = ledger.initialize("bench")
@@ -136,10 +136,10 @@ def _measure(side: str, kind: str, n: int, work: Path, backend: Any, baseline: s
         elapsed = time.perf_counter() - started
         return {"seconds": elapsed, "items_before": before, "items_after": _items(kind, backend)}
 
-    from ledger.catalogue import load_catalogue
-    from ledger.config import open_ledger
-    from ledger.credentials import Credential
-    from ledger.rotation import Rotator
+    from ledger.access.credentials import Credential
+    from ledger.rotation.catalogue import load_catalogue
+    from ledger.rotation.runs import Rotator
+    from ledger.store.opening import open_ledger
 
     ledger = open_ledger(work / "home", backend=backend)
     cred = Credential(token=(work / "token").read_text())

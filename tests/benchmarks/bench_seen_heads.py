@@ -1,4 +1,4 @@
-"""Benchmark: what this host's seen heads (ledger/seen_heads.py) cost a `get`.
+"""Benchmark: what this host's seen heads (ledger/integrity/seen_heads.py) cost a `get`.
 
     PYTHONPATH=. python tests/benchmarks/bench_seen_heads.py [--rounds 200] [--runs 15]
         [--base DIR]
@@ -39,9 +39,9 @@ def _no_spec(value: str) -> None:
 def _build(home: Path, count: int) -> tuple[Any, Any, Any]:
     from keyring.backends.SecretService import Keyring
 
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
-    from ledger.config import open_ledger
-    from ledger.credentials import Credential
+    from ledger.store.opening import open_ledger
 
     ledger = open_ledger(home, create=True, backend=Keyring())
     ledger.checkpoint_every = 0
@@ -57,7 +57,7 @@ def _build(home: Path, count: int) -> tuple[Any, Any, Any]:
 
 
 def _in_process(ledger: Any, cred: Any, address: Any, rounds: int) -> dict[str, float]:
-    from ledger.policy import Permission
+    from ledger.access.policy import Permission
 
     def decide() -> None:
         ledger.authorize(cred, Permission.READ, "get", address)
@@ -81,7 +81,7 @@ def _in_process(ledger: Any, cred: Any, address: Any, rounds: int) -> dict[str, 
 
 
 def _first_open(home: Path, rounds: int) -> float:
-    from ledger.seen_heads import SeenHeads
+    from ledger.integrity.seen_heads import SeenHeads
 
     found = []
     for _ in range(rounds):

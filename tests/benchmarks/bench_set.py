@@ -105,9 +105,9 @@ def main() -> int:
     if args.rounds > 9:
         sys.exit("bench_set: at most 9 rounds (the no-prune case must stay under retention 10)")
 
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
-    from ledger.config import open_ledger
-    from ledger.credentials import Credential
+    from ledger.store.opening import open_ledger
 
     work = Path(tempfile.mkdtemp(prefix="bench-set-work-"))
     try:

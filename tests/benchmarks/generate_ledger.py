@@ -65,7 +65,7 @@ def load_meta(directory: Path) -> dict[str, Any] | None:
 class _Generator:
     def __init__(self, home: Path, secrets: int, operators: int, seed: int, batch: int) -> None:
         from ledger import context
-        from ledger.config import open_ledger
+        from ledger.store.opening import open_ledger
         from ledger.vault.memory import MemoryKeyring
 
         self.rng = random.Random(seed)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ledger.catalogue import MAX_CATALOGUE_BYTES
+from ledger.rotation.catalogue import MAX_CATALOGUE_BYTES
 from tests.unit.test_catalogue import VALID_ENTRY
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from ledger.chain import GENESIS, link
 from ledger.checkpoint import (
     CHECKPOINT_TOPIC,
     new_private_key,
@@ -23,6 +22,7 @@ from ledger.checkpoint import (
     sign,
     signed_message,
 )
+from ledger.store.chain import GENESIS, link
 from tests.clikit import Ledger
 
 pytestmark = pytest.mark.sqlite_file

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.rotation import DUE_SOON, EMERGENCY_PENDING, EXEMPT, NEVER_ROTATED, OK, OVERDUE
+from ledger.rotation.runs import DUE_SOON, EMERGENCY_PENDING, EXEMPT, NEVER_ROTATED, OK, OVERDUE
 from projections.timefmt import iso, parse_iso
 from tests.clikit import Ledger
 from tests.e2e.test_cli_access import as_state

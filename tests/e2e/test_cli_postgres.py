@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.config import open_ledger
-from ledger.credentials import Credential
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger, start_ledger
 from tests.pg_cluster import PASSWORD, PgCluster

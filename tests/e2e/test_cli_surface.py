@@ -127,11 +127,11 @@ print(json.dumps({"exit": result.exit_code, "heavy": heavy}))
 
 # Modules that only some commands need (a package name matches the package and everything in
 # it; a dotted name, that module alone). ledger.checkpoint is the Checkpoint aggregate and the
-# signing, ledger.doctor the doctor's scan, ledger.records the one-event aggregates (read
+# signing, ledger.integrity.doctor the doctor's scan, ledger.records the one-event aggregates (read
 # receipts, denials, ...: loaded when one is recorded or read back); rich.markdown (with
 # markdown_it) and rich.traceback (with pygments) are what typer's help drawing imports and
 # never uses here (commands/typerfast.py).
-NOT_FOR_READS = ("ledger.checkpoint", "ledger.doctor")
+NOT_FOR_READS = ("ledger.checkpoint", "ledger.integrity.doctor")
 NOT_FOR_HELP = ("rich.markdown", "markdown_it", "rich.traceback", "pygments")
 
 

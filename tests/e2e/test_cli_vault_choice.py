@@ -208,11 +208,12 @@ def test_a_ledger_without_the_record_chooses_as_before(
     as it always was (SECRETS_LEDGER_VAULT, PYTHON_KEYRING_BACKEND, keyring's choice); where
     that finds another vault than its values', `get` and `doctor` say so (exit 8) instead of
     calling the values missing (doctor said exit 6, "missing value")."""
-    from ledger import context, tokens
+    from ledger import context
+    from ledger.access import tokens
     from ledger.application import FINGERPRINT_KEY_ENTRY
-    from ledger.config import open_ledger
     from ledger.operator import Operator
     from ledger.settings import LedgerSettings
+    from ledger.store.opening import open_ledger
 
     home = tmp_path / "home"
     old = open_ledger(home, create=True, backend=_file_backend(home))

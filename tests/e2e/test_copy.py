@@ -12,10 +12,10 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.chain import verify_store
-from ledger.config import open_ledger
-from ledger.credentials import Credential
+from ledger.store.chain import verify_store
+from ledger.store.opening import open_ledger
 from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger, start_ledger
 from tests.pg_cluster import PASSWORD
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)

@@ -1,6 +1,6 @@
 """SIGKILL the real CLI at every step boundary of a write, many times over, and prove recovery.
 
-The process kills itself through the crash-point seam (ledger/crashpoints.py) exactly at a
+The process kills itself through the crash-point seam (ledger/store/crashpoints.py) exactly at a
 boundary: after the keychain write, after the event append, after a prune or destroy append
 (before the old values are deleted), in the middle of a projection catch-up, and at the k-th
 secret of a `rotate --all` or `emergency-rotate` batch; `rotate --service S --name N` at each
@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger, entry_name
-from ledger.chain import verify
-from ledger.credentials import Credential
-from ledger.doctor import DoctorReport
+from ledger.integrity.doctor import DoctorReport
+from ledger.store.chain import verify
 from projections.views import Views
 from tests.clikit import Ledger
 

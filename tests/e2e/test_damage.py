@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ledger.chain import GENESIS, link
+from ledger.store.chain import GENESIS, link
 from tests.clikit import Ledger
 
 # What every command is run as here after the damage, each answering exit 6 (`get` needs a

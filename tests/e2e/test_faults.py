@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.credentials import Credential
 from ledger.errors import IntegrityFailure
 from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger
 from tests.faults_kit import chain_ok, fault_value, fill_leaving, tmpfs
@@ -326,16 +326,16 @@ def test_a_damaged_index_is_found_by_doctor_and_rebuilt_by_repair(ledger: Ledger
 def test_repair_refuses_damage_too_large_to_see_whole(ledger: Ledger, monkeypatch: Any) -> None:
     """Past `CHECK_LINES` problems the check cannot tell that indexes are all that is
     damaged: the repair refuses, says why (not just "damaged") and writes nothing."""
-    from ledger import config
+    from ledger.store import sqlite_file
 
     for name in ("a.apiKey", "b.apiKey", "c.apiKey"):
         ledger.set("nexus", name, "sk-" + f"{name[0]}Lx" * 16)
     path = ledger.home / "ledger.sqlite"
     _stale_topic_index(path, row_moves=False)
     before = path.read_bytes()
-    monkeypatch.setattr(config, "CHECK_LINES", 1)
+    monkeypatch.setattr(sqlite_file, "CHECK_LINES", 1)
     with pytest.raises(IntegrityFailure, match="too many to be sure") as refused:
-        config.repair_indexes(path, lambda: None)
+        sqlite_file.repair_indexes(path, lambda: None)
     assert "restore the file from a backup" in str(refused.value)
     assert path.read_bytes() == before
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.chain import GENESIS, link
 from ledger.operator import operator_id
 from ledger.settings import SETTINGS_ID
+from ledger.store.chain import GENESIS, link
 from tests.clikit import Ledger, rechain
 
 pytestmark = pytest.mark.sqlite_file
@@ -401,8 +401,8 @@ def test_a_snapshot_sealed_in_a_copy_of_the_ledger_is_not_accepted(
     import dataclasses
     import shutil
 
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
-    from ledger.credentials import Credential
 
     ledger.set(*ADDRESS[1::2], VALUE)
     other_home = tmp_path / "copy-home"
@@ -454,8 +454,8 @@ def _legacy_seal(fingerprint_key: bytes, oid: str, version: int, topic: str, sta
 def test_a_ledger_with_first_format_seals_keeps_working(ledger: Ledger) -> None:
     """Snapshots sealed before seals named the ledger and its history are not used (folded
     from the events, with a warning) and `doctor --repair` removes them."""
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
-    from ledger.credentials import Credential
 
     ledger.set(*ADDRESS[1::2], VALUE)
     app = ledger._app()

@@ -31,8 +31,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from ledger import context
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.credentials import Credential
 from tests.clikit import Ledger
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -303,7 +303,7 @@ def test_a_failed_init_leaves_no_ledger_and_the_next_step_stays_init(
 def test_an_empty_ledger_file_asks_for_init_and_records_nothing(cli_env: dict[str, str]) -> None:
     """A store nobody initialised (left by an older failed init, or an empty PostgreSQL
     database): commands without a credential say `secrets init`; a login records no denial."""
-    from ledger.config import open_ledger
+    from ledger.store.opening import open_ledger
 
     home = Path(cli_env["SECRETS_LEDGER_HOME"])
     open_ledger(home, create=True).close()

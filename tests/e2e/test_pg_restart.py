@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger, entry_name
-from ledger.config import open_ledger
-from ledger.credentials import Credential
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from tests.clikit import FILE_VAULT_PASSPHRASE, Ledger, start_ledger
 from tests.pg_cluster import PgCluster

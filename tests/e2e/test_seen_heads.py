@@ -1,5 +1,6 @@
 """A decision notices an aggregate's newest event deleted, or an older one edited and relinked,
-when this host has seen it (ledger/seen_heads.py; docs/security.md, "What this host has seen").
+when this host has seen it (ledger/integrity/seen_heads.py; docs/security.md, "What this host has
+seen").
 
 Each attack is made straight in the store's tables, as a writer of the SQLite file or of the
 PostgreSQL tables can (the chain links are unkeyed SHA-256: anyone recomputes them), then the
@@ -15,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from ledger.chain import GENESIS, link
 from ledger.operator import operator_id
+from ledger.store.chain import GENESIS, link
 from tests.clikit import Ledger, start_ledger
 
 SERVICE, NAME = "nexus", "mcp.bun.apiKey"
@@ -253,7 +254,7 @@ def test_a_ledger_copy_and_a_second_home_raise_no_false_alarm(
     ledger.set(SERVICE, NAME, OLD_VALUE)
     _ok(ledger.run("get", *ADDRESS))
     # A second home on the same store (for SQLite: the same file named by URL).
-    url = ledger.database_url or f"sqlite:///{ledger.home / 'ledger.sqlite'}"
+    url = ledger.store.database_url or f"sqlite:///{ledger.home / 'ledger.sqlite'}"
     other = Ledger(
         home=tmp_path / "second-home",
         env={**ledger.env, "SECRETS_LEDGER_HOME": str(tmp_path / "second-home")},

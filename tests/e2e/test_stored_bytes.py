@@ -57,7 +57,7 @@ def _insert(ledger: Ledger, table: str, oid: UUID, version: int, topic: str, sta
 def _link_newest(ledger: Ledger, oid: UUID, version: int, topic: str, state: bytes) -> None:
     """Give the newest event row (the one just inserted) the chain link anyone can compute
     (the chain needs no secret), so that what refuses it is decoding, not the chain check."""
-    from ledger.chain import link
+    from ledger.store.chain import link
 
     if ledger.database_url is None:
         with sqlite3.connect(ledger.home / "ledger.sqlite") as db:

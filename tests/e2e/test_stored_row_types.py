@@ -286,7 +286,7 @@ def _sql(ledger: Ledger, sqlite: str, postgres: str, params: tuple[object, ...] 
 
 def _append_linked(ledger: Ledger, oid: UUID, topic: str, state: bytes) -> int:
     """An event appended with the link anyone can compute (the chain needs no secret)."""
-    from ledger.chain import link
+    from ledger.store.chain import link
 
     _sql(
         ledger,

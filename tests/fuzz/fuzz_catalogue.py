@@ -9,8 +9,8 @@ import atheris
 from _common import Finding, main
 
 with atheris.instrument_imports():
-    from ledger.catalogue import load_catalogue
     from ledger.errors import ValidationFailed
+    from ledger.rotation.catalogue import load_catalogue
 
 PATH = Path(tempfile.mkdtemp(prefix="fuzz-catalogue-")) / "catalogue.toml"
 

@@ -10,9 +10,9 @@ import atheris
 from _common import Finding, main
 
 with atheris.instrument_imports():
-    from ledger import tokens
-    from ledger.credentials import Credential
-    from ledger.session_file import SESSION_FILE_VARIABLE, TOKEN_VARIABLE, credential
+    from ledger.access import tokens
+    from ledger.access.credentials import Credential
+    from ledger.access.session_file import SESSION_FILE_VARIABLE, TOKEN_VARIABLE, credential
 
 HOME = Path(tempfile.mkdtemp(prefix="fuzz-session-"))
 os.environ.pop(TOKEN_VARIABLE, None)

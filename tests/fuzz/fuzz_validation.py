@@ -8,8 +8,8 @@ import atheris
 from _common import Finding, main
 
 with atheris.instrument_imports():
-    from ledger.catalogue import builtin_catalogue
     from ledger.errors import ValidationFailed
+    from ledger.rotation.catalogue import builtin_catalogue
     from ledger.validation import validate_address, validate_value
 
 SPECS = [None, *builtin_catalogue()]

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger, entry_name
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import KeychainUnavailable, NotFound, PermissionDenied, ValidationFailed
 from ledger.records import Denial, ReadReceipt, Rejection
 from ledger.secret import Secret
+from ledger.store.opening import open_ledger
 from ledger.vault.intents import process_start
 from tests.fakes import FlakyKeyring
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)

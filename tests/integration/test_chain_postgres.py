@@ -13,11 +13,11 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from ledger.application import SecretsLedger
-from ledger.chain import ChainedRecorder, verify, verify_store
-from ledger.config import open_ledger
 from ledger.errors import IntegrityFailure
 from ledger.secret import Secret
-from ledger.store_postgres import ChainedPostgresApplicationRecorder
+from ledger.store.chain import ChainedRecorder, verify, verify_store
+from ledger.store.opening import open_ledger
+from ledger.store.postgres import ChainedPostgresApplicationRecorder
 from ledger.vault.memory import MemoryKeyring
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)
 
@@ -184,8 +184,8 @@ def test_a_least_privileged_role_can_use_a_ledger_another_role_created(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
 ) -> None:
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
-    from ledger.credentials import Credential
 
     owner = open_ledger(tmp_path / "o", create=True, backend=MemoryKeyring(), database_url=pg_url)
     issued = owner.initialize("alice")
@@ -247,8 +247,8 @@ def test_the_library_insert_function_is_refused_because_it_bypasses_the_chain(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
 ) -> None:
-    from ledger.config_postgres import postgres_env
-    from ledger.database_url import PostgresLocation, parse
+    from ledger.store.config_postgres import postgres_env
+    from ledger.store.database_url import PostgresLocation, parse
 
     location = parse(pg_url)
     assert isinstance(location, PostgresLocation)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.config import open_ledger
-from ledger.credentials import Credential
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)
 

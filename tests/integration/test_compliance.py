@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger
-from ledger.catalogue import load_catalogue
-from ledger.config import open_ledger
 from ledger.context import frozen_clock
-from ledger.credentials import Credential
-from ledger.rotation import Rotator
+from ledger.rotation.catalogue import load_catalogue
+from ledger.rotation.runs import Rotator
+from ledger.store.opening import open_ledger
 from projections.compliance import compliance
 from tests.fakes import FlakyKeyring
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ledger.address import SecretAddress
-from ledger.config import open_ledger
 from ledger.errors import LedgerUnavailable
+from ledger.store.opening import open_ledger
 from tests.fakes import FlakyKeyring
 from tests.faults_kit import chain_ok, fault_value, fill_leaving, senior, tmpfs
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import FINGERPRINT_KEY_ENTRY, SecretsLedger, entry_name
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import IntegrityFailure, KeychainUnavailable, PermissionDenied, ValidationFailed
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from projections.views import Views
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)

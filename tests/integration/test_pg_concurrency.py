@@ -13,13 +13,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import FINGERPRINT_KEY_ENTRY
-from ledger.chain import verify_store
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.secret import Secret
-from ledger.store_postgres import ChainedPostgresApplicationRecorder
+from ledger.store.chain import verify_store
+from ledger.store.opening import open_ledger
+from ledger.store.postgres import ChainedPostgresApplicationRecorder
 from ledger.vault.memory import MemoryKeyring
 from tests.clikit import REPO
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)

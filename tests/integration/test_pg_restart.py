@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger, entry_name
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import LedgerError
-from ledger.store_postgres import ChainedPostgresApplicationRecorder
+from ledger.store.opening import open_ledger
+from ledger.store.postgres import ChainedPostgresApplicationRecorder
 from ledger.vault.memory import MemoryKeyring
 from tests.pg_cluster import PgCluster
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)

@@ -186,7 +186,7 @@ def _rebuild_elsewhere(
         # SIGINT ignored, and Python then raises no KeyboardInterrupt.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         from pathlib import Path
-        from ledger.config import open_ledger
+        from ledger.store.opening import open_ledger
         from ledger.vault.memory import MemoryKeyring
         from projections import views_catchup
         from projections.views import Views

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from ledger import context
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import PermissionDenied, ValidationFailed
 from ledger.records import Incident
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from projections.reports import RENDERERS, build
 

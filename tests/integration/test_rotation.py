@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger
-from ledger.catalogue import load_catalogue
-from ledger.config import open_ledger
 from ledger.context import frozen_clock
-from ledger.credentials import Credential
 from ledger.errors import NotFound, PermissionDenied, ValidationFailed
 from ledger.records import Incident, Rejection
-from ledger.rotation import (
+from ledger.rotation.catalogue import load_catalogue
+from ledger.rotation.runs import (
     DUE_SOON,
     EXEMPT,
     OK,
@@ -25,6 +24,7 @@ from ledger.rotation import (
 )
 from ledger.rotation_records import RotationRun
 from ledger.secret import Secret
+from ledger.store.opening import open_ledger
 from tests.fakes import FlakyKeyring
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -1,4 +1,5 @@
-"""The seen-heads file (ledger/seen_heads.py) under processes of one host writing at once, and
+"""The seen-heads file (ledger/integrity/seen_heads.py) under processes of one host writing at
+once, and
 its rule that a record is never lowered. The attacks it stops are in
 tests/e2e/test_seen_heads.py."""
 
@@ -9,7 +10,7 @@ import sqlite3
 from pathlib import Path
 from uuid import UUID, uuid4
 
-from ledger.seen_heads import Head, SeenHeads
+from ledger.integrity.seen_heads import Head, SeenHeads
 
 AGGREGATE = UUID(int=7)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.operator import operator_id
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 
 ADDR = SecretAddress("production", "svc", "many.versions")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import NotFound
+from ledger.store.opening import open_ledger
 from tests.fakes import FlakyKeyring, UnlistableKeyring
 from tests.pg_fixtures import pg, pg_url  # noqa: F401  (fixtures)
 

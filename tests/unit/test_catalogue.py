@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ledger.catalogue import (
+from ledger.errors import ValidationFailed
+from ledger.rotation.catalogue import (
     BUILTIN_SPECS,
     GENERATED_FORMATS,
     MAX_CATALOGUE_BYTES,
@@ -18,7 +19,6 @@ from ledger.catalogue import (
     load_catalogue,
     lookup,
 )
-from ledger.errors import ValidationFailed
 from ledger.validation import FORMAT_NAMES
 
 EXPECTED = [

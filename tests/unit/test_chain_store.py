@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from ledger.chain import verify
-from ledger.config import open_ledger
 from ledger.secret import Secret
-from ledger.store_sqlite import ChainedSQLiteApplicationRecorder
+from ledger.store.chain import verify
+from ledger.store.opening import open_ledger
+from ledger.store.sqlite import ChainedSQLiteApplicationRecorder
 from ledger.vault.memory import MemoryKeyring
 
 _KEEP: list[object] = []  # the application owns the connection pool: keep it alive

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ledger.catalogue import load_catalogue
-from ledger.rotation import DUE_SOON, EMERGENCY_PENDING, EXEMPT, NEVER_ROTATED, OK, OVERDUE
+from ledger.rotation.catalogue import load_catalogue
+from ledger.rotation.runs import DUE_SOON, EMERGENCY_PENDING, EXEMPT, NEVER_ROTATED, OK, OVERDUE
 from projections.dashboard import rotation_status
 from projections.timefmt import iso
 from projections.views import SecretRow

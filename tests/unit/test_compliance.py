@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 
 from commands.values_file import load_values
 from ledger import context
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.catalogue import load_catalogue
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import LedgerError, ValidationFailed
-from ledger.rotation import assess
+from ledger.rotation.catalogue import load_catalogue
+from ledger.rotation.runs import assess
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from projections.compliance import compliance, parse_as_of
 

@@ -13,10 +13,10 @@ import pytest
 
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger, entry_name
-from ledger.config import open_ledger
 from ledger.errors import KeychainUnavailable, LedgerUnavailable
 from ledger.operator import Operator, operator_id
 from ledger.secret import Secret
+from ledger.store.opening import open_ledger
 from tests.fakes import FlakyKeyring
 from tests.faults_kit import chain_ok, fault_value, senior
 

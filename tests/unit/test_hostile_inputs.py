@@ -162,7 +162,7 @@ def test_a_nested_values_file_still_works(tmp_path: Path) -> None:
 
 
 def test_a_deeply_nested_catalogue_is_a_catalogue_error(tmp_path: Path) -> None:
-    from ledger.catalogue import load_catalogue
+    from ledger.rotation.catalogue import load_catalogue
 
     path = tmp_path / "catalogue.toml"
     path.write_text("a=" + "[" * 5000)

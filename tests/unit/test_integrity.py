@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.chain import GENESIS, link
 from ledger.checkpoint import CHECKPOINT_TOPIC, public_hex_from_pem, public_pem
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import IntegrityFailure
+from ledger.store.chain import GENESIS, link
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 
 _KEEP: list[object] = []

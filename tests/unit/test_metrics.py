@@ -17,9 +17,9 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from ledger import context
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.config import open_ledger
-from ledger.credentials import Credential
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -97,7 +97,7 @@ def test_collector_in_process_buckets_unexpected_labels(tmp_path: Path) -> None:
 def test_rotation_overdue_follows_the_catalogue(
     service: str, name: str, days: int, overdue: bool
 ) -> None:
-    from ledger.catalogue import BUILTIN_SPECS, Catalogue, KeySpec
+    from ledger.rotation.catalogue import BUILTIN_SPECS, Catalogue, KeySpec
     from projections.metrics import rotation_overdue
 
     team = KeySpec(
@@ -114,7 +114,7 @@ def test_rotation_overdue_follows_the_catalogue(
     assert rotation_overdue(service, name, written, now, catalogue) is overdue
 
     # The same verdict as the rotation policy's own assessment of the aggregate.
-    from ledger.rotation import OVERDUE, assess
+    from ledger.rotation.runs import OVERDUE, assess
     from ledger.secret import Secret
 
     with context.frozen_clock(lambda: written):

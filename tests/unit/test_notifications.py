@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from eventsourcing.persistence import Notification
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import IntegrityFailure
-from ledger.notifications import notifications, originator_of, topic_of
 from ledger.operator import Operator
 from ledger.secret import Secret
+from ledger.store.notifications import notifications, originator_of, topic_of
+from ledger.store.opening import open_ledger
 from tests.fakes import FlakyKeyring
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.database_url import PostgresLocation, parse
+from ledger.store.database_url import PostgresLocation, parse
 
 URL = "postgresql://alice@db.example:5432/secrets"
 

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import context
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import LedgerError
 from ledger.secret import Secret
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from projections import replay, replay_states
 from projections.replay import Replayer, snapshot
@@ -461,7 +461,7 @@ def test_a_state_folded_on_is_saved_with_only_its_marked_secrets_encoded_again(
 def test_replay_gives_each_secret_its_compliance_as_it_was_then(tmp_path: Path) -> None:
     """`with_compliance` (what `audit replay` shows) is the rotation policy of `rotate-status`
     evaluated then, over the log cut at the replayed position (not by timestamp)."""
-    from ledger.catalogue import load_catalogue
+    from ledger.rotation.catalogue import load_catalogue
     from projections.compliance import compliance
 
     catalogue = load_catalogue(None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger import topics
+from ledger.codec import topics
 from projections import replay, secret_summary
 
 

@@ -23,15 +23,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from ledger.access.credentials import Credential
+from ledger.access.policy import SENIOR
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger, entry_name
-from ledger.chain import verify
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import NotFound, PermissionDenied, ValidationFailed
-from ledger.generate import generate_value
-from ledger.policy import SENIOR
-from ledger.rotation import Rotator
+from ledger.rotation.generate import generate_value
+from ledger.rotation.runs import Rotator
+from ledger.store.chain import verify
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from projections.replay import Replayer
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger
-from ledger.chain import ChainReport, link, verify
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import PermissionDenied
-from ledger.snapshot_check import verify_snapshots
+from ledger.integrity.snapshot_check import verify_snapshots
+from ledger.store.chain import ChainReport, link, verify
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 
 Tamper = Callable[[sqlite3.Connection], None]
@@ -228,7 +228,7 @@ def test_a_forged_operator_snapshot_is_found(
     """The dangerous case: an analyst promoted by a snapshot, not by an event. Operators are
     not snapshotted, so the attacker writes one: the real code's own snapshot of bob, with
     the role edited, sealed with a made-up key."""
-    from ledger.decoding import seal
+    from ledger.codec.decoding import seal
     from ledger.operator import operator_id
 
     home = _copy(original, tmp_path)

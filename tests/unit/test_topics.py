@@ -1,4 +1,4 @@
-"""The allow-list of stored types (ledger/topics.py) against the classes the code defines, and
+"""The allow-list of stored types (ledger/codec/topics.py) against the classes the code defines, and
 the mapper's refusals, without any service."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import ledger.application
 import ledger.checkpoint
 import ledger.records
 import ledger.rotation_records
-from ledger import topics
-from ledger.decoding import (
+from ledger.codec import topics
+from ledger.codec.decoding import (
     AllowListMapper,
     UndecodableData,
     is_sealed,
@@ -62,7 +62,7 @@ def test_every_aggregate_and_event_class_is_listed_and_nothing_else() -> None:
 def _mapper() -> AllowListMapper:
     from eventsourcing.persistence import DatetimeAsISO, UUIDAsHex
 
-    from ledger.transcodings import ALL
+    from ledger.codec.transcodings import ALL
 
     transcoder = JSONTranscoder()
     for transcoding in (UUIDAsHex(), DatetimeAsISO(), *ALL):
@@ -172,7 +172,7 @@ def test_a_field_with_a_plain_default_may_be_absent_from_an_older_state() -> Non
     a field with a default factory (the acting operator) must be stored."""
     from dataclasses import dataclass
 
-    from ledger.state_shapes import conforms, shape_of
+    from ledger.codec.state_shapes import conforms, shape_of
 
     @dataclass(frozen=True)
     class Later:

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.catalogue import BUILTIN_SPECS, GENERATED_FORMATS, KeySpec, lookup
 from ledger.errors import ValidationFailed
-from ledger.generate import ALPHABET_SYMBOLS, PASSWORD_LENGTH, generate_value
+from ledger.rotation.catalogue import BUILTIN_SPECS, GENERATED_FORMATS, KeySpec, lookup
+from ledger.rotation.generate import ALPHABET_SYMBOLS, PASSWORD_LENGTH, generate_value
 from ledger.validation import (
     _WITHHELD,
     FORMAT_NAMES,

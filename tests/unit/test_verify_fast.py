@@ -1,4 +1,4 @@
-"""`audit verify`'s fast pass (events joined with their links, ledger/chain.py `verify_fast`)
+"""`audit verify`'s fast pass (events joined with their links, ledger/store/chain.py `verify_fast`)
 against the careful walk alone, on SQLite and PostgreSQL: for an untouched ledger and for each
 kind of tampering the two give the same report (fault kind, position, detail, counts, head).
 Pages are made tiny so that faults fall inside pages, on their edges and past the last one."""

@@ -11,11 +11,11 @@ from uuid import UUID
 import pytest
 
 from ledger import context
+from ledger.access.credentials import Credential
 from ledger.address import SecretAddress
 from ledger.application import SecretsLedger
-from ledger.config import open_ledger
-from ledger.credentials import Credential
 from ledger.errors import PermissionDenied
+from ledger.store.opening import open_ledger
 from ledger.vault.memory import MemoryKeyring
 from projections import views as views_module
 from projections import views_catchup, views_fold
@@ -352,7 +352,7 @@ def test_views_of_another_format_are_caught_up_again_from_the_log(tmp_path: Path
 def test_every_stored_event_class_has_a_view_handler() -> None:
     """The views choose what an event does by its class: a new event class must be given a
     handler (or `_audit_only`), never fall through unnoticed."""
-    from ledger import topics
+    from ledger.codec import topics
 
     stored = {topics.stored_class(t) for t in topics.EVENT_OWNERS}
     assert set(views_fold.handlers()) == stored

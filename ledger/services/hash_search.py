@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ledger.policy import Permission
+from ledger.access.policy import Permission
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
     from ledger.application import SecretsLedger
-    from ledger.credentials import Credential
 
 ACTION = "audit hash"
 

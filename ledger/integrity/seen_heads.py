@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from ledger.authority import DamagedHistory, LinkedRecorder
+from ledger.access.authority import DamagedHistory, LinkedRecorder
 
 FORMAT = 1  # PRAGMA user_version of the file's rows
 BUSY_TIMEOUT = 5.0  # seconds another process of this host may hold the file's write lock

@@ -22,7 +22,8 @@ database  database.password     generated_password  generated
 Format rules and their sources are documented in `ledger.validation`.
 
 Rotation kinds: ``external`` (a person obtains the new value from the provider), ``generated``
-(the ledger can make a new value itself, see `ledger.generate`) and ``none`` (an identifier, not
+(the ledger can make a new value itself, see `ledger.rotation.generate`) and ``none`` (an
+identifier, not
 a credential: never due for rotation). ``rotation_days`` (default 90, the compliance period) and
 ``warning_days`` (default 14) must be positive, at most 3650, and ``warning_days`` must be less
 than ``rotation_days``.
@@ -77,7 +78,8 @@ __all__ = [
 RotationKind = Literal["external", "generated", "none"]
 ROTATION_KINDS: Final[tuple[str, ...]] = get_args(RotationKind)
 
-#: Formats `ledger.generate.generate_value` can produce; only these may use rotation "generated".
+#: Formats `ledger.rotation.generate.generate_value` can produce; only these may use rotation
+# "generated".
 GENERATED_FORMATS: Final[frozenset[str]] = frozenset({"generated_password"})
 
 MAX_DAYS: Final = 3650

@@ -14,7 +14,8 @@ from eventsourcing.sqlite import (
     SQLiteCursor,
 )
 
-from ledger.chain import (
+from ledger.errors import BadConfiguration
+from ledger.store.chain import (
     GENESIS,
     MAX_VERSION,
     JoinedPage,
@@ -23,10 +24,9 @@ from ledger.chain import (
     link,
     refuse_cut_log,
 )
-from ledger.errors import BadConfiguration
 
 if TYPE_CHECKING:
-    from ledger.authority import LinkedRow
+    from ledger.access.authority import LinkedRow
 
 CHAIN_TABLE = "event_chain"
 SNAPSHOTS_TABLE = "stored_snapshots"  # the library's fixed name on SQLite
@@ -183,7 +183,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         self, originator_id: UUID, gt: int | None, lte: int | None
     ) -> list[LinkedRow]:
         """One aggregate's events (versions in (gt, lte]) each with the link stored at its
-        position and the one stored before it, in one query (ledger/authority.py)."""
+        position and the one stored before it, in one query (ledger/access/authority.py)."""
         with self.datastore.transaction(commit=False) as c:
             c.sqlite_cursor.row_factory = None
             c.execute(

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ledger.database_url import PostgresLocation
 from ledger.errors import BadConfiguration, IntegrityFailure, LedgerUnavailable, NotInitialized
+from ledger.store.database_url import PostgresLocation
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ledger.application import SecretsLedger
 
 APPLICATION_NAME = "SecretsLedger"
-RECORDER_TOPIC = "ledger.store_postgres:ChainedPostgresApplicationRecorder"
+RECORDER_TOPIC = "ledger.store.postgres:ChainedPostgresApplicationRecorder"
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT_SECONDS = 30
 # No statement of the ledger's waits for a table lock but a writer's LOCK ... EXCLUSIVE, which
@@ -159,7 +159,7 @@ def open_postgres_ledger(
     from eventsourcing.persistence import PersistenceError
 
     from ledger.application import SecretsLedger
-    from ledger.config import make_private
+    from ledger.store.home import make_private
 
     exists = probe(location, create=create)
     if not exists and not create:

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.chain import (
+from ledger.checkpoint import CHECKPOINT_TOPIC, SignedHead, Witness
+from ledger.store.chain import (
     GENESIS,
     ChainFault,
     ChainReport,
@@ -23,7 +24,6 @@ from ledger.chain import (
     verify,
     verify_fast,
 )
-from ledger.checkpoint import CHECKPOINT_TOPIC, SignedHead, Witness
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import string
 from collections.abc import Callable
 from typing import Final
 
-from ledger.catalogue import KeySpec
+from ledger.rotation.catalogue import KeySpec
 
 __all__ = ["ALPHABET_SYMBOLS", "PASSWORD_ALPHABET", "PASSWORD_LENGTH", "generate_value"]
 

@@ -14,8 +14,8 @@ from uuid import UUID
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
+from ledger.codec.topics import EVENT_OWNERS
 from ledger.errors import IntegrityFailure
-from ledger.topics import EVENT_OWNERS
 
 PAGE_SIZE = 1000
 
@@ -27,7 +27,7 @@ def topic_of(aggregate: type[Any], event_name: str) -> str:
     as class attributes; the allow-list makes a misspelt or renamed event fail here, at once."""
     topic = f"{get_topic(aggregate)}.{event_name}"
     if topic not in EVENT_OWNERS:
-        raise ValueError(f"{topic} is not a recorded event (ledger/topics.py)")
+        raise ValueError(f"{topic} is not a recorded event (ledger/codec/topics.py)")
     return topic
 
 

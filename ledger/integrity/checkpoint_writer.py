@@ -18,8 +18,8 @@ from ledger.checkpoint import (
     sign,
     signed_message,
 )
-from ledger.checkpoint_names import CHECKPOINT_KEY_ENTRY, WITNESS_ENTRY
 from ledger.errors import IntegrityFailure, KeychainUnavailable, LedgerError
+from ledger.integrity.checkpoint_names import CHECKPOINT_KEY_ENTRY, WITNESS_ENTRY
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
@@ -104,7 +104,7 @@ def verify_since(app: SecretsLedger, previous: SignedHead | None) -> None:
     history. The whole chain is walked, not only what follows the previous checkpoint: an
     edit before it (its link left as it was) would otherwise be signed over anew, as if
     the log still held. One hash per event: seconds for a million events."""
-    from ledger.chain import GENESIS, verify
+    from ledger.store.chain import GENESIS, verify
 
     recorder = app.uow.chained_recorder()
     if previous is not None and previous.position:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ledger.access.policy import Permission
 from ledger.errors import ValidationFailed
-from ledger.policy import Permission
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential
     from ledger.application import SecretsLedger
-    from ledger.credentials import Credential
 
 ACTION = "ledger retention"
 

@@ -12,8 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+from ledger.access.credentials import Credential
 from ledger.application import OpenedSession
-from ledger.credentials import Credential
 from ledger.errors import LedgerUnavailable
 
 TOKEN_VARIABLE = "SECRETS_LEDGER_TOKEN"  # noqa: S105  (a variable name)

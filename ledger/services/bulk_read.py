@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from ledger.access.policy import Permission
 from ledger.entries import entry_name
-from ledger.policy import Permission
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential
     from ledger.address import SecretAddress
     from ledger.application import SecretsLedger
-    from ledger.credentials import Credential
     from ledger.secret import Version
 
 

@@ -47,16 +47,15 @@ from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from ledger import context
+from ledger.access.policy import SENIOR, Permission
 from ledger.address import SecretAddress
-from ledger.catalogue import Catalogue, KeySpec, load_catalogue
-from ledger.checked_events import checked_event
 from ledger.errors import IntegrityFailure, LedgerError, NotFound, ValidationFailed
-from ledger.generate import generate_value
-from ledger.notifications import notifications, originator_of
+from ledger.integrity.checked_events import checked_event
 from ledger.operator import Operator
-from ledger.policy import SENIOR, Permission
 from ledger.records import Incident, Rejection
-from ledger.rotation_policy import (
+from ledger.rotation.catalogue import Catalogue, KeySpec, load_catalogue
+from ledger.rotation.generate import generate_value
+from ledger.rotation.policy import (
     DEFAULT_ROTATION_DAYS,
     DEFAULT_WARNING_DAYS,
     DUE_SOON,
@@ -73,11 +72,12 @@ from ledger.rotation_policy import (
 )
 from ledger.rotation_records import RotationRun, ScheduleChange
 from ledger.secret import Secret, Version
+from ledger.store.notifications import notifications, originator_of
 from ledger.validation import validate_environment, validate_value
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential, Principal
     from ledger.application import SecretsLedger
-    from ledger.credentials import Credential, Principal
 
 BOT_OPERATOR: Final = "rotation-bot"
 UNCHANGED_VALUE: Final = "unchanged-value"
@@ -893,7 +893,7 @@ def parse_address(text: str) -> SecretAddress:
     return SecretAddress.parse(*parts)
 
 
-# The policy names are defined in ledger/rotation_policy.py and re-exported from here.
+# The policy names are defined in ledger/rotation/policy.py and re-exported from here.
 __all__ = [
     "BOT_OPERATOR",
     "BOT_TOKEN_ENTRY",

@@ -16,8 +16,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from ledger.chain import ChainedRecorder, StoredRow, verify
 from ledger.errors import BadConfiguration, IntegrityFailure
+from ledger.store.chain import ChainedRecorder, StoredRow, verify
 
 
 class CopyableRecorder(ChainedRecorder, Protocol):

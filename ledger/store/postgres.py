@@ -30,7 +30,8 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from ledger.chain import (
+from ledger.errors import BadConfiguration, IntegrityFailure
+from ledger.store.chain import (
     GENESIS,
     MAX_VERSION,
     JoinedPage,
@@ -39,14 +40,13 @@ from ledger.chain import (
     link,
     refuse_cut_log,
 )
-from ledger.config_postgres import SESSION_LOCK_TIMEOUT_SECONDS
-from ledger.errors import BadConfiguration, IntegrityFailure
+from ledger.store.config_postgres import SESSION_LOCK_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     from psycopg import Cursor
     from psycopg.rows import DictRow
 
-    from ledger.authority import LinkedRow
+    from ledger.access.authority import LinkedRow
 
 PAGE = 5000
 COPY_PAGE = 1000
@@ -78,7 +78,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         # blocks every read; the library bounds only its own LOCK statement. Every statement
         # of every connection of the pool (opened lazily, by the first query: not before
         # this) waits for a lock at most this long, then fails with a clear error
-        # (ledger/config_postgres.py `locked_out`).
+        # (ledger/store/config_postgres.py `locked_out`).
         connect_kwargs = datastore.pool.kwargs
         if not isinstance(connect_kwargs, dict):  # the library passes a dict: never a callable
             raise ProgrammingError("cannot bound lock waits: unexpected connection pool settings")
@@ -282,7 +282,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         self, originator_id: UUID, gt: int | None, lte: int | None
     ) -> list[LinkedRow]:
         """One aggregate's events (versions in (gt, lte]) each with the link stored at its
-        position and the one stored before it, in one query (ledger/authority.py)."""
+        position and the one stored before it, in one query (ledger/access/authority.py)."""
         query = SQL(
             "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
             "c.link, (SELECT p.link FROM {1} AS p WHERE p.notification_id < e.notification_id "

@@ -194,7 +194,7 @@ def _entry_recorded(app: SecretsLedger, entry: str) -> bool:
 
 
 def _check_snapshots(app: SecretsLedger, repair: bool) -> tuple[list[str], list[str]]:
-    from ledger.snapshot_check import verify_snapshots
+    from ledger.integrity.snapshot_check import verify_snapshots
 
     # The events each snapshot is compared with are chain-checked: a snapshot is removed
     # only on the word of events that verify.

@@ -1,7 +1,7 @@
 """Stored bytes turned back into this project's objects, and nothing else.
 
 `AllowListMapper` is the library's mapper with the checks storage needs once it is hostile:
-the row's topic is looked up in ledger/topics.py before anything is resolved, a created
+the row's topic is looked up in ledger/codec/topics.py before anything is resolved, a created
 event's `originator_topic` must name the aggregate that owns the event class, a snapshot's
 `topic` an aggregate that takes snapshots, and any failure on the way (bad JSON, a state that
 does not fit its class, an unknown topic) is `UndecodableData`: an integrity failure that
@@ -35,9 +35,9 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 
-from ledger import topics
+from ledger.codec import topics
+from ledger.codec.state_shapes import conforms, shape_of
 from ledger.errors import IntegrityFailure
-from ledger.state_shapes import conforms, shape_of
 
 MAGIC = b"slsnap2:"
 LEGACY_MAGIC = b"slsnap1:"

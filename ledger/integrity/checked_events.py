@@ -1,6 +1,6 @@
 """Single events found through the topic index, checked against the hash chain before use.
 
-`notifications` (ledger/notifications.py) hands out rows as the store holds them. A reader
+`notifications` (ledger/store/notifications.py) hands out rows as the store holds them. A reader
 that decides on one of those events (whether an emergency rotation is pending, whether the
 rotation schedule is installed) must not believe an edited or inserted row: each event is
 read again with its chain link (`LinkedRecorder.select_linked`, the read `load_secret` folds
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.persistence import Notification, StoredEvent
 
-from ledger.authority import DamagedHistory, LinkedRecorder, check_row
-from ledger.notifications import originator_of
+from ledger.access.authority import DamagedHistory, LinkedRecorder, check_row
+from ledger.store.notifications import originator_of
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger

@@ -1,7 +1,8 @@
 """Check stored snapshots against their seals and the events they summarise.
 
 Snapshots are a cache outside the hash chain: whoever can write the database could edit one
-(an `Operator`'s role, say). Loads use only snapshots whose seal verifies (ledger/decoding.py);
+(an `Operator`'s role, say). Loads use only snapshots whose seal verifies
+(ledger/codec/decoding.py);
 this check also folds the aggregate's own events up to each snapshot's version and compares
 the result with the stored state, so an auditor without the ledger's key (an evidence bundle)
 still finds an edit. Costs one fold per snapshotted aggregate.
@@ -16,7 +17,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from ledger.decoding import MAGIC, is_legacy_sealed, is_sealed, unseal
+from ledger.codec.decoding import MAGIC, is_legacy_sealed, is_sealed, unseal
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
@@ -158,8 +159,8 @@ def _check_aggregate(
 
 def _checked_events(app: SecretsLedger, aggregate_id: UUID, upto: int) -> list[Any]:
     """The aggregate's events up to version `upto`, each checked against its chain link and
-    decoded (ledger/authority.py), read whole before the fold starts."""
-    from ledger.authority import CheckedEventStore, LinkedRecorder
+    decoded (ledger/access/authority.py), read whole before the fold starts."""
+    from ledger.access.authority import CheckedEventStore, LinkedRecorder
 
     recorder = app.recorder
     if not isinstance(recorder, LinkedRecorder):

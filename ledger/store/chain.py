@@ -2,7 +2,7 @@
 
 Each stored event gets a link: SHA-256 over the previous link, the event's notification id and
 its stored bytes. Links are written in the same transaction as the events (see
-ledger/store_sqlite.py), so there is never an event without its link or a link without its
+ledger/store/sqlite.py), so there is never an event without its link or a link without its
 event, and they follow log order whatever gaps the notification ids have.
 """
 
@@ -28,7 +28,7 @@ GENESIS = b"\x00" * 32
 JoinedRow = tuple[Any, Any, Any, Any, Any, Any]
 JoinedPage = tuple[Sequence[JoinedRow], int]
 # Whether a stored event whose link holds still cannot be used: (position, originator id,
-# version, topic, state) -> the fault, or None (ledger/integrity.py `verify_history`).
+# version, topic, state) -> the fault, or None (ledger/integrity/verify.py `verify_history`).
 RowCheck = Callable[[int, Any, Any, Any, Any], "ChainFault | None"]
 
 
@@ -377,8 +377,8 @@ def _classify(
 
 
 class ChainedRecorder(Protocol):
-    """What verification needs from a chained event store (SQLite: ledger/store_sqlite.py,
-    PostgreSQL: ledger/store_postgres.py). Both yield in ascending notification id order,
+    """What verification needs from a chained event store (SQLite: ledger/store/sqlite.py,
+    PostgreSQL: ledger/store/postgres.py). Both yield in ascending notification id order,
     strictly after `start`."""
 
     def iter_rows(self, start: int = 0) -> Iterator[StoredRow]: ...

@@ -1,6 +1,6 @@
 """The rotation policy alone: statuses, defaults, `policy_status` and `emergency_since`.
 
-Split from ledger/rotation.py (which re-exports all of it) so that a reader of the policy
+Split from ledger/rotation/runs.py (which re-exports all of it) so that a reader of the policy
 (`secrets audit replay`'s compliance column) does not import the rotation machinery.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from ledger.notifications import notifications
 from ledger.records import Incident
+from ledger.store.notifications import notifications
 
 if TYPE_CHECKING:
     from ledger.application import SecretsLedger
-    from ledger.catalogue import KeySpec
+    from ledger.rotation.catalogue import KeySpec
 
 OK: Final = "ok"
 DUE_SOON: Final = "due-soon"
@@ -80,8 +80,8 @@ def emergency_since(
 
     `position` cuts the log there as well (a replay's cut). Reads only the incidents' start
     events (filtered by topic in the store), each checked against the hash chain (exit 6 on
-    damage, ledger/checked_events.py)."""
-    from ledger.checked_events import checked_event
+    damage, ledger/integrity/checked_events.py)."""
+    from ledger.integrity.checked_events import checked_event
 
     newest: datetime | None = None
     for notification in notifications(

@@ -18,8 +18,8 @@ from ledger.errors import ValidationFailed
 from ledger.names import validate_environment, validate_name, validate_service
 
 if TYPE_CHECKING:
+    from ledger.access.credentials import Credential
     from ledger.application import SecretsLedger
-    from ledger.credentials import Credential
 
 REJECTED_PART = "<rejected, {length} characters>"
 # A name's length is shown only up to this: the caller's text is capped before it gets here,

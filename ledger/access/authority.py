@@ -11,7 +11,7 @@ store's business (authenticated there); only what the repository folds on top is
 
 What this cannot see: an attacker who edits an event and recomputes every link after it (the
 chain needs no secret). Signed checkpoints catch that, in `audit verify`, not on every load;
-on load, only for what this host has already seen (ledger/seen_heads.py).
+on load, only for what this host has already seen (ledger/integrity/seen_heads.py).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from uuid import UUID
 from eventsourcing.application import Repository
 from eventsourcing.persistence import EventStore, PersistenceError, StoredEvent
 
-from ledger.chain import GENESIS, link
 from ledger.errors import IntegrityFailure, LedgerError
+from ledger.store.chain import GENESIS, link
 
 # One event as an authority load reads it: (position, originator id as stored, originator
 # version, topic, state, the link stored at its position or None, the link stored before it

@@ -1,0 +1,1 @@
+"""Who may do what: roles, tokens, credentials, sessions, authority checked."""

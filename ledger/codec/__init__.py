@@ -1,0 +1,1 @@
+"""Turning stored bytes into this project's own types, and nothing else."""

@@ -1,0 +1,1 @@
+"""Checking history: verification, signed checkpoints, snapshot checks, doctor."""

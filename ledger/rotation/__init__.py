@@ -1,0 +1,1 @@
+"""Rotation: the catalogue, the policy, generated values and rotation runs."""

@@ -1,0 +1,1 @@
+"""Where events are kept: opening a ledger, the recorders, the hash chain."""
