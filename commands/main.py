@@ -474,7 +474,7 @@ def _invoke(app: typer.Typer, failure: list[str]) -> int:
 
 def _storage_failure(exc: BaseException) -> Exception | None:
     """A full or failing disk under the home of a ledger the command opened (or the default
-    home), as ledger/store/config.py words it; None for any other storage error."""
+    home), as ledger/store/sqlite_file.py words it; None for any other storage error."""
     from commands import runtime
     from ledger.store.sqlite_file import storage_failure
 
