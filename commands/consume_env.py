@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NOT_KEPT = re.compile(r"[^A-Z0-9]")
+# Variables that choose which program runs or what it loads: a secret put there would take
+# over the command (`run` looks CMD up on PATH; the loader honours LD_PRELOAD), so no secret
+# is handed over under these names.
+_RESERVED = re.compile(
+    r"PATH|IFS|ENV|BASH_ENV|SHELLOPTS|PS4|LD_[A-Z0-9_]*|DYLD_[A-Z0-9_]*|PYTHON[A-Z0-9_]*"
+)
 
 
 def default_variable(name: str) -> str:
@@ -51,6 +57,13 @@ def assign(
             "not a valid environment variable name: "
             + ", ".join(bad)
             + "; name it with --map VAR=SERVICE/NAME"
+        )
+    taken = [f"{v} ({a})" for v, a in pairs if _RESERVED.fullmatch(v.upper())]
+    if taken:
+        raise UsageProblem(
+            "not handed to a program, it chooses what runs or what it loads: "
+            + ", ".join(taken)
+            + "; name the secret with --map VAR=SERVICE/NAME"
         )
     by_variable: dict[str, list[str]] = {}
     for variable, address in pairs:

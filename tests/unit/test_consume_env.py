@@ -41,6 +41,19 @@ def test_clashes_and_invalid_names_are_usage_problems() -> None:
     assert sorted(v for v, _ in pairs) == ["A_B", "OTHER"]
 
 
+@pytest.mark.parametrize(
+    "variable", ["PATH", "LD_PRELOAD", "ld_library_path", "PYTHONPATH", "BASH_ENV", "IFS"]
+)
+def test_a_secret_never_chooses_what_runs(variable: str) -> None:
+    # `run` execs CMD through PATH; a secret there (or in the loader's or a shell's startup
+    # variables) would choose the program or inject code into it.
+    with pytest.raises(UsageProblem, match="chooses what runs"):
+        assign([], [(variable, _at("s", "x"))])
+    with pytest.raises(UsageProblem, match="chooses what runs"):
+        assign([_at("s", variable.lower())], [])
+    assert assign([], [("MY_PATH", _at("s", "x"))]) == [("MY_PATH", _at("s", "x"))]
+
+
 @settings(max_examples=300, deadline=None)
 @given(VALUES)
 def test_dotenv_reads_back_every_value(value: str) -> None:
