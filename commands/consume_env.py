@@ -63,7 +63,7 @@ def assign(
         raise UsageProblem(
             "not handed to a program, it chooses what runs or what it loads: "
             + ", ".join(taken)
-            + "; name the secret with --map VAR=SERVICE/NAME"
+            + "; give the secret another name with --map VAR=SERVICE/NAME"
         )
     by_variable: dict[str, list[str]] = {}
     for variable, address in pairs:
