@@ -235,6 +235,8 @@ def test_a_ledger_without_the_record_chooses_as_before(
         ).rowcount
     assert stripped == 1
     rechain(home)  # as the older code would have linked those bytes
+    # ... which kept no witness of what it had seen (ledger/integrity/seen_heads.py)
+    (home / "seen-heads.sqlite").unlink()
     as_file = {**secret_service.env, **PASSPHRASE, "SECRETS_LEDGER_VAULT": "file"}
     ledger = Ledger(
         home=home,
@@ -315,6 +317,11 @@ def test_a_forged_vault_record_is_an_integrity_failure(
         ).rowcount
     assert changed == 1
     rechain(home)  # covered up: the edit passes the chain check on loading
+    # This host saw the settings before the edit: its witness refuses the rewritten history.
+    seen = ledger.run("get", *TARGET)
+    assert seen.returncode == 6 and "rewritten" in seen.stderr, seen.stderr
+    # A host that never saw them (no witness) decodes the forged record and refuses it too.
+    (home / "seen-heads.sqlite").unlink()
     got = ledger.run("get", *TARGET)
     assert got.returncode == 6, got.stderr
     assert "'os.system'" in got.stderr and "Traceback" not in got.stderr

@@ -3,6 +3,7 @@ and chain link; each copy verifies, and the CLI shows the same history from all 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -106,7 +107,11 @@ def test_round_trip_sqlite_postgres_sqlite(
         "SECRETS_LEDGER_DATABASE_URL": f"sqlite://{back_home}",  # that home, with its caches
         "SECRETS_LEDGER_SESSION_FILE": str(cli.home / "session.json"),
     }
-    assert cli.run(*history, "--output", "json", env=on_back).stdout == before.stdout
+    # The history is the same, and it now says who read the secret last (the `get` above).
+    after = json.loads(cli.run(*history, "--output", "json", env=on_back).stdout)
+    earlier = json.loads(before.stdout)
+    assert after.pop("last_read")["version"] == earlier["current_version"]
+    assert after == {k: v for k, v in earlier.items() if k != "last_read"}
 
     # Byte for byte, position for position, link for link, in all three stores.
     original = open_ledger(cli.home, backend=_file_vault(cli.home))
