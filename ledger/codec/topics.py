@@ -1,12 +1,12 @@
 """The only classes that stored bytes may name.
 
 Storage is hostile: whoever can write the SQLite file or a PostgreSQL table writes the topic
-column of an event row, the `originator_topic` inside a created event's state, the `topic`
-inside a snapshot and the value classes packed into a snapshot. The library's `resolve_topic`
-imports whatever module a topic names and returns whatever attribute it names. Here a topic is
-data: it is looked up in these fixed tables first, and only a listed one is resolved (it names
-a module of this package, which decoding imports anyway). Anything else is `UnknownTopic`, an
-integrity failure.
+column of an event row, the `originator_topic` inside a created event's state and the `topic`
+inside a snapshot (values inside a state are decoded by fixed transcodings). The library's
+`resolve_topic` imports whatever module a topic names and returns whatever attribute it
+names. Here a topic is data: it is looked up in these fixed tables first, and only a listed
+one is resolved (it names a module of this package, which decoding imports anyway).
+Anything else is `UnknownTopic`, an integrity failure.
 
 tests/unit/test_topics.py checks the tables against the classes the aggregates define, so a new
 event class that is not listed fails a test, not a user's command.
@@ -66,8 +66,6 @@ SNAPSHOT_TOPIC = "ledger.stamping:LedgerSnapshot"
 # The aggregates that take snapshots (SecretsLedger.snapshotting_intervals): a snapshot naming
 # any other aggregate was not written by this code.
 SNAPSHOTTED_AGGREGATES = frozenset({"ledger.secret:Secret"})
-# The frozen dataclasses a snapshot packs (ledger/stamping.py).
-VALUE_TOPICS = frozenset({"ledger.operator:Session", "ledger.secret:Version"})
 STORED_TOPICS = frozenset(EVENT_OWNERS) | {SNAPSHOT_TOPIC}
 
 
@@ -92,10 +90,4 @@ def stored_class(topic: object) -> type[Any]:
 def aggregate_class(topic: object) -> type[Any]:
     """The aggregate class a stored state names, or UnknownTopic."""
     found: type[Any] = _listed(topic, AGGREGATE_TOPICS, "aggregate type")
-    return found
-
-
-def value_class(topic: object) -> type[Any]:
-    """The dataclass a snapshot packs (ledger/stamping.py), or UnknownTopic."""
-    found: type[Any] = _listed(topic, VALUE_TOPICS, "value type")
     return found
