@@ -17,7 +17,9 @@ def test_a_value_is_found_wherever_it_was_ever_held(ledger: Ledger) -> None:
     ledger.set("nexus", "mcp.bun.apiKey", LEAKED)  # v3: the same value again
     ledger.set("nexus", "mcp.openai.apiKey", LEAKED, "-e", "staging")
     ledger.set("database", "database.password", LEAKED)
-    destroyed = ledger.run("destroy", "--service", "database", "--name", "database.password")
+    destroyed = ledger.run(
+        "destroy", "--service", "database", "--name", "database.password", "--yes"
+    )
     assert destroyed.returncode == 0, destroyed.stderr
     ledger.set("telegram", "telegram.chat.id", "-1001234567")
 

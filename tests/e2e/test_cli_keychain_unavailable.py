@@ -101,10 +101,14 @@ def test_init_refuses_a_keychain_it_cannot_use(
     ledger = Ledger(home=home, env=env, backend_factory=secret_service.backend)
     result = ledger.run("init", "--operator", "alice")
     assert result.returncode == 8, result.stderr
-    line = _one_clear_line(result.stderr)
+    # The failed init says it removed the ledger file it had begun (commands/init_undo.py),
+    # then the one clear reason.
+    notice, _, reason = result.stderr.partition("\n")
+    assert notice.startswith("init failed: removed the unfinished ledger file"), result.stderr
+    line = _one_clear_line(reason)
     assert says in line and "SECRETS_LEDGER_VAULT=file" in line  # and how to fix it
     assert result.stdout == ""  # no token was issued
-    assert _events(home) == 0
+    assert _events(home) == 0 and not (home / "ledger.sqlite").exists()
 
     fixed = ledger.run("init", "--operator", "alice", env=dict(secret_service.env))
     assert fixed.returncode == 0, fixed.stderr

@@ -42,7 +42,9 @@ def test_a_bundle_is_verified_without_being_written_to(tmp_path: Path) -> None:
         env={**os.environ, "SECRETS_LEDGER_HOME": str(tmp_path / "home")},
     )
     assert result.returncode == 6, result.stderr
-    assert "holds no events" in result.stderr and "checkpoint.json is missing" in result.stderr
+    assert (
+        "is not a SQLite ledger" in result.stderr and "checkpoint.json is missing" in result.stderr
+    )
     assert str(bundle) in result.stderr and "secrets-bundle-" not in result.stderr
     assert sorted(p.name for p in bundle.iterdir()) == ["ledger.sqlite"]
     assert (bundle / "ledger.sqlite").read_bytes() == b""

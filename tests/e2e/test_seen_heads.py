@@ -228,7 +228,7 @@ def test_normal_use_raises_no_false_alarm(ledger: Ledger, tmp_path: Path) -> Non
     _ok(ledger.run("rotate", *ADDRESS, "--value-stdin", input=NEW_VALUE + "z"))
     _ok(ledger.run("delete", "--service", SERVICE, "--name", "other.key"))
     _ok(ledger.run("restore", "--service", SERVICE, "--name", "other.key"))
-    _ok(ledger.run("destroy", "--service", SERVICE, "--name", "other.key"))
+    _ok(ledger.run("destroy", "--service", SERVICE, "--name", "other.key", "--yes"))
     _ok(ledger.run("doctor", "--repair"))
     _ok(ledger.run("projections", "rebuild"))
     assert _ok(ledger.run("get", *ADDRESS)).stdout.strip() == NEW_VALUE + "z"
@@ -254,7 +254,7 @@ def test_a_ledger_copy_and_a_second_home_raise_no_false_alarm(
     ledger.set(SERVICE, NAME, OLD_VALUE)
     _ok(ledger.run("get", *ADDRESS))
     # A second home on the same store (for SQLite: the same file named by URL).
-    url = ledger.store.database_url or f"sqlite:///{ledger.home / 'ledger.sqlite'}"
+    url = ledger.database_url or f"sqlite:///{ledger.home / 'ledger.sqlite'}"
     other = Ledger(
         home=tmp_path / "second-home",
         env={**ledger.env, "SECRETS_LEDGER_HOME": str(tmp_path / "second-home")},
